@@ -1,0 +1,132 @@
+//! The activity log: one tracing event per thing a node does that the seed asks to see.
+//!
+//! Every event has an `event` field from a fixed set, so `--log-format json` output can be
+//! filtered by machine. The seed's six are [`chunk_received`], [`chunk_sent`],
+//! [`list_received`], [`list_sent`], [`request_sent`] and [`request_received`]; the others
+//! mark start-up, the owner's batch, a failed hash and completion. `peer` is always the
+//! other side's address: for a connection we opened, the address we dialled; for one we
+//! accepted, its IP with the listening port it announced in its hello.
+//!
+//! All functions are called inside the node's span, which names the node.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tracing::{info, warn};
+
+use crate::manifest::{ChunkId, Manifest};
+
+/// The `event` values, for tests and documentation.
+pub const EVENTS: [&str; 11] = [
+    "chunk_received",
+    "chunk_sent",
+    "chunk_list_received",
+    "chunk_list_sent",
+    "chunk_request_sent",
+    "chunk_request_received",
+    "owner_start",
+    "peer_start",
+    "owner_batch",
+    "hash_failure",
+    "complete",
+];
+
+/// Where a received chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The file owner.
+    Owner,
+    /// A download neighbor.
+    Neighbor,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Owner => "owner",
+            Source::Neighbor => "neighbor",
+        }
+    }
+}
+
+/// A verified chunk arrived.
+pub fn chunk_received(peer: SocketAddr, id: ChunkId, bytes: usize, source: Source) {
+    info!(event = "chunk_received", chunk = id, %peer, bytes, source = source.as_str(), "chunk received");
+}
+
+/// A chunk was sent.
+pub fn chunk_sent(peer: SocketAddr, id: ChunkId, bytes: usize) {
+    info!(event = "chunk_sent", chunk = id, %peer, bytes, "chunk sent");
+}
+
+/// A chunk ID list arrived.
+pub fn list_received(peer: SocketAddr, chunks: u32) {
+    info!(event = "chunk_list_received", %peer, chunks, "chunk ID list received");
+}
+
+/// A chunk ID list was sent.
+pub fn list_sent(peer: SocketAddr, chunks: u32) {
+    info!(event = "chunk_list_sent", %peer, chunks, "chunk ID list sent");
+}
+
+/// A chunk request was sent.
+pub fn request_sent(peer: SocketAddr, id: ChunkId) {
+    info!(event = "chunk_request_sent", chunk = id, %peer, "chunk request sent");
+}
+
+/// A chunk request arrived.
+pub fn request_received(peer: SocketAddr, id: ChunkId) {
+    info!(event = "chunk_request_received", chunk = id, %peer, "chunk request received");
+}
+
+/// The owner is serving.
+pub fn owner_start(addr: SocketAddr, file: &Path, manifest: &Manifest) {
+    let layout = manifest.layout();
+    info!(
+        event = "owner_start",
+        listen = %addr,
+        file = %file.display(),
+        bytes = layout.file_size(),
+        chunks = layout.chunk_count(),
+        chunk_size = layout.chunk_size(),
+        swarm = %manifest.swarm_id(),
+        "owner serving"
+    );
+}
+
+/// A peer has its manifest and starts exchanging chunks.
+pub fn peer_start(listen: SocketAddr, owner: SocketAddr, neighbor: &str, manifest: &Manifest, held: u32) {
+    info!(
+        event = "peer_start",
+        listen = %listen,
+        owner = %owner,
+        neighbor,
+        file = manifest.name(),
+        chunks = manifest.layout().chunk_count(),
+        held,
+        swarm = %manifest.swarm_id().short(),
+        "peer started"
+    );
+}
+
+/// The owner sent, or a peer received, an initial batch.
+pub fn owner_batch(peer: SocketAddr, chunks: u32, first: Option<ChunkId>, last: Option<ChunkId>) {
+    info!(event = "owner_batch", %peer, chunks, first, last, "owner batch");
+}
+
+/// A chunk failed verification and was discarded.
+pub fn hash_failure(peer: SocketAddr, id: ChunkId) {
+    warn!(event = "hash_failure", chunk = id, %peer, "chunk failed verification, discarded");
+}
+
+/// The peer holds every chunk and has joined and verified the file.
+pub fn complete(file: &Path, secs: f64, from_owner: u32, from_neighbor: u32) {
+    info!(
+        event = "complete",
+        file = %file.display(),
+        secs,
+        from_owner,
+        from_neighbor,
+        "download complete, file verified"
+    );
+}

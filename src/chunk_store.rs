@@ -1,0 +1,300 @@
+//! `ChunkStore`: a node's directory on disk: the manifest, one file per chunk, the
+//! summary file, and the assembled file.
+//!
+//! Layout under the directory the user gave (`DIR`):
+//!
+//! ```text
+//! DIR/<file name>              the assembled file, present only when complete and verified
+//! DIR/.swarmshare/manifest     the swarm's manifest (its BLAKE3 hash is the swarm ID)
+//! DIR/.swarmshare/summary      chunk IDs held, one per line (see `summary`)
+//! DIR/.swarmshare/chunks/0000017   chunk 17's bytes
+//! DIR/.swarmshare/tmp/         files being written; emptied at start-up
+//! ```
+//!
+//! Every file is written under `tmp/` and renamed into place, so a name only ever appears
+//! with complete contents. Chunk files are named only from validated integer IDs, and the
+//! file name comes from a manifest that has already refused anything but one plain name.
+//! All functions here block; async callers run them on the blocking pool.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::chunk_set::ChunkSet;
+use crate::manifest::{ChunkId, Manifest};
+use crate::summary;
+
+/// The store's directory name inside `DIR`.
+pub const STORE_DIR: &str = ".swarmshare";
+
+/// A storage failure, naming the path.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file system operation failed.
+    #[error("cannot {what} {}: {}", path.display(), io_reason(source))]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The directory already holds another swarm's chunks.
+    #[error("{} already holds the chunks of another file ({name:?}, swarm {swarm}); remove it or choose another directory", dir.display())]
+    OtherSwarm {
+        /// The store directory.
+        dir: PathBuf,
+        /// The other swarm's file name, if its manifest parsed.
+        name: String,
+        /// The other swarm's ID, or "unreadable".
+        swarm: String,
+    },
+    /// The shared file's name collides with the store directory.
+    #[error("the file name {STORE_DIR:?} is reserved for swarmshare's own data")]
+    ReservedName,
+    /// A path that must be a real directory is a symlink or a file.
+    #[error("{} is not a plain directory (symlinks are never followed)", .0.display())]
+    NotADirectory(PathBuf),
+    /// The file name exists in `DIR` with other contents.
+    #[error("{} already exists with other contents; not overwriting it", .0.display())]
+    Occupied(PathBuf),
+    /// The assembled file does not match the manifest's whole-file hash.
+    #[error("the assembled file does not match the manifest's hash; chunks were discarded")]
+    FileHashMismatch,
+    /// The source file changed while its chunks were being written.
+    #[error("{} changed while its chunks were being written", .0.display())]
+    SourceChanged(PathBuf),
+}
+
+impl StoreError {
+    /// Whether the user's choice of directory or file is at fault (not a failure at run time).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::OtherSwarm { .. }
+                | StoreError::ReservedName
+                | StoreError::NotADirectory(_)
+                | StoreError::Occupied(_)
+        )
+    }
+}
+
+fn io_reason(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(28) => "no space left on the device".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One node's chunk files, manifest and summary.
+#[derive(Debug)]
+pub struct ChunkStore {
+    dir: PathBuf,
+    root: PathBuf,
+    manifest: Arc<Manifest>,
+}
+
+/// Creates `path` as a directory if missing and checks it is a real one.
+fn ensure_dir(path: &Path) -> Result<(), StoreError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(StoreError::NotADirectory(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(path).map_err(io_err("create directory", path))
+        }
+        Err(e) => Err(io_err("inspect", path)(e)),
+    }
+}
+
+impl ChunkStore {
+    /// Opens (creating if needed) the store in `dir` for `manifest`, and returns it with
+    /// the set of chunks already on disk that verify. Chunk files that do not verify are
+    /// removed; leftover temporary files are removed.
+    pub fn open(dir: &Path, manifest: Arc<Manifest>) -> Result<(ChunkStore, ChunkSet), StoreError> {
+        if manifest.name() == STORE_DIR {
+            return Err(StoreError::ReservedName);
+        }
+        ensure_dir(dir)?;
+        let root = dir.join(STORE_DIR);
+        ensure_dir(&root)?;
+        let store = ChunkStore {
+            dir: dir.to_owned(),
+            root,
+            manifest,
+        };
+        // Leftover temporary files are half-written; nothing refers to them.
+        let tmp = store.root.join("tmp");
+        if fs::symlink_metadata(&tmp).is_ok() {
+            fs::remove_dir_all(&tmp).map_err(io_err("clear", &tmp))?;
+        }
+        ensure_dir(&tmp)?;
+        store.check_manifest()?;
+        ensure_dir(&store.root.join("chunks"))?;
+        let have = store.scan()?;
+        store.write_summary(&have)?;
+        Ok((store, have))
+    }
+
+    /// Refuses a store that belongs to another swarm; writes the manifest if absent.
+    fn check_manifest(&self) -> Result<(), StoreError> {
+        let path = self.root.join("manifest");
+        match fs::read(&path) {
+            Ok(bytes) if bytes == self.manifest.encoded() => Ok(()),
+            Ok(bytes) => {
+                let (name, swarm) = match Manifest::decode(&bytes) {
+                    Ok(m) => (m.name().to_owned(), m.swarm_id().to_string()),
+                    Err(_) => ("?".to_owned(), "unreadable".to_owned()),
+                };
+                Err(StoreError::OtherSwarm {
+                    dir: self.root.clone(),
+                    name,
+                    swarm,
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.write_atomic(&path, self.manifest.encoded())
+            }
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Verifies every chunk file present; removes the ones that fail.
+    fn scan(&self) -> Result<ChunkSet, StoreError> {
+        let count = self.manifest.layout().chunk_count();
+        let mut have = ChunkSet::empty(count);
+        for id in 0..count {
+            let path = self.chunk_path(id);
+            match fs::read(&path) {
+                Ok(data) if self.manifest.verify_chunk(id, &data) => {
+                    have.insert(id);
+                }
+                Ok(_) => fs::remove_file(&path).map_err(io_err("remove", &path))?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("read", &path)(e)),
+            }
+        }
+        Ok(have)
+    }
+
+    /// The manifest this store holds chunks for.
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// The directory the user gave.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of chunk `id`'s file.
+    pub fn chunk_path(&self, id: ChunkId) -> PathBuf {
+        self.root.join("chunks").join(format!("{id:07}"))
+    }
+
+    /// The path the assembled file gets.
+    pub fn file_path(&self) -> PathBuf {
+        self.dir.join(self.manifest.name())
+    }
+
+    /// Writes `data` to `path` through a temporary file in `tmp/` and a rename.
+    fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<(), StoreError> {
+        let tmp_dir = self.root.join("tmp");
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
+        tmp.write_all(data).map_err(io_err("write", path))?;
+        tmp.persist(path)
+            .map_err(|e| io_err("rename into", path)(e.error))?;
+        Ok(())
+    }
+
+    /// Stores chunk `id`. The caller has verified `data`.
+    pub fn write_chunk(&self, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
+        self.write_atomic(&self.chunk_path(id), data)
+    }
+
+    /// Reads chunk `id`'s bytes.
+    pub fn read_chunk(&self, id: ChunkId) -> Result<Vec<u8>, StoreError> {
+        let path = self.chunk_path(id);
+        fs::read(&path).map_err(io_err("read", &path))
+    }
+
+    /// Rewrites the summary file to list `have`.
+    pub fn write_summary(&self, have: &ChunkSet) -> Result<(), StoreError> {
+        let text = summary::render(self.manifest.swarm_id(), have);
+        self.write_atomic(&self.root.join("summary"), text.as_bytes())
+    }
+
+    /// The summary file's path.
+    pub fn summary_path(&self) -> PathBuf {
+        self.root.join("summary")
+    }
+
+    /// Copies every chunk not yet stored out of `source`, the original file, verifying
+    /// each against the manifest. Used by the owner. Returns the full set.
+    pub fn import(&self, source: &Path, have: &mut ChunkSet) -> Result<(), StoreError> {
+        let layout = *self.manifest.layout();
+        let mut file = File::open(source).map_err(io_err("open", source))?;
+        let mut buf = vec![0u8; layout.chunk_size() as usize];
+        for id in 0..layout.chunk_count() {
+            let len = layout.chunk_len(id).unwrap_or(0) as usize;
+            file.read_exact(&mut buf[..len]).map_err(io_err("read", source))?;
+            if have.contains(id) {
+                continue;
+            }
+            if !self.manifest.verify_chunk(id, &buf[..len]) {
+                return Err(StoreError::SourceChanged(source.to_owned()));
+            }
+            self.write_chunk(id, &buf[..len])?;
+            have.insert(id);
+        }
+        self.write_summary(have)
+    }
+
+    /// Joins the chunks into the file, streaming, under a temporary name; checks the
+    /// whole-file hash; renames it into `DIR`. A file already there with the right
+    /// contents is kept; one with other contents is never overwritten.
+    pub fn assemble(&self) -> Result<PathBuf, StoreError> {
+        let dest = self.file_path();
+        if dest.exists() {
+            return if self.hash_file(&dest)? == *self.manifest.file_hash() {
+                Ok(dest)
+            } else {
+                Err(StoreError::Occupied(dest))
+            };
+        }
+        let tmp_dir = self.root.join("tmp");
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
+        let mut hasher = blake3::Hasher::new();
+        for id in 0..self.manifest.layout().chunk_count() {
+            let data = self.read_chunk(id)?;
+            hasher.update(&data);
+            tmp.write_all(&data).map_err(io_err("write", &dest))?;
+        }
+        if hasher.finalize().as_bytes() != self.manifest.file_hash() {
+            return Err(StoreError::FileHashMismatch);
+        }
+        tmp.as_file().sync_all().map_err(io_err("sync", &dest))?;
+        tmp.persist_noclobber(&dest)
+            .map_err(|e| io_err("rename into", &dest)(e.error))?;
+        Ok(dest)
+    }
+
+    fn hash_file(&self, path: &Path) -> Result<[u8; 32], StoreError> {
+        let mut hasher = blake3::Hasher::new();
+        let file = File::open(path).map_err(io_err("open", path))?;
+        hasher.update_reader(file).map_err(io_err("read", path))?;
+        Ok(*hasher.finalize().as_bytes())
+    }
+}

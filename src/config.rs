@@ -1,0 +1,318 @@
+//! Validated configurations for the owner, a peer and the demo.
+//!
+//! `main.rs` turns command-line arguments into these; the library only ever sees values
+//! that passed the checks here (ports, addresses, a peer that does not name itself).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::PeerError;
+
+/// An invalid argument or combination of arguments.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// An address that is neither a port nor HOST:PORT.
+    #[error("{text:?} is not a port or HOST:PORT: {reason}")]
+    BadEndpoint {
+        /// What was given.
+        text: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A peer named itself as its download neighbor.
+    #[error("the download neighbor {neighbor} is this peer's own port {port}")]
+    NeighborIsSelf {
+        /// The neighbor as given.
+        neighbor: String,
+        /// Our port.
+        port: u16,
+    },
+    /// A peer named itself as the owner.
+    #[error("the owner address {owner} is this peer's own port {port}")]
+    OwnerIsSelf {
+        /// The owner as given.
+        owner: String,
+        /// Our port.
+        port: u16,
+    },
+    /// A count that must be at least one.
+    #[error("{what} must be at least {min}, got {got}")]
+    TooFew {
+        /// Which setting.
+        what: &'static str,
+        /// Its minimum.
+        min: u64,
+        /// What was given.
+        got: u64,
+    },
+}
+
+/// Where to reach a node: a host name or IP address and a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+}
+
+impl Endpoint {
+    /// An endpoint on this machine's loopback address.
+    pub fn local(port: u16) -> Endpoint {
+        Endpoint {
+            host: Ipv4Addr::LOCALHOST.to_string(),
+            port,
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether this endpoint is on this host's loopback (or unspecified) address.
+    pub fn is_loopback(&self) -> bool {
+        self.host == "localhost"
+            || self
+                .host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+    }
+
+    /// Resolves the endpoint now (addresses may change between calls), preferring IPv4.
+    pub async fn resolve(&self) -> Result<SocketAddr, PeerError> {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, self.port));
+        }
+        if self.host == "localhost" {
+            return Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), self.port));
+        }
+        let resolve_err = |source| PeerError::Resolve {
+            host: self.host.clone(),
+            source,
+        };
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(resolve_err)?
+            .collect();
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| resolve_err(std::io::Error::other("no addresses")))
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn parse_port(text: &str, whole: &str) -> Result<u16, ConfigError> {
+    let bad = |reason| ConfigError::BadEndpoint {
+        text: whole.to_owned(),
+        reason,
+    };
+    match text.parse::<u16>() {
+        Ok(0) => Err(bad("port 0 cannot be dialled")),
+        Ok(p) => Ok(p),
+        Err(_) => Err(bad("the port must be a number from 1 to 65535")),
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = ConfigError;
+
+    /// `5002` (this machine), `host:5002`, `10.0.0.7:5002` or `[::1]:5002`.
+    fn from_str(s: &str) -> Result<Endpoint, ConfigError> {
+        if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
+            return Ok(Endpoint::local(parse_port(s, s)?));
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            parse_port(&addr.port().to_string(), s)?;
+            return Ok(Endpoint {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return Err(ConfigError::BadEndpoint {
+                text: s.to_owned(),
+                reason: "expected a port or HOST:PORT",
+            });
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !host_ok {
+            return Err(ConfigError::BadEndpoint {
+                text: s.to_owned(),
+                reason: "the host is not a valid name or address",
+            });
+        }
+        Ok(Endpoint {
+            host: host.to_owned(),
+            port: parse_port(port, s)?,
+        })
+    }
+}
+
+/// What the owner needs to start.
+#[derive(Clone, Debug)]
+pub struct OwnerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The file to share.
+    pub file: PathBuf,
+    /// The owner's work directory (its chunk store lives in `DIR/.swarmshare`).
+    pub dir: PathBuf,
+    /// How many peers the batches are sized for.
+    pub peers: u32,
+}
+
+impl OwnerConfig {
+    /// Checks the settings.
+    pub fn new(
+        listen: SocketAddr,
+        file: PathBuf,
+        dir: PathBuf,
+        peers: u32,
+    ) -> Result<OwnerConfig, ConfigError> {
+        if peers == 0 {
+            return Err(ConfigError::TooFew {
+                what: "--peers",
+                min: 1,
+                got: 0,
+            });
+        }
+        Ok(OwnerConfig {
+            listen,
+            file,
+            dir,
+            peers,
+        })
+    }
+}
+
+/// What a peer needs to start.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// Where to listen for the upload neighbor.
+    pub listen: SocketAddr,
+    /// The owner.
+    pub owner: Endpoint,
+    /// The download neighbor.
+    pub neighbor: Endpoint,
+    /// The peer's directory.
+    pub dir: PathBuf,
+}
+
+impl PeerConfig {
+    /// Checks that the peer names neither itself as neighbor nor itself as owner.
+    pub fn new(
+        listen: SocketAddr,
+        owner: Endpoint,
+        neighbor: Endpoint,
+        dir: PathBuf,
+    ) -> Result<PeerConfig, ConfigError> {
+        let port = listen.port();
+        let is_self = |e: &Endpoint| {
+            port != 0 && e.port() == port && (e.is_loopback() || e.host == listen.ip().to_string())
+        };
+        if is_self(&neighbor) {
+            return Err(ConfigError::NeighborIsSelf {
+                neighbor: neighbor.to_string(),
+                port,
+            });
+        }
+        if is_self(&owner) {
+            return Err(ConfigError::OwnerIsSelf {
+                owner: owner.to_string(),
+                port,
+            });
+        }
+        Ok(PeerConfig {
+            listen,
+            owner,
+            neighbor,
+            dir,
+        })
+    }
+}
+
+/// What the demo needs.
+#[derive(Clone, Debug)]
+pub struct DemoConfig {
+    /// Number of peers in the ring.
+    pub peers: u32,
+    /// Size of the sample file in bytes.
+    pub size: u64,
+    /// Keep the demo folder afterwards.
+    pub keep: bool,
+    /// Give up after this long.
+    pub timeout: std::time::Duration,
+}
+
+impl DemoConfig {
+    /// Checks the settings: at least two peers and a shareable size.
+    pub fn new(
+        peers: u32,
+        size: u64,
+        keep: bool,
+        timeout: std::time::Duration,
+    ) -> Result<DemoConfig, ConfigError> {
+        if peers < 2 {
+            return Err(ConfigError::TooFew {
+                what: "--peers",
+                min: 2,
+                got: u64::from(peers),
+            });
+        }
+        if size < crate::manifest::MIN_CHUNKS {
+            return Err(ConfigError::TooFew {
+                what: "--size",
+                min: crate::manifest::MIN_CHUNKS,
+                got: size,
+            });
+        }
+        Ok(DemoConfig {
+            peers,
+            size,
+            keep,
+            timeout,
+        })
+    }
+}
+
+/// Parses a byte count: `4194304`, `4MiB`, `500KiB`, `1GiB`, `10MB`, `500kB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (try 4MiB or 4194304)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}

@@ -1,0 +1,161 @@
+//! `Connection`: the only code that touches a `TcpStream`.
+//!
+//! It owns the socket and a read buffer, and exposes the handshake, `read_message` and
+//! `write_message`. Frames are decoded by the pure functions in [`crate::wire`]; the
+//! buffer grows only as bytes actually arrive and never past the frame limit in force.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::PeerError;
+use crate::wire::{self, DecodeError, FrameError, Hello, Message, HELLO_LEN};
+
+/// How long a TCP connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the other side's hello may take to arrive.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long writing one message may take.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Initial read buffer: one full chunk frame fits.
+const READ_BUF_LEN: usize = 128 * 1024;
+/// The most the read buffer grows by in one step.
+const READ_STEP: usize = 256 * 1024;
+/// The frame limit before the handshake sets one: enough for any hello-stage message.
+const DEFAULT_MAX_FRAME: usize = 64;
+
+/// Runs `fut`, turning a timeout into `PeerError::Timeout(what)`.
+pub async fn with_timeout<T>(
+    what: &'static str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, PeerError>>,
+) -> Result<T, PeerError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or(Err(PeerError::Timeout(what)))
+}
+
+/// One TCP connection speaking the swarmshare protocol.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    max_frame: usize,
+    remote: SocketAddr,
+}
+
+impl Connection {
+    /// Wraps an accepted or connected stream.
+    pub fn new(stream: TcpStream, remote: SocketAddr) -> Connection {
+        // Request/response traffic: don't let Nagle hold back small requests.
+        let _ = stream.set_nodelay(true);
+        Connection {
+            stream,
+            rbuf: BytesMut::with_capacity(READ_BUF_LEN),
+            wbuf: BytesMut::with_capacity(1024),
+            max_frame: DEFAULT_MAX_FRAME,
+            remote,
+        }
+    }
+
+    /// Connects to `addr` within [`CONNECT_TIMEOUT`].
+    pub async fn connect(addr: SocketAddr) -> Result<Connection, PeerError> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| PeerError::Timeout("connecting"))?
+            .map_err(PeerError::Connect)?;
+        Ok(Connection::new(stream, addr))
+    }
+
+    /// The other side's socket address.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// Sets the largest frame accepted from now on.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = max;
+    }
+
+    /// Sends our hello and reads theirs, within [`HANDSHAKE_TIMEOUT`].
+    pub async fn handshake(&mut self, mine: &Hello) -> Result<Hello, PeerError> {
+        with_timeout("in the handshake", HANDSHAKE_TIMEOUT, async {
+            self.stream
+                .write_all(&mine.encode())
+                .await
+                .map_err(PeerError::io("sending hello"))?;
+            let mut theirs = [0u8; HELLO_LEN];
+            self.stream
+                .read_exact(&mut theirs)
+                .await
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => PeerError::Closed("during the handshake"),
+                    _ => PeerError::Io {
+                        what: "reading hello",
+                        source: e,
+                    },
+                })?;
+            Ok(Hello::decode(&theirs)?)
+        })
+        .await
+    }
+
+    /// Reads the next message. `Ok(None)` means the other side closed cleanly between
+    /// messages; a close in the middle of a frame is an error. No timeout: callers
+    /// wrap this in [`with_timeout`] with the limit of their state.
+    pub async fn read_message(&mut self) -> Result<Option<Message>, PeerError> {
+        loop {
+            match wire::decode(&self.rbuf, self.max_frame) {
+                Ok((msg, used)) => {
+                    self.rbuf.advance(used);
+                    return Ok(Some(msg));
+                }
+                Err(DecodeError::Frame(FrameError::Incomplete { needed })) => {
+                    self.rbuf.reserve(needed.min(READ_STEP));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let n = self
+                .stream
+                .read_buf(&mut self.rbuf)
+                .await
+                .map_err(PeerError::io("reading"))?;
+            if n == 0 {
+                return if self.rbuf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(PeerError::Closed("in the middle of a frame"))
+                };
+            }
+        }
+    }
+
+    /// Writes one message within [`WRITE_TIMEOUT`]. Chunk data is written straight
+    /// from its buffer, not copied into the write buffer.
+    pub async fn write_message(&mut self, msg: &Message) -> Result<(), PeerError> {
+        with_timeout("writing", WRITE_TIMEOUT, async {
+            if let Message::Chunk { id, data } = msg {
+                let header = wire::message::chunk_header(*id, data.len());
+                self.stream.write_all(&header).await
+            } else {
+                self.wbuf.clear();
+                wire::encode(msg, &mut self.wbuf);
+                self.stream.write_all(&self.wbuf).await
+            }
+            .map_err(PeerError::io("writing"))?;
+            if let Message::Chunk { data, .. } = msg {
+                self.stream
+                    .write_all(data)
+                    .await
+                    .map_err(PeerError::io("writing"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,188 @@
+//! Error types, kept in two families as the architecture requires:
+//!
+//! * [`Error`]: fatal to a node (bad input, a port in use, a disk that fails, a manifest
+//!   the peer refuses). The binary prints it as one line and exits non-zero.
+//! * [`PeerError`]: fatal to one connection only. It is logged with the other side's
+//!   address and the connection is closed; the node goes on serving everyone else.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::chunk_store::StoreError;
+use crate::config::ConfigError;
+use crate::manifest::{ChunkId, HashFileError, ManifestError, SwarmId};
+use crate::wire::{DecodeError, HandshakeError, Role};
+
+/// A failure that stops a node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line or configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listening port could not be bound.
+    #[error("cannot listen on {addr}: {}", bind_reason(.source))]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The file to share could not be read or split.
+    #[error(transparent)]
+    HashFile(#[from] HashFileError),
+    /// The node's directory could not be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The owner sent a manifest this peer refuses.
+    #[error("the owner at {addr} sent a manifest this peer refuses: {source}")]
+    BadManifest {
+        /// The owner's address.
+        addr: SocketAddr,
+        /// Why it was refused.
+        #[source]
+        source: ManifestError,
+    },
+    /// The owner's manifest does not hash to the swarm ID it announced.
+    #[error("the owner at {addr} announced swarm {announced} but sent the manifest of swarm {actual}")]
+    ManifestIdMismatch {
+        /// The owner's address.
+        addr: SocketAddr,
+        /// The swarm ID in its hello.
+        announced: SwarmId,
+        /// The manifest's hash.
+        actual: SwarmId,
+    },
+    /// The demo's swarm did not produce identical copies in time.
+    #[error("demo failed: {0}")]
+    Demo(String),
+    /// A runtime or task failure that is not the user's input.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The process exit code for this error: 2 when the input (arguments, the file, a
+    /// port, the directory) was refused before anything ran, 1 for failures while running.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Bind { .. } | Error::HashFile(_) => 2,
+            Error::Store(e) if e.is_usage() => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn bind_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "the port is already in use".to_owned(),
+        io::ErrorKind::AddrNotAvailable => "no such address on this host".to_owned(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+/// A failure that ends one connection.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The address did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host name or address.
+        host: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// TCP connect failed.
+    #[error("cannot connect: {0}")]
+    Connect(#[source] io::Error),
+    /// Reading or writing failed.
+    #[error("{what} failed: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A stage took longer than its limit.
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    /// The other side closed the connection in the middle of a frame or exchange.
+    #[error("connection closed {0}")]
+    Closed(&'static str),
+    /// The bytes received are not a valid frame or message.
+    #[error("protocol violation: {0}")]
+    Decode(#[from] DecodeError),
+    /// The hello was not valid.
+    #[error("bad handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The other side speaks for another swarm.
+    #[error("swarm mismatch: we serve {ours}, they sent {}", theirs.map_or("none".to_owned(), |t| t.to_string()))]
+    SwarmMismatch {
+        /// Our swarm.
+        ours: SwarmId,
+        /// Theirs.
+        theirs: Option<SwarmId>,
+    },
+    /// The other side announced a role that does not fit this connection.
+    #[error("unexpected role {got:?} (expected {expected})")]
+    UnexpectedRole {
+        /// What was acceptable.
+        expected: &'static str,
+        /// What arrived.
+        got: Role,
+    },
+    /// A message that does not fit the connection's state.
+    #[error("unexpected {got} while {state}")]
+    UnexpectedMessage {
+        /// What the connection was doing.
+        state: &'static str,
+        /// The message's name.
+        got: &'static str,
+    },
+    /// A chunk ID outside the swarm's range.
+    #[error("chunk {id} is out of range (the swarm has {count} chunks)")]
+    ChunkOutOfRange {
+        /// The ID.
+        id: ChunkId,
+        /// The swarm's chunk count.
+        count: u32,
+    },
+    /// A chunk list for the wrong number of chunks.
+    #[error("chunk list covers {got} chunks, the swarm has {expected}")]
+    ListLength {
+        /// The swarm's chunk count.
+        expected: u32,
+        /// The list's.
+        got: u32,
+    },
+    /// A chunk whose bytes do not match the manifest.
+    #[error("chunk {0} failed verification against the manifest")]
+    HashMismatch(ChunkId),
+    /// A chunk that was not the one requested.
+    #[error("received chunk {got} but requested {requested}")]
+    Unrequested {
+        /// What we asked for.
+        requested: ChunkId,
+        /// What came.
+        got: ChunkId,
+    },
+    /// Our own storage failed while serving; the node's main loop reports it too.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PeerError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(what: &'static str) -> impl FnOnce(io::Error) -> PeerError {
+        move |source| PeerError::Io { what, source }
+    }
+}

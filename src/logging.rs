@@ -1,0 +1,89 @@
+//! Installing the tracing subscriber that prints the activity log.
+//!
+//! Human-readable lines by default (time, level, node span, message, fields), or one JSON
+//! object per line with the event's fields at the top level (`--log-format json`).
+//! `RUST_LOG` overrides the level filter. Logs go to standard output; the binary prints
+//! fatal errors to standard error.
+
+use std::io::IsTerminal;
+
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global subscriber. Call once, before anything logs.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stdout);
+    let installed = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .fmt_fields(HumanFields)
+            .try_init(),
+    };
+    // A second call (tests) keeps the first subscriber.
+    drop(installed);
+}
+
+/// Prints `message` bare and other fields as `name=value`, space-separated; `event` is
+/// left to JSON, since the message already says it.
+struct HumanFields;
+
+impl<'w> FormatFields<'w> for HumanFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = HumanVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct HumanVisitor<'w> {
+    writer: Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl Visit for HumanVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.result.is_err() || field.name() == "event" {
+            return;
+        }
+        let sep = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = match field.name() {
+            "message" => write!(self.writer, "{sep}{value:?}"),
+            name => write!(self.writer, "{sep}{name}={value:?}"),
+        };
+    }
+}

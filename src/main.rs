@@ -1,0 +1,179 @@
+//! The `swarmshare` command: parses arguments into validated configs and calls the
+//! library. No protocol logic lives here.
+//!
+//! Exit codes: 0 success (or a clean shutdown on Ctrl-C / SIGTERM); 1 failure while
+//! running; 2 invalid input (arguments, the file, a busy port, an unusable directory).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use swarmshare::config::{parse_size, DemoConfig, Endpoint, OwnerConfig, PeerConfig};
+use swarmshare::logging::{self, LogFormat};
+use swarmshare::owner::Owner;
+use swarmshare::peer::Peer;
+use swarmshare::{demo, upload, Error};
+
+#[derive(Parser)]
+#[command(
+    name = "swarmshare",
+    version,
+    about = "Share one file with many peers: an owner, a ring of peers, verified chunks"
+)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    log_format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Split FILE into chunks and serve them to peers.
+    #[command(after_help = "Example:\n  swarmshare owner 5000 movie.mkv --peers 5")]
+    Owner(OwnerArgs),
+    /// Join a swarm: get a batch from the owner, then trade chunks with neighbors.
+    #[command(
+        after_help = "Example (the seed's first peer, in its own folder):\n  swarmshare peer 5000 5001 5002 --dir peer1"
+    )]
+    Peer(PeerArgs),
+    /// Run an owner and a ring of peers on this machine and check every copy.
+    #[command(after_help = "Example:\n  swarmshare demo --peers 5 --size 4MiB")]
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct OwnerArgs {
+    /// TCP port to listen on.
+    port: u16,
+    /// The file to share.
+    file: PathBuf,
+    /// How many peers the first batches are sized for: each gets ceil(chunks / N).
+    #[arg(long, default_value_t = 5)]
+    peers: u32,
+    /// Address to listen on.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    bind: IpAddr,
+    /// Work directory for the chunk files (kept in DIR/.swarmshare).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct PeerArgs {
+    /// The owner: a port on this machine, or HOST:PORT.
+    owner: Endpoint,
+    /// TCP port this peer listens on for its upload neighbor.
+    port: u16,
+    /// The download neighbor: a port on this machine, or HOST:PORT.
+    download_neighbor: Endpoint,
+    /// Directory for this peer's chunks and the finished file.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    bind: IpAddr,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Number of peers in the ring.
+    #[arg(long, default_value_t = 5)]
+    peers: u32,
+    /// Size of the random sample file (bytes, or with KiB/MiB/GiB/KB/MB/GB).
+    #[arg(long, default_value = "4MiB", value_parser = parse_size)]
+    size: u64,
+    /// Keep the demo folder instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+    /// Fail if the swarm has not completed after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(match cli.log_format {
+        Format::Human => LogFormat::Human,
+        Format::Json => LogFormat::Json,
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Owner(a) => {
+            let config = OwnerConfig::new(SocketAddr::new(a.bind, a.port), a.file, a.dir, a.peers)?;
+            let listener = upload::bind(config.listen).await?;
+            let owner = Owner::prepare(&config).await?;
+            owner.run(listener, shutdown_on_signal()).await
+        }
+        Command::Peer(a) => {
+            let config = PeerConfig::new(
+                SocketAddr::new(a.bind, a.port),
+                a.owner,
+                a.download_neighbor,
+                a.dir,
+            )?;
+            let peer = Peer::bind(config).await?;
+            peer.run(shutdown_on_signal()).await
+        }
+        Command::Demo(a) => {
+            let config = DemoConfig::new(a.peers, a.size, a.keep, Duration::from_secs(a.timeout))?;
+            let report = demo::run(config).await?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        trigger.cancel();
+    });
+    token
+}

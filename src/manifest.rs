@@ -1,0 +1,445 @@
+//! The manifest: the one description of a swarm's file that every node trusts.
+//!
+//! The owner builds it by hashing the file; peers receive it once and verify every chunk
+//! against it. The manifest's own BLAKE3 hash is the [`SwarmId`]: two nodes with the same
+//! swarm ID agree on the file name, size, chunking and every chunk hash.
+//!
+//! This module also holds the split arithmetic ([`Layout`]), which is pure and tested at
+//! its boundaries. The byte format is specified in `PROTOCOL.md` ("Manifest").
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+/// A chunk's index in the file, from 0 to `chunk_count - 1`.
+pub type ChunkId = u32;
+
+/// The chunk size for files of at least [`MIN_CHUNKS`] × 100 KiB: 102,400 bytes.
+pub const CHUNK_SIZE: u32 = 102_400;
+/// No file is split into fewer chunks than this.
+pub const MIN_CHUNKS: u64 = 5;
+/// The largest chunk count a manifest may declare (200 GiB at 100 KiB a chunk).
+pub const MAX_CHUNKS: u32 = 1 << 21;
+/// The longest file name, in bytes, a manifest may carry.
+pub const MAX_NAME_LEN: usize = 255;
+/// Length of a BLAKE3 hash.
+pub const HASH_LEN: usize = 32;
+
+const MAGIC: [u8; 4] = *b"SWMF";
+const VERSION: u8 = 1;
+const FIXED_LEN: usize = 56;
+/// The largest encoded manifest: fixed part, longest name, one hash per chunk.
+pub const MAX_MANIFEST_LEN: usize = FIXED_LEN + MAX_NAME_LEN + HASH_LEN * MAX_CHUNKS as usize;
+
+/// How a file of a given size is cut into chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    file_size: u64,
+    chunk_size: u32,
+    chunk_count: u32,
+}
+
+/// Why a file cannot be split into chunks.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LayoutError {
+    /// Fewer bytes than the minimum number of non-empty chunks.
+    #[error(
+        "file is too small to share: {size} bytes, at least {MIN_CHUNKS} are needed for {MIN_CHUNKS} chunks"
+    )]
+    TooSmall {
+        /// The file's size.
+        size: u64,
+    },
+    /// More chunks than a manifest may declare.
+    #[error("file is too large to share: {size} bytes, at most {} are supported", u64::from(MAX_CHUNKS) * u64::from(CHUNK_SIZE))]
+    TooLarge {
+        /// The file's size.
+        size: u64,
+    },
+}
+
+impl Layout {
+    /// The layout for a file of `file_size` bytes.
+    ///
+    /// Files of at least 5 × 100 KiB use 100 KiB chunks, the last one smaller. Smaller files
+    /// are cut into 5 chunks of `ceil(size / 5)` bytes; for the few tiny sizes where that
+    /// would leave fewer than 5 non-empty chunks (6, 7, 8, 11, 12 and 16 bytes) the chunk
+    /// size is `floor(size / 5)` instead, which gives 6 or 7 chunks.
+    pub fn for_size(file_size: u64) -> Result<Layout, LayoutError> {
+        if file_size < MIN_CHUNKS {
+            return Err(LayoutError::TooSmall { size: file_size });
+        }
+        let chunk_size = if file_size >= MIN_CHUNKS * u64::from(CHUNK_SIZE) {
+            u64::from(CHUNK_SIZE)
+        } else {
+            let ceil = file_size.div_ceil(MIN_CHUNKS);
+            if file_size.div_ceil(ceil) >= MIN_CHUNKS {
+                ceil
+            } else {
+                file_size / MIN_CHUNKS
+            }
+        };
+        let chunk_count = file_size.div_ceil(chunk_size);
+        let chunk_count = u32::try_from(chunk_count)
+            .ok()
+            .filter(|&n| n <= MAX_CHUNKS)
+            .ok_or(LayoutError::TooLarge { size: file_size })?;
+        let chunk_size = u32::try_from(chunk_size).map_err(|_| LayoutError::TooLarge { size: file_size })?;
+        Ok(Layout {
+            file_size,
+            chunk_size,
+            chunk_count,
+        })
+    }
+
+    /// The file's size in bytes.
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// The size of every chunk but the last.
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    /// How many chunks the file has.
+    pub fn chunk_count(&self) -> u32 {
+        self.chunk_count
+    }
+
+    /// The byte offset of chunk `id` in the file, or `None` if `id` is out of range.
+    pub fn chunk_offset(&self, id: ChunkId) -> Option<u64> {
+        (id < self.chunk_count).then(|| u64::from(id) * u64::from(self.chunk_size))
+    }
+
+    /// The length of chunk `id`, or `None` if `id` is out of range.
+    pub fn chunk_len(&self, id: ChunkId) -> Option<u32> {
+        let offset = self.chunk_offset(id)?;
+        let rest = self.file_size - offset;
+        // `rest` is at least 1 for every valid id, and the min fits in u32.
+        Some(rest.min(u64::from(self.chunk_size)) as u32)
+    }
+}
+
+/// The swarm's identity: the BLAKE3 hash of its encoded manifest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SwarmId(pub [u8; HASH_LEN]);
+
+impl SwarmId {
+    /// The first 8 bytes in hex, enough to tell swarms apart in a log line.
+    pub fn short(&self) -> String {
+        hex(&self.0[..8])
+    }
+}
+
+impl fmt::Display for SwarmId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl fmt::Debug for SwarmId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SwarmId({})", self.short())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Fewer bytes than the fixed header.
+    #[error("manifest is truncated: {len} bytes")]
+    Truncated {
+        /// Bytes received.
+        len: usize,
+    },
+    /// The first four bytes are not `SWMF`.
+    #[error("not a swarmshare manifest (bad magic)")]
+    BadMagic,
+    /// A version this build does not read.
+    #[error("unsupported manifest version {0}")]
+    UnsupportedVersion(u8),
+    /// The reserved byte is not zero.
+    #[error("manifest reserved byte is {0}, expected 0")]
+    Reserved(u8),
+    /// The declared size cannot be split.
+    #[error("manifest declares an unusable file size: {0}")]
+    Layout(#[from] LayoutError),
+    /// Chunk size or count disagree with the split rule for the declared size.
+    #[error("manifest declares {chunk_count} chunks of {chunk_size} bytes, but a {file_size}-byte file has {expected_count} chunks of {expected_size} bytes")]
+    LayoutMismatch {
+        /// Declared file size.
+        file_size: u64,
+        /// Declared chunk size.
+        chunk_size: u32,
+        /// Declared chunk count.
+        chunk_count: u32,
+        /// Chunk size the rule gives.
+        expected_size: u32,
+        /// Chunk count the rule gives.
+        expected_count: u32,
+    },
+    /// The total length disagrees with the declared name length and chunk count.
+    #[error("manifest is {len} bytes, its header implies {expected}")]
+    Length {
+        /// Bytes received.
+        len: usize,
+        /// Bytes the header implies.
+        expected: usize,
+    },
+    /// The file name is not one plain file name.
+    #[error("manifest file name {name:?} is refused: {reason}")]
+    BadName {
+        /// The name, lossily decoded.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+}
+
+/// The description of one shared file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    name: String,
+    layout: Layout,
+    file_hash: [u8; HASH_LEN],
+    chunk_hashes: Vec<[u8; HASH_LEN]>,
+    encoded: Vec<u8>,
+    id: SwarmId,
+}
+
+/// Checks that `name` is a single plain file name, safe to create inside a directory.
+pub fn check_file_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("it is longer than 255 bytes");
+    }
+    if name == "." || name == ".." {
+        return Err("it names a directory");
+    }
+    if name.contains(['/', '\\']) {
+        return Err("it contains a path separator");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("it contains a control character");
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Builds a manifest from its parts. The chunk hashes must match the layout.
+    pub fn new(
+        name: String,
+        layout: Layout,
+        file_hash: [u8; HASH_LEN],
+        chunk_hashes: Vec<[u8; HASH_LEN]>,
+    ) -> Result<Manifest, ManifestError> {
+        if let Err(reason) = check_file_name(&name) {
+            return Err(ManifestError::BadName { name, reason });
+        }
+        let expected = FIXED_LEN + name.len() + HASH_LEN * layout.chunk_count() as usize;
+        if chunk_hashes.len() != layout.chunk_count() as usize {
+            return Err(ManifestError::Length {
+                len: FIXED_LEN + name.len() + HASH_LEN * chunk_hashes.len(),
+                expected,
+            });
+        }
+        let mut encoded = Vec::with_capacity(expected);
+        encoded.extend_from_slice(&MAGIC);
+        encoded.push(VERSION);
+        encoded.push(0);
+        // check_file_name bounds the name to 255 bytes.
+        encoded.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        encoded.extend_from_slice(&layout.file_size().to_be_bytes());
+        encoded.extend_from_slice(&layout.chunk_size().to_be_bytes());
+        encoded.extend_from_slice(&layout.chunk_count().to_be_bytes());
+        encoded.extend_from_slice(&file_hash);
+        encoded.extend_from_slice(name.as_bytes());
+        for hash in &chunk_hashes {
+            encoded.extend_from_slice(hash);
+        }
+        let id = SwarmId(*blake3::hash(&encoded).as_bytes());
+        Ok(Manifest {
+            name,
+            layout,
+            file_hash,
+            chunk_hashes,
+            encoded,
+            id,
+        })
+    }
+
+    /// Parses an encoded manifest, refusing anything that is not exactly canonical.
+    pub fn decode(buf: &[u8]) -> Result<Manifest, ManifestError> {
+        if buf.len() < FIXED_LEN {
+            return Err(ManifestError::Truncated { len: buf.len() });
+        }
+        let (header, rest) = buf.split_at(FIXED_LEN);
+        if header[0..4] != MAGIC {
+            return Err(ManifestError::BadMagic);
+        }
+        if header[4] != VERSION {
+            return Err(ManifestError::UnsupportedVersion(header[4]));
+        }
+        if header[5] != 0 {
+            return Err(ManifestError::Reserved(header[5]));
+        }
+        let name_len = usize::from(u16::from_be_bytes([header[6], header[7]]));
+        let file_size = u64::from_be_bytes(array(&header[8..16]));
+        let chunk_size = u32::from_be_bytes(array(&header[16..20]));
+        let chunk_count = u32::from_be_bytes(array(&header[20..24]));
+        let file_hash: [u8; HASH_LEN] = array(&header[24..56]);
+        let layout = Layout::for_size(file_size)?;
+        if layout.chunk_size() != chunk_size || layout.chunk_count() != chunk_count {
+            return Err(ManifestError::LayoutMismatch {
+                file_size,
+                chunk_size,
+                chunk_count,
+                expected_size: layout.chunk_size(),
+                expected_count: layout.chunk_count(),
+            });
+        }
+        // chunk_count <= MAX_CHUNKS and name_len <= u16::MAX: no overflow.
+        let expected = FIXED_LEN + name_len + HASH_LEN * chunk_count as usize;
+        if buf.len() != expected {
+            return Err(ManifestError::Length {
+                len: buf.len(),
+                expected,
+            });
+        }
+        let (name, hashes) = rest.split_at(name_len);
+        let name = std::str::from_utf8(name).map_err(|_| ManifestError::BadName {
+            name: String::from_utf8_lossy(name).into_owned(),
+            reason: "it is not UTF-8",
+        })?;
+        let chunk_hashes = hashes.chunks_exact(HASH_LEN).map(array).collect();
+        Manifest::new(name.to_owned(), layout, file_hash, chunk_hashes)
+    }
+
+    /// The canonical encoding, whose hash is the swarm ID.
+    pub fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
+
+    /// The swarm ID.
+    pub fn swarm_id(&self) -> SwarmId {
+        self.id
+    }
+
+    /// The shared file's name: one plain file name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How the file is cut into chunks.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The BLAKE3 hash of the whole file.
+    pub fn file_hash(&self) -> &[u8; HASH_LEN] {
+        &self.file_hash
+    }
+
+    /// The expected hash of chunk `id`, or `None` if out of range.
+    pub fn chunk_hash(&self, id: ChunkId) -> Option<&[u8; HASH_LEN]> {
+        self.chunk_hashes.get(id as usize)
+    }
+
+    /// Whether `data` is exactly chunk `id`.
+    pub fn verify_chunk(&self, id: ChunkId, data: &[u8]) -> bool {
+        let len_ok = self.layout.chunk_len(id) == u32::try_from(data.len()).ok();
+        len_ok && self.chunk_hash(id) == Some(blake3::hash(data).as_bytes())
+    }
+}
+
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(bytes);
+    out
+}
+
+/// Why a file could not be turned into a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum HashFileError {
+    /// Reading the file failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The file cannot be split.
+    #[error("{path}: {source}")]
+    Layout {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: LayoutError,
+    },
+    /// The file's name cannot travel in a manifest.
+    #[error("{path}: {source}")]
+    Name {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: ManifestError,
+    },
+    /// The file changed size while it was read.
+    #[error("{path} changed while it was being read")]
+    Changed {
+        /// The file.
+        path: String,
+    },
+}
+
+/// Reads `path` once, streaming, and builds its manifest under the name `name`.
+pub fn hash_file(path: &Path, name: &str) -> Result<Manifest, HashFileError> {
+    let shown = path.display().to_string();
+    let read_err = |source| HashFileError::Read {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if meta.is_dir() {
+        return Err(read_err(io::Error::other("it is a directory")));
+    }
+    let layout = Layout::for_size(meta.len()).map_err(|source| HashFileError::Layout {
+        path: shown.clone(),
+        source,
+    })?;
+    let mut whole = blake3::Hasher::new();
+    let mut chunk_hashes = Vec::with_capacity(layout.chunk_count() as usize);
+    let mut buf = vec![0u8; layout.chunk_size() as usize];
+    for id in 0..layout.chunk_count() {
+        let len = layout.chunk_len(id).unwrap_or(0) as usize;
+        file.read_exact(&mut buf[..len]).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => HashFileError::Changed { path: shown.clone() },
+            _ => read_err(e),
+        })?;
+        whole.update(&buf[..len]);
+        chunk_hashes.push(*blake3::hash(&buf[..len]).as_bytes());
+    }
+    if file.read(&mut [0u8; 1]).map_err(read_err)? != 0 {
+        return Err(HashFileError::Changed { path: shown });
+    }
+    Manifest::new(
+        name.to_owned(),
+        layout,
+        *whole.finalize().as_bytes(),
+        chunk_hashes,
+    )
+    .map_err(|source| HashFileError::Name { path: shown, source })
+}

@@ -1,0 +1,47 @@
+//! The owner's hand-out policy: which chunks each arriving peer gets first.
+//!
+//! Least-handed-out first (ties to the lowest ID), so the first `N` peers together receive
+//! every chunk exactly once before any chunk is handed out twice. Pure and deterministic.
+
+use crate::manifest::ChunkId;
+
+/// Tracks how often each chunk has been handed out in a batch.
+#[derive(Debug, Clone)]
+pub struct BatchPlanner {
+    handed_out: Vec<u32>,
+    batch_size: u32,
+}
+
+impl BatchPlanner {
+    /// A planner for `chunk_count` chunks and batches sized for `peers` peers:
+    /// `ceil(chunk_count / peers)` chunks each.
+    pub fn new(chunk_count: u32, peers: u32) -> BatchPlanner {
+        BatchPlanner {
+            handed_out: vec![0; chunk_count as usize],
+            batch_size: chunk_count.div_ceil(peers.max(1)),
+        }
+    }
+
+    /// Chunks per batch.
+    pub fn batch_size(&self) -> u32 {
+        self.batch_size
+    }
+
+    /// The next peer's batch, ascending, and records it as handed out.
+    pub fn next_batch(&mut self) -> Vec<ChunkId> {
+        let mut ids: Vec<ChunkId> = (0..self.handed_out.len() as u32).collect();
+        // Stable sort: among equals, the lower ID first.
+        ids.sort_by_key(|&id| self.handed_out[id as usize]);
+        ids.truncate(self.batch_size as usize);
+        ids.sort_unstable();
+        for &id in &ids {
+            self.handed_out[id as usize] += 1;
+        }
+        ids
+    }
+
+    /// How often each chunk was handed out.
+    pub fn handed_out(&self) -> &[u32] {
+        &self.handed_out
+    }
+}

@@ -1,0 +1,156 @@
+//! The owner: splits the file into chunk files, then serves any number of peers at once.
+//!
+//! A `JOIN` connection receives the manifest and a batch chosen by [`batch::BatchPlanner`],
+//! then stays open as a fetch session; a `FETCH` connection is a fetch session from the
+//! start. So while the owner is up, every chunk can always be had from it.
+
+pub mod batch;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, info_span, Instrument};
+
+use crate::activity;
+use crate::chunk_store::ChunkStore;
+use crate::config::OwnerConfig;
+use crate::connection::Connection;
+use crate::error::{Error, PeerError};
+use crate::holdings::Holdings;
+use crate::manifest::{self, Manifest};
+use crate::upload::{self, check_fetch_hello, node_addr};
+use crate::wire::{self, Hello, Message, Role};
+use batch::BatchPlanner;
+
+/// A prepared owner: the file is split and verified, ready to serve.
+#[derive(Debug)]
+pub struct Owner {
+    holdings: Arc<Holdings>,
+    manifest_bytes: Bytes,
+    planner: Mutex<BatchPlanner>,
+    file: PathBuf,
+}
+
+fn join_err(e: tokio::task::JoinError) -> Error {
+    Error::Io {
+        what: "splitting the file",
+        source: std::io::Error::other(e),
+    }
+}
+
+impl Owner {
+    /// Hashes the file, builds the manifest and writes (or re-verifies) the chunk files in
+    /// the work directory.
+    pub async fn prepare(config: &OwnerConfig) -> Result<Owner, Error> {
+        let file = config.file.clone();
+        let dir = config.dir.clone();
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Error::HashFile(manifest::HashFileError::Read {
+                    path: file.display().to_string(),
+                    source: std::io::Error::other("the file name is not valid UTF-8 or missing"),
+                })
+            })?;
+        let (store, have) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let manifest = Arc::new(manifest::hash_file(&file, &name)?);
+            let (store, mut have) = ChunkStore::open(&dir, manifest)?;
+            store.import(&file, &mut have)?;
+            Ok((store, have))
+        })
+        .await
+        .map_err(join_err)??;
+        let manifest_bytes = Bytes::copy_from_slice(store.manifest().encoded());
+        let planner = BatchPlanner::new(store.manifest().layout().chunk_count(), config.peers);
+        Ok(Owner {
+            holdings: Arc::new(Holdings::new(store, have)),
+            manifest_bytes,
+            planner: Mutex::new(planner),
+            file: config.file.clone(),
+        })
+    }
+
+    /// The swarm's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        self.holdings.manifest()
+    }
+
+    /// Serves peers on `listener` until `shutdown` is cancelled, then waits for every
+    /// connection task to end.
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+        let local = listener.local_addr().map_err(|source| Error::Io {
+            what: "reading the listening address",
+            source,
+        })?;
+        let span = info_span!("owner", port = local.port());
+        span.in_scope(|| activity::owner_start(local, &self.file, self.manifest()));
+        let owner = Arc::new(self);
+        let tracker = TaskTracker::new();
+        let token = shutdown.child_token();
+        let handler = {
+            let owner = Arc::clone(&owner);
+            move |conn| {
+                let owner = Arc::clone(&owner);
+                async move { owner.serve(conn, local.port()).await }
+            }
+        };
+        upload::accept_loop(listener, token.clone(), tracker.clone(), handler)
+            .instrument(span.clone())
+            .await;
+        tracker.close();
+        tracker.wait().await;
+        span.in_scope(|| info!("owner stopped"));
+        Ok(())
+    }
+
+    async fn serve(&self, mut conn: Connection, port: u16) -> Result<(), PeerError> {
+        let swarm = self.manifest().swarm_id();
+        let mine = Hello {
+            role: Role::Owner,
+            listen_port: port,
+            swarm: Some(swarm),
+        };
+        let hello = conn.handshake(&mine).await?;
+        let peer = node_addr(conn.remote(), &hello);
+        conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
+        match hello.role {
+            Role::Join if hello.swarm.is_none_or(|s| s == swarm) => self.send_batch(&mut conn, peer).await?,
+            Role::Join => {
+                return Err(PeerError::SwarmMismatch {
+                    ours: swarm,
+                    theirs: hello.swarm,
+                })
+            }
+            _ => check_fetch_hello(&hello, swarm)?,
+        }
+        upload::serve_requests(&mut conn, &self.holdings, peer).await
+    }
+
+    async fn send_batch(&self, conn: &mut Connection, peer: std::net::SocketAddr) -> Result<(), PeerError> {
+        conn.write_message(&Message::Manifest(self.manifest_bytes.clone()))
+            .await?;
+        let batch = self
+            .planner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_batch();
+        for &id in &batch {
+            let Some(data) = self.holdings.read(id).await? else {
+                continue;
+            };
+            let bytes = data.len();
+            conn.write_message(&Message::Chunk { id, data }).await?;
+            activity::chunk_sent(peer, id, bytes);
+        }
+        let count = batch.len() as u32;
+        conn.write_message(&Message::BatchEnd { count }).await?;
+        activity::owner_batch(peer, count, batch.first().copied(), batch.last().copied());
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! Joining the swarm through the owner: the peer's first state.
+//!
+//! `Connecting → AwaitingManifest → ReceivingBatch → Joined`. The peer dials the owner
+//! (with backoff while it is not up), receives and checks the manifest, opens its store,
+//! stores the batch of chunks the owner hands it, and keeps the connection as its link to
+//! the owner for later fallback requests. A connection that fails midway is retried; a
+//! manifest the peer refuses, or a directory it cannot use, is fatal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::fetch::FetchLink;
+use crate::activity::{self, Source};
+use crate::chunk_store::ChunkStore;
+use crate::config::PeerConfig;
+use crate::connection::{with_timeout, Connection};
+use crate::error::{Error, PeerError};
+use crate::holdings::{Added, Holdings};
+use crate::manifest::Manifest;
+use crate::task::{self, Backoff};
+use crate::wire::{self, Hello, Message, Role};
+
+/// How long the owner may take to send the manifest or the next chunk of the batch.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A peer that has joined: its holdings, and its open link to the owner.
+#[derive(Debug)]
+pub struct Joined {
+    /// The verified chunks, on disk.
+    pub holdings: Arc<Holdings>,
+    /// The owner's connection, now a fetch session.
+    pub owner: FetchLink,
+    /// Chunks the owner's batch added.
+    pub received: u32,
+}
+
+enum Failure {
+    Fatal(Error),
+    Retry(PeerError),
+}
+
+impl From<PeerError> for Failure {
+    fn from(e: PeerError) -> Failure {
+        Failure::Retry(e)
+    }
+}
+
+/// Joins through the owner, retrying until it answers. `None` if cancelled first.
+pub async fn join(
+    config: &PeerConfig,
+    listen_port: u16,
+    token: &CancellationToken,
+) -> Result<Option<Joined>, Error> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut holdings = None;
+    loop {
+        let attempt = tokio::select! {
+            _ = token.cancelled() => return Ok(None),
+            attempt = attempt(config, listen_port, &mut holdings) => attempt,
+        };
+        match attempt {
+            Ok(joined) => return Ok(Some(joined)),
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Retry(e)) => {
+                let delay = backoff.next_delay();
+                if backoff.attempts() == 1 || backoff.attempts() % 10 == 0 {
+                    info!(owner = %config.owner, cause = %e, "owner not reachable yet; retrying");
+                } else {
+                    debug!(owner = %config.owner, cause = %e, ?delay, "owner not reachable; retrying");
+                }
+                if !task::sleep(token, delay).await {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+async fn attempt(
+    config: &PeerConfig,
+    listen_port: u16,
+    holdings: &mut Option<Arc<Holdings>>,
+) -> Result<Joined, Failure> {
+    let addr = config.owner.resolve().await?;
+    let mut conn = Connection::connect(addr).await?;
+    let hello = Hello {
+        role: Role::Join,
+        listen_port,
+        swarm: holdings.as_ref().map(|h| h.manifest().swarm_id()),
+    };
+    let theirs = conn.handshake(&hello).await?;
+    if theirs.role != Role::Owner {
+        return Err(PeerError::UnexpectedRole {
+            expected: "OWNER",
+            got: theirs.role,
+        }
+        .into());
+    }
+    conn.set_max_frame(wire::MAX_MANIFEST_FRAME_LEN);
+    let manifest = match next(&mut conn, "waiting for the manifest").await? {
+        Message::Manifest(bytes) => {
+            Manifest::decode(&bytes).map_err(|source| Failure::Fatal(Error::BadManifest { addr, source }))?
+        }
+        other => return Err(unexpected("waiting for the manifest", &other)),
+    };
+    if Some(manifest.swarm_id()) != theirs.swarm {
+        return Err(Failure::Fatal(Error::ManifestIdMismatch {
+            addr,
+            announced: theirs.swarm.unwrap_or(crate::manifest::SwarmId([0; 32])),
+            actual: manifest.swarm_id(),
+        }));
+    }
+    let holdings = match holdings {
+        Some(h) if h.manifest().swarm_id() == manifest.swarm_id() => Arc::clone(h),
+        Some(_) => {
+            return Err(PeerError::SwarmMismatch {
+                ours: manifest.swarm_id(),
+                theirs: theirs.swarm,
+            }
+            .into())
+        }
+        None => {
+            let opened = open_store(config, manifest).await.map_err(Failure::Fatal)?;
+            holdings.insert(opened).clone()
+        }
+    };
+    let manifest = Arc::clone(holdings.manifest());
+    conn.set_max_frame(wire::max_frame_len(manifest.layout()));
+    let received = receive_batch(&mut conn, &holdings, addr).await?;
+    Ok(Joined {
+        holdings,
+        owner: FetchLink::from_connection(conn, &manifest),
+        received,
+    })
+}
+
+async fn open_store(config: &PeerConfig, manifest: Manifest) -> Result<Arc<Holdings>, Error> {
+    let dir = config.dir.clone();
+    let (store, have) = tokio::task::spawn_blocking(move || ChunkStore::open(&dir, Arc::new(manifest)))
+        .await
+        .map_err(|e| Error::Io {
+            what: "opening the chunk store",
+            source: std::io::Error::other(e),
+        })??;
+    Ok(Arc::new(Holdings::new(store, have)))
+}
+
+async fn receive_batch(
+    conn: &mut Connection,
+    holdings: &Arc<Holdings>,
+    addr: std::net::SocketAddr,
+) -> Result<u32, Failure> {
+    let count = holdings.manifest().layout().chunk_count();
+    let mut received = 0;
+    loop {
+        match next(conn, "receiving the owner's batch").await? {
+            Message::Chunk { id, data } => {
+                if id >= count {
+                    return Err(PeerError::ChunkOutOfRange { id, count }.into());
+                }
+                let bytes = data.len();
+                match holdings.add(id, data).await.map_err(Failure::Fatal)? {
+                    Added::New => {
+                        received += 1;
+                        activity::chunk_received(addr, id, bytes, Source::Owner);
+                    }
+                    Added::Duplicate => activity::chunk_received(addr, id, bytes, Source::Owner),
+                    Added::HashMismatch => {
+                        activity::hash_failure(addr, id);
+                        return Err(PeerError::HashMismatch(id).into());
+                    }
+                }
+            }
+            Message::BatchEnd { count } => {
+                activity::owner_batch(addr, count, None, None);
+                return Ok(received);
+            }
+            other => return Err(unexpected("receiving the owner's batch", &other)),
+        }
+    }
+}
+
+async fn next(conn: &mut Connection, state: &'static str) -> Result<Message, PeerError> {
+    with_timeout(state, BATCH_TIMEOUT, conn.read_message())
+        .await?
+        .ok_or(PeerError::Closed(state))
+}
+
+fn unexpected(state: &'static str, got: &Message) -> Failure {
+    Failure::Retry(PeerError::UnexpectedMessage {
+        state,
+        got: got.name(),
+    })
+}

@@ -1,0 +1,136 @@
+//! `FetchLink`: the client side of a fetch session, to a download neighbor or the owner.
+//!
+//! It owns one connection and the last chunk ID list the server sent. Each call is one
+//! request and its answer, logged in the activity log; any protocol violation ends the
+//! link with a [`PeerError`] and the caller decides whether and when to reconnect.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::activity;
+use crate::chunk_set::ChunkSet;
+use crate::config::Endpoint;
+use crate::connection::{with_timeout, Connection};
+use crate::error::PeerError;
+use crate::manifest::{ChunkId, Manifest};
+use crate::wire::{self, Hello, Message, Role};
+
+/// How long one request may wait for its answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A fetch session's client end.
+#[derive(Debug)]
+pub struct FetchLink {
+    conn: Connection,
+    list: ChunkSet,
+    chunk_count: u32,
+}
+
+/// The answer to a chunk request.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The chunk's bytes, not yet verified.
+    Chunk(Bytes),
+    /// The server does not hold it.
+    NotHave,
+}
+
+impl FetchLink {
+    /// Dials `endpoint` and opens a fetch session for `manifest`'s swarm.
+    pub async fn open(
+        endpoint: &Endpoint,
+        manifest: &Manifest,
+        listen_port: u16,
+    ) -> Result<FetchLink, PeerError> {
+        let addr = endpoint.resolve().await?;
+        let mut conn = Connection::connect(addr).await?;
+        let swarm = manifest.swarm_id();
+        let hello = Hello {
+            role: Role::Fetch,
+            listen_port,
+            swarm: Some(swarm),
+        };
+        let theirs = conn.handshake(&hello).await?;
+        if !matches!(theirs.role, Role::Owner | Role::Peer) {
+            return Err(PeerError::UnexpectedRole {
+                expected: "OWNER or PEER",
+                got: theirs.role,
+            });
+        }
+        if theirs.swarm != Some(swarm) {
+            return Err(PeerError::SwarmMismatch {
+                ours: swarm,
+                theirs: theirs.swarm,
+            });
+        }
+        Ok(FetchLink::from_connection(conn, manifest))
+    }
+
+    /// Continues on a connection whose handshake is done (the owner's join connection).
+    pub fn from_connection(mut conn: Connection, manifest: &Manifest) -> FetchLink {
+        let chunk_count = manifest.layout().chunk_count();
+        conn.set_max_frame(wire::max_frame_len(manifest.layout()));
+        FetchLink {
+            conn,
+            list: ChunkSet::empty(chunk_count),
+            chunk_count,
+        }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.conn.remote()
+    }
+
+    /// The last chunk ID list received (empty before the first).
+    pub fn list(&self) -> &ChunkSet {
+        &self.list
+    }
+
+    /// Asks for the server's chunk ID list.
+    pub async fn refresh_list(&mut self) -> Result<&ChunkSet, PeerError> {
+        self.conn.write_message(&Message::ListRequest).await?;
+        match self.answer("waiting for a chunk ID list").await? {
+            Message::List(list) if list.len() == self.chunk_count => {
+                activity::list_received(self.addr(), list.count());
+                self.list = list;
+                Ok(&self.list)
+            }
+            Message::List(list) => Err(PeerError::ListLength {
+                expected: self.chunk_count,
+                got: list.len(),
+            }),
+            other => Err(PeerError::UnexpectedMessage {
+                state: "waiting for a chunk ID list",
+                got: other.name(),
+            }),
+        }
+    }
+
+    /// Requests chunk `id`.
+    pub async fn fetch(&mut self, id: ChunkId) -> Result<Fetched, PeerError> {
+        self.conn.write_message(&Message::Request(id)).await?;
+        activity::request_sent(self.addr(), id);
+        match self.answer("waiting for a chunk").await? {
+            Message::Chunk { id: got, data } if got == id => Ok(Fetched::Chunk(data)),
+            Message::Chunk { id: got, .. } => Err(PeerError::Unrequested { requested: id, got }),
+            Message::NotHave(got) if got == id => {
+                self.list.remove(id);
+                Ok(Fetched::NotHave)
+            }
+            Message::NotHave(got) => Err(PeerError::Unrequested { requested: id, got }),
+            other => Err(PeerError::UnexpectedMessage {
+                state: "waiting for a chunk",
+                got: other.name(),
+            }),
+        }
+    }
+
+    async fn answer(&mut self, state: &'static str) -> Result<Message, PeerError> {
+        with_timeout(state, REQUEST_TIMEOUT, self.conn.read_message())
+            .await?
+            .ok_or(PeerError::Closed(state))
+    }
+}

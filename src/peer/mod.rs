@@ -1,0 +1,250 @@
+//! A peer: joins through the owner, then serves its upload neighbor and downloads from
+//! its download neighbor at the same time, until it holds every chunk; then joins the
+//! file and keeps serving until shut down.
+//!
+//! Tasks, all under the peer's span and one cancellation token:
+//! * the upload server ([`crate::upload`]), started once the manifest is known;
+//! * the download side ([`download::Download`]), on the peer's main task.
+
+pub mod bootstrap;
+pub mod download;
+pub mod fetch;
+pub mod picker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, info_span, Instrument};
+
+use crate::activity;
+use crate::config::PeerConfig;
+use crate::connection::Connection;
+use crate::error::{Error, PeerError};
+use crate::holdings::Holdings;
+use crate::upload::{self, check_fetch_hello, node_addr};
+use crate::wire::{self, Hello, Role};
+use download::Download;
+
+/// What a finished peer reports.
+#[derive(Debug, Clone)]
+pub struct PeerReport {
+    /// The peer's listening address.
+    pub listen: SocketAddr,
+    /// The assembled, verified file.
+    pub file: PathBuf,
+    /// Chunks received from the owner (its batch and any fallback requests).
+    pub from_owner: u32,
+    /// Chunks received from the download neighbor.
+    pub from_neighbor: u32,
+    /// Time from start to the verified file.
+    pub elapsed: Duration,
+}
+
+/// A peer's progress, for callers that watch it (the demo, tests).
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Waiting for the owner's manifest and batch.
+    Joining,
+    /// Exchanging chunks: `held` of `total`.
+    Downloading {
+        /// Chunks held.
+        held: u32,
+        /// Chunks in the file.
+        total: u32,
+    },
+    /// Holds the verified file and is serving.
+    Complete(PeerReport),
+}
+
+/// A peer bound to its port, ready to run.
+#[derive(Debug)]
+pub struct Peer {
+    config: PeerConfig,
+    listener: TcpListener,
+    local: SocketAddr,
+    progress: watch::Sender<Progress>,
+}
+
+impl Peer {
+    /// Binds the peer's listening port (so a busy port is reported before anything else).
+    pub async fn bind(config: PeerConfig) -> Result<Peer, Error> {
+        let listener = upload::bind(config.listen).await?;
+        Peer::with_listener(config, listener)
+    }
+
+    /// Uses a listener bound by the caller (the demo binds port 0 for every peer first).
+    pub fn with_listener(config: PeerConfig, listener: TcpListener) -> Result<Peer, Error> {
+        let local = listener.local_addr().map_err(|source| Error::Io {
+            what: "reading the listening address",
+            source,
+        })?;
+        let (progress, _) = watch::channel(Progress::Joining);
+        Ok(Peer {
+            config,
+            listener,
+            local,
+            progress,
+        })
+    }
+
+    /// The listening address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Watches the peer's progress.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// Runs the peer until `shutdown` is cancelled. Returns early only on a fatal error.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let span = info_span!("peer", port = self.local.port());
+        self.run_inner(shutdown).instrument(span).await
+    }
+
+    async fn run_inner(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let started = Instant::now();
+        let token = shutdown.child_token();
+        let port = self.local.port();
+        let Some(joined) = bootstrap::join(&self.config, port, &token).await? else {
+            return Ok(());
+        };
+        let holdings = joined.holdings;
+        let owner_addr = joined.owner.addr();
+        activity::peer_start(
+            self.local,
+            owner_addr,
+            &self.config.neighbor.to_string(),
+            holdings.manifest(),
+            holdings.snapshot().count(),
+        );
+
+        let tracker = TaskTracker::new();
+        let handler = {
+            let holdings = Arc::clone(&holdings);
+            move |conn| serve_neighbor(conn, Arc::clone(&holdings), port)
+        };
+        tracker.spawn(
+            upload::accept_loop(self.listener, token.clone(), tracker.clone(), handler).in_current_span(),
+        );
+        tracker.spawn(
+            report_progress(Arc::clone(&holdings), self.progress.clone(), token.clone()).in_current_span(),
+        );
+
+        let mut download = Download::new(
+            Arc::clone(&holdings),
+            port,
+            self.config.neighbor.clone(),
+            self.config.owner.clone(),
+            joined.owner,
+        );
+        let outcome = tokio::select! {
+            _ = token.cancelled() => Ok(false),
+            done = download.run(&token) => done,
+        };
+        let result = match outcome {
+            Ok(true) => {
+                finish(
+                    &holdings,
+                    &download,
+                    joined.received,
+                    started,
+                    self.local,
+                    &self.progress,
+                )
+                .await
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if result.is_ok() {
+            token.cancelled().await;
+        }
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+        info!("peer stopped");
+        result
+    }
+}
+
+/// Joins the file, verifies it and reports completion.
+async fn finish(
+    holdings: &Arc<Holdings>,
+    download: &Download,
+    batch: u32,
+    started: Instant,
+    listen: SocketAddr,
+    progress: &watch::Sender<Progress>,
+) -> Result<(), Error> {
+    let h = Arc::clone(holdings);
+    let file = tokio::task::spawn_blocking(move || h.store().assemble())
+        .await
+        .map_err(|e| Error::Io {
+            what: "joining the file",
+            source: std::io::Error::other(e),
+        })??;
+    let tally = download.tally();
+    let report = PeerReport {
+        listen,
+        file,
+        from_owner: batch + tally.from_owner,
+        from_neighbor: tally.from_neighbor,
+        elapsed: started.elapsed(),
+    };
+    activity::complete(
+        &report.file,
+        report.elapsed.as_secs_f64(),
+        report.from_owner,
+        report.from_neighbor,
+    );
+    progress.send_replace(Progress::Complete(report));
+    Ok(())
+}
+
+/// Publishes the held count until complete or cancelled.
+async fn report_progress(
+    holdings: Arc<Holdings>,
+    progress: watch::Sender<Progress>,
+    token: CancellationToken,
+) {
+    let total = holdings.manifest().layout().chunk_count();
+    let mut count = holdings.subscribe();
+    loop {
+        let held = *count.borrow_and_update();
+        // Never overwrite `Complete`, which `finish` may have sent meanwhile.
+        progress.send_if_modified(|p| {
+            let update = held < total && !matches!(p, Progress::Complete(_));
+            if update {
+                *p = Progress::Downloading { held, total };
+            }
+            update
+        });
+        tokio::select! {
+            _ = token.cancelled() => return,
+            changed = count.changed() => if changed.is_err() || held >= total { return },
+        }
+    }
+}
+
+/// Serves one client of this peer's upload server.
+async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, port: u16) -> Result<(), PeerError> {
+    let swarm = holdings.manifest().swarm_id();
+    let mine = Hello {
+        role: Role::Peer,
+        listen_port: port,
+        swarm: Some(swarm),
+    };
+    let hello = conn.handshake(&mine).await?;
+    check_fetch_hello(&hello, swarm)?;
+    conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
+    let peer = node_addr(conn.remote(), &hello);
+    upload::serve_requests(&mut conn, &holdings, peer).await
+}

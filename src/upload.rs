@@ -1,0 +1,158 @@
+//! The upload side shared by the owner and every peer: the listener, the accept loop with
+//! its connection limit, and the request loop that answers chunk ID list and chunk
+//! requests.
+//!
+//! The request loop is one session per accepted connection with a simple state: after the
+//! handshake it is `Serving` until the client closes, goes idle past [`IDLE_TIMEOUT`], or
+//! breaks the protocol. Errors end that session only.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info_span, warn};
+
+use crate::activity;
+use crate::connection::{with_timeout, Connection};
+use crate::error::{Error, PeerError};
+use crate::holdings::Holdings;
+use crate::manifest::SwarmId;
+use crate::task;
+use crate::wire::{Hello, Message, Role};
+
+/// The most connections a node serves at once; more are refused.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a served connection may stay silent between requests.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Binds the node's listening socket, with an error that names the address.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+/// The address that names the other side in logs: its IP with the port it listens on,
+/// when its hello announced one.
+pub fn node_addr(remote: SocketAddr, hello: &Hello) -> SocketAddr {
+    match hello.listen_port {
+        0 => remote,
+        port => SocketAddr::new(remote.ip(), port),
+    }
+}
+
+/// Checks a client's hello for a fetch session on swarm `ours`.
+pub fn check_fetch_hello(hello: &Hello, ours: SwarmId) -> Result<(), PeerError> {
+    if hello.role != Role::Fetch {
+        return Err(PeerError::UnexpectedRole {
+            expected: "FETCH",
+            got: hello.role,
+        });
+    }
+    if hello.swarm != Some(ours) {
+        return Err(PeerError::SwarmMismatch {
+            ours,
+            theirs: hello.swarm,
+        });
+    }
+    Ok(())
+}
+
+/// Accepts connections until `token` is cancelled, running `handler` on each in its own
+/// task. Beyond [`MAX_CONNECTIONS`] a new connection is closed at once.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    token: CancellationToken,
+    tracker: TaskTracker,
+    handler: F,
+) where
+    F: Fn(Connection) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), PeerError>> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = task::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        let accepted = tokio::select! {
+            _ = token.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => {
+                backoff.reset();
+                pair
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait, don't spin.
+                warn!(cause = %e, "accept failed");
+                if !task::sleep(&token, backoff.next_delay()).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            warn!(%remote, limit = MAX_CONNECTIONS, "connection refused: too many connections");
+            continue;
+        };
+        let session = handler(Connection::new(stream, remote));
+        let span = info_span!("conn", %remote);
+        task::spawn(&tracker, &token, "serve", span, async move {
+            let result = session.await;
+            drop(permit);
+            if let Err(e) = &result {
+                warn!(%remote, cause = %e, "connection closed");
+            }
+            result
+        });
+    }
+}
+
+/// Answers `LIST_REQUEST` and `REQUEST` messages on `conn` until the client closes.
+/// `peer` names the client in the activity log.
+pub async fn serve_requests(
+    conn: &mut Connection,
+    holdings: &Arc<Holdings>,
+    peer: SocketAddr,
+) -> Result<(), PeerError> {
+    let count = holdings.manifest().layout().chunk_count();
+    loop {
+        let Some(msg) = with_timeout("waiting for a request", IDLE_TIMEOUT, conn.read_message()).await?
+        else {
+            debug!(%peer, "client closed the connection");
+            return Ok(());
+        };
+        match msg {
+            Message::ListRequest => {
+                let list = holdings.snapshot();
+                let held = list.count();
+                conn.write_message(&Message::List(list)).await?;
+                activity::list_sent(peer, held);
+            }
+            Message::Request(id) => {
+                activity::request_received(peer, id);
+                if id >= count {
+                    return Err(PeerError::ChunkOutOfRange { id, count });
+                }
+                match holdings.read(id).await? {
+                    Some(data) => {
+                        let bytes = data.len();
+                        conn.write_message(&Message::Chunk { id, data }).await?;
+                        activity::chunk_sent(peer, id, bytes);
+                    }
+                    None => conn.write_message(&Message::NotHave(id)).await?,
+                }
+            }
+            other => {
+                return Err(PeerError::UnexpectedMessage {
+                    state: "serving requests",
+                    got: other.name(),
+                })
+            }
+        }
+    }
+}

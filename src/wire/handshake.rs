@@ -1,0 +1,101 @@
+//! The hello both sides send first: who they are and which swarm they speak for.
+//!
+//! Fixed 40 bytes: `"SWSH"`, version `1`, role, listening port (`u16`, big-endian, 0 when
+//! not listening) and the 32-byte swarm ID (all zero when a joining peer does not know it
+//! yet). Checking it is the caller's job: [`Hello::decode`] only parses.
+
+use crate::manifest::{SwarmId, HASH_LEN};
+
+/// The handshake's magic bytes.
+pub const MAGIC: [u8; 4] = *b"SWSH";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// The hello's length in bytes.
+pub const HELLO_LEN: usize = 40;
+
+/// What a side of a connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// A peer joining through the owner: wants the manifest and a batch of chunks.
+    Join = 1,
+    /// A client that will ask for chunk lists and chunks.
+    Fetch = 2,
+    /// The server is the owner.
+    Owner = 3,
+    /// The server is a peer.
+    Peer = 4,
+}
+
+impl Role {
+    fn from_u8(b: u8) -> Option<Role> {
+        Some(match b {
+            1 => Role::Join,
+            2 => Role::Fetch,
+            3 => Role::Owner,
+            4 => Role::Peer,
+            _ => return None,
+        })
+    }
+}
+
+/// One side's hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The sender's role.
+    pub role: Role,
+    /// The port the sender listens on, 0 if none.
+    pub listen_port: u16,
+    /// The swarm the sender speaks for; `None` for a joining peer that does not know it yet.
+    pub swarm: Option<SwarmId>,
+}
+
+/// Why a hello was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// Not a swarmshare connection.
+    #[error("not a swarmshare peer (bad magic {0:02x?})")]
+    BadMagic([u8; 4]),
+    /// Another protocol version.
+    #[error("unsupported protocol version {0} (this build speaks {VERSION})")]
+    UnsupportedVersion(u8),
+    /// An unknown role byte.
+    #[error("unknown role {0}")]
+    UnknownRole(u8),
+}
+
+impl Hello {
+    /// The hello's 40 bytes.
+    pub fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut out = [0u8; HELLO_LEN];
+        out[0..4].copy_from_slice(&MAGIC);
+        out[4] = VERSION;
+        out[5] = self.role as u8;
+        out[6..8].copy_from_slice(&self.listen_port.to_be_bytes());
+        if let Some(id) = self.swarm {
+            out[8..].copy_from_slice(&id.0);
+        }
+        out
+    }
+
+    /// Parses a hello.
+    pub fn decode(buf: &[u8; HELLO_LEN]) -> Result<Hello, HandshakeError> {
+        let magic = [buf[0], buf[1], buf[2], buf[3]];
+        if magic != MAGIC {
+            return Err(HandshakeError::BadMagic(magic));
+        }
+        if buf[4] != VERSION {
+            return Err(HandshakeError::UnsupportedVersion(buf[4]));
+        }
+        let role = Role::from_u8(buf[5]).ok_or(HandshakeError::UnknownRole(buf[5]))?;
+        let listen_port = u16::from_be_bytes([buf[6], buf[7]]);
+        let mut id = [0u8; HASH_LEN];
+        id.copy_from_slice(&buf[8..]);
+        let swarm = (id != [0u8; HASH_LEN]).then_some(SwarmId(id));
+        Ok(Hello {
+            role,
+            listen_port,
+            swarm,
+        })
+    }
+}

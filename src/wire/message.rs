@@ -1,0 +1,218 @@
+//! The messages carried in frames, and their exact-length encoding.
+//!
+//! Each frame's payload is one type byte and a body whose length is fixed by the type
+//! (or, for `LIST` and `CHUNK`, by a count inside the body). Anything else, trailing
+//! bytes included, is a named [`MessageError`].
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::frame::{self, FrameError, LEN_PREFIX};
+use crate::chunk_set::{ChunkSet, ChunkSetError};
+use crate::manifest::ChunkId;
+
+/// Type byte of [`Message::Manifest`].
+pub const MSG_MANIFEST: u8 = 1;
+/// Type byte of [`Message::BatchEnd`].
+pub const MSG_BATCH_END: u8 = 2;
+/// Type byte of [`Message::ListRequest`].
+pub const MSG_LIST_REQUEST: u8 = 3;
+/// Type byte of [`Message::List`].
+pub const MSG_LIST: u8 = 4;
+/// Type byte of [`Message::Request`].
+pub const MSG_REQUEST: u8 = 5;
+/// Type byte of [`Message::Chunk`].
+pub const MSG_CHUNK: u8 = 6;
+/// Type byte of [`Message::NotHave`].
+pub const MSG_NOT_HAVE: u8 = 7;
+
+/// One protocol message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Owner → joining peer: the encoded manifest.
+    Manifest(Bytes),
+    /// Owner → joining peer: the batch of `count` chunks just sent is complete.
+    BatchEnd {
+        /// Chunks in the batch.
+        count: u32,
+    },
+    /// Client → server: send me your chunk ID list.
+    ListRequest,
+    /// Server → client: the chunk IDs I hold.
+    List(ChunkSet),
+    /// Client → server: send me this chunk.
+    Request(ChunkId),
+    /// Server → client: a chunk's bytes (never empty).
+    Chunk {
+        /// Which chunk.
+        id: ChunkId,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// Server → client: I do not hold the chunk you requested.
+    NotHave(ChunkId),
+}
+
+impl Message {
+    /// The message's name as written in `PROTOCOL.md`, for errors and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Manifest(_) => "MANIFEST",
+            Message::BatchEnd { .. } => "BATCH_END",
+            Message::ListRequest => "LIST_REQUEST",
+            Message::List(_) => "LIST",
+            Message::Request(_) => "REQUEST",
+            Message::Chunk { .. } => "CHUNK",
+            Message::NotHave(_) => "NOT_HAVE",
+        }
+    }
+}
+
+/// Why a payload is not a valid message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MessageError {
+    /// A type byte this version does not know.
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    /// The body's length is wrong for its type.
+    #[error("{name} body must be {expected} bytes, got {got}")]
+    BadLength {
+        /// Message name.
+        name: &'static str,
+        /// Required length (a minimum for variable-length bodies).
+        expected: usize,
+        /// Actual length.
+        got: usize,
+    },
+    /// A chunk ID list that does not parse.
+    #[error("bad chunk ID list: {0}")]
+    List(#[from] ChunkSetError),
+}
+
+/// Why the bytes at the start of a buffer are not a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Framing failed, or more bytes are needed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The frame is complete but its payload is invalid.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+}
+
+/// Decodes the frame at the start of `buf`, whose length may not exceed `max`.
+/// Returns the message and how many bytes of `buf` it used.
+pub fn decode(buf: &[u8], max: usize) -> Result<(Message, usize), DecodeError> {
+    let range = frame::parse(buf, max)?;
+    let used = range.end;
+    Ok((decode_payload(&buf[range])?, used))
+}
+
+fn exact(name: &'static str, body: &[u8], expected: usize) -> Result<(), MessageError> {
+    if body.len() == expected {
+        Ok(())
+    } else {
+        Err(MessageError::BadLength {
+            name,
+            expected,
+            got: body.len(),
+        })
+    }
+}
+
+fn read_u32(name: &'static str, body: &[u8]) -> Result<u32, MessageError> {
+    let Some(b) = body.get(..4) else {
+        return Err(MessageError::BadLength {
+            name,
+            expected: 4,
+            got: body.len(),
+        });
+    };
+    Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Decodes a frame's payload (type byte and body).
+pub fn decode_payload(payload: &[u8]) -> Result<Message, MessageError> {
+    let Some((&kind, body)) = payload.split_first() else {
+        return Err(MessageError::UnknownType(0));
+    };
+    let msg = match kind {
+        MSG_MANIFEST => Message::Manifest(Bytes::copy_from_slice(body)),
+        MSG_BATCH_END => {
+            exact("BATCH_END", body, 4)?;
+            Message::BatchEnd {
+                count: read_u32("BATCH_END", body)?,
+            }
+        }
+        MSG_LIST_REQUEST => {
+            exact("LIST_REQUEST", body, 0)?;
+            Message::ListRequest
+        }
+        MSG_LIST => {
+            let len = read_u32("LIST", body)?;
+            Message::List(ChunkSet::from_bitfield(len, &body[4..])?)
+        }
+        MSG_REQUEST => {
+            exact("REQUEST", body, 4)?;
+            Message::Request(read_u32("REQUEST", body)?)
+        }
+        MSG_CHUNK => {
+            if body.len() < 5 {
+                return Err(MessageError::BadLength {
+                    name: "CHUNK",
+                    expected: 5,
+                    got: body.len(),
+                });
+            }
+            Message::Chunk {
+                id: read_u32("CHUNK", body)?,
+                data: Bytes::copy_from_slice(&body[4..]),
+            }
+        }
+        MSG_NOT_HAVE => {
+            exact("NOT_HAVE", body, 4)?;
+            Message::NotHave(read_u32("NOT_HAVE", body)?)
+        }
+        other => return Err(MessageError::UnknownType(other)),
+    };
+    Ok(msg)
+}
+
+/// The length prefix, type byte and chunk ID of a `CHUNK` frame whose data is
+/// `data_len` bytes; the data follows it on the wire.
+pub fn chunk_header(id: ChunkId, data_len: usize) -> [u8; LEN_PREFIX + 5] {
+    let mut out = [0u8; LEN_PREFIX + 5];
+    out[..LEN_PREFIX].copy_from_slice(&frame::prefix(5 + data_len));
+    out[LEN_PREFIX] = MSG_CHUNK;
+    out[LEN_PREFIX + 1..].copy_from_slice(&id.to_be_bytes());
+    out
+}
+
+/// Appends `msg` as one whole frame to `dst`.
+pub fn encode(msg: &Message, dst: &mut BytesMut) {
+    let (kind, body_len) = match msg {
+        Message::Manifest(m) => (MSG_MANIFEST, m.len()),
+        Message::BatchEnd { .. } => (MSG_BATCH_END, 4),
+        Message::ListRequest => (MSG_LIST_REQUEST, 0),
+        Message::List(set) => (MSG_LIST, 4 + set.as_bitfield().len()),
+        Message::Request(_) => (MSG_REQUEST, 4),
+        Message::Chunk { data, .. } => (MSG_CHUNK, 4 + data.len()),
+        Message::NotHave(_) => (MSG_NOT_HAVE, 4),
+    };
+    dst.reserve(LEN_PREFIX + 1 + body_len);
+    dst.put_slice(&frame::prefix(1 + body_len));
+    dst.put_u8(kind);
+    match msg {
+        Message::Manifest(m) => dst.put_slice(m),
+        Message::BatchEnd { count } => dst.put_u32(*count),
+        Message::ListRequest => {}
+        Message::List(set) => {
+            dst.put_u32(set.len());
+            dst.put_slice(set.as_bitfield());
+        }
+        Message::Request(id) | Message::NotHave(id) => dst.put_u32(*id),
+        Message::Chunk { id, data } => {
+            dst.put_u32(*id);
+            dst.put_slice(data);
+        }
+    }
+}

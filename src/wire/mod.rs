@@ -1,0 +1,52 @@
+//! The swarmshare wire protocol, version 1. `PROTOCOL.md` is the byte-exact specification;
+//! this module implements it as pure functions on byte slices (no I/O, no async), so it can
+//! be unit-tested, property-tested and fuzzed.
+//!
+//! # Participants
+//! * the **owner**, which has the whole file and the manifest;
+//! * **peers**, which hold some chunks and serve them to whoever asks.
+//!
+//! # Shape of a connection
+//! 1. Both sides send a fixed 40-byte [`Hello`](handshake::Hello) at once: magic,
+//!    version, role, listening port and swarm ID ([`handshake`]).
+//! 2. Then length-prefixed frames ([`frame`]) carrying one [`Message`](message::Message)
+//!    each ([`message`]). A `JOIN` connection to the owner first receives the manifest and
+//!    a batch of chunks; after that, and on every `FETCH` connection, the client asks
+//!    (`LIST_REQUEST`, `REQUEST`) and the server answers (`LIST`, `CHUNK`, `NOT_HAVE`).
+//!
+//! # Bounds
+//! A frame's length is checked against a maximum *before* anything is buffered for it:
+//! [`max_frame_len`] for the swarm once the manifest is known, and
+//! [`MAX_MANIFEST_FRAME_LEN`] only while a joining peer waits for the manifest.
+//!
+//! # Non-goals
+//! Encryption and authentication of peers: integrity comes from the manifest's hashes.
+
+pub mod frame;
+pub mod handshake;
+pub mod message;
+
+use crate::chunk_set::bitfield_len;
+use crate::manifest::{Layout, MAX_MANIFEST_LEN};
+
+pub use frame::{FrameError, LEN_PREFIX};
+pub use handshake::{HandshakeError, Hello, Role, HELLO_LEN};
+pub use message::{decode, encode, DecodeError, Message, MessageError};
+
+/// Bytes of a message's fixed part after the length prefix: type byte + chunk ID.
+pub const CHUNK_HEADER_LEN: usize = 1 + 4;
+
+/// The largest frame a server reads from a client: a `REQUEST` (type byte + chunk ID).
+pub const MAX_REQUEST_FRAME_LEN: usize = 1 + 4;
+
+/// The largest frame (type byte and body, without the length prefix) that can carry a
+/// manifest.
+pub const MAX_MANIFEST_FRAME_LEN: usize = 1 + MAX_MANIFEST_LEN;
+
+/// The largest frame a swarm with this layout needs: a full chunk, or the chunk ID list,
+/// whichever is longer.
+pub fn max_frame_len(layout: &Layout) -> usize {
+    let chunk = CHUNK_HEADER_LEN + layout.chunk_size() as usize;
+    let list = 1 + 4 + bitfield_len(layout.chunk_count());
+    chunk.max(list)
+}

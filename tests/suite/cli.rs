@@ -1,0 +1,87 @@
+//! Bad input on the command line: one clear line on stderr, exit code 2, nothing written.
+
+use std::time::Duration;
+
+use super::util::{free_port, Proc};
+
+fn owner_refuses(contents: Option<&[u8]>, is_dir: bool, expect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("input");
+    if is_dir {
+        std::fs::create_dir(&target).unwrap();
+    } else if let Some(bytes) = contents {
+        std::fs::write(&target, bytes).unwrap();
+    }
+    let work = dir.path().join("work");
+    let port = free_port().to_string();
+    let mut p = Proc::start(
+        dir.path(),
+        "owner",
+        &[
+            "owner",
+            &port,
+            target.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            work.to_str().unwrap(),
+        ],
+    );
+    let status = p.wait_for(Duration::from_secs(10)).expect("owner exits");
+    assert_eq!(status.code(), Some(2), "stderr: {}", p.errors());
+    let err = p.errors();
+    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
+    assert!(err.starts_with("error: ") && err.contains(expect), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !work.exists(),
+        "the owner wrote into its directory before refusing"
+    );
+}
+
+#[test]
+fn owner_refuses_an_empty_file() {
+    owner_refuses(Some(b""), false, "too small");
+}
+
+#[test]
+fn owner_refuses_a_four_byte_file() {
+    owner_refuses(Some(b"abcd"), false, "too small");
+}
+
+#[test]
+fn owner_refuses_a_missing_file() {
+    owner_refuses(None, false, "No such file");
+}
+
+#[test]
+fn owner_refuses_a_directory() {
+    owner_refuses(None, true, "directory");
+}
+
+fn exits_2(args: &[&str], expect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Proc::start(dir.path(), "cli", args);
+    let status = p.wait_for(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(2), "stderr: {}", p.errors());
+    assert!(p.errors().contains(expect), "{}", p.errors());
+}
+
+#[test]
+fn peer_refuses_a_bad_neighbor_address() {
+    exits_2(
+        &["peer", "5000", "5001", "no:such:thing"],
+        "not a port or HOST:PORT",
+    );
+    exits_2(&["peer", "5000", "5001", "0"], "port 0");
+}
+
+#[test]
+fn peer_refuses_its_own_port_as_owner() {
+    exits_2(&["peer", "5001", "5001", "5002"], "own port");
+}
+
+#[test]
+fn demo_refuses_one_peer() {
+    exits_2(&["demo", "--peers", "1"], "--peers must be at least 2");
+}

@@ -1,0 +1,367 @@
+//! End to end: the real binary as separate processes on ephemeral loopback ports.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::util::{free_port, json_events, random_file, same_file, wait_until, Proc};
+
+const SEED_EVENTS: [&str; 6] = [
+    "chunk_received",
+    "chunk_sent",
+    "chunk_list_received",
+    "chunk_list_sent",
+    "chunk_request_sent",
+    "chunk_request_received",
+];
+
+/// An owner and peers, each in its own directory under one temporary folder.
+struct Swarm {
+    root: tempfile::TempDir,
+    file: PathBuf,
+    owner_port: u16,
+    ports: Vec<u16>,
+    owner: Option<Proc>,
+    peers: Vec<Option<Proc>>,
+}
+
+impl Swarm {
+    fn new(size: usize, peers: usize, seed: u64) -> Swarm {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("owner")).unwrap();
+        let file = root.path().join("owner").join("payload.bin");
+        random_file(&file, size, seed);
+        Swarm {
+            root,
+            file,
+            owner_port: free_port(),
+            ports: (0..peers).map(|_| free_port()).collect(),
+            owner: None,
+            peers: (0..peers).map(|_| None).collect(),
+        }
+    }
+
+    fn logs(&self) -> PathBuf {
+        self.root.path().to_owned()
+    }
+
+    fn start_owner(&mut self, batch_peers: usize) {
+        let dir = self.root.path().join("owner");
+        let args = [
+            "--log-format",
+            "json",
+            "owner",
+            &self.owner_port.to_string(),
+            self.file.to_str().unwrap(),
+            "--peers",
+            &batch_peers.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.to_str().unwrap(),
+        ]
+        .map(String::from);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.owner = Some(Proc::start(&self.logs(), "owner", &args));
+    }
+
+    /// Starts peer `i` downloading from port `neighbor`.
+    fn start_peer(&mut self, i: usize, neighbor: u16) {
+        let dir = self.peer_dir(i);
+        let args = [
+            "--log-format".to_owned(),
+            "json".to_owned(),
+            "peer".to_owned(),
+            self.owner_port.to_string(),
+            self.ports[i].to_string(),
+            neighbor.to_string(),
+            "--bind".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--dir".to_owned(),
+            dir.to_str().unwrap().to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.peers[i] = Some(Proc::start(&self.logs(), &format!("peer{}", i + 1), &args));
+    }
+
+    /// The seed's ring: peer i downloads from peer i+1, the last from the first.
+    fn ring_neighbor(&self, i: usize) -> u16 {
+        self.ports[(i + 1) % self.ports.len()]
+    }
+
+    fn peer_dir(&self, i: usize) -> PathBuf {
+        self.root.path().join(format!("peer{}", i + 1))
+    }
+
+    fn peer_file(&self, i: usize) -> PathBuf {
+        self.peer_dir(i).join("payload.bin")
+    }
+
+    /// Waits until every peer holds a byte-identical copy; on timeout, panics with the
+    /// logs' tails.
+    fn wait_all_complete(&self, limit: Duration) {
+        let done = wait_until(limit, || {
+            (0..self.ports.len()).all(|i| self.peer_file(i).exists())
+        });
+        if !done {
+            let mut report = String::new();
+            for p in self.peers.iter().flatten().chain(self.owner.iter()) {
+                let out = p.output();
+                let tail: Vec<&str> = out.lines().rev().take(8).collect();
+                report += &format!(
+                    "\n--- {} stderr: {}\n--- {} stdout tail:\n{}",
+                    p.name,
+                    p.errors(),
+                    p.name,
+                    tail.join("\n")
+                );
+            }
+            panic!("not every peer completed within {limit:?}{report}");
+        }
+        for i in 0..self.ports.len() {
+            assert!(
+                same_file(&self.file, &self.peer_file(i)),
+                "peer{}'s copy differs from the original",
+                i + 1
+            );
+        }
+    }
+
+    fn peer(&mut self, i: usize) -> &mut Proc {
+        self.peers[i].as_mut().expect("peer started")
+    }
+}
+
+fn events_of(proc: &Proc) -> Vec<serde_json::Value> {
+    json_events(&proc.output())
+}
+
+fn event_names(proc: &Proc) -> BTreeSet<String> {
+    events_of(proc)
+        .iter()
+        .filter_map(|e| e["event"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn complete_event(proc: &Proc) -> serde_json::Value {
+    events_of(proc)
+        .into_iter()
+        .find(|e| e["event"] == "complete")
+        .unwrap_or_else(|| panic!("{} logged no completion", proc.name))
+}
+
+fn run_ring(size: usize, n: usize, seed: u64) -> Swarm {
+    let mut swarm = Swarm::new(size, n, seed);
+    swarm.start_owner(n);
+    for i in 0..n {
+        let neighbor = swarm.ring_neighbor(i);
+        swarm.start_peer(i, neighbor);
+    }
+    swarm.wait_all_complete(Duration::from_secs(90));
+    swarm
+}
+
+#[test]
+fn ring_of_five_3mb_logs_all_six_events_and_shuts_down_cleanly() {
+    let mut swarm = run_ring(3_000_000, 5, 1);
+    for i in 0..5 {
+        let names = event_names(swarm.peer(i));
+        for event in SEED_EVENTS {
+            assert!(
+                names.contains(event),
+                "peer{} never logged {event}; saw {names:?}",
+                i + 1
+            );
+        }
+        for e in events_of(swarm.peer(i))
+            .iter()
+            .filter(|e| e["event"] == "chunk_received")
+        {
+            assert!(
+                e["chunk"].is_u64() && e["peer"].is_string() && e["timestamp"].is_string(),
+                "bad event {e}"
+            );
+        }
+        let done = complete_event(swarm.peer(i));
+        assert!(
+            done["from_neighbor"].as_u64().unwrap() > 0,
+            "peer{} got nothing from its neighbor: {done}",
+            i + 1
+        );
+    }
+    // The summary file lists every chunk.
+    let summary = std::fs::read_to_string(swarm.peer_dir(0).join(".swarmshare/summary")).unwrap();
+    let ids: Vec<u32> = summary
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(ids, (0..30).collect::<Vec<u32>>());
+    for i in 0..5 {
+        let status = swarm
+            .peer(i)
+            .terminate(Duration::from_secs(10))
+            .expect("peer exits on SIGTERM");
+        assert!(status.success(), "peer{} exited with {status}", i + 1);
+    }
+    let owner = swarm.owner.as_mut().unwrap();
+    assert!(owner
+        .terminate(Duration::from_secs(10))
+        .expect("owner exits")
+        .success());
+}
+
+#[test]
+fn ring_of_five_25mb() {
+    let swarm = run_ring(25_000_000, 5, 2);
+    let from_neighbors: u64 = swarm
+        .peers
+        .iter()
+        .flatten()
+        .map(|p| complete_event(p)["from_neighbor"].as_u64().unwrap())
+        .sum();
+    // 245 chunks; each peer gets ceil(245/5) = 49 from the owner's batch, the rest
+    // (196 each) should mostly come around the ring, not from the owner.
+    assert!(
+        from_neighbors >= 5 * 150,
+        "ring carried only {from_neighbors} chunks"
+    );
+}
+
+#[test]
+fn ring_of_two() {
+    // --peers 2 on the owner: each of the two gets half the chunks in its batch.
+    let mut swarm = Swarm::new(1_500_000, 2, 3);
+    swarm.start_owner(2);
+    swarm.start_peer(0, swarm.ports[1]);
+    swarm.start_peer(1, swarm.ports[0]);
+    swarm.wait_all_complete(Duration::from_secs(60));
+}
+
+#[test]
+fn peers_started_in_reverse_order_then_the_owner() {
+    let mut swarm = Swarm::new(2_000_000, 4, 4);
+    for i in (0..4).rev() {
+        let neighbor = swarm.ring_neighbor(i);
+        swarm.start_peer(i, neighbor);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    swarm.start_owner(4);
+    swarm.wait_all_complete(Duration::from_secs(90));
+}
+
+#[test]
+fn open_chain_tail_falls_back_to_the_owner() {
+    // peer1 <- peer2 <- peer3 <- (nobody listens). The owner sizes batches for 5 peers,
+    // so 2/5 of the chunks are in no batch: only the owner can supply them.
+    let mut swarm = Swarm::new(2_000_000, 3, 5);
+    let dead = free_port();
+    swarm.start_owner(5);
+    swarm.start_peer(2, dead);
+    swarm.start_peer(1, swarm.ports[2]);
+    swarm.start_peer(0, swarm.ports[1]);
+    swarm.wait_all_complete(Duration::from_secs(90));
+    let tail = complete_event(swarm.peer(2));
+    let batch = 4; // ceil(20 chunks / 5)
+    assert_eq!(tail["from_neighbor"], 0, "{tail}");
+    assert_eq!(
+        tail["from_owner"], 20,
+        "the tail must get every chunk from the owner: {tail}"
+    );
+    assert!(tail["from_owner"].as_u64().unwrap() > batch);
+}
+
+#[test]
+fn peer_naming_its_own_port_as_neighbor_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut p = Proc::start(
+        dir.path(),
+        "self",
+        &[
+            "peer",
+            "5000",
+            &port,
+            &port,
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let status = p.wait_for(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(2));
+    let err = p.errors();
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains("own port"), "{err}");
+    assert!(!dir.path().join(".swarmshare").exists(), "nothing written");
+}
+
+#[test]
+fn peer_on_a_busy_port_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let mut p = Proc::start(
+        dir.path(),
+        "busy",
+        &[
+            "peer",
+            "5000",
+            &port,
+            "5002",
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let status = p.wait_for(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(2));
+    let err = p.errors();
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains("already in use"), "{err}");
+}
+
+#[test]
+fn owner_on_a_busy_port_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.bin");
+    random_file(&file, 600_000, 6);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let mut p = Proc::start(
+        dir.path(),
+        "owner",
+        &[
+            "owner",
+            &port,
+            file.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let status = p.wait_for(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(2));
+    assert!(p.errors().contains("already in use"), "{}", p.errors());
+}
+
+#[test]
+fn demo_subcommand_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Proc::start(
+        dir.path(),
+        "demo",
+        &["demo", "--peers", "3", "--size", "1MiB", "--timeout", "60"],
+    );
+    let status = p.wait_for(Duration::from_secs(90)).expect("demo exits");
+    assert!(status.success(), "demo failed: {}", p.errors());
+    let out = p.output();
+    assert!(out.contains("all 3 copies are byte-identical"), "{out}");
+    for name in ["peer1", "peer2", "peer3"] {
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(name)),
+            "no summary row for {name}"
+        );
+    }
+}

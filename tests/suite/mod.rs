@@ -1,0 +1,10 @@
+mod batch;
+mod chunk_set;
+mod cli;
+mod e2e;
+mod manifest;
+mod picker;
+mod store;
+mod summary;
+mod util;
+mod wire;

@@ -1,0 +1,102 @@
+//! The chunk store on disk: layout, verification on open, refusal of another swarm,
+//! assembly that never overwrites a different file.
+
+use std::fs;
+use std::sync::Arc;
+
+use swarmshare::chunk_store::{ChunkStore, StoreError, STORE_DIR};
+use swarmshare::manifest::{hash_file, Manifest};
+
+fn manifest_of(dir: &std::path::Path, bytes: &[u8]) -> Arc<Manifest> {
+    let src = dir.join("src.bin");
+    fs::write(&src, bytes).unwrap();
+    Arc::new(hash_file(&src, "out.bin").unwrap())
+}
+
+fn data(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 256) as u8).collect()
+}
+
+#[test]
+fn import_assemble_and_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(300_000);
+    let m = manifest_of(tmp.path(), &bytes);
+    let dir = tmp.path().join("node");
+    let (store, mut have) = ChunkStore::open(&dir, Arc::clone(&m)).unwrap();
+    assert!(have.is_empty());
+    store.import(&tmp.path().join("src.bin"), &mut have).unwrap();
+    assert!(have.is_complete());
+    for id in 0..5 {
+        assert!(dir
+            .join(STORE_DIR)
+            .join("chunks")
+            .join(format!("{id:07}"))
+            .is_file());
+    }
+    let summary = fs::read_to_string(store.summary_path()).unwrap();
+    assert_eq!(swarmshare::summary::parse(&summary, 5).unwrap(), have);
+    let out = store.assemble().unwrap();
+    assert_eq!(out, dir.join("out.bin"));
+    assert_eq!(fs::read(&out).unwrap(), bytes);
+    // Assembling again keeps the identical file.
+    assert_eq!(store.assemble().unwrap(), out);
+
+    // Reopen after damage: a flipped byte and a truncated chunk are dropped, the rest kept.
+    let chunk = |id: u32| dir.join(STORE_DIR).join("chunks").join(format!("{id:07}"));
+    let mut c1 = fs::read(chunk(1)).unwrap();
+    c1[10] ^= 0xff;
+    fs::write(chunk(1), c1).unwrap();
+    fs::write(chunk(3), b"short").unwrap();
+    fs::write(dir.join(STORE_DIR).join("tmp").join("leftover"), b"x").unwrap();
+    drop(store);
+    let (_store, have) = ChunkStore::open(&dir, m).unwrap();
+    assert_eq!(have.iter().collect::<Vec<_>>(), vec![0, 2, 4]);
+    assert!(!chunk(1).exists() && !chunk(3).exists());
+    assert!(!dir.join(STORE_DIR).join("tmp").join("leftover").exists());
+}
+
+#[test]
+fn refuses_a_directory_holding_another_swarm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let a = manifest_of(tmp.path(), &data(1000));
+    ChunkStore::open(&dir, a).unwrap();
+    let b = manifest_of(tmp.path(), &data(2000));
+    let err = ChunkStore::open(&dir, b).unwrap_err();
+    assert!(matches!(err, StoreError::OtherSwarm { .. }), "{err}");
+    assert!(err.to_string().contains("another file"), "{err}");
+}
+
+#[test]
+fn never_overwrites_a_different_file_with_the_same_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifest_of(tmp.path(), &data(1000));
+    let dir = tmp.path().join("node");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("out.bin"), b"precious").unwrap();
+    let (store, mut have) = ChunkStore::open(&dir, m).unwrap();
+    store.import(&tmp.path().join("src.bin"), &mut have).unwrap();
+    assert!(matches!(store.assemble(), Err(StoreError::Occupied(_))));
+    assert_eq!(fs::read(dir.join("out.bin")).unwrap(), b"precious");
+}
+
+#[test]
+fn refuses_a_store_directory_that_is_a_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifest_of(tmp.path(), &data(1000));
+    let dir = tmp.path().join("node");
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir_all(&dir).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.join(STORE_DIR)).unwrap();
+    assert!(matches!(
+        ChunkStore::open(&dir, m),
+        Err(StoreError::NotADirectory(_))
+    ));
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+}

@@ -1,0 +1,172 @@
+//! The codec: every message round-trips, split input decodes the same, bad input is a
+//! named error, never a panic.
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+use swarmshare::chunk_set::ChunkSet;
+use swarmshare::manifest::{Layout, SwarmId};
+use swarmshare::wire::{
+    self, decode, encode, DecodeError, FrameError, HandshakeError, Hello, Message, MessageError, Role,
+};
+
+const MAX: usize = 1 << 20;
+
+fn encoded(m: &Message) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    encode(m, &mut buf);
+    buf.to_vec()
+}
+
+fn arb_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(|v| Message::Manifest(Bytes::from(v))),
+        any::<u32>().prop_map(|count| Message::BatchEnd { count }),
+        Just(Message::ListRequest),
+        proptest::collection::vec(any::<bool>(), 0..200).prop_map(|bits| {
+            let mut s = ChunkSet::empty(bits.len() as u32);
+            for (i, b) in bits.iter().enumerate() {
+                if *b {
+                    s.insert(i as u32);
+                }
+            }
+            Message::List(s)
+        }),
+        any::<u32>().prop_map(Message::Request),
+        (any::<u32>(), proptest::collection::vec(any::<u8>(), 1..3000)).prop_map(|(id, d)| Message::Chunk {
+            id,
+            data: Bytes::from(d)
+        }),
+        any::<u32>().prop_map(Message::NotHave),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn decode_encode_round_trip(m in arb_message()) {
+        let bytes = encoded(&m);
+        let (back, used) = decode(&bytes, MAX).unwrap();
+        prop_assert_eq!(used, bytes.len());
+        prop_assert_eq!(back, m);
+    }
+
+    #[test]
+    fn split_in_two_pieces_decodes_the_same(m in arb_message(), cut in any::<prop::sample::Index>()) {
+        let bytes = encoded(&m);
+        let at = cut.index(bytes.len());
+        match decode(&bytes[..at], MAX) {
+            Err(DecodeError::Frame(FrameError::Incomplete { needed })) => prop_assert!(needed >= 1 && needed <= bytes.len() - at),
+            other => prop_assert!(false, "prefix of {} bytes gave {:?}", at, other),
+        }
+        // Followed by more bytes: the first message still decodes, using only its own.
+        let mut two = bytes.clone();
+        two.extend_from_slice(&bytes);
+        let (back, used) = decode(&two, MAX).unwrap();
+        prop_assert_eq!(used, bytes.len());
+        prop_assert_eq!(back, m);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), max in 0usize..1000) {
+        if let Ok((_, used)) = decode(&bytes, max) {
+            prop_assert!(used <= bytes.len());
+        }
+        let mut hello = [0u8; wire::HELLO_LEN];
+        let n = bytes.len().min(wire::HELLO_LEN);
+        hello[..n].copy_from_slice(&bytes[..n]);
+        let _ = Hello::decode(&hello);
+    }
+}
+
+#[test]
+fn length_is_checked_before_anything_else() {
+    // A 4 GiB prefix with only four bytes present: refused at once, not "incomplete".
+    let huge = [0xff, 0xff, 0xff, 0xff];
+    assert_eq!(
+        decode(&huge, MAX),
+        Err(DecodeError::Frame(FrameError::TooLarge {
+            len: u64::from(u32::MAX),
+            max: MAX
+        }))
+    );
+    assert_eq!(
+        decode(&[0, 0, 0, 0], MAX),
+        Err(DecodeError::Frame(FrameError::Empty))
+    );
+    assert_eq!(
+        decode(&[0, 0], MAX),
+        Err(DecodeError::Frame(FrameError::Incomplete { needed: 2 }))
+    );
+    // One byte over the swarm's maximum.
+    let layout = Layout::for_size(10 * 102_400).unwrap();
+    let max = wire::max_frame_len(&layout);
+    assert_eq!(max, 5 + 102_400);
+    let over = ((max + 1) as u32).to_be_bytes();
+    assert!(matches!(
+        decode(&over, max),
+        Err(DecodeError::Frame(FrameError::TooLarge { .. }))
+    ));
+}
+
+#[test]
+fn exact_lengths_per_type() {
+    let bad = |payload: &[u8]| {
+        let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(payload);
+        decode(&frame, MAX).unwrap_err()
+    };
+    // REQUEST with a trailing byte, LIST_REQUEST with a body, NOT_HAVE short.
+    assert!(matches!(
+        bad(&[5, 0, 0, 0, 1, 9]),
+        DecodeError::Message(MessageError::BadLength { name: "REQUEST", .. })
+    ));
+    assert!(matches!(
+        bad(&[3, 0]),
+        DecodeError::Message(MessageError::BadLength {
+            name: "LIST_REQUEST",
+            ..
+        })
+    ));
+    assert!(matches!(
+        bad(&[7, 0, 0]),
+        DecodeError::Message(MessageError::BadLength { name: "NOT_HAVE", .. })
+    ));
+    // CHUNK with no data.
+    assert!(matches!(
+        bad(&[6, 0, 0, 0, 1]),
+        DecodeError::Message(MessageError::BadLength { name: "CHUNK", .. })
+    ));
+    // LIST whose bitfield disagrees with its count.
+    assert!(matches!(
+        bad(&[4, 0, 0, 0, 9, 0]),
+        DecodeError::Message(MessageError::List(_))
+    ));
+    assert!(matches!(
+        bad(&[99]),
+        DecodeError::Message(MessageError::UnknownType(99))
+    ));
+}
+
+#[test]
+fn hello_round_trip_and_refusals() {
+    let h = Hello {
+        role: Role::Fetch,
+        listen_port: 5001,
+        swarm: Some(SwarmId([3; 32])),
+    };
+    assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
+    let join = Hello {
+        role: Role::Join,
+        listen_port: 0,
+        swarm: None,
+    };
+    assert_eq!(Hello::decode(&join.encode()).unwrap(), join);
+    let mut bytes = h.encode();
+    bytes[4] = 2;
+    assert_eq!(Hello::decode(&bytes), Err(HandshakeError::UnsupportedVersion(2)));
+    bytes = h.encode();
+    bytes[5] = 9;
+    assert_eq!(Hello::decode(&bytes), Err(HandshakeError::UnknownRole(9)));
+    bytes = h.encode();
+    bytes[0] = b'G';
+    assert!(matches!(Hello::decode(&bytes), Err(HandshakeError::BadMagic(_))));
+}
