@@ -35,7 +35,7 @@ pub struct DemoReport {
     pub size: u64,
     /// Its chunk count.
     pub chunks: u32,
-    /// Time from the owner's start to the last verified copy.
+    /// Time from the owner serving (its chunk files written) to the last verified copy.
     pub elapsed: Duration,
     /// One report per peer, in ring order.
     pub peers: Vec<PeerReport>,
@@ -107,11 +107,11 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
         .collect::<Result<_, _>>()
         .map_err(io_err("binding"))?;
 
-    let started = Instant::now();
     let owner_config = OwnerConfig::new(loopback, sample.clone(), root.join("owner"), config.peers)?;
     let owner = Owner::prepare(&owner_config).await?;
     let chunks = owner.manifest().layout().chunk_count();
     let token = CancellationToken::new();
+    let started = Instant::now();
     let owner_task = tokio::spawn(owner.run(owner_listener, token.clone()));
 
     let mut progress = Vec::new();
@@ -132,6 +132,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
     }
 
     let waited = tokio::time::timeout(config.timeout, wait_all(&mut progress)).await;
+    let elapsed = started.elapsed();
     token.cancel();
     let mut failure = None;
     while let Some(joined) = peers.join_next().await {
@@ -153,7 +154,6 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
             )))
         }
     };
-    let elapsed = reports.iter().map(|r| r.elapsed).max().unwrap_or_default();
     for (i, r) in reports.iter().enumerate() {
         let (a, b) = (sample.clone(), r.file.clone());
         let same = tokio::task::spawn_blocking(move || same_contents(&a, &b))
@@ -175,7 +175,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
         kept,
         size,
         chunks,
-        elapsed: elapsed.min(started.elapsed()),
+        elapsed,
         peers: reports,
     })
 }

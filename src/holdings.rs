@@ -129,12 +129,13 @@ impl Holdings {
             return Ok(None);
         }
         let this = Arc::clone(self);
+        let path = self.store.chunk_path(id);
         tokio::task::spawn_blocking(move || this.store.read_chunk(id).map(|v| Some(Bytes::from(v))))
             .await
             .unwrap_or_else(|e| {
                 Err(StoreError::Io {
                     what: "read",
-                    path: Default::default(),
+                    path,
                     source: std::io::Error::other(e),
                 })
             })

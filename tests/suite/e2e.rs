@@ -365,3 +365,80 @@ fn demo_subcommand_completes() {
         );
     }
 }
+
+/// A fake owner that sends `manifest` to the first peer that joins.
+fn fake_owner(manifest: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    use swarmshare::manifest::SwarmId;
+    use swarmshare::wire::{Hello, Role};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let swarm = SwarmId(*blake3::hash(&manifest).as_bytes());
+        let hello = Hello {
+            role: Role::Owner,
+            listen_port: port,
+            swarm: Some(swarm),
+        };
+        s.write_all(&hello.encode()).unwrap();
+        let mut theirs = [0u8; 40];
+        s.read_exact(&mut theirs).unwrap();
+        let mut frame = ((manifest.len() + 1) as u32).to_be_bytes().to_vec();
+        frame.push(1); // MANIFEST
+        frame.extend_from_slice(&manifest);
+        let _ = s.write_all(&frame);
+        let _ = s.read(&mut [0u8; 16]);
+    });
+    (port, handle)
+}
+
+#[test]
+fn peer_refuses_a_manifest_whose_name_is_a_path() {
+    let root = tempfile::tempdir().unwrap();
+    let src = root.path().join("escape");
+    random_file(&src, 1000, 7);
+    let good = swarmshare::manifest::hash_file(&src, "escape")
+        .unwrap()
+        .encoded()
+        .to_vec();
+    for bad_name in [&b"../esc"[..], b"/etc/x"] {
+        // Same length as "escape", so only the name changes; the name starts at byte 56.
+        let mut bytes = good.clone();
+        bytes[56..62].copy_from_slice(bad_name);
+        let (port, owner) = fake_owner(bytes);
+        let dir = root.path().join("peer");
+        let mut p = Proc::start(
+            root.path(),
+            "peer",
+            &[
+                "peer",
+                &port.to_string(),
+                &free_port().to_string(),
+                &free_port().to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                dir.to_str().unwrap(),
+            ],
+        );
+        let status = p.wait_for(Duration::from_secs(20)).expect("peer exits");
+        owner.join().unwrap();
+        assert_eq!(status.code(), Some(1), "stderr: {}", p.errors());
+        let err = p.errors();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("refuses") && err.contains("path separator"), "{err}");
+        assert!(
+            !dir.join(".swarmshare").exists(),
+            "nothing written for a refused manifest"
+        );
+        let entries: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            entries.iter().all(|n| n != "esc" && n != "x"),
+            "wrote outside its directory: {entries:?}"
+        );
+    }
+}
