@@ -148,6 +148,17 @@ impl ChunkSet {
         (0..self.len).filter(|&id| !self.contains(id))
     }
 
+    /// Adds every chunk of `other` (a set over a different chunk count adds nothing).
+    pub fn union_with(&mut self, other: &ChunkSet) {
+        if self.len != other.len {
+            return;
+        }
+        for (mine, theirs) in self.bits.iter_mut().zip(&other.bits) {
+            *mine |= theirs;
+        }
+        self.count = self.bits.iter().map(|b| b.count_ones()).sum();
+    }
+
     /// The chunks `other` holds that `self` lacks: what `other` can give us.
     /// Sets over different chunk counts share nothing.
     pub fn wanted_from(&self, other: &ChunkSet) -> Vec<ChunkId> {

@@ -263,6 +263,19 @@ impl ChunkStore {
 
     /// Joins the chunks into the file, streaming, under a temporary name; checks the
     /// whole-file hash; renames it into `DIR`. A file already there with the right
+    /// Refuses, before anything is downloaded, a destination `DIR/NAME` that cannot become
+    /// the file: a directory, a symlink, or a file of another size. A file of the right size
+    /// is left for [`ChunkStore::assemble`] to check by hash.
+    pub fn check_destination(dir: &Path, manifest: &Manifest) -> Result<(), StoreError> {
+        let dest = dir.join(manifest.name());
+        match fs::symlink_metadata(&dest) {
+            Ok(meta) if meta.is_file() && meta.len() == manifest.layout().file_size() => Ok(()),
+            Ok(_) => Err(StoreError::Occupied(dest)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("inspect", &dest)(e)),
+        }
+    }
+
     /// contents is kept; one with other contents is never overwritten.
     pub fn assemble(&self) -> Result<PathBuf, StoreError> {
         let dest = self.file_path();

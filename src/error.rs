@@ -53,6 +53,14 @@ pub enum Error {
         /// The manifest's hash.
         actual: SwarmId,
     },
+    /// The OWNER endpoint answered, but not as an owner.
+    #[error("{addr} is not a swarmshare owner (it answered as {role:?}); check the OWNER argument")]
+    NotAnOwner {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// The role it announced.
+        role: Role,
+    },
     /// The demo's swarm did not produce identical copies in time.
     #[error("demo failed: {0}")]
     Demo(String),
@@ -72,7 +80,7 @@ impl Error {
     /// port, the directory) was refused before anything ran, 1 for failures while running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Bind { .. } | Error::HashFile(_) => 2,
+            Error::Config(_) | Error::Bind { .. } | Error::HashFile(_) | Error::NotAnOwner { .. } => 2,
             Error::Store(e) if e.is_usage() => 2,
             _ => 1,
         }
@@ -175,7 +183,7 @@ pub enum PeerError {
         /// What came.
         got: ChunkId,
     },
-    /// Our own storage failed while serving; the node's main loop reports it too.
+    /// Reading a held chunk for a request failed: this connection ends, the node goes on.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -1,11 +1,17 @@
 //! `Holdings`: what a node holds, shared by its upload server and its download side.
 //!
 //! It pairs the on-disk [`ChunkStore`] with the in-memory set of verified chunks. Adding a
-//! chunk goes through [`Holdings::add`], the one place that verifies, stores, updates the
-//! summary file and only then makes the chunk visible to the upload side: a node never
-//! lists or serves a chunk that is not verified and on disk.
+//! chunk goes through [`Holdings::add`], the one place that verifies and stores it and
+//! only then makes it visible to the upload side: a node never lists or serves a chunk
+//! that is not verified and on disk.
+//!
+//! The summary file is rewritten from the verified set, so it never lists a chunk that is
+//! not on disk; to keep the cost linear in the file size it is rewritten at most every
+//! [`SUMMARY_INTERVAL`] while chunks stream in, at once when the set is complete, and by
+//! [`Holdings::flush_summary`] (called periodically and at shutdown) for the rest.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -31,9 +37,19 @@ pub enum Added {
 pub struct Holdings {
     store: ChunkStore,
     have: Mutex<ChunkSet>,
-    // Serialises writers so the summary file is rewritten in order.
-    write: tokio::sync::Mutex<()>,
+    // Serialises writers so the summary file is rewritten in order; holds the summary's
+    // state.
+    write: tokio::sync::Mutex<SummaryState>,
     count: watch::Sender<u32>,
+}
+
+/// The longest the summary file lags behind while chunks are arriving.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_millis(250);
+
+#[derive(Debug)]
+struct SummaryState {
+    written: Instant,
+    dirty: bool,
 }
 
 fn blocking_err(e: tokio::task::JoinError) -> Error {
@@ -50,7 +66,10 @@ impl Holdings {
         Holdings {
             store,
             have: Mutex::new(have),
-            write: tokio::sync::Mutex::new(()),
+            write: tokio::sync::Mutex::new(SummaryState {
+                written: Instant::now(),
+                dirty: false,
+            }),
             count,
         }
     }
@@ -91,10 +110,10 @@ impl Holdings {
         self.count.subscribe()
     }
 
-    /// Verifies `data` as chunk `id` and, if it is new, stores it and rewrites the
-    /// summary. A storage failure is fatal to the node.
+    /// Verifies `data` as chunk `id` and, if it is new, stores it and makes it visible;
+    /// the summary follows (see the module docs). A storage failure is fatal to the node.
     pub async fn add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> Result<Added, Error> {
-        let _writer = self.write.lock().await;
+        let mut summary = self.write.lock().await;
         if self.contains(id) {
             // Still verify, so a bad sender is noticed even for chunks we hold.
             let manifest = Arc::clone(self.manifest());
@@ -104,23 +123,51 @@ impl Holdings {
             return Ok(if ok { Added::Duplicate } else { Added::HashMismatch });
         }
         let this = Arc::clone(self);
-        let result = tokio::task::spawn_blocking(move || -> Result<Added, StoreError> {
+        let due = summary.written.elapsed() >= SUMMARY_INTERVAL;
+        // Pessimistic, so a cancelled caller leaves the summary marked for the next flush.
+        summary.dirty = true;
+        // Everything, the count included, happens on the blocking thread: if the caller
+        // is cancelled meanwhile, the chunk is still stored and counted consistently.
+        let result = tokio::task::spawn_blocking(move || -> Result<(Added, bool), StoreError> {
             if !this.manifest().verify_chunk(id, &data) {
-                return Ok(Added::HashMismatch);
+                return Ok((Added::HashMismatch, false));
             }
             this.store.write_chunk(id, &data)?;
-            let mut next = this.snapshot();
-            next.insert(id);
-            this.store.write_summary(&next)?;
-            *this.have.lock().unwrap_or_else(PoisonError::into_inner) = next;
-            Ok(Added::New)
+            let next = {
+                let mut have = this.have.lock().unwrap_or_else(PoisonError::into_inner);
+                have.insert(id);
+                this.count.send_replace(have.count());
+                (due || have.is_complete()).then(|| have.clone())
+            };
+            let written = next.is_some();
+            if let Some(next) = next {
+                this.store.write_summary(&next)?;
+            }
+            Ok((Added::New, written))
         })
         .await
         .map_err(blocking_err)??;
-        if result == Added::New {
-            self.count.send_modify(|n| *n += 1);
+        let (added, written) = result;
+        if written {
+            summary.dirty = false;
+            summary.written = Instant::now();
         }
-        Ok(result)
+        Ok(added)
+    }
+
+    /// Rewrites the summary file if chunks arrived since it was last written.
+    pub async fn flush_summary(self: &Arc<Self>) -> Result<(), Error> {
+        let mut summary = self.write.lock().await;
+        if !summary.dirty {
+            return Ok(());
+        }
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.store.write_summary(&this.snapshot()))
+            .await
+            .map_err(blocking_err)??;
+        summary.dirty = false;
+        summary.written = Instant::now();
+        Ok(())
     }
 
     /// Reads a held chunk's bytes. Returns `None` if the chunk is not held.

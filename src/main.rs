@@ -130,6 +130,13 @@ async fn run(command: Command) -> Result<(), Error> {
             let config = OwnerConfig::new(SocketAddr::new(a.bind, a.port), a.file, a.dir, a.peers)?;
             let listener = upload::bind(config.listen).await?;
             let owner = Owner::prepare(&config).await?;
+            // The swarm ID is what peers check; it is printed whatever the log filter.
+            eprintln!(
+                "swarmshare owner: {} ({} chunks) is swarm {}",
+                owner.manifest().name(),
+                owner.manifest().layout().chunk_count(),
+                owner.manifest().swarm_id()
+            );
             owner.run(listener, shutdown_on_signal()).await
         }
         Command::Peer(a) => {

@@ -1,8 +1,9 @@
 //! The summary file: the human-readable list of chunk IDs a node holds.
 //!
 //! The seed asks each peer to write one after its first chunks arrive; swarmshare rewrites
-//! it atomically after every stored chunk. It is a report for people and scripts, never
-//! the source of truth: on start-up the chunk files are verified against the manifest.
+//! it atomically as chunks arrive (see [`crate::holdings`] for how often). It is a report
+//! for people and scripts, never the source of truth: on start-up the chunk files are
+//! verified against the manifest.
 //!
 //! Format (UTF-8 text): comment lines start with `#`; every other non-empty line is one
 //! chunk ID in decimal, ascending.

@@ -93,11 +93,12 @@ async fn attempt(
     };
     let theirs = conn.handshake(&hello).await?;
     if theirs.role != Role::Owner {
-        return Err(PeerError::UnexpectedRole {
-            expected: "OWNER",
-            got: theirs.role,
-        }
-        .into());
+        // Something answers, but it is not an owner (often a peer's port given by
+        // mistake): retrying would not help.
+        return Err(Failure::Fatal(Error::NotAnOwner {
+            addr,
+            role: theirs.role,
+        }));
     }
     conn.set_max_frame(wire::MAX_MANIFEST_FRAME_LEN);
     let manifest = match next(&mut conn, "waiting for the manifest").await? {
@@ -139,12 +140,15 @@ async fn attempt(
 
 async fn open_store(config: &PeerConfig, manifest: Manifest) -> Result<Arc<Holdings>, Error> {
     let dir = config.dir.clone();
-    let (store, have) = tokio::task::spawn_blocking(move || ChunkStore::open(&dir, Arc::new(manifest)))
-        .await
-        .map_err(|e| Error::Io {
-            what: "opening the chunk store",
-            source: std::io::Error::other(e),
-        })??;
+    let (store, have) = tokio::task::spawn_blocking(move || {
+        ChunkStore::check_destination(&dir, &manifest)?;
+        ChunkStore::open(&dir, Arc::new(manifest))
+    })
+    .await
+    .map_err(|e| Error::Io {
+        what: "opening the chunk store",
+        source: std::io::Error::other(e),
+    })??;
     Ok(Arc::new(Holdings::new(store, have)))
 }
 

@@ -1,31 +1,38 @@
-//! The download side: the seed's client thread, as one task with explicit state.
+//! The download side: the seed's client thread, as two loops that run at once.
 //!
-//! Each turn: make sure the download neighbor is connected (dialling with backoff while
-//! it is not up); when its last list offers nothing we lack, ask it for a fresh one; let
-//! the [`picker`](super::picker) choose; request that chunk, verify it, store it. When the
-//! neighbor has had nothing new for [`STALL`] (an open chain, a neighbor that is gone),
-//! chunks are requested from the owner until the neighbor has something again.
+//! * The **neighbor loop** keeps the download neighbor connected (dialling with backoff
+//!   while it is not up), asks for a fresh chunk ID list whenever the last one offers
+//!   nothing new, requests a random chunk from it, verifies and stores it, and repeats.
+//! * The **owner loop** sleeps while the [`Fallback`] clock says the neighbor is
+//!   delivering. When it is not (not up yet after a grace period, an open chain, gone,
+//!   or listing chunks it does not deliver), it requests chunks from the owner, preferring
+//!   ones the neighbor does not offer, until the neighbor delivers again.
+//!
+//! The loops share one [`Shared`] state: the chunks being fetched (so both never ask for
+//! the same one), the neighbor's last list and the fallback clock. A slow or silent server
+//! therefore only stalls its own loop.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, info_span, Instrument};
 
+use super::fallback::Fallback;
 use super::fetch::{FetchLink, Fetched};
-use super::picker::{pick, Pick};
+use super::picker;
+use super::server::Server;
 use crate::activity::{self, Source};
+use crate::chunk_set::ChunkSet;
 use crate::config::Endpoint;
 use crate::error::{Error, PeerError};
 use crate::holdings::{Added, Holdings};
 use crate::manifest::ChunkId;
-use crate::task::{self, Backoff};
+use crate::task;
 
-/// How long the neighbor may offer nothing new before the owner is asked instead.
-pub const STALL: Duration = Duration::from_secs(2);
-/// How often an idle neighbor is asked for a fresh list.
+/// How long a loop with nothing to request waits before looking again.
 pub const POLL: Duration = Duration::from_millis(100);
 
 /// Where the chunks came from.
@@ -37,60 +44,29 @@ pub struct Tally {
     pub from_neighbor: u32,
 }
 
-/// One of the two servers the download side talks to.
+/// State both loops read and write; held only briefly, never across an await.
 #[derive(Debug)]
-struct Server {
-    endpoint: Endpoint,
-    link: Option<FetchLink>,
-    retry: Backoff,
-    next_attempt: Instant,
-    what: &'static str,
+struct Shared {
+    in_flight: ChunkSet,
+    offer: Option<ChunkSet>,
+    fallback: Fallback,
+    tally: Tally,
 }
 
-impl Server {
-    fn new(endpoint: Endpoint, link: Option<FetchLink>, what: &'static str) -> Server {
-        Server {
-            endpoint,
-            link,
-            retry: Backoff::new(Duration::from_millis(100), Duration::from_secs(2)),
-            next_attempt: Instant::now(),
-            what,
-        }
-    }
+/// A chunk one loop is fetching; released when dropped, even if the loop is cancelled.
+struct Claim<'a> {
+    shared: &'a Mutex<Shared>,
+    id: ChunkId,
+}
 
-    /// Dials if disconnected and the backoff allows; returns whether a link is up.
-    async fn connect(&mut self, holdings: &Holdings, listen_port: u16) -> bool {
-        if self.link.is_some() {
-            return true;
-        }
-        if Instant::now() < self.next_attempt {
-            return false;
-        }
-        match FetchLink::open(&self.endpoint, holdings.manifest(), listen_port).await {
-            Ok(link) => {
-                info!(server = self.what, addr = %link.addr(), "connected");
-                self.retry.reset();
-                self.link = Some(link);
-                true
-            }
-            Err(e) => {
-                self.next_attempt = Instant::now() + self.retry.next_delay();
-                if self.retry.attempts() == 1 || self.retry.attempts() % 20 == 0 {
-                    info!(server = self.what, addr = %self.endpoint, cause = %e, "not reachable yet; retrying");
-                } else {
-                    debug!(server = self.what, addr = %self.endpoint, cause = %e, "not reachable; retrying");
-                }
-                false
-            }
-        }
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        lock(self.shared).in_flight.remove(self.id);
     }
+}
 
-    fn drop_link(&mut self, cause: &PeerError) {
-        if let Some(link) = self.link.take() {
-            warn!(server = self.what, addr = %link.addr(), %cause, "connection lost");
-        }
-        self.next_attempt = Instant::now() + self.retry.next_delay();
-    }
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The download side's state.
@@ -100,10 +76,7 @@ pub struct Download {
     listen_port: u16,
     neighbor: Server,
     owner: Server,
-    last_offer: Instant,
-    in_fallback: bool,
-    tally: Tally,
-    rng: SmallRng,
+    shared: Mutex<Shared>,
 }
 
 impl Download {
@@ -115,85 +88,165 @@ impl Download {
         owner: Endpoint,
         owner_link: FetchLink,
     ) -> Download {
+        let chunks = holdings.manifest().layout().chunk_count();
         Download {
             holdings,
             listen_port,
             neighbor: Server::new(neighbor, None, "download neighbor"),
             owner: Server::new(owner, Some(owner_link), "owner"),
-            last_offer: Instant::now(),
-            in_fallback: false,
-            tally: Tally::default(),
-            rng: SmallRng::from_os_rng(),
+            shared: Mutex::new(Shared {
+                in_flight: ChunkSet::empty(chunks),
+                offer: None,
+                fallback: Fallback::new(Instant::now()),
+                tally: Tally::default(),
+            }),
         }
     }
 
     /// Where the chunks came from so far.
     pub fn tally(&self) -> Tally {
-        self.tally
+        lock(&self.shared).tally
     }
 
     /// Runs until every chunk is held (true) or `token` is cancelled (false).
     pub async fn run(&mut self, token: &CancellationToken) -> Result<bool, Error> {
-        while !self.holdings.is_complete() {
-            if token.is_cancelled() {
-                return Ok(false);
-            }
-            self.neighbor.connect(&self.holdings, self.listen_port).await;
-            let mine = self.refresh_neighbor().await;
-            let offered = self.neighbor.link.as_ref().map(FetchLink::list);
-            if offered.is_some_and(|l| !mine.wanted_from(l).is_empty()) {
-                self.last_offer = Instant::now();
-            }
-            let fallback = self.last_offer.elapsed() >= STALL;
-            if fallback != self.in_fallback {
-                self.in_fallback = fallback;
-                info!(
-                    stalled = fallback,
-                    "{}",
-                    if fallback {
-                        "download neighbor has nothing new; asking the owner"
-                    } else {
-                        "download neighbor has chunks again"
-                    }
-                );
-            }
-            let idle = match pick(&mine, offered, fallback, &mut self.rng) {
-                Pick::Neighbor(id) => !self.fetch(id, Source::Neighbor).await?,
-                Pick::Owner(id) => !self.fetch(id, Source::Owner).await?,
-                Pick::Wait => true,
-            };
-            if idle && !task::sleep(token, POLL).await {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let Download {
+            holdings,
+            listen_port,
+            neighbor,
+            owner,
+            shared,
+        } = self;
+        let ctx = Ctx {
+            holdings,
+            shared,
+            listen_port: *listen_port,
+            token,
+        };
+        tokio::try_join!(
+            ctx.neighbor_loop(neighbor)
+                .instrument(info_span!("download", from = "neighbor")),
+            ctx.owner_loop(owner)
+                .instrument(info_span!("download", from = "owner")),
+        )?;
+        Ok(holdings.is_complete())
+    }
+}
+
+/// What both loops borrow.
+struct Ctx<'a> {
+    holdings: &'a Arc<Holdings>,
+    shared: &'a Mutex<Shared>,
+    listen_port: u16,
+    token: &'a CancellationToken,
+}
+
+impl Ctx<'_> {
+    fn running(&self) -> bool {
+        !self.token.is_cancelled() && !self.holdings.is_complete()
     }
 
-    /// Asks the neighbor for a fresh list when its last one offers nothing; returns our set.
-    async fn refresh_neighbor(&mut self) -> crate::chunk_set::ChunkSet {
-        let mine = self.holdings.snapshot();
-        if let Some(link) = &mut self.neighbor.link {
-            if mine.wanted_from(link.list()).is_empty() {
-                if let Err(e) = link.refresh_list().await {
-                    self.neighbor.drop_link(&e);
+    /// Waits `POLL`; false if cancelled meanwhile.
+    async fn idle(&self) -> bool {
+        task::sleep(self.token, POLL).await
+    }
+
+    /// The chunks held or being fetched.
+    fn taken(&self) -> ChunkSet {
+        let mut taken = self.holdings.snapshot();
+        taken.union_with(&lock(self.shared).in_flight);
+        taken
+    }
+
+    fn claim(&self, id: ChunkId) -> Claim<'_> {
+        lock(self.shared).in_flight.insert(id);
+        Claim {
+            shared: self.shared,
+            id,
+        }
+    }
+
+    async fn neighbor_loop(&self, server: &mut Server) -> Result<(), Error> {
+        let mut rng = SmallRng::from_os_rng();
+        while self.running() {
+            if !server.connect(self.holdings, self.listen_port).await {
+                lock(self.shared).offer = None;
+                if !self.idle().await {
+                    break;
+                }
+                continue;
+            }
+            lock(self.shared).fallback.connected(Instant::now());
+            let Some(link) = server.link.as_mut() else {
+                continue;
+            };
+            let mut pick = picker::from_neighbor(&self.taken(), link.list(), &mut rng);
+            if pick.is_none() {
+                match link.refresh_list().await {
+                    Ok(list) => {
+                        lock(self.shared).offer = Some(list.clone());
+                        server.retry.reset();
+                    }
+                    Err(e) => {
+                        server.drop_link(&e);
+                        continue;
+                    }
+                }
+                pick = server
+                    .link
+                    .as_ref()
+                    .and_then(|l| picker::from_neighbor(&self.taken(), l.list(), &mut rng));
+            }
+            let fetched = match pick {
+                Some(id) => self.fetch(server, id, Source::Neighbor).await?,
+                None => false,
+            };
+            if !fetched && !self.idle().await {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn owner_loop(&self, server: &mut Server) -> Result<(), Error> {
+        let mut rng = SmallRng::from_os_rng();
+        let mut asking = false;
+        while self.running() {
+            let use_owner = lock(self.shared).fallback.use_owner(Instant::now());
+            if use_owner != asking {
+                asking = use_owner;
+                if asking {
+                    info!("download neighbor is not delivering; asking the owner");
+                } else {
+                    info!("download neighbor is delivering again; owner left alone");
                 }
             }
+            let pick = if asking {
+                let offer = lock(self.shared).offer.clone();
+                picker::from_owner(&self.taken(), offer.as_ref(), &mut rng)
+            } else {
+                None
+            };
+            let fetched = match pick {
+                Some(id) => self.fetch(server, id, Source::Owner).await?,
+                None => false,
+            };
+            if !fetched && !self.idle().await {
+                break;
+            }
         }
-        mine
+        Ok(())
     }
 
-    /// Requests `id` from the neighbor or the owner; returns whether a chunk was stored.
-    async fn fetch(&mut self, id: ChunkId, source: Source) -> Result<bool, Error> {
-        let server = match source {
-            Source::Neighbor => &mut self.neighbor,
-            Source::Owner => &mut self.owner,
-        };
-        if !server.connect(&self.holdings, self.listen_port).await {
+    /// Requests `id` from `server`; returns whether a new chunk was stored.
+    async fn fetch(&self, server: &mut Server, id: ChunkId, source: Source) -> Result<bool, Error> {
+        if !server.connect(self.holdings, self.listen_port).await {
             return Ok(false);
         }
         let Some(link) = server.link.as_mut() else {
             return Ok(false);
         };
+        let _claim = self.claim(id);
         let addr = link.addr();
         let data = match link.fetch(id).await {
             Ok(Fetched::Chunk(data)) => data,
@@ -207,9 +260,14 @@ impl Download {
         match self.holdings.add(id, data).await? {
             Added::New => {
                 activity::chunk_received(addr, id, bytes, source);
+                server.retry.reset();
+                let mut shared = lock(self.shared);
                 match source {
-                    Source::Neighbor => self.tally.from_neighbor += 1,
-                    Source::Owner => self.tally.from_owner += 1,
+                    Source::Neighbor => {
+                        shared.fallback.delivered(Instant::now());
+                        shared.tally.from_neighbor += 1;
+                    }
+                    Source::Owner => shared.tally.from_owner += 1,
                 }
                 Ok(true)
             }

@@ -18,7 +18,7 @@ use crate::manifest::{ChunkId, Manifest};
 use crate::wire::{self, Hello, Message, Role};
 
 /// How long one request may wait for its answer.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A fetch session's client end.
 #[derive(Debug)]

@@ -8,8 +8,10 @@
 
 pub mod bootstrap;
 pub mod download;
+pub mod fallback;
 pub mod fetch;
 pub mod picker;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,13 +22,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, info_span, Instrument};
+use tracing::{info, info_span, Instrument, Span};
 
 use crate::activity;
 use crate::config::PeerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
-use crate::holdings::Holdings;
+use crate::holdings::{Holdings, SUMMARY_INTERVAL};
+use crate::task;
 use crate::upload::{self, check_fetch_hello, node_addr};
 use crate::wire::{self, Hello, Role};
 use download::Download;
@@ -137,6 +140,13 @@ impl Peer {
         tracker.spawn(
             report_progress(Arc::clone(&holdings), self.progress.clone(), token.clone()).in_current_span(),
         );
+        task::spawn(
+            &tracker,
+            &token,
+            "summary",
+            Span::current(),
+            flush_summaries(Arc::clone(&holdings), token.clone()),
+        );
 
         let mut download = Download::new(
             Arc::clone(&holdings),
@@ -149,6 +159,9 @@ impl Peer {
             _ = token.cancelled() => Ok(false),
             done = download.run(&token) => done,
         };
+        // Whatever happened, the summary file catches up with what is on disk.
+        let flushed = holdings.flush_summary().await;
+        let outcome = outcome.and_then(|done| flushed.map(|()| done));
         let result = match outcome {
             Ok(true) => {
                 finish(
@@ -206,6 +219,14 @@ async fn finish(
         report.from_neighbor,
     );
     progress.send_replace(Progress::Complete(report));
+    Ok(())
+}
+
+/// Keeps the summary file at most [`SUMMARY_INTERVAL`] behind when chunks stop arriving.
+async fn flush_summaries(holdings: Arc<Holdings>, token: CancellationToken) -> Result<(), Error> {
+    while task::sleep(&token, SUMMARY_INTERVAL).await {
+        holdings.flush_summary().await?;
+    }
     Ok(())
 }
 

@@ -1,10 +1,10 @@
-//! The picker: which chunk to ask for next, and from whom. Pure, so it is tested
-//! without sockets.
+//! The picker: which chunk to ask for next. Pure, so it is tested without sockets.
 //!
-//! The seed's rule first: a random chunk the download neighbor has and we lack. Only when
-//! the neighbor has had nothing for us for a while (or is unreachable) does the caller set
-//! `fallback`, and then a random chunk we lack is asked of the owner instead: the owner is
-//! a last resort, never the first source.
+//! `taken` is every chunk we hold or are already fetching, so the two sources (the
+//! download neighbor and, on fallback, the owner) never ask for the same chunk at once.
+//! The seed's rule for the neighbor: a random chunk it has and we lack. The owner, a last
+//! resort, is asked first for chunks the neighbor does not offer, so the neighbor keeps
+//! doing what it can.
 
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -12,29 +12,26 @@ use rand::Rng;
 use crate::chunk_set::ChunkSet;
 use crate::manifest::ChunkId;
 
-/// What to do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pick {
-    /// Request this chunk from the download neighbor.
-    Neighbor(ChunkId),
-    /// Request this chunk from the owner.
-    Owner(ChunkId),
-    /// Nothing to request now; ask the neighbor for a fresh list later.
-    Wait,
+/// A random chunk in `theirs` that is not `taken`.
+pub fn from_neighbor(taken: &ChunkSet, theirs: &ChunkSet, rng: &mut impl Rng) -> Option<ChunkId> {
+    taken.wanted_from(theirs).choose(rng).copied()
 }
 
-/// Picks the next request. `neighbor` is the neighbor's last list, if connected.
-pub fn pick(mine: &ChunkSet, neighbor: Option<&ChunkSet>, fallback: bool, rng: &mut impl Rng) -> Pick {
-    if let Some(theirs) = neighbor {
-        if let Some(&id) = mine.wanted_from(theirs).choose(rng) {
-            return Pick::Neighbor(id);
-        }
-    }
-    if fallback {
-        let missing: Vec<ChunkId> = mine.missing().collect();
-        if let Some(&id) = missing.choose(rng) {
-            return Pick::Owner(id);
-        }
-    }
-    Pick::Wait
+/// A random chunk that is not `taken`, preferring one the neighbor's `offer` lacks.
+pub fn from_owner(taken: &ChunkSet, offer: Option<&ChunkSet>, rng: &mut impl Rng) -> Option<ChunkId> {
+    let missing: Vec<ChunkId> = taken.missing().collect();
+    let elsewhere: Vec<ChunkId> = match offer {
+        Some(offer) => missing
+            .iter()
+            .copied()
+            .filter(|&id| !offer.contains(id))
+            .collect(),
+        None => Vec::new(),
+    };
+    let pool = if elsewhere.is_empty() {
+        &missing
+    } else {
+        &elsewhere
+    };
+    pool.choose(rng).copied()
 }

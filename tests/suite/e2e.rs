@@ -1,10 +1,9 @@
 //! End to end: the real binary as separate processes on ephemeral loopback ports.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use super::util::{free_port, json_events, random_file, same_file, wait_until, Proc};
+use super::swarm::{complete_event, event_names, events_of, Swarm};
+use super::util::{free_port, random_file, Proc};
 
 const SEED_EVENTS: [&str; 6] = [
     "chunk_received",
@@ -14,141 +13,6 @@ const SEED_EVENTS: [&str; 6] = [
     "chunk_request_sent",
     "chunk_request_received",
 ];
-
-/// An owner and peers, each in its own directory under one temporary folder.
-struct Swarm {
-    root: tempfile::TempDir,
-    file: PathBuf,
-    owner_port: u16,
-    ports: Vec<u16>,
-    owner: Option<Proc>,
-    peers: Vec<Option<Proc>>,
-}
-
-impl Swarm {
-    fn new(size: usize, peers: usize, seed: u64) -> Swarm {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join("owner")).unwrap();
-        let file = root.path().join("owner").join("payload.bin");
-        random_file(&file, size, seed);
-        Swarm {
-            root,
-            file,
-            owner_port: free_port(),
-            ports: (0..peers).map(|_| free_port()).collect(),
-            owner: None,
-            peers: (0..peers).map(|_| None).collect(),
-        }
-    }
-
-    fn logs(&self) -> PathBuf {
-        self.root.path().to_owned()
-    }
-
-    fn start_owner(&mut self, batch_peers: usize) {
-        let dir = self.root.path().join("owner");
-        let args = [
-            "--log-format",
-            "json",
-            "owner",
-            &self.owner_port.to_string(),
-            self.file.to_str().unwrap(),
-            "--peers",
-            &batch_peers.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            dir.to_str().unwrap(),
-        ]
-        .map(String::from);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.owner = Some(Proc::start(&self.logs(), "owner", &args));
-    }
-
-    /// Starts peer `i` downloading from port `neighbor`.
-    fn start_peer(&mut self, i: usize, neighbor: u16) {
-        let dir = self.peer_dir(i);
-        let args = [
-            "--log-format".to_owned(),
-            "json".to_owned(),
-            "peer".to_owned(),
-            self.owner_port.to_string(),
-            self.ports[i].to_string(),
-            neighbor.to_string(),
-            "--bind".to_owned(),
-            "127.0.0.1".to_owned(),
-            "--dir".to_owned(),
-            dir.to_str().unwrap().to_owned(),
-        ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.peers[i] = Some(Proc::start(&self.logs(), &format!("peer{}", i + 1), &args));
-    }
-
-    /// The seed's ring: peer i downloads from peer i+1, the last from the first.
-    fn ring_neighbor(&self, i: usize) -> u16 {
-        self.ports[(i + 1) % self.ports.len()]
-    }
-
-    fn peer_dir(&self, i: usize) -> PathBuf {
-        self.root.path().join(format!("peer{}", i + 1))
-    }
-
-    fn peer_file(&self, i: usize) -> PathBuf {
-        self.peer_dir(i).join("payload.bin")
-    }
-
-    /// Waits until every peer holds a byte-identical copy; on timeout, panics with the
-    /// logs' tails.
-    fn wait_all_complete(&self, limit: Duration) {
-        let done = wait_until(limit, || {
-            (0..self.ports.len()).all(|i| self.peer_file(i).exists())
-        });
-        if !done {
-            let mut report = String::new();
-            for p in self.peers.iter().flatten().chain(self.owner.iter()) {
-                let out = p.output();
-                let tail: Vec<&str> = out.lines().rev().take(8).collect();
-                report += &format!(
-                    "\n--- {} stderr: {}\n--- {} stdout tail:\n{}",
-                    p.name,
-                    p.errors(),
-                    p.name,
-                    tail.join("\n")
-                );
-            }
-            panic!("not every peer completed within {limit:?}{report}");
-        }
-        for i in 0..self.ports.len() {
-            assert!(
-                same_file(&self.file, &self.peer_file(i)),
-                "peer{}'s copy differs from the original",
-                i + 1
-            );
-        }
-    }
-
-    fn peer(&mut self, i: usize) -> &mut Proc {
-        self.peers[i].as_mut().expect("peer started")
-    }
-}
-
-fn events_of(proc: &Proc) -> Vec<serde_json::Value> {
-    json_events(&proc.output())
-}
-
-fn event_names(proc: &Proc) -> BTreeSet<String> {
-    events_of(proc)
-        .iter()
-        .filter_map(|e| e["event"].as_str().map(str::to_owned))
-        .collect()
-}
-
-fn complete_event(proc: &Proc) -> serde_json::Value {
-    events_of(proc)
-        .into_iter()
-        .find(|e| e["event"] == "complete")
-        .unwrap_or_else(|| panic!("{} logged no completion", proc.name))
-}
 
 fn run_ring(size: usize, n: usize, seed: u64) -> Swarm {
     let mut swarm = Swarm::new(size, n, seed);
@@ -205,6 +69,17 @@ fn ring_of_five_3mb_logs_all_six_events_and_shuts_down_cleanly() {
         assert!(status.success(), "peer{} exited with {status}", i + 1);
     }
     let owner = swarm.owner.as_mut().unwrap();
+    let start = events_of(owner)
+        .into_iter()
+        .find(|e| e["event"] == "owner_start")
+        .expect("owner_start logged");
+    let swarm_id = start["swarm"].as_str().expect("swarm ID in owner_start");
+    assert_eq!(swarm_id.len(), 64, "{start}");
+    assert!(
+        owner.errors().contains(&format!("is swarm {swarm_id}")),
+        "swarm ID printed on stderr: {}",
+        owner.errors()
+    );
     assert!(owner
         .terminate(Duration::from_secs(10))
         .expect("owner exits")
@@ -441,4 +316,47 @@ fn peer_refuses_a_manifest_whose_name_is_a_path() {
             "wrote outside its directory: {entries:?}"
         );
     }
+}
+
+#[test]
+fn a_peer_port_given_as_the_owner_is_refused() {
+    let mut swarm = Swarm::new(600_000, 2, 13);
+    swarm.start_owner(2);
+    swarm.start_peer(0, swarm.ports[1]);
+    let up = super::util::wait_until(Duration::from_secs(20), || {
+        events_of(swarm.peer(0))
+            .iter()
+            .any(|e| e["event"] == "peer_start")
+    });
+    assert!(up, "peer 1 started");
+    // Peer 2 names peer 1's port where the owner's belongs.
+    swarm.owner_port = swarm.ports[0];
+    swarm.start_peer(1, swarm.ports[0]);
+    let p = swarm.peer(1);
+    let status = p.wait_for(Duration::from_secs(20)).expect("exits");
+    assert_eq!(status.code(), Some(2), "stderr: {}", p.errors());
+    let err = p.errors();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is not a swarmshare owner"), "{err}");
+}
+
+#[test]
+fn a_directory_in_the_way_of_the_file_is_refused_before_downloading() {
+    let mut swarm = Swarm::new(600_000, 1, 14);
+    std::fs::create_dir_all(swarm.peer_dir(0).join("payload.bin")).unwrap();
+    swarm.start_owner(1);
+    swarm.start_peer(0, free_port());
+    let p = swarm.peer(0);
+    let status = p.wait_for(Duration::from_secs(20)).expect("exits");
+    assert_eq!(status.code(), Some(2), "stderr: {}", p.errors());
+    let err = p.errors();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("payload.bin") && err.contains("already exists"),
+        "{err}"
+    );
+    assert!(
+        !swarm.peer_dir(0).join(".swarmshare").exists(),
+        "nothing downloaded"
+    );
 }

@@ -1,11 +1,11 @@
-//! The picker: neighbor first, owner only on fallback, random among candidates.
+//! The picker: random among what the neighbor offers; the owner for what it does not.
 
 use std::collections::BTreeSet;
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use swarmshare::chunk_set::ChunkSet;
-use swarmshare::peer::picker::{pick, Pick};
+use swarmshare::peer::picker::{from_neighbor, from_owner};
 
 fn set(len: u32, ids: &[u32]) -> ChunkSet {
     let mut s = ChunkSet::empty(len);
@@ -16,41 +16,50 @@ fn set(len: u32, ids: &[u32]) -> ChunkSet {
 }
 
 #[test]
-fn prefers_the_neighbor_even_when_fallback_is_allowed() {
-    let mut rng = SmallRng::seed_from_u64(1);
-    let mine = set(10, &[0, 1]);
-    let theirs = set(10, &[0, 1, 5]);
-    for fallback in [false, true] {
-        assert_eq!(pick(&mine, Some(&theirs), fallback, &mut rng), Pick::Neighbor(5));
-    }
+fn neighbor_pick_is_random_among_what_it_offers_and_we_have_not_taken() {
+    let mut rng = SmallRng::seed_from_u64(3);
+    let taken = set(64, &[9]);
+    let theirs = set(64, &[3, 9, 27, 40, 63]);
+    let seen: BTreeSet<u32> = (0..500)
+        .map(|_| from_neighbor(&taken, &theirs, &mut rng).unwrap())
+        .collect();
+    assert_eq!(seen, BTreeSet::from([3, 27, 40, 63]));
 }
 
 #[test]
-fn waits_without_fallback_and_asks_the_owner_with_it() {
-    let mut rng = SmallRng::seed_from_u64(2);
-    let mine = set(10, &[0, 1, 2, 3, 4, 5, 6, 7, 8]);
-    let theirs = set(10, &[0]);
-    assert_eq!(pick(&mine, Some(&theirs), false, &mut rng), Pick::Wait);
-    assert_eq!(pick(&mine, None, false, &mut rng), Pick::Wait);
-    assert_eq!(pick(&mine, Some(&theirs), true, &mut rng), Pick::Owner(9));
-    assert_eq!(pick(&mine, None, true, &mut rng), Pick::Owner(9));
+fn neighbor_with_nothing_new_gives_no_pick() {
+    let mut rng = SmallRng::seed_from_u64(1);
+    let taken = set(10, &[0, 1, 5]);
+    assert_eq!(from_neighbor(&taken, &set(10, &[0, 5]), &mut rng), None);
     assert_eq!(
-        pick(&ChunkSet::full(10), None, true, &mut rng),
-        Pick::Wait,
-        "nothing missing"
+        from_neighbor(&taken, &set(11, &[7]), &mut rng),
+        None,
+        "other swarm size"
     );
 }
 
 #[test]
-fn picks_randomly_among_what_the_neighbor_offers() {
-    let mut rng = SmallRng::seed_from_u64(3);
-    let mine = set(64, &[]);
-    let theirs = set(64, &[3, 9, 27, 40, 63]);
+fn owner_pick_prefers_chunks_the_neighbor_does_not_offer() {
+    let mut rng = SmallRng::seed_from_u64(2);
+    let taken = set(10, &[0, 1, 2]);
+    let offer = set(10, &[3, 4, 5, 6, 7, 8]);
+    for _ in 0..100 {
+        assert_eq!(from_owner(&taken, Some(&offer), &mut rng), Some(9));
+    }
+    // Everything missing is on offer: any missing chunk will do.
+    let all = set(10, &[3, 4, 5, 6, 7, 8, 9]);
     let seen: BTreeSet<u32> = (0..500)
-        .map(|_| match pick(&mine, Some(&theirs), false, &mut rng) {
-            Pick::Neighbor(id) => id,
-            other => panic!("{other:?}"),
-        })
+        .map(|_| from_owner(&taken, Some(&all), &mut rng).unwrap())
         .collect();
-    assert_eq!(seen, BTreeSet::from([3, 9, 27, 40, 63]));
+    assert_eq!(seen, (3..10).collect());
+    let seen: BTreeSet<u32> = (0..500)
+        .map(|_| from_owner(&taken, None, &mut rng).unwrap())
+        .collect();
+    assert_eq!(seen, (3..10).collect());
+}
+
+#[test]
+fn nothing_missing_gives_no_owner_pick() {
+    let mut rng = SmallRng::seed_from_u64(4);
+    assert_eq!(from_owner(&ChunkSet::full(10), None, &mut rng), None);
 }

@@ -4,23 +4,18 @@
 //! against it. The manifest's own BLAKE3 hash is the [`SwarmId`]: two nodes with the same
 //! swarm ID agree on the file name, size, chunking and every chunk hash.
 //!
-//! This module also holds the split arithmetic ([`Layout`]), which is pure and tested at
-//! its boundaries. The byte format is specified in `PROTOCOL.md` ("Manifest").
+//! The split arithmetic lives in [`layout`] ([`Layout`]), building a manifest from a file
+//! in [`hash_file`](fn@hash_file). The byte format is specified in `PROTOCOL.md`
+//! ("Manifest").
+
+mod hash_file;
+mod layout;
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read};
-use std::path::Path;
 
-/// A chunk's index in the file, from 0 to `chunk_count - 1`.
-pub type ChunkId = u32;
+pub use hash_file::{hash_file, HashFileError};
+pub use layout::{ChunkId, Layout, LayoutError, CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNKS};
 
-/// The chunk size for files of at least [`MIN_CHUNKS`] × 100 KiB: 102,400 bytes.
-pub const CHUNK_SIZE: u32 = 102_400;
-/// No file is split into fewer chunks than this.
-pub const MIN_CHUNKS: u64 = 5;
-/// The largest chunk count a manifest may declare (200 GiB at 100 KiB a chunk).
-pub const MAX_CHUNKS: u32 = 1 << 21;
 /// The longest file name, in bytes, a manifest may carry.
 pub const MAX_NAME_LEN: usize = 255;
 /// Length of a BLAKE3 hash.
@@ -31,96 +26,6 @@ const VERSION: u8 = 1;
 const FIXED_LEN: usize = 56;
 /// The largest encoded manifest: fixed part, longest name, one hash per chunk.
 pub const MAX_MANIFEST_LEN: usize = FIXED_LEN + MAX_NAME_LEN + HASH_LEN * MAX_CHUNKS as usize;
-
-/// How a file of a given size is cut into chunks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    file_size: u64,
-    chunk_size: u32,
-    chunk_count: u32,
-}
-
-/// Why a file cannot be split into chunks.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LayoutError {
-    /// Fewer bytes than the minimum number of non-empty chunks.
-    #[error(
-        "file is too small to share: {size} bytes, at least {MIN_CHUNKS} are needed for {MIN_CHUNKS} chunks"
-    )]
-    TooSmall {
-        /// The file's size.
-        size: u64,
-    },
-    /// More chunks than a manifest may declare.
-    #[error("file is too large to share: {size} bytes, at most {} are supported", u64::from(MAX_CHUNKS) * u64::from(CHUNK_SIZE))]
-    TooLarge {
-        /// The file's size.
-        size: u64,
-    },
-}
-
-impl Layout {
-    /// The layout for a file of `file_size` bytes.
-    ///
-    /// Files of at least 5 × 100 KiB use 100 KiB chunks, the last one smaller. Smaller files
-    /// are cut into 5 chunks of `ceil(size / 5)` bytes; for the few tiny sizes where that
-    /// would leave fewer than 5 non-empty chunks (6, 7, 8, 11, 12 and 16 bytes) the chunk
-    /// size is `floor(size / 5)` instead, which gives 6 or 7 chunks.
-    pub fn for_size(file_size: u64) -> Result<Layout, LayoutError> {
-        if file_size < MIN_CHUNKS {
-            return Err(LayoutError::TooSmall { size: file_size });
-        }
-        let chunk_size = if file_size >= MIN_CHUNKS * u64::from(CHUNK_SIZE) {
-            u64::from(CHUNK_SIZE)
-        } else {
-            let ceil = file_size.div_ceil(MIN_CHUNKS);
-            if file_size.div_ceil(ceil) >= MIN_CHUNKS {
-                ceil
-            } else {
-                file_size / MIN_CHUNKS
-            }
-        };
-        let chunk_count = file_size.div_ceil(chunk_size);
-        let chunk_count = u32::try_from(chunk_count)
-            .ok()
-            .filter(|&n| n <= MAX_CHUNKS)
-            .ok_or(LayoutError::TooLarge { size: file_size })?;
-        let chunk_size = u32::try_from(chunk_size).map_err(|_| LayoutError::TooLarge { size: file_size })?;
-        Ok(Layout {
-            file_size,
-            chunk_size,
-            chunk_count,
-        })
-    }
-
-    /// The file's size in bytes.
-    pub fn file_size(&self) -> u64 {
-        self.file_size
-    }
-
-    /// The size of every chunk but the last.
-    pub fn chunk_size(&self) -> u32 {
-        self.chunk_size
-    }
-
-    /// How many chunks the file has.
-    pub fn chunk_count(&self) -> u32 {
-        self.chunk_count
-    }
-
-    /// The byte offset of chunk `id` in the file, or `None` if `id` is out of range.
-    pub fn chunk_offset(&self, id: ChunkId) -> Option<u64> {
-        (id < self.chunk_count).then(|| u64::from(id) * u64::from(self.chunk_size))
-    }
-
-    /// The length of chunk `id`, or `None` if `id` is out of range.
-    pub fn chunk_len(&self, id: ChunkId) -> Option<u32> {
-        let offset = self.chunk_offset(id)?;
-        let rest = self.file_size - offset;
-        // `rest` is at least 1 for every valid id, and the min fits in u32.
-        Some(rest.min(u64::from(self.chunk_size)) as u32)
-    }
-}
 
 /// The swarm's identity: the BLAKE3 hash of its encoded manifest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -364,82 +269,4 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(bytes);
     out
-}
-
-/// Why a file could not be turned into a manifest.
-#[derive(Debug, thiserror::Error)]
-pub enum HashFileError {
-    /// Reading the file failed.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The file cannot be split.
-    #[error("{path}: {source}")]
-    Layout {
-        /// The file.
-        path: String,
-        /// The cause.
-        #[source]
-        source: LayoutError,
-    },
-    /// The file's name cannot travel in a manifest.
-    #[error("{path}: {source}")]
-    Name {
-        /// The file.
-        path: String,
-        /// The cause.
-        #[source]
-        source: ManifestError,
-    },
-    /// The file changed size while it was read.
-    #[error("{path} changed while it was being read")]
-    Changed {
-        /// The file.
-        path: String,
-    },
-}
-
-/// Reads `path` once, streaming, and builds its manifest under the name `name`.
-pub fn hash_file(path: &Path, name: &str) -> Result<Manifest, HashFileError> {
-    let shown = path.display().to_string();
-    let read_err = |source| HashFileError::Read {
-        path: shown.clone(),
-        source,
-    };
-    let mut file = File::open(path).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if meta.is_dir() {
-        return Err(read_err(io::Error::other("it is a directory")));
-    }
-    let layout = Layout::for_size(meta.len()).map_err(|source| HashFileError::Layout {
-        path: shown.clone(),
-        source,
-    })?;
-    let mut whole = blake3::Hasher::new();
-    let mut chunk_hashes = Vec::with_capacity(layout.chunk_count() as usize);
-    let mut buf = vec![0u8; layout.chunk_size() as usize];
-    for id in 0..layout.chunk_count() {
-        let len = layout.chunk_len(id).unwrap_or(0) as usize;
-        file.read_exact(&mut buf[..len]).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => HashFileError::Changed { path: shown.clone() },
-            _ => read_err(e),
-        })?;
-        whole.update(&buf[..len]);
-        chunk_hashes.push(*blake3::hash(&buf[..len]).as_bytes());
-    }
-    if file.read(&mut [0u8; 1]).map_err(read_err)? != 0 {
-        return Err(HashFileError::Changed { path: shown });
-    }
-    Manifest::new(
-        name.to_owned(),
-        layout,
-        *whole.finalize().as_bytes(),
-        chunk_hashes,
-    )
-    .map_err(|source| HashFileError::Name { path: shown, source })
 }

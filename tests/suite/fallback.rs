@@ -1,0 +1,163 @@
+//! When a peer asks the owner instead of its download neighbor: the pure clock, then real
+//! processes against neighbors that are late, lie, send bad bytes or say nothing.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use swarmshare::chunk_set::ChunkSet;
+use swarmshare::manifest::{hash_file, Manifest};
+use swarmshare::peer::fallback::Fallback;
+use swarmshare::wire::message::{MSG_LIST_REQUEST, MSG_REQUEST};
+use swarmshare::wire::{self, Hello, Message, Role};
+
+use super::swarm::{complete_event, events_of, Swarm};
+use super::util::wait_until;
+
+const STALL: Duration = Duration::from_secs(2);
+const GRACE: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_neighbor_never_reached_gets_the_grace_period() {
+    let t0 = Instant::now();
+    let f = Fallback::with_limits(t0, STALL, GRACE);
+    assert!(
+        !f.use_owner(t0 + STALL * 3),
+        "stall does not apply before a connection"
+    );
+    assert!(!f.use_owner(t0 + GRACE - Duration::from_millis(1)));
+    assert!(f.use_owner(t0 + GRACE));
+}
+
+#[test]
+fn a_reached_neighbor_must_deliver_and_reconnecting_does_not_count() {
+    let t0 = Instant::now();
+    let mut f = Fallback::with_limits(t0, STALL, GRACE);
+    f.connected(t0 + Duration::from_secs(1));
+    assert!(!f.use_owner(t0 + Duration::from_millis(2900)));
+    assert!(
+        f.use_owner(t0 + Duration::from_secs(3)),
+        "connected, then nothing for STALL"
+    );
+    // A neighbor that drops and reconnects without delivering stays stalled.
+    f.connected(t0 + Duration::from_secs(4));
+    assert!(f.use_owner(t0 + Duration::from_secs(4)));
+    f.delivered(t0 + Duration::from_secs(5));
+    assert!(
+        !f.use_owner(t0 + Duration::from_secs(6)),
+        "a delivery restarts the clock"
+    );
+    assert!(f.use_owner(t0 + Duration::from_secs(7)));
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Liar {
+    /// Lists every chunk, answers every request with NOT_HAVE.
+    NotHave,
+    /// Lists every chunk, answers every request with zeros of the right length.
+    BadBytes,
+    /// Completes the handshake, then never answers.
+    Silent,
+}
+
+/// A fake download neighbor for `manifest`'s swarm that behaves like `liar` on every
+/// connection. Its threads end when the test process does.
+fn fake_neighbor(manifest: Manifest, liar: Liar) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let manifest = manifest.clone();
+            std::thread::spawn(move || {
+                let _ = serve_lies(stream, &manifest, port, liar);
+            });
+        }
+    });
+    port
+}
+
+fn serve_lies(mut s: TcpStream, manifest: &Manifest, port: u16, liar: Liar) -> std::io::Result<()> {
+    let hello = Hello {
+        role: Role::Peer,
+        listen_port: port,
+        swarm: Some(manifest.swarm_id()),
+    };
+    s.write_all(&hello.encode())?;
+    s.read_exact(&mut [0u8; wire::HELLO_LEN])?;
+    let layout = manifest.layout();
+    loop {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)?;
+        let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut payload)?;
+        let answer = match (liar, payload.first().copied()) {
+            (Liar::Silent, _) => continue,
+            (_, Some(MSG_LIST_REQUEST)) => Message::List(ChunkSet::full(layout.chunk_count())),
+            (Liar::NotHave, Some(MSG_REQUEST)) => Message::NotHave(id_of(&payload)),
+            (Liar::BadBytes, Some(MSG_REQUEST)) => {
+                let id = id_of(&payload);
+                let len = layout.chunk_len(id).unwrap() as usize;
+                Message::Chunk {
+                    id,
+                    data: vec![0u8; len].into(),
+                }
+            }
+            _ => return Ok(()),
+        };
+        let mut out = BytesMut::new();
+        wire::encode(&answer, &mut out);
+        s.write_all(&out)?;
+    }
+}
+
+fn id_of(request: &[u8]) -> u32 {
+    u32::from_be_bytes(request[1..5].try_into().unwrap())
+}
+
+#[test]
+fn peers_whose_neighbor_lies_or_stays_silent_complete_from_the_owner() {
+    let liars = [Liar::NotHave, Liar::BadBytes, Liar::Silent];
+    let mut swarm = Swarm::new(1_500_000, liars.len(), 11);
+    let manifest = hash_file(&swarm.file, "payload.bin").unwrap();
+    swarm.start_owner(10);
+    for (i, liar) in liars.iter().enumerate() {
+        let port = fake_neighbor(manifest.clone(), *liar);
+        swarm.start_peer(i, port);
+    }
+    swarm.wait_all_complete(Duration::from_secs(90));
+    let chunks = manifest.layout().chunk_count();
+    for (i, liar) in liars.iter().enumerate() {
+        let done = complete_event(swarm.peer(i));
+        assert_eq!(done["from_neighbor"], 0, "{liar:?}: {done}");
+        assert_eq!(done["from_owner"], chunks, "{liar:?}: {done}");
+    }
+    let failures = events_of(swarm.peer(1))
+        .iter()
+        .filter(|e| e["event"] == "hash_failure")
+        .count();
+    assert!(failures > 0, "the bad bytes were noticed and logged");
+}
+
+#[test]
+fn a_neighbor_that_comes_up_late_is_waited_for() {
+    // Two peers, batches sized for two: between them they hold every chunk. Peer 1's
+    // neighbor starts 4 s later (longer than the stall limit, shorter than the grace), so
+    // peer 1 must get the other half from it, not from the owner.
+    let mut swarm = Swarm::new(2_000_000, 2, 12);
+    swarm.start_owner(2);
+    swarm.start_peer(0, swarm.ports[1]);
+    let joined = wait_until(Duration::from_secs(20), || {
+        events_of(swarm.peer(0))
+            .iter()
+            .any(|e| e["event"] == "peer_start")
+    });
+    assert!(joined, "peer 1 joined");
+    std::thread::sleep(Duration::from_secs(4));
+    swarm.start_peer(1, swarm.ports[0]);
+    swarm.wait_all_complete(Duration::from_secs(60));
+    let done = complete_event(swarm.peer(0));
+    let batch = 10; // ceil(20 chunks / 2)
+    assert_eq!(done["from_owner"], batch, "only the batch from the owner: {done}");
+    assert_eq!(done["from_neighbor"], 20 - batch, "{done}");
+}

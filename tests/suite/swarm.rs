@@ -1,0 +1,143 @@
+//! The test harness for whole swarms: an owner and peers as real processes, each in its
+//! own directory under one temporary folder, with their JSON logs.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::util::{free_port, json_events, random_file, same_file, wait_until, Proc};
+
+/// An owner and peers, each in its own directory under one temporary folder.
+pub struct Swarm {
+    pub root: tempfile::TempDir,
+    pub file: PathBuf,
+    pub owner_port: u16,
+    pub ports: Vec<u16>,
+    pub owner: Option<Proc>,
+    pub peers: Vec<Option<Proc>>,
+}
+
+impl Swarm {
+    pub fn new(size: usize, peers: usize, seed: u64) -> Swarm {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("owner")).unwrap();
+        let file = root.path().join("owner").join("payload.bin");
+        random_file(&file, size, seed);
+        Swarm {
+            root,
+            file,
+            owner_port: free_port(),
+            ports: (0..peers).map(|_| free_port()).collect(),
+            owner: None,
+            peers: (0..peers).map(|_| None).collect(),
+        }
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.root.path().to_owned()
+    }
+
+    pub fn start_owner(&mut self, batch_peers: usize) {
+        let dir = self.root.path().join("owner");
+        let args = [
+            "--log-format",
+            "json",
+            "owner",
+            &self.owner_port.to_string(),
+            self.file.to_str().unwrap(),
+            "--peers",
+            &batch_peers.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.to_str().unwrap(),
+        ]
+        .map(String::from);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.owner = Some(Proc::start(&self.logs(), "owner", &args));
+    }
+
+    /// Starts peer `i` downloading from port `neighbor`.
+    pub fn start_peer(&mut self, i: usize, neighbor: u16) {
+        let dir = self.peer_dir(i);
+        let args = [
+            "--log-format".to_owned(),
+            "json".to_owned(),
+            "peer".to_owned(),
+            self.owner_port.to_string(),
+            self.ports[i].to_string(),
+            neighbor.to_string(),
+            "--bind".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--dir".to_owned(),
+            dir.to_str().unwrap().to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.peers[i] = Some(Proc::start(&self.logs(), &format!("peer{}", i + 1), &args));
+    }
+
+    /// The seed's ring: peer i downloads from peer i+1, the last from the first.
+    pub fn ring_neighbor(&self, i: usize) -> u16 {
+        self.ports[(i + 1) % self.ports.len()]
+    }
+
+    pub fn peer_dir(&self, i: usize) -> PathBuf {
+        self.root.path().join(format!("peer{}", i + 1))
+    }
+
+    pub fn peer_file(&self, i: usize) -> PathBuf {
+        self.peer_dir(i).join("payload.bin")
+    }
+
+    /// Waits until every peer holds a byte-identical copy; on timeout, panics with the
+    /// logs' tails.
+    pub fn wait_all_complete(&self, limit: Duration) {
+        let done = wait_until(limit, || {
+            (0..self.ports.len()).all(|i| self.peer_file(i).exists())
+        });
+        if !done {
+            let mut report = String::new();
+            for p in self.peers.iter().flatten().chain(self.owner.iter()) {
+                let out = p.output();
+                let tail: Vec<&str> = out.lines().rev().take(8).collect();
+                report += &format!(
+                    "\n--- {} stderr: {}\n--- {} stdout tail:\n{}",
+                    p.name,
+                    p.errors(),
+                    p.name,
+                    tail.join("\n")
+                );
+            }
+            panic!("not every peer completed within {limit:?}{report}");
+        }
+        for i in 0..self.ports.len() {
+            assert!(
+                same_file(&self.file, &self.peer_file(i)),
+                "peer{}'s copy differs from the original",
+                i + 1
+            );
+        }
+    }
+
+    pub fn peer(&mut self, i: usize) -> &mut Proc {
+        self.peers[i].as_mut().expect("peer started")
+    }
+}
+
+pub fn events_of(proc: &Proc) -> Vec<serde_json::Value> {
+    json_events(&proc.output())
+}
+
+pub fn event_names(proc: &Proc) -> BTreeSet<String> {
+    events_of(proc)
+        .iter()
+        .filter_map(|e| e["event"].as_str().map(str::to_owned))
+        .collect()
+}
+
+pub fn complete_event(proc: &Proc) -> serde_json::Value {
+    events_of(proc)
+        .into_iter()
+        .find(|e| e["event"] == "complete")
+        .unwrap_or_else(|| panic!("{} logged no completion", proc.name))
+}
