@@ -90,7 +90,7 @@ impl Swarm {
     }
 
     /// Waits until every peer holds a byte-identical copy; on timeout, panics with the
-    /// logs' tails.
+    /// logs' tails and keeps every log in a folder it names.
     pub fn wait_all_complete(&self, limit: Duration) {
         let done = wait_until(limit, || {
             (0..self.ports.len()).all(|i| self.peer_file(i).exists())
@@ -108,7 +108,8 @@ impl Swarm {
                     tail.join("\n")
                 );
             }
-            panic!("not every peer completed within {limit:?}{report}");
+            let kept = self.keep_logs();
+            panic!("not every peer completed within {limit:?} (logs kept in {kept}){report}");
         }
         for i in 0..self.ports.len() {
             assert!(
@@ -117,6 +118,22 @@ impl Swarm {
                 i + 1
             );
         }
+    }
+
+    /// Copies every process's logs to a fresh folder that outlives the test.
+    fn keep_logs(&self) -> String {
+        let Ok(dir) = tempfile::Builder::new().prefix("swarmshare-failed-").tempdir() else {
+            return "nowhere".to_owned();
+        };
+        let dir = dir.keep();
+        for p in self.peers.iter().flatten().chain(self.owner.iter()) {
+            for log in [&p.stdout, &p.stderr] {
+                if let Some(name) = log.file_name() {
+                    let _ = std::fs::copy(log, dir.join(name));
+                }
+            }
+        }
+        dir.display().to_string()
     }
 
     pub fn peer(&mut self, i: usize) -> &mut Proc {

@@ -1,22 +1,32 @@
 //! Helpers for tests that run the real binary: ports, files, processes cleaned up by PID.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
-/// A free ephemeral port on 127.0.0.1 (bound, then released).
+/// A free ephemeral port on 127.0.0.1 (bound, then released), never the same one twice
+/// in this test process: the kernel may hand a released port out again at once, and two
+/// nodes of one swarm on the same port would fail for the wrong reason.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Writes `size` random bytes (seeded, so failures reproduce) to `path`.
