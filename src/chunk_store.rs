@@ -89,6 +89,29 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
+/// Opens `path` for reading, refusing to follow a symlink at its last component.
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path)
+}
+
+/// Reads a whole file without following a symlink.
+fn read_no_follow(path: &Path) -> io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    open_no_follow(path)?.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         what,
@@ -175,12 +198,17 @@ impl ChunkStore {
         let mut have = ChunkSet::empty(count);
         for id in 0..count {
             let path = self.chunk_path(id);
-            match fs::read(&path) {
+            match read_no_follow(&path) {
                 Ok(data) if self.manifest.verify_chunk(id, &data) => {
                     have.insert(id);
                 }
                 Ok(_) => fs::remove_file(&path).map_err(io_err("remove", &path))?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // A symlink where a chunk file belongs: removed (its target is untouched).
+                Err(e) if is_symlink(&path) => {
+                    tracing::warn!(path = %path.display(), cause = %e, "removing a symlink from the chunk store");
+                    fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                }
                 Err(e) => return Err(io_err("read", &path)(e)),
             }
         }
@@ -226,7 +254,7 @@ impl ChunkStore {
     /// Reads chunk `id`'s bytes.
     pub fn read_chunk(&self, id: ChunkId) -> Result<Vec<u8>, StoreError> {
         let path = self.chunk_path(id);
-        fs::read(&path).map_err(io_err("read", &path))
+        read_no_follow(&path).map_err(io_err("read", &path))
     }
 
     /// Rewrites the summary file to list `have`.
@@ -306,7 +334,7 @@ impl ChunkStore {
 
     fn hash_file(&self, path: &Path) -> Result<[u8; 32], StoreError> {
         let mut hasher = blake3::Hasher::new();
-        let file = File::open(path).map_err(io_err("open", path))?;
+        let file = open_no_follow(path).map_err(io_err("open", path))?;
         hasher.update_reader(file).map_err(io_err("read", path))?;
         Ok(*hasher.finalize().as_bytes())
     }

@@ -8,6 +8,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,7 +24,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long writing one message may take.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Initial read buffer: one full chunk frame fits.
-const READ_BUF_LEN: usize = 128 * 1024;
+/// How long the rest of a frame may take once its first byte has arrived.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
+/// The smallest read-buffer growth: an idle connection holds no more than this.
+const READ_MIN: usize = 4 * 1024;
 /// The most the read buffer grows by in one step.
 const READ_STEP: usize = 256 * 1024;
 /// The frame limit before the handshake sets one: enough for any hello-stage message.
@@ -56,7 +61,7 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         Connection {
             stream,
-            rbuf: BytesMut::with_capacity(READ_BUF_LEN),
+            rbuf: BytesMut::new(),
             wbuf: BytesMut::with_capacity(1024),
             max_frame: DEFAULT_MAX_FRAME,
             remote,
@@ -105,10 +110,21 @@ impl Connection {
         .await
     }
 
-    /// Reads the next message. `Ok(None)` means the other side closed cleanly between
-    /// messages; a close in the middle of a frame is an error. No timeout: callers
-    /// wrap this in [`with_timeout`] with the limit of their state.
-    pub async fn read_message(&mut self) -> Result<Option<Message>, PeerError> {
+    /// Reads the next message. The first byte of the next frame must arrive within
+    /// `idle` (the caller's state decides: an answer to a request, a client's next
+    /// request); once a frame has begun, the whole frame must arrive within
+    /// [`FRAME_TIMEOUT`], so a peer trickling bytes cannot hold the connection. `None` on a
+    /// clean close between frames.
+    pub async fn read_message(
+        &mut self,
+        idle: Duration,
+        state: &'static str,
+    ) -> Result<Option<Message>, PeerError> {
+        let mut deadline = Instant::now() + idle;
+        let mut started = !self.rbuf.is_empty();
+        if started {
+            deadline = Instant::now() + FRAME_TIMEOUT;
+        }
         loop {
             match wire::decode(&self.rbuf, self.max_frame) {
                 Ok((msg, used)) => {
@@ -116,21 +132,28 @@ impl Connection {
                     return Ok(Some(msg));
                 }
                 Err(DecodeError::Frame(FrameError::Incomplete { needed })) => {
-                    self.rbuf.reserve(needed.min(READ_STEP));
+                    // Grow only as bytes are due, in steps: a claimed length costs nothing
+                    // until the bytes actually arrive.
+                    self.rbuf.reserve(needed.clamp(READ_MIN, READ_STEP));
                 }
                 Err(e) => return Err(e.into()),
             }
-            let n = self
-                .stream
-                .read_buf(&mut self.rbuf)
-                .await
-                .map_err(PeerError::io("reading"))?;
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf));
+            let n = match read.await {
+                Ok(result) => result.map_err(PeerError::io("reading"))?,
+                Err(_) if started => return Err(PeerError::Timeout("in the middle of a frame")),
+                Err(_) => return Err(PeerError::Timeout(state)),
+            };
             if n == 0 {
                 return if self.rbuf.is_empty() {
                     Ok(None)
                 } else {
                     Err(PeerError::Closed("in the middle of a frame"))
                 };
+            }
+            if !started {
+                started = true;
+                deadline = Instant::now() + FRAME_TIMEOUT;
             }
         }
     }

@@ -27,6 +27,8 @@ pub mod config;
 pub mod connection;
 pub mod demo;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod holdings;
 pub mod logging;
 pub mod manifest;

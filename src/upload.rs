@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn};
 
 use crate::activity;
-use crate::connection::{with_timeout, Connection};
+use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::manifest::SwarmId;
@@ -28,7 +28,7 @@ use crate::wire::{Hello, Message, Role};
 /// The most connections a node serves at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 256;
 /// How long a served connection may stay silent between requests.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Binds the node's listening socket, with an error that names the address.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -121,8 +121,7 @@ pub async fn serve_requests(
 ) -> Result<(), PeerError> {
     let count = holdings.manifest().layout().chunk_count();
     loop {
-        let Some(msg) = with_timeout("waiting for a request", IDLE_TIMEOUT, conn.read_message()).await?
-        else {
+        let Some(msg) = conn.read_message(IDLE_TIMEOUT, "waiting for a request").await? else {
             debug!(%peer, "client closed the connection");
             return Ok(());
         };

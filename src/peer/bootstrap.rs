@@ -16,7 +16,7 @@ use super::fetch::FetchLink;
 use crate::activity::{self, Source};
 use crate::chunk_store::ChunkStore;
 use crate::config::PeerConfig;
-use crate::connection::{with_timeout, Connection};
+use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::{Added, Holdings};
 use crate::manifest::Manifest;
@@ -188,7 +188,7 @@ async fn receive_batch(
 }
 
 async fn next(conn: &mut Connection, state: &'static str) -> Result<Message, PeerError> {
-    with_timeout(state, BATCH_TIMEOUT, conn.read_message())
+    conn.read_message(BATCH_TIMEOUT, state)
         .await?
         .ok_or(PeerError::Closed(state))
 }

@@ -274,7 +274,7 @@ impl Ctx<'_> {
             Added::Duplicate => Ok(false),
             Added::HashMismatch => {
                 activity::hash_failure(addr, id);
-                server.drop_link(&PeerError::HashMismatch(id));
+                server.strike(&PeerError::HashMismatch(id));
                 Ok(false)
             }
         }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::activity;
 use crate::chunk_set::ChunkSet;
 use crate::config::Endpoint;
-use crate::connection::{with_timeout, Connection};
+use crate::connection::Connection;
 use crate::error::PeerError;
 use crate::manifest::{ChunkId, Manifest};
 use crate::wire::{self, Hello, Message, Role};
@@ -129,7 +129,8 @@ impl FetchLink {
     }
 
     async fn answer(&mut self, state: &'static str) -> Result<Message, PeerError> {
-        with_timeout(state, REQUEST_TIMEOUT, self.conn.read_message())
+        self.conn
+            .read_message(REQUEST_TIMEOUT, state)
             .await?
             .ok_or(PeerError::Closed(state))
     }

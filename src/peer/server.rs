@@ -1,5 +1,9 @@
 //! `Server`: one of the two nodes the download side fetches from (the download neighbor
-//! or the owner), with its link if connected and the backoff for redialling it.
+//! or the owner), with its link if connected, the backoff for redialling it, and its
+//! strikes: every chunk it sends that fails its hash is one, and at [`MAX_STRIKES`] the
+//! server is disconnected and not dialled again for the rest of the session. Strikes are
+//! counted per sender, for chunks verified from that sender only, so an honest node is
+//! never blamed for another's bad chunk.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +26,12 @@ pub struct Server {
     pub retry: Backoff,
     next_attempt: Instant,
     what: &'static str,
+    strikes: u32,
+    banned: bool,
 }
+
+/// Bad chunks a server may send before it is dropped for good.
+pub const MAX_STRIKES: u32 = 3;
 
 impl Server {
     /// A server at `endpoint`, already connected through `link` if given.
@@ -33,6 +42,8 @@ impl Server {
             retry: Backoff::new(Duration::from_millis(100), Duration::from_secs(2)),
             next_attempt: Instant::now(),
             what,
+            strikes: 0,
+            banned: false,
         }
     }
 
@@ -41,7 +52,7 @@ impl Server {
         if self.link.is_some() {
             return true;
         }
-        if Instant::now() < self.next_attempt {
+        if self.banned || Instant::now() < self.next_attempt {
             return false;
         }
         match FetchLink::open(&self.endpoint, holdings.manifest(), listen_port).await {
@@ -68,5 +79,28 @@ impl Server {
             warn!(server = self.what, addr = %link.addr(), %cause, "connection lost");
         }
         self.next_attempt = Instant::now() + self.retry.next_delay();
+    }
+
+    /// Records a bad chunk from this server; at [`MAX_STRIKES`] drops it for good.
+    pub fn strike(&mut self, cause: &PeerError) {
+        self.strikes += 1;
+        if self.strikes < MAX_STRIKES {
+            warn!(server = self.what, addr = %self.endpoint, %cause, strikes = self.strikes, "strike");
+            return;
+        }
+        warn!(
+            server = self.what,
+            addr = %self.endpoint,
+            %cause,
+            strikes = self.strikes,
+            "banned for the rest of this session: too many bad chunks"
+        );
+        self.banned = true;
+        self.link = None;
+    }
+
+    /// Whether this server was dropped for good.
+    pub fn is_banned(&self) -> bool {
+        self.banned
     }
 }

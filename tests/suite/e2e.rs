@@ -323,12 +323,7 @@ fn a_peer_port_given_as_the_owner_is_refused() {
     let mut swarm = Swarm::new(600_000, 2, 13);
     swarm.start_owner(2);
     swarm.start_peer(0, swarm.ports[1]);
-    let up = super::util::wait_until(Duration::from_secs(20), || {
-        events_of(swarm.peer(0))
-            .iter()
-            .any(|e| e["event"] == "peer_start")
-    });
-    assert!(up, "peer 1 started");
+    swarm.wait_joined(0);
     // Peer 2 names peer 1's port where the owner's belongs.
     swarm.owner_port = swarm.ports[0];
     swarm.start_peer(1, swarm.ports[0]);

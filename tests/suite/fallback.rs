@@ -9,11 +9,11 @@ use bytes::BytesMut;
 use swarmshare::chunk_set::ChunkSet;
 use swarmshare::manifest::{hash_file, Manifest};
 use swarmshare::peer::fallback::Fallback;
+use swarmshare::peer::server::MAX_STRIKES;
 use swarmshare::wire::message::{MSG_LIST_REQUEST, MSG_REQUEST};
 use swarmshare::wire::{self, Hello, Message, Role};
 
 use super::swarm::{complete_event, events_of, Swarm};
-use super::util::wait_until;
 
 const STALL: Duration = Duration::from_secs(2);
 const GRACE: Duration = Duration::from_secs(10);
@@ -59,25 +59,33 @@ enum Liar {
     BadBytes,
     /// Completes the handshake, then never answers.
     Silent,
+    /// Lists every chunk, answers a request for chunk N with chunk N+1 (correct bytes).
+    Unrequested,
 }
 
 /// A fake download neighbor for `manifest`'s swarm that behaves like `liar` on every
 /// connection. Its threads end when the test process does.
-fn fake_neighbor(manifest: Manifest, liar: Liar) -> u16 {
+fn fake_neighbor(manifest: Manifest, file: std::path::PathBuf, liar: Liar) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let manifest = manifest.clone();
+            let (manifest, file) = (manifest.clone(), file.clone());
             std::thread::spawn(move || {
-                let _ = serve_lies(stream, &manifest, port, liar);
+                let _ = serve_lies(stream, &manifest, &file, port, liar);
             });
         }
     });
     port
 }
 
-fn serve_lies(mut s: TcpStream, manifest: &Manifest, port: u16, liar: Liar) -> std::io::Result<()> {
+fn serve_lies(
+    mut s: TcpStream,
+    manifest: &Manifest,
+    file: &std::path::Path,
+    port: u16,
+    liar: Liar,
+) -> std::io::Result<()> {
     let hello = Hello {
         role: Role::Peer,
         listen_port: port,
@@ -95,6 +103,18 @@ fn serve_lies(mut s: TcpStream, manifest: &Manifest, port: u16, liar: Liar) -> s
             (Liar::Silent, _) => continue,
             (_, Some(MSG_LIST_REQUEST)) => Message::List(ChunkSet::full(layout.chunk_count())),
             (Liar::NotHave, Some(MSG_REQUEST)) => Message::NotHave(id_of(&payload)),
+            (Liar::Unrequested, Some(MSG_REQUEST)) => {
+                let id = (id_of(&payload) + 1) % layout.chunk_count();
+                let (start, len) = (
+                    u64::from(id) * u64::from(layout.chunk_size()),
+                    layout.chunk_len(id).unwrap(),
+                );
+                let data = std::fs::read(file).unwrap();
+                Message::Chunk {
+                    id,
+                    data: data[start as usize..][..len as usize].to_vec().into(),
+                }
+            }
             (Liar::BadBytes, Some(MSG_REQUEST)) => {
                 let id = id_of(&payload);
                 let len = layout.chunk_len(id).unwrap() as usize;
@@ -117,12 +137,12 @@ fn id_of(request: &[u8]) -> u32 {
 
 #[test]
 fn peers_whose_neighbor_lies_or_stays_silent_complete_from_the_owner() {
-    let liars = [Liar::NotHave, Liar::BadBytes, Liar::Silent];
+    let liars = [Liar::NotHave, Liar::BadBytes, Liar::Silent, Liar::Unrequested];
     let mut swarm = Swarm::new(1_500_000, liars.len(), 11);
     let manifest = hash_file(&swarm.file, "payload.bin").unwrap();
     swarm.start_owner(10);
     for (i, liar) in liars.iter().enumerate() {
-        let port = fake_neighbor(manifest.clone(), *liar);
+        let port = fake_neighbor(manifest.clone(), swarm.file.clone(), *liar);
         swarm.start_peer(i, port);
     }
     swarm.wait_all_complete(Duration::from_secs(90));
@@ -132,11 +152,25 @@ fn peers_whose_neighbor_lies_or_stays_silent_complete_from_the_owner() {
         assert_eq!(done["from_neighbor"], 0, "{liar:?}: {done}");
         assert_eq!(done["from_owner"], chunks, "{liar:?}: {done}");
     }
-    let failures = events_of(swarm.peer(1))
-        .iter()
-        .filter(|e| e["event"] == "hash_failure")
-        .count();
-    assert!(failures > 0, "the bad bytes were noticed and logged");
+    // Bad bytes are strikes; at the limit the sender is dropped for good.
+    let log = events_of(swarm.peer(1));
+    let failures = log.iter().filter(|e| e["event"] == "hash_failure").count();
+    assert_eq!(
+        failures as u32, MAX_STRIKES,
+        "one hash failure per strike, then a ban"
+    );
+    assert!(
+        log.iter()
+            .any(|e| e["message"].as_str().is_some_and(|m| m.starts_with("banned"))),
+        "the ban was logged"
+    );
+    let unrequested = events_of(swarm.peer(3));
+    assert!(
+        unrequested
+            .iter()
+            .any(|e| e["cause"].as_str().is_some_and(|c| c.contains("but requested"))),
+        "the unrequested chunk was refused and logged"
+    );
 }
 
 #[test]
@@ -147,12 +181,7 @@ fn a_neighbor_that_comes_up_late_is_waited_for() {
     let mut swarm = Swarm::new(2_000_000, 2, 12);
     swarm.start_owner(2);
     swarm.start_peer(0, swarm.ports[1]);
-    let joined = wait_until(Duration::from_secs(20), || {
-        events_of(swarm.peer(0))
-            .iter()
-            .any(|e| e["event"] == "peer_start")
-    });
-    assert!(joined, "peer 1 joined");
+    swarm.wait_joined(0);
     std::thread::sleep(Duration::from_secs(4));
     swarm.start_peer(1, swarm.ports[0]);
     swarm.wait_all_complete(Duration::from_secs(60));

@@ -3,6 +3,8 @@ mod chunk_set;
 mod cli;
 mod e2e;
 mod fallback;
+mod fuzz_corpus;
+mod hostile;
 mod manifest;
 mod picker;
 mod store;

@@ -100,3 +100,33 @@ fn refuses_a_store_directory_that_is_a_symlink() {
         "nothing written through the link"
     );
 }
+
+#[test]
+fn a_symlinked_chunk_file_is_never_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(300_000);
+    let m = manifest_of(tmp.path(), &bytes);
+    let dir = tmp.path().join("node");
+    let (store, mut have) = ChunkStore::open(&dir, Arc::clone(&m)).unwrap();
+    store.import(&tmp.path().join("src.bin"), &mut have).unwrap();
+    // Chunk 2's file becomes a symlink to a file outside the directory, holding chunk 2's
+    // exact bytes (so only the link itself is wrong).
+    let outside = tmp.path().join("outside");
+    fs::write(&outside, store.read_chunk(2).unwrap()).unwrap();
+    let chunk = store.chunk_path(2);
+    fs::remove_file(&chunk).unwrap();
+    std::os::unix::fs::symlink(&outside, &chunk).unwrap();
+    assert!(
+        store.read_chunk(2).is_err(),
+        "reading a chunk does not follow a symlink"
+    );
+    drop(store);
+    let (_, have) = ChunkStore::open(&dir, m).unwrap();
+    assert!(!have.contains(2), "a symlinked chunk does not count as held");
+    assert!(fs::symlink_metadata(&chunk).is_err(), "the symlink was removed");
+    assert_eq!(
+        fs::read(&outside).unwrap().len(),
+        60_000,
+        "its target is untouched"
+    );
+}

@@ -120,6 +120,14 @@ impl Swarm {
         }
     }
 
+    /// Waits until peer `i` has joined (logged `peer_start`).
+    pub fn wait_joined(&mut self, i: usize) {
+        let joined = wait_until(Duration::from_secs(20), || {
+            events_of(self.peer(i)).iter().any(|e| e["event"] == "peer_start")
+        });
+        assert!(joined, "peer{} did not join within 20 s", i + 1);
+    }
+
     /// Copies every process's logs to a fresh folder that outlives the test.
     fn keep_logs(&self) -> String {
         let Ok(dir) = tempfile::Builder::new().prefix("swarmshare-failed-").tempdir() else {

@@ -69,6 +69,23 @@ impl Proc {
         }
     }
 
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`), if readable.
+    pub fn status_kib(&self, field: &str) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find(|l| l.starts_with(&format!("{field}:")))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// Sends SIGTERM and waits up to `limit` for the exit.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
         // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.

@@ -1,0 +1,341 @@
+//! A scripted hostile peer against the real binary over real TCP: oversized length
+//! prefixes, truncated frames, garbage, wrong swarm IDs, out-of-range chunk IDs, unsolicited
+//! messages, request floods, idle and trickling connections. After all of them at once, the
+//! honest peers complete with byte-identical files and the victims are alive and serving.
+//! (A neighbor that sends wrong or unrequested chunks is in `fallback`.)
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
+use swarmshare::manifest::{hash_file, SwarmId};
+use swarmshare::wire::{self, Hello, Message, Role};
+
+use super::swarm::{events_of, Swarm};
+
+/// The upload server's connection limit (`upload::MAX_CONNECTIONS`).
+const LIMIT: usize = swarmshare::upload::MAX_CONNECTIONS;
+
+fn dial(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+/// Dials and completes a FETCH handshake for `swarm`.
+fn fetch_session(port: u16, swarm: SwarmId) -> TcpStream {
+    let mut s = dial(port);
+    let hello = Hello {
+        role: Role::Fetch,
+        listen_port: 0,
+        swarm: Some(swarm),
+    };
+    s.write_all(&hello.encode()).unwrap();
+    let mut theirs = [0u8; wire::HELLO_LEN];
+    s.read_exact(&mut theirs).unwrap();
+    s
+}
+
+fn frame(msg: &Message) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    wire::encode(msg, &mut out);
+    out.to_vec()
+}
+
+/// Reads until the other side closes; true if it did within `limit`.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Whether the other side has closed, without waiting: drains what is readable now.
+fn is_closed_now(s: &mut TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+            Err(_) => break true,
+        }
+    };
+    s.set_nonblocking(false).unwrap();
+    closed
+}
+
+/// A 4 GiB length prefix, then bytes until the victim hangs up; returns bytes sent.
+fn huge_prefix(port: u16, swarm: SwarmId) -> u64 {
+    let mut s = fetch_session(port, swarm);
+    let junk = vec![0xAB; 64 * 1024];
+    let mut sent = 0u64;
+    if s.write_all(&u32::MAX.to_be_bytes()).is_err() {
+        return 0;
+    }
+    while sent < 256 * 1024 * 1024 {
+        match s.write(&junk) {
+            Ok(n) => sent += n as u64,
+            Err(_) => break,
+        }
+    }
+    sent
+}
+
+/// The attacks that each end with the victim closing the connection.
+fn one_shot_attacks(port: u16, swarm: SwarmId, chunks: u32) -> Vec<(&'static str, bool)> {
+    let mut rng = SmallRng::seed_from_u64(99);
+    let mut garbage = vec![0u8; 64 * 1024];
+    rng.fill_bytes(&mut garbage);
+    let mut results = Vec::new();
+    let mut attack = |name: &'static str, mut s: TcpStream, bytes: &[u8]| {
+        let _ = s.write_all(bytes);
+        results.push((name, closed_within(&mut s, Duration::from_secs(20))));
+    };
+    attack("garbage before the handshake", dial(port), &garbage);
+    attack(
+        "garbage after the handshake",
+        fetch_session(port, swarm),
+        &garbage,
+    );
+    let wrong = Hello {
+        role: Role::Fetch,
+        listen_port: 0,
+        swarm: Some(SwarmId([7; 32])),
+    };
+    attack("wrong swarm ID", dial(port), &wrong.encode());
+    attack(
+        "chunk ID = count",
+        fetch_session(port, swarm),
+        &frame(&Message::Request(chunks)),
+    );
+    attack(
+        "chunk ID = u32::MAX",
+        fetch_session(port, swarm),
+        &frame(&Message::Request(u32::MAX)),
+    );
+    let unsolicited = Message::Chunk {
+        id: 0,
+        data: vec![0u8; 1000].into(),
+    };
+    attack(
+        "unrequested CHUNK sent to a server",
+        fetch_session(port, swarm),
+        &frame(&unsolicited),
+    );
+    // A REQUEST frame one byte longer than any request may be.
+    attack(
+        "frame over the request limit",
+        fetch_session(port, swarm),
+        &[0, 0, 0, 6, 5, 0, 0, 0, 1, 0],
+    );
+    let mut truncated = frame(&Message::Request(1));
+    truncated.truncate(6);
+    let mut s = fetch_session(port, swarm);
+    let _ = s.write_all(&truncated);
+    let _ = s.shutdown(Shutdown::Write);
+    results.push((
+        "truncated frame then EOF",
+        closed_within(&mut s, Duration::from_secs(20)),
+    ));
+    results
+}
+
+/// Pipelines `n` requests of every kind while draining the answers; returns answers read.
+fn flood(port: u16, swarm: SwarmId, chunks: u32, n: u32) -> u64 {
+    let s = fetch_session(port, swarm);
+    let mut reader = s.try_clone().unwrap();
+    let drain = thread::spawn(move || {
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        while let Ok(k) = reader.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            total += k as u64;
+        }
+        total
+    });
+    let mut w = s;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.extend(frame(&Message::Request(i % chunks)));
+        batch.extend(frame(&Message::ListRequest));
+    }
+    let _ = w.write_all(&batch);
+    thread::sleep(Duration::from_secs(3));
+    let _ = w.shutdown(Shutdown::Both);
+    drain.join().unwrap()
+}
+
+/// Opens `n` connections that never speak; returns how many the victim still held after
+/// a second (the rest were refused) and whether all were closed within `limit`.
+fn idle_connections(port: u16, n: usize, limit: Duration) -> (usize, bool) {
+    let mut conns: Vec<TcpStream> = (0..n)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    thread::sleep(Duration::from_secs(1));
+    let mut held = 0;
+    for s in &mut conns {
+        // An accepted connection has the victim's hello waiting; a refused one is closed.
+        held += usize::from(!is_closed_now(s));
+    }
+    let all_closed = conns.iter_mut().all(|s| closed_within(s, limit));
+    (held, all_closed)
+}
+
+/// Starts a frame after the handshake and then sends nothing; true if the victim hung up
+/// within `limit`.
+fn stalled_frame(port: u16, swarm: SwarmId, limit: Duration) -> bool {
+    let mut s = fetch_session(port, swarm);
+    let _ = s.write_all(&[0, 0]);
+    closed_within(&mut s, limit)
+}
+
+/// Sends a valid hello one byte every 2 s; true if the victim hung up before the end.
+fn trickle(port: u16, swarm: SwarmId) -> bool {
+    let mut s = dial(port);
+    let hello = Hello {
+        role: Role::Fetch,
+        listen_port: 0,
+        swarm: Some(swarm),
+    }
+    .encode();
+    for b in hello {
+        if s.write_all(&[b]).is_err() {
+            return true;
+        }
+        thread::sleep(Duration::from_secs(2));
+        if is_closed_now(&mut s) {
+            return true;
+        }
+    }
+    false
+}
+
+fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    thread::spawn(f)
+}
+
+/// What a peer holds after its batch alone: ceil(chunks / 3) for the owner's `--peers 3`.
+fn manifest_batch(chunks: u32) -> u32 {
+    chunks.div_ceil(3)
+}
+
+/// The victim's answer to a fresh LIST_REQUEST: how many chunks it lists.
+fn listed(port: u16, swarm: SwarmId) -> u32 {
+    let mut s = fetch_session(port, swarm);
+    s.write_all(&frame(&Message::ListRequest)).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut payload).unwrap();
+    match wire::message::decode_payload(&payload).unwrap() {
+        Message::List(set) => set.count(),
+        other => panic!("expected LIST, got {other:?}"),
+    }
+}
+
+#[test]
+fn hostile_peers_do_not_stop_the_swarm() {
+    let mut swarm = Swarm::new(6_000_000, 3, 21);
+    let manifest = hash_file(&swarm.file, "payload.bin").unwrap();
+    let (id, chunks) = (manifest.swarm_id(), manifest.layout().chunk_count());
+    swarm.start_owner(3);
+    // The victim: peer 1, whose download neighbor (peer 2) is not up yet.
+    swarm.start_peer(0, swarm.ports[1]);
+    swarm.wait_joined(0);
+    let (victim, owner) = (swarm.ports[0], swarm.owner_port);
+
+    // Phase 1, all at once: every attack that ends with the victim hanging up.
+    let prefix: Vec<_> = [victim, owner].map(|p| spawn(move || huge_prefix(p, id))).into();
+    let shots: Vec<_> = [victim, owner]
+        .map(|p| spawn(move || one_shot_attacks(p, id, chunks)))
+        .into();
+    let flood = spawn(move || flood(victim, id, chunks, 20_000));
+    let trickle = spawn(move || trickle(victim, id));
+    let stalled = spawn(move || stalled_frame(victim, id, Duration::from_secs(30)));
+    for (h, who) in prefix.into_iter().zip(["peer", "owner"]) {
+        let sent = h.join().unwrap();
+        println!("{who}: took {sent} bytes of a 4 GiB frame before hanging up");
+        assert!(
+            sent < 64 << 20,
+            "{who} read {sent} bytes of a 4 GiB frame before hanging up"
+        );
+    }
+    for (h, who) in shots.into_iter().zip(["peer", "owner"]) {
+        for (attack, closed) in h.join().unwrap() {
+            assert!(closed, "{who} did not close the connection after: {attack}");
+        }
+    }
+    assert!(flood.join().unwrap() > 0, "the flood got answers");
+    assert!(trickle.join().unwrap(), "a trickled hello was cut off");
+    assert!(stalled.join().unwrap(), "a stalled frame was cut off");
+    let held = listed(victim, id);
+    assert!(
+        held >= manifest_batch(chunks),
+        "the victim serves after phase 1 ({held} listed)"
+    );
+
+    // Phase 2: 500 silent connections to each, and the honest peers arrive meanwhile.
+    let idle: Vec<_> = [victim, owner]
+        .map(|p| spawn(move || idle_connections(p, 500, Duration::from_secs(25))))
+        .into();
+    thread::sleep(Duration::from_millis(500));
+    swarm.start_peer(1, swarm.ports[2]);
+    swarm.start_peer(2, swarm.ports[0]);
+    for (h, who) in idle.into_iter().zip(["peer", "owner"]) {
+        let (held, all_closed) = h.join().unwrap();
+        println!("{who}: held {held} of 500 idle connections (limit {LIMIT})");
+        assert!(held > 0 && held <= LIMIT, "{who} held {held} idle connections");
+        assert!(
+            all_closed,
+            "{who} kept idle connections past the handshake timeout"
+        );
+    }
+
+    swarm.wait_all_complete(Duration::from_secs(120));
+    let hwm = swarm.peer(0).status_kib("VmHWM").unwrap_or(0);
+    println!("victim peer peak RSS: {:.1} MiB", hwm as f64 / 1024.0);
+    assert!(hwm < 64 * 1024, "victim peak RSS {hwm} KiB");
+    assert!(swarm.peer(0).is_alive(), "victim peer alive");
+    assert!(swarm.owner.as_mut().unwrap().is_alive(), "owner alive");
+    assert_eq!(
+        listed(victim, id),
+        chunks,
+        "the victim still serves its full list"
+    );
+    assert_eq!(listed(owner, id), chunks, "the owner still serves");
+
+    // Every violation was logged with the other side's address and the reason.
+    let causes: Vec<String> = events_of(swarm.peer(0))
+        .iter()
+        .filter(|e| e["message"] == "connection closed" && e["remote"].is_string())
+        .filter_map(|e| e["cause"].as_str().map(str::to_owned))
+        .collect();
+    for expected in [
+        "exceeds the maximum",
+        "out of range",
+        "swarm mismatch",
+        "bad magic",
+        "timed out",
+    ] {
+        assert!(
+            causes.iter().any(|c| c.contains(expected)),
+            "no logged violation mentions {expected:?}: {causes:?}"
+        );
+    }
+}
