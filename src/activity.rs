@@ -14,10 +14,11 @@ use std::path::Path;
 
 use tracing::{info, warn};
 
+use crate::chunk_set::ChunkSet;
 use crate::manifest::{ChunkId, Manifest};
 
 /// The `event` values, for tests and documentation.
-pub const EVENTS: [&str; 11] = [
+pub const EVENTS: [&str; 12] = [
     "chunk_received",
     "chunk_sent",
     "chunk_list_received",
@@ -28,6 +29,7 @@ pub const EVENTS: [&str; 11] = [
     "peer_start",
     "owner_batch",
     "hash_failure",
+    "waiting",
     "complete",
 ];
 
@@ -94,13 +96,22 @@ pub fn owner_start(addr: SocketAddr, file: &Path, manifest: &Manifest) {
     );
 }
 
-/// A peer has its manifest and starts exchanging chunks.
-pub fn peer_start(listen: SocketAddr, owner: SocketAddr, neighbor: &str, manifest: &Manifest, held: u32) {
+/// A peer has its manifest (from the owner, or from its directory when `resumed`) and
+/// starts exchanging chunks.
+pub fn peer_start(
+    listen: SocketAddr,
+    owner: &str,
+    neighbor: &str,
+    manifest: &Manifest,
+    held: u32,
+    resumed: bool,
+) {
     info!(
         event = "peer_start",
         listen = %listen,
-        owner = %owner,
+        owner,
         neighbor,
+        resumed,
         file = manifest.name(),
         chunks = manifest.layout().chunk_count(),
         held,
@@ -112,6 +123,16 @@ pub fn peer_start(listen: SocketAddr, owner: SocketAddr, neighbor: &str, manifes
 /// The owner sent, or a peer received, an initial batch.
 pub fn owner_batch(peer: SocketAddr, chunks: u32, first: Option<ChunkId>, last: Option<ChunkId>) {
     info!(event = "owner_batch", %peer, chunks, first, last, "owner batch");
+}
+
+/// No chunk arrived for a while: what the peer is still missing.
+pub fn waiting(have: &ChunkSet) {
+    warn!(
+        event = "waiting",
+        missing = have.len() - have.count(),
+        chunks = %have.missing_ranges(20),
+        "still waiting for chunks that no reachable node has sent"
+    );
 }
 
 /// A chunk failed verification and was discarded.

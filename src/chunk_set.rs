@@ -159,6 +159,29 @@ impl ChunkSet {
         self.count = self.bits.iter().map(|b| b.count_ones()).sum();
     }
 
+    /// The missing chunk IDs as ranges (`"3-7, 12, 40-99"`), at most `max_ranges` of them
+    /// and then how many more IDs there are, so a log line stays short.
+    pub fn missing_ranges(&self, max_ranges: usize) -> String {
+        let mut ranges: Vec<(ChunkId, ChunkId)> = Vec::new();
+        for id in self.missing() {
+            match ranges.last_mut() {
+                Some((_, end)) if *end + 1 == id => *end = id,
+                _ => ranges.push((id, id)),
+            }
+        }
+        let shown: Vec<String> = ranges
+            .iter()
+            .take(max_ranges)
+            .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .collect();
+        let mut out = shown.join(", ");
+        let rest: u32 = ranges.iter().skip(max_ranges).map(|&(a, b)| b - a + 1).sum();
+        if rest > 0 {
+            out.push_str(&format!(" and {rest} more"));
+        }
+        out
+    }
+
     /// The chunks `other` holds that `self` lacks: what `other` can give us.
     /// Sets over different chunk counts share nothing.
     pub fn wanted_from(&self, other: &ChunkSet) -> Vec<ChunkId> {

@@ -25,6 +25,29 @@ use crate::chunk_set::ChunkSet;
 use crate::manifest::{ChunkId, Manifest};
 use crate::summary;
 
+/// Whether a write is synced to disk before it is renamed into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    /// Synced: survives power loss once renamed.
+    Sync,
+    /// Left to the page cache: only for what can be rebuilt (the owner's copies of its
+    /// own file).
+    Cache,
+}
+
+/// The manifest a previous run left in `dir`, if any: what a peer resumes from, even while
+/// the owner is away.
+pub fn stored_manifest(dir: &Path) -> Result<Option<Manifest>, StoreError> {
+    let path = dir.join(STORE_DIR).join("manifest");
+    match read_no_follow(&path) {
+        Ok(bytes) => Manifest::decode(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::BadStoredManifest { path, source }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("read", &path)(e)),
+    }
+}
+
 /// The store's directory name inside `DIR`.
 pub const STORE_DIR: &str = ".swarmshare";
 
@@ -64,6 +87,15 @@ pub enum StoreError {
     /// The assembled file does not match the manifest's whole-file hash.
     #[error("the assembled file does not match the manifest's hash; chunks were discarded")]
     FileHashMismatch,
+    /// The manifest a previous run left in the directory does not parse.
+    #[error("{} is damaged ({source}); remove {} to start this directory over", path.display(), path.parent().map_or(String::new(), |p| p.display().to_string()))]
+    BadStoredManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// Why it does not parse.
+        #[source]
+        source: crate::manifest::ManifestError,
+    },
     /// The source file changed while its chunks were being written.
     #[error("{} changed while its chunks were being written", .0.display())]
     SourceChanged(PathBuf),
@@ -78,13 +110,16 @@ impl StoreError {
                 | StoreError::ReservedName
                 | StoreError::NotADirectory(_)
                 | StoreError::Occupied(_)
+                | StoreError::BadStoredManifest { .. }
         )
     }
 }
 
 fn io_reason(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(28) => "no space left on the device".to_owned(),
+    // `kind`, not the raw OS error: tempfile wraps the errors it returns.
+    match e.kind() {
+        io::ErrorKind::StorageFull => "no space left on the device".to_owned(),
+        io::ErrorKind::QuotaExceeded => "the disk quota is exceeded".to_owned(),
         _ => e.to_string(),
     }
 }
@@ -186,7 +221,7 @@ impl ChunkStore {
                 })
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.write_atomic(&path, self.manifest.encoded())
+                self.write_atomic(&path, self.manifest.encoded(), Durable::Sync)
             }
             Err(e) => Err(io_err("read", &path)(e)),
         }
@@ -236,19 +271,23 @@ impl ChunkStore {
     }
 
     /// Writes `data` to `path` through a temporary file in `tmp/` and a rename.
-    fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    fn write_atomic(&self, path: &Path, data: &[u8], durable: Durable) -> Result<(), StoreError> {
         let tmp_dir = self.root.join("tmp");
         let mut tmp =
             tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
         tmp.write_all(data).map_err(io_err("write", path))?;
+        if durable == Durable::Sync {
+            tmp.as_file().sync_data().map_err(io_err("sync", path))?;
+        }
         tmp.persist(path)
             .map_err(|e| io_err("rename into", path)(e.error))?;
         Ok(())
     }
 
-    /// Stores chunk `id`. The caller has verified `data`.
+    /// Stores chunk `id` durably (synced before it is renamed into place). The caller has
+    /// verified `data`.
     pub fn write_chunk(&self, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
-        self.write_atomic(&self.chunk_path(id), data)
+        self.write_atomic(&self.chunk_path(id), data, Durable::Sync)
     }
 
     /// Reads chunk `id`'s bytes.
@@ -259,8 +298,14 @@ impl ChunkStore {
 
     /// Rewrites the summary file to list `have`.
     pub fn write_summary(&self, have: &ChunkSet) -> Result<(), StoreError> {
+        // Every chunk listed was renamed into `chunks/` before; syncing the directory makes
+        // those renames durable before a summary that lists them can be.
+        let chunks = self.root.join("chunks");
+        File::open(&chunks)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("sync", &chunks))?;
         let text = summary::render(self.manifest.swarm_id(), have);
-        self.write_atomic(&self.root.join("summary"), text.as_bytes())
+        self.write_atomic(&self.root.join("summary"), text.as_bytes(), Durable::Sync)
     }
 
     /// The summary file's path.
@@ -283,7 +328,7 @@ impl ChunkStore {
             if !self.manifest.verify_chunk(id, &buf[..len]) {
                 return Err(StoreError::SourceChanged(source.to_owned()));
             }
-            self.write_chunk(id, &buf[..len])?;
+            self.write_atomic(&self.chunk_path(id), &buf[..len], Durable::Cache)?;
             have.insert(id);
         }
         self.write_summary(have)

@@ -1,5 +1,9 @@
-//! Joining the swarm through the owner: the peer's first state.
+//! The peer's first state: resuming from its directory, or joining through the owner.
 //!
+//! A directory that holds a manifest from an earlier run is **resumed**: its chunk files
+//! are verified against that manifest (damaged ones discarded, the summary rebuilt,
+//! leftovers removed) and the peer starts at once, owner or no owner; the owner is then
+//! just a server to fall back on. Otherwise the peer **joins**:
 //! `Connecting → AwaitingManifest → ReceivingBatch → Joined`. The peer dials the owner
 //! (with backoff while it is not up), receives and checks the manifest, opens its store,
 //! stores the batch of chunks the owner hands it, and keeps the connection as its link to
@@ -31,10 +35,56 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Joined {
     /// The verified chunks, on disk.
     pub holdings: Arc<Holdings>,
-    /// The owner's connection, now a fetch session.
-    pub owner: FetchLink,
+    /// The owner's connection, now a fetch session (none when resumed).
+    pub owner: Option<FetchLink>,
     /// Chunks the owner's batch added.
     pub received: u32,
+    /// Whether the peer resumed from its directory instead of joining.
+    pub resumed: bool,
+}
+
+/// Resumes from the directory if an earlier run left a manifest there, else joins through
+/// the owner. `None` if cancelled first.
+pub async fn start(
+    config: &PeerConfig,
+    listen_port: u16,
+    token: &CancellationToken,
+) -> Result<Option<Joined>, Error> {
+    if let Some(holdings) = resume(config).await? {
+        return Ok(Some(Joined {
+            holdings,
+            owner: None,
+            received: 0,
+            resumed: true,
+        }));
+    }
+    join(config, listen_port, token).await
+}
+
+/// Opens the store from the manifest an earlier run left, if there is one.
+async fn resume(config: &PeerConfig) -> Result<Option<Arc<Holdings>>, Error> {
+    let dir = config.dir.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let Some(manifest) = crate::chunk_store::stored_manifest(&dir)? else {
+            return Ok(None);
+        };
+        ChunkStore::check_destination(&dir, &manifest)?;
+        Ok(Some(ChunkStore::open(&dir, Arc::new(manifest))?))
+    })
+    .await
+    .map_err(|e| Error::Io {
+        what: "opening the chunk store",
+        source: std::io::Error::other(e),
+    })??;
+    Ok(opened.map(|(store, have)| {
+        info!(
+            dir = %config.dir.display(),
+            held = have.count(),
+            chunks = store.manifest().layout().chunk_count(),
+            "resuming from the directory; chunk files verified"
+        );
+        Arc::new(Holdings::new(store, have))
+    }))
 }
 
 enum Failure {
@@ -49,7 +99,7 @@ impl From<PeerError> for Failure {
 }
 
 /// Joins through the owner, retrying until it answers. `None` if cancelled first.
-pub async fn join(
+async fn join(
     config: &PeerConfig,
     listen_port: u16,
     token: &CancellationToken,
@@ -133,8 +183,9 @@ async fn attempt(
     let received = receive_batch(&mut conn, &holdings, addr).await?;
     Ok(Joined {
         holdings,
-        owner: FetchLink::from_connection(conn, &manifest),
+        owner: Some(FetchLink::from_connection(conn, &manifest)),
         received,
+        resumed: false,
     })
 }
 

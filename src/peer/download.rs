@@ -32,6 +32,8 @@ use crate::holdings::{Added, Holdings};
 use crate::manifest::ChunkId;
 use crate::task;
 
+/// How long without a new chunk before the peer logs what it is still missing.
+pub const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How long a loop with nothing to request waits before looking again.
 pub const POLL: Duration = Duration::from_millis(100);
 
@@ -86,14 +88,14 @@ impl Download {
         listen_port: u16,
         neighbor: Endpoint,
         owner: Endpoint,
-        owner_link: FetchLink,
+        owner_link: Option<FetchLink>,
     ) -> Download {
         let chunks = holdings.manifest().layout().chunk_count();
         Download {
             holdings,
             listen_port,
             neighbor: Server::new(neighbor, None, "download neighbor"),
-            owner: Server::new(owner, Some(owner_link), "owner"),
+            owner: Server::new(owner, owner_link, "owner"),
             shared: Mutex::new(Shared {
                 in_flight: ChunkSet::empty(chunks),
                 offer: None,
@@ -128,6 +130,7 @@ impl Download {
                 .instrument(info_span!("download", from = "neighbor")),
             ctx.owner_loop(owner)
                 .instrument(info_span!("download", from = "owner")),
+            ctx.status_loop(),
         )?;
         Ok(holdings.is_complete())
     }
@@ -204,6 +207,27 @@ impl Ctx<'_> {
             if !fetched && !self.idle().await {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    /// Every [`STATUS_EVERY`] without a new chunk, logs the missing chunk IDs; ends at
+    /// completion or cancellation.
+    async fn status_loop(&self) -> Result<(), Error> {
+        let mut count = self.holdings.subscribe();
+        let total = self.holdings.manifest().layout().chunk_count();
+        let mut last = *count.borrow_and_update();
+        while self.running() {
+            tokio::select! {
+                _ = self.token.cancelled() => break,
+                _ = count.wait_for(|&n| n >= total) => break,
+                _ = tokio::time::sleep(STATUS_EVERY) => {}
+            }
+            let have = self.holdings.snapshot();
+            if have.count() == last && !have.is_complete() {
+                activity::waiting(&have);
+            }
+            last = have.count();
         }
         Ok(())
     }

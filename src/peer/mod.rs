@@ -116,17 +116,17 @@ impl Peer {
         let started = Instant::now();
         let token = shutdown.child_token();
         let port = self.local.port();
-        let Some(joined) = bootstrap::join(&self.config, port, &token).await? else {
+        let Some(joined) = bootstrap::start(&self.config, port, &token).await? else {
             return Ok(());
         };
         let holdings = joined.holdings;
-        let owner_addr = joined.owner.addr();
         activity::peer_start(
             self.local,
-            owner_addr,
+            &self.config.owner.to_string(),
             &self.config.neighbor.to_string(),
             holdings.manifest(),
             holdings.snapshot().count(),
+            joined.resumed,
         );
 
         let tracker = TaskTracker::new();

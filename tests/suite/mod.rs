@@ -1,6 +1,7 @@
 mod batch;
 mod chunk_set;
 mod cli;
+mod durability;
 mod e2e;
 mod fallback;
 mod fuzz_corpus;

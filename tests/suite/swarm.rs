@@ -92,9 +92,13 @@ impl Swarm {
     /// Waits until every peer holds a byte-identical copy; on timeout, panics with the
     /// logs' tails and keeps every log in a folder it names.
     pub fn wait_all_complete(&self, limit: Duration) {
-        let done = wait_until(limit, || {
-            (0..self.ports.len()).all(|i| self.peer_file(i).exists())
-        });
+        let all: Vec<usize> = (0..self.ports.len()).collect();
+        self.wait_complete(&all, limit);
+    }
+
+    /// Waits until the peers `which` hold byte-identical copies (see `wait_all_complete`).
+    pub fn wait_complete(&self, which: &[usize], limit: Duration) {
+        let done = wait_until(limit, || which.iter().all(|&i| self.peer_file(i).exists()));
         if !done {
             let mut report = String::new();
             for p in self.peers.iter().flatten().chain(self.owner.iter()) {
@@ -111,7 +115,7 @@ impl Swarm {
             let kept = self.keep_logs();
             panic!("not every peer completed within {limit:?} (logs kept in {kept}){report}");
         }
-        for i in 0..self.ports.len() {
+        for &i in which {
             assert!(
                 same_file(&self.file, &self.peer_file(i)),
                 "peer{}'s copy differs from the original",
