@@ -39,11 +39,12 @@ enum Durable {
 /// the owner is away.
 pub fn stored_manifest(dir: &Path) -> Result<Option<Manifest>, StoreError> {
     let path = dir.join(STORE_DIR).join("manifest");
-    match read_no_follow(&path) {
+    match read_no_follow(&path, crate::manifest::MAX_MANIFEST_LEN as u64) {
         Ok(bytes) => Manifest::decode(&bytes)
             .map(Some)
             .map_err(|source| StoreError::BadStoredManifest { path, source }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(StoreError::NotADirectory(dir.to_owned())),
         Err(e) => Err(io_err("read", &path)(e)),
     }
 }
@@ -124,23 +125,39 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
-/// Opens `path` for reading, refusing to follow a symlink at its last component.
+/// Opens `path` for reading: never through a symlink at its last component, never
+/// blocking on a FIFO, and only if it is a regular file.
 fn open_no_follow(path: &Path) -> io::Result<File> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW);
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    options.open(path)
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(file)
 }
 
-/// Reads a whole file without following a symlink.
-fn read_no_follow(path: &Path) -> io::Result<Vec<u8>> {
+/// Reads a whole regular file of at most `max` bytes without following a symlink.
+fn read_no_follow(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let file = open_no_follow(path)?;
+    if file.metadata()?.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "larger than it may be",
+        ));
+    }
     let mut data = Vec::new();
-    open_no_follow(path)?.read_to_end(&mut data)?;
+    file.take(max).read_to_end(&mut data)?;
     Ok(data)
+}
+
+fn is_dir(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
 }
 
 fn is_symlink(path: &Path) -> bool {
@@ -207,7 +224,7 @@ impl ChunkStore {
     /// Refuses a store that belongs to another swarm; writes the manifest if absent.
     fn check_manifest(&self) -> Result<(), StoreError> {
         let path = self.root.join("manifest");
-        match fs::read(&path) {
+        match read_no_follow(&path, crate::manifest::MAX_MANIFEST_LEN as u64) {
             Ok(bytes) if bytes == self.manifest.encoded() => Ok(()),
             Ok(bytes) => {
                 let (name, swarm) = match Manifest::decode(&bytes) {
@@ -233,15 +250,16 @@ impl ChunkStore {
         let mut have = ChunkSet::empty(count);
         for id in 0..count {
             let path = self.chunk_path(id);
-            match read_no_follow(&path) {
+            match read_no_follow(&path, u64::from(self.manifest.layout().chunk_size())) {
                 Ok(data) if self.manifest.verify_chunk(id, &data) => {
                     have.insert(id);
                 }
                 Ok(_) => fs::remove_file(&path).map_err(io_err("remove", &path))?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                // A symlink where a chunk file belongs: removed (its target is untouched).
-                Err(e) if is_symlink(&path) => {
-                    tracing::warn!(path = %path.display(), cause = %e, "removing a symlink from the chunk store");
+                // A symlink, FIFO or oversized file where a chunk file belongs: removed (a
+                // symlink's target is untouched).
+                Err(e) if is_symlink(&path) || !is_dir(&path) => {
+                    tracing::warn!(path = %path.display(), cause = %e, "removing a bad entry from the chunk store");
                     fs::remove_file(&path).map_err(io_err("remove", &path))?;
                 }
                 Err(e) => return Err(io_err("read", &path)(e)),
@@ -293,7 +311,7 @@ impl ChunkStore {
     /// Reads chunk `id`'s bytes.
     pub fn read_chunk(&self, id: ChunkId) -> Result<Vec<u8>, StoreError> {
         let path = self.chunk_path(id);
-        read_no_follow(&path).map_err(io_err("read", &path))
+        read_no_follow(&path, u64::from(self.manifest.layout().chunk_size())).map_err(io_err("read", &path))
     }
 
     /// Rewrites the summary file to list `have`.
@@ -334,8 +352,6 @@ impl ChunkStore {
         self.write_summary(have)
     }
 
-    /// Joins the chunks into the file, streaming, under a temporary name; checks the
-    /// whole-file hash; renames it into `DIR`. A file already there with the right
     /// Refuses, before anything is downloaded, a destination `DIR/NAME` that cannot become
     /// the file: a directory, a symlink, or a file of another size. A file of the right size
     /// is left for [`ChunkStore::assemble`] to check by hash.
@@ -344,19 +360,25 @@ impl ChunkStore {
         match fs::symlink_metadata(&dest) {
             Ok(meta) if meta.is_file() && meta.len() == manifest.layout().file_size() => Ok(()),
             Ok(_) => Err(StoreError::Occupied(dest)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            // DIR itself is a file: the same usage error `open` would give.
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                Err(StoreError::NotADirectory(dir.to_owned()))
+            }
             Err(e) => Err(io_err("inspect", &dest)(e)),
         }
     }
 
+    /// Joins the chunks into the file, streaming, under a temporary name; checks the
+    /// whole-file hash; renames it into `DIR`. A file already there with the right
     /// contents is kept; one with other contents is never overwritten.
     pub fn assemble(&self) -> Result<PathBuf, StoreError> {
         let dest = self.file_path();
-        if dest.exists() {
-            return if self.hash_file(&dest)? == *self.manifest.file_hash() {
-                Ok(dest)
-            } else {
-                Err(StoreError::Occupied(dest))
+        if fs::symlink_metadata(&dest).is_ok() {
+            // Kept only if it is a regular file with exactly the swarm's contents.
+            return match self.hash_file(&dest) {
+                Ok(hash) if hash == *self.manifest.file_hash() => Ok(dest),
+                _ => Err(StoreError::Occupied(dest)),
             };
         }
         let tmp_dir = self.root.join("tmp");

@@ -2,7 +2,7 @@
 //!
 //! It owns the socket and a read buffer, and exposes the handshake, `read_message` and
 //! `write_message`. Frames are decoded by the pure functions in [`crate::wire`]; the
-//! buffer grows only as bytes actually arrive and never past the frame limit in force.
+//! buffer grows only as bytes actually arrive, for frames within the limit in force.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,9 +23,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long writing one message may take.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Initial read buffer: one full chunk frame fits.
 /// How long the rest of a frame may take once its first byte has arrived.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
+/// The slowest rate, in bytes per second, a frame's bytes may arrive at once it began.
+pub const MIN_FRAME_RATE: u64 = 64 * 1024;
 /// The smallest read-buffer growth: an idle connection holds no more than this.
 const READ_MIN: usize = 4 * 1024;
 /// The most the read buffer grows by in one step.
@@ -113,8 +114,9 @@ impl Connection {
     /// Reads the next message. The first byte of the next frame must arrive within
     /// `idle` (the caller's state decides: an answer to a request, a client's next
     /// request); once a frame has begun, the whole frame must arrive within
-    /// [`FRAME_TIMEOUT`], so a peer trickling bytes cannot hold the connection. `None` on a
-    /// clean close between frames.
+    /// [`FRAME_TIMEOUT`] plus its length at [`MIN_FRAME_RATE`], so a peer trickling bytes
+    /// cannot hold the connection while a large manifest on a slow link still can arrive.
+    /// `None` on a clean close between frames.
     pub async fn read_message(
         &mut self,
         idle: Duration,
@@ -122,6 +124,7 @@ impl Connection {
     ) -> Result<Option<Message>, PeerError> {
         let mut deadline = Instant::now() + idle;
         let mut started = !self.rbuf.is_empty();
+        let mut sized = false;
         if started {
             deadline = Instant::now() + FRAME_TIMEOUT;
         }
@@ -135,6 +138,12 @@ impl Connection {
                     // Grow only as bytes are due, in steps: a claimed length costs nothing
                     // until the bytes actually arrive.
                     self.rbuf.reserve(needed.clamp(READ_MIN, READ_STEP));
+                    if started && !sized && self.rbuf.len() >= wire::LEN_PREFIX {
+                        // The length is known (and within the limit): allow for it.
+                        sized = true;
+                        let len = (self.rbuf.len() + needed) as u64;
+                        deadline += Duration::from_millis(len.saturating_mul(1000) / MIN_FRAME_RATE);
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }

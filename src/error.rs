@@ -183,6 +183,9 @@ pub enum PeerError {
         /// What came.
         got: ChunkId,
     },
+    /// The server listed a chunk, then answered NOT_HAVE for it.
+    #[error("chunk {0} was listed, then refused with NOT_HAVE")]
+    ListedNotHeld(ChunkId),
     /// Reading a held chunk for a request failed: this connection ends, the node goes on.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -192,5 +195,21 @@ impl PeerError {
     /// Wraps an I/O error with what was being done.
     pub fn io(what: &'static str) -> impl FnOnce(io::Error) -> PeerError {
         move |source| PeerError::Io { what, source }
+    }
+
+    /// Whether the other side broke the protocol after a good handshake (a strike against
+    /// it), rather than failing, timing out or being the wrong node (which only backoff
+    /// answers).
+    pub fn is_violation(&self) -> bool {
+        matches!(
+            self,
+            PeerError::Decode(_)
+                | PeerError::UnexpectedMessage { .. }
+                | PeerError::ChunkOutOfRange { .. }
+                | PeerError::ListLength { .. }
+                | PeerError::HashMismatch(_)
+                | PeerError::Unrequested { .. }
+                | PeerError::ListedNotHeld(_)
+        )
     }
 }

@@ -39,7 +39,7 @@ pub struct Holdings {
     have: Mutex<ChunkSet>,
     // Serialises writers so the summary file is rewritten in order; holds the summary's
     // state.
-    write: tokio::sync::Mutex<SummaryState>,
+    write: Arc<tokio::sync::Mutex<SummaryState>>,
     count: watch::Sender<u32>,
 }
 
@@ -66,10 +66,10 @@ impl Holdings {
         Holdings {
             store,
             have: Mutex::new(have),
-            write: tokio::sync::Mutex::new(SummaryState {
+            write: Arc::new(tokio::sync::Mutex::new(SummaryState {
                 written: Instant::now(),
                 dirty: false,
-            }),
+            })),
             count,
         }
     }
@@ -112,62 +112,58 @@ impl Holdings {
 
     /// Verifies `data` as chunk `id` and, if it is new, stores it and makes it visible;
     /// the summary follows (see the module docs). A storage failure is fatal to the node.
+    ///
+    /// Cancel-safe: everything after the lock runs on a blocking thread that owns the
+    /// lock, so a caller dropped midway leaves the chunk either not stored or stored,
+    /// counted and marked for the summary, and the next writer waits for it.
     pub async fn add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> Result<Added, Error> {
-        let mut summary = self.write.lock().await;
-        if self.contains(id) {
-            // Still verify, so a bad sender is noticed even for chunks we hold.
-            let manifest = Arc::clone(self.manifest());
-            let ok = tokio::task::spawn_blocking(move || manifest.verify_chunk(id, &data))
-                .await
-                .map_err(blocking_err)?;
-            return Ok(if ok { Added::Duplicate } else { Added::HashMismatch });
-        }
+        let mut summary = Arc::clone(&self.write).lock_owned().await;
         let this = Arc::clone(self);
-        let due = summary.written.elapsed() >= SUMMARY_INTERVAL;
-        // Pessimistic, so a cancelled caller leaves the summary marked for the next flush.
-        summary.dirty = true;
-        // Everything, the count included, happens on the blocking thread: if the caller
-        // is cancelled meanwhile, the chunk is still stored and counted consistently.
-        let result = tokio::task::spawn_blocking(move || -> Result<(Added, bool), StoreError> {
+        tokio::task::spawn_blocking(move || -> Result<Added, StoreError> {
+            // Verified even when held, so a bad sender is noticed either way.
             if !this.manifest().verify_chunk(id, &data) {
-                return Ok((Added::HashMismatch, false));
+                return Ok(Added::HashMismatch);
+            }
+            if this.contains(id) {
+                return Ok(Added::Duplicate);
             }
             this.store.write_chunk(id, &data)?;
+            let due = summary.written.elapsed() >= SUMMARY_INTERVAL;
             let next = {
                 let mut have = this.have.lock().unwrap_or_else(PoisonError::into_inner);
                 have.insert(id);
                 this.count.send_replace(have.count());
                 (due || have.is_complete()).then(|| have.clone())
             };
-            let written = next.is_some();
+            summary.dirty = true;
             if let Some(next) = next {
                 this.store.write_summary(&next)?;
+                summary.dirty = false;
+                summary.written = Instant::now();
             }
-            Ok((Added::New, written))
+            Ok(Added::New)
         })
         .await
-        .map_err(blocking_err)??;
-        let (added, written) = result;
-        if written {
-            summary.dirty = false;
-            summary.written = Instant::now();
-        }
-        Ok(added)
+        .map_err(blocking_err)?
+        .map_err(Error::from)
     }
 
     /// Rewrites the summary file if chunks arrived since it was last written.
     pub async fn flush_summary(self: &Arc<Self>) -> Result<(), Error> {
-        let mut summary = self.write.lock().await;
+        let mut summary = Arc::clone(&self.write).lock_owned().await;
         if !summary.dirty {
             return Ok(());
         }
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || this.store.write_summary(&this.snapshot()))
-            .await
-            .map_err(blocking_err)??;
-        summary.dirty = false;
-        summary.written = Instant::now();
-        Ok(())
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            this.store.write_summary(&this.snapshot())?;
+            summary.dirty = false;
+            summary.written = Instant::now();
+            Ok(())
+        })
+        .await
+        .map_err(blocking_err)?
+        .map_err(Error::from)
     }
 
     /// Reads a held chunk's bytes. Returns `None` if the chunk is not held.

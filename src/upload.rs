@@ -6,9 +6,11 @@
 //! handshake it is `Serving` until the client closes, goes idle past [`IDLE_TIMEOUT`], or
 //! breaks the protocol. Errors end that session only.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -27,8 +29,44 @@ use crate::wire::{Hello, Message, Role};
 
 /// The most connections a node serves at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 256;
+/// The most connections a node serves at once from one IP address, so one host cannot
+/// take every slot.
+pub const MAX_PER_IP: usize = 64;
 /// How long a served connection may stay silent between requests.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One connection's share of its address's [`MAX_PER_IP`]; released when dropped.
+struct PerIp {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn acquire(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<PerIp> {
+        let mut map = counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= MAX_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(PerIp {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Binds the node's listening socket, with an error that names the address.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -75,6 +113,7 @@ pub async fn accept_loop<F, Fut>(
     Fut: Future<Output = Result<(), PeerError>> + Send + 'static,
 {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_ip = Arc::new(Mutex::new(HashMap::new()));
     let mut backoff = task::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
     loop {
         let accepted = tokio::select! {
@@ -99,11 +138,15 @@ pub async fn accept_loop<F, Fut>(
             warn!(%remote, limit = MAX_CONNECTIONS, "connection refused: too many connections");
             continue;
         };
+        let Some(per_ip) = PerIp::acquire(&per_ip, remote.ip()) else {
+            warn!(%remote, limit = MAX_PER_IP, "connection refused: too many connections from this address");
+            continue;
+        };
         let session = handler(Connection::new(stream, remote));
         let span = info_span!("conn", %remote);
         task::spawn(&tracker, &token, "serve", span, async move {
             let result = session.await;
-            drop(permit);
+            drop((permit, per_ip));
             if let Err(e) = &result {
                 warn!(%remote, cause = %e, "connection closed");
             }

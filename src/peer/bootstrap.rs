@@ -106,10 +106,30 @@ async fn join(
 ) -> Result<Option<Joined>, Error> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut holdings = None;
+    let result = join_loop(config, listen_port, token, &mut backoff, &mut holdings).await;
+    if !matches!(result, Ok(Some(_))) {
+        // Stopped or failed after part of a batch arrived: the summary catches up with the
+        // verified chunks on disk. A failure here is secondary to the one being reported.
+        if let Some(h) = &holdings {
+            if let Err(e) = h.flush_summary().await {
+                debug!(cause = %e, "could not bring the summary file up to date");
+            }
+        }
+    }
+    result
+}
+
+async fn join_loop(
+    config: &PeerConfig,
+    listen_port: u16,
+    token: &CancellationToken,
+    backoff: &mut Backoff,
+    holdings: &mut Option<Arc<Holdings>>,
+) -> Result<Option<Joined>, Error> {
     loop {
         let attempt = tokio::select! {
             _ = token.cancelled() => return Ok(None),
-            attempt = attempt(config, listen_port, &mut holdings) => attempt,
+            attempt = attempt(config, listen_port, holdings) => attempt,
         };
         match attempt {
             Ok(joined) => return Ok(Some(joined)),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, Instrument};
 
@@ -28,7 +29,7 @@ use crate::activity::{self, Source};
 use crate::chunk_set::ChunkSet;
 use crate::config::Endpoint;
 use crate::error::{Error, PeerError};
-use crate::holdings::{Added, Holdings};
+use crate::holdings::{Added, Holdings, SUMMARY_INTERVAL};
 use crate::manifest::ChunkId;
 use crate::task;
 
@@ -49,6 +50,8 @@ pub struct Tally {
 /// State both loops read and write; held only briefly, never across an await.
 #[derive(Debug)]
 struct Shared {
+    /// Chunks held and, for the ones this side fetched, logged and counted.
+    recorded: u32,
     in_flight: ChunkSet,
     offer: Option<ChunkSet>,
     fallback: Fallback,
@@ -79,6 +82,7 @@ pub struct Download {
     neighbor: Server,
     owner: Server,
     shared: Mutex<Shared>,
+    all_recorded: Notify,
 }
 
 impl Download {
@@ -91,12 +95,15 @@ impl Download {
         owner_link: Option<FetchLink>,
     ) -> Download {
         let chunks = holdings.manifest().layout().chunk_count();
+        let holdings_count = holdings.snapshot().count();
         Download {
             holdings,
             listen_port,
             neighbor: Server::new(neighbor, None, "download neighbor"),
             owner: Server::new(owner, owner_link, "owner"),
+            all_recorded: Notify::new(),
             shared: Mutex::new(Shared {
+                recorded: holdings_count,
                 in_flight: ChunkSet::empty(chunks),
                 offer: None,
                 fallback: Fallback::new(Instant::now()),
@@ -110,7 +117,9 @@ impl Download {
         lock(&self.shared).tally
     }
 
-    /// Runs until every chunk is held (true) or `token` is cancelled (false).
+    /// Runs until every chunk is held (true) or `token` is cancelled (false). Once the
+    /// last chunk is stored and recorded, the loops end at once, whatever the other one is
+    /// waiting on: a slow server must not delay the finished peer.
     pub async fn run(&mut self, token: &CancellationToken) -> Result<bool, Error> {
         let Download {
             holdings,
@@ -118,20 +127,28 @@ impl Download {
             neighbor,
             owner,
             shared,
+            all_recorded,
         } = self;
         let ctx = Ctx {
             holdings,
             shared,
+            all_recorded,
             listen_port: *listen_port,
             token,
         };
-        tokio::try_join!(
-            ctx.neighbor_loop(neighbor)
-                .instrument(info_span!("download", from = "neighbor")),
-            ctx.owner_loop(owner)
-                .instrument(info_span!("download", from = "owner")),
-            ctx.status_loop(),
-        )?;
+        let loops = async {
+            tokio::try_join!(
+                ctx.neighbor_loop(neighbor)
+                    .instrument(info_span!("download", from = "neighbor")),
+                ctx.owner_loop(owner)
+                    .instrument(info_span!("download", from = "owner")),
+                ctx.status_loop(),
+            )
+        };
+        tokio::select! {
+            ended = loops => { ended?; }
+            () = all_recorded.notified() => {}
+        }
         Ok(holdings.is_complete())
     }
 }
@@ -140,6 +157,7 @@ impl Download {
 struct Ctx<'a> {
     holdings: &'a Arc<Holdings>,
     shared: &'a Mutex<Shared>,
+    all_recorded: &'a Notify,
     listen_port: u16,
     token: &'a CancellationToken,
 }
@@ -154,19 +172,18 @@ impl Ctx<'_> {
         task::sleep(self.token, POLL).await
     }
 
-    /// The chunks held or being fetched.
-    fn taken(&self) -> ChunkSet {
+    /// Picks and claims a chunk in one step, under the lock: `pick` sees every chunk held
+    /// or in flight, so the two loops never fetch the same chunk at once.
+    fn claim_with(&self, pick: impl FnOnce(&ChunkSet, &Shared) -> Option<ChunkId>) -> Option<Claim<'_>> {
+        let mut shared = lock(self.shared);
         let mut taken = self.holdings.snapshot();
-        taken.union_with(&lock(self.shared).in_flight);
-        taken
-    }
-
-    fn claim(&self, id: ChunkId) -> Claim<'_> {
-        lock(self.shared).in_flight.insert(id);
-        Claim {
+        taken.union_with(&shared.in_flight);
+        let id = pick(&taken, &shared)?;
+        shared.in_flight.insert(id);
+        Some(Claim {
             shared: self.shared,
             id,
-        }
+        })
     }
 
     async fn neighbor_loop(&self, server: &mut Server) -> Result<(), Error> {
@@ -180,28 +197,12 @@ impl Ctx<'_> {
                 continue;
             }
             lock(self.shared).fallback.connected(Instant::now());
-            let Some(link) = server.link.as_mut() else {
-                continue;
-            };
-            let mut pick = picker::from_neighbor(&self.taken(), link.list(), &mut rng);
-            if pick.is_none() {
-                match link.refresh_list().await {
-                    Ok(list) => {
-                        lock(self.shared).offer = Some(list.clone());
-                        server.retry.reset();
-                    }
-                    Err(e) => {
-                        server.drop_link(&e);
-                        continue;
-                    }
-                }
-                pick = server
-                    .link
-                    .as_ref()
-                    .and_then(|l| picker::from_neighbor(&self.taken(), l.list(), &mut rng));
+            let mut claim = self.claim_from_neighbor(server, &mut rng);
+            if claim.is_none() && self.refresh_list(server).await {
+                claim = self.claim_from_neighbor(server, &mut rng);
             }
-            let fetched = match pick {
-                Some(id) => self.fetch(server, id, Source::Neighbor).await?,
+            let fetched = match claim {
+                Some(claim) => self.fetch(server, claim, Source::Neighbor).await?,
                 None => false,
             };
             if !fetched && !self.idle().await {
@@ -211,23 +212,47 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    fn claim_from_neighbor(&self, server: &Server, rng: &mut SmallRng) -> Option<Claim<'_>> {
+        let list = server.link.as_ref()?.list();
+        self.claim_with(|taken, _| picker::from_neighbor(taken, list, rng))
+    }
+
+    /// Asks the neighbor for its list; false if the link failed (and was dropped).
+    async fn refresh_list(&self, server: &mut Server) -> bool {
+        let Some(link) = server.link.as_mut() else {
+            return false;
+        };
+        match link.refresh_list().await {
+            Ok(list) => {
+                lock(self.shared).offer = Some(list.clone());
+                true
+            }
+            Err(e) => {
+                server.fault(&e);
+                false
+            }
+        }
+    }
+
     /// Every [`STATUS_EVERY`] without a new chunk, logs the missing chunk IDs; ends at
     /// completion or cancellation.
     async fn status_loop(&self) -> Result<(), Error> {
-        let mut count = self.holdings.subscribe();
-        let total = self.holdings.manifest().layout().chunk_count();
-        let mut last = *count.borrow_and_update();
+        let mut last = self.holdings.snapshot().count();
+        let mut since = Instant::now();
         while self.running() {
-            tokio::select! {
-                _ = self.token.cancelled() => break,
-                _ = count.wait_for(|&n| n >= total) => break,
-                _ = tokio::time::sleep(STATUS_EVERY) => {}
+            if !task::sleep(self.token, SUMMARY_INTERVAL).await {
+                break;
             }
+            // The summary file catches up when chunks stop arriving; a failure is fatal.
+            self.holdings.flush_summary().await?;
             let have = self.holdings.snapshot();
-            if have.count() == last && !have.is_complete() {
+            if have.count() != last {
+                last = have.count();
+                since = Instant::now();
+            } else if since.elapsed() >= STATUS_EVERY && !have.is_complete() {
                 activity::waiting(&have);
+                since = Instant::now();
             }
-            last = have.count();
         }
         Ok(())
     }
@@ -245,16 +270,14 @@ impl Ctx<'_> {
                     info!("download neighbor is delivering again; owner left alone");
                 }
             }
-            let pick = if asking {
-                let offer = lock(self.shared).offer.clone();
-                picker::from_owner(&self.taken(), offer.as_ref(), &mut rng)
-            } else {
-                None
-            };
-            let fetched = match pick {
-                Some(id) => self.fetch(server, id, Source::Owner).await?,
-                None => false,
-            };
+            let mut fetched = false;
+            if asking && server.connect(self.holdings, self.listen_port).await {
+                let claim = self
+                    .claim_with(|taken, shared| picker::from_owner(taken, shared.offer.as_ref(), &mut rng));
+                if let Some(claim) = claim {
+                    fetched = self.fetch(server, claim, Source::Owner).await?;
+                }
+            }
             if !fetched && !self.idle().await {
                 break;
             }
@@ -262,21 +285,23 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Requests `id` from `server`; returns whether a new chunk was stored.
-    async fn fetch(&self, server: &mut Server, id: ChunkId, source: Source) -> Result<bool, Error> {
-        if !server.connect(self.holdings, self.listen_port).await {
-            return Ok(false);
-        }
+    /// Requests the claimed chunk from `server`, connected; returns whether a new chunk
+    /// was stored.
+    async fn fetch(&self, server: &mut Server, claim: Claim<'_>, source: Source) -> Result<bool, Error> {
         let Some(link) = server.link.as_mut() else {
             return Ok(false);
         };
-        let _claim = self.claim(id);
-        let addr = link.addr();
+        let (id, addr) = (claim.id, link.addr());
         let data = match link.fetch(id).await {
             Ok(Fetched::Chunk(data)) => data,
+            // Only the neighbor's picks come from a list it sent.
+            Ok(Fetched::NotHave) if source == Source::Neighbor => {
+                server.strike(&PeerError::ListedNotHeld(id));
+                return Ok(false);
+            }
             Ok(Fetched::NotHave) => return Ok(false),
             Err(e) => {
-                server.drop_link(&e);
+                server.fault(&e);
                 return Ok(false);
             }
         };
@@ -284,6 +309,7 @@ impl Ctx<'_> {
         match self.holdings.add(id, data).await? {
             Added::New => {
                 activity::chunk_received(addr, id, bytes, source);
+                // Only a stored chunk proves the server works: reset its redial backoff.
                 server.retry.reset();
                 let mut shared = lock(self.shared);
                 match source {
@@ -292,6 +318,10 @@ impl Ctx<'_> {
                         shared.tally.from_neighbor += 1;
                     }
                     Source::Owner => shared.tally.from_owner += 1,
+                }
+                shared.recorded += 1;
+                if shared.recorded >= self.holdings.manifest().layout().chunk_count() {
+                    self.all_recorded.notify_one();
                 }
                 Ok(true)
             }

@@ -22,14 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, info_span, Instrument, Span};
+use tracing::{info, info_span, Instrument};
 
 use crate::activity;
 use crate::config::PeerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
-use crate::holdings::{Holdings, SUMMARY_INTERVAL};
-use crate::task;
+use crate::holdings::Holdings;
 use crate::upload::{self, check_fetch_hello, node_addr};
 use crate::wire::{self, Hello, Role};
 use download::Download;
@@ -140,13 +139,6 @@ impl Peer {
         tracker.spawn(
             report_progress(Arc::clone(&holdings), self.progress.clone(), token.clone()).in_current_span(),
         );
-        task::spawn(
-            &tracker,
-            &token,
-            "summary",
-            Span::current(),
-            flush_summaries(Arc::clone(&holdings), token.clone()),
-        );
 
         let mut download = Download::new(
             Arc::clone(&holdings),
@@ -219,14 +211,6 @@ async fn finish(
         report.from_neighbor,
     );
     progress.send_replace(Progress::Complete(report));
-    Ok(())
-}
-
-/// Keeps the summary file at most [`SUMMARY_INTERVAL`] behind when chunks stop arriving.
-async fn flush_summaries(holdings: Arc<Holdings>, token: CancellationToken) -> Result<(), Error> {
-    while task::sleep(&token, SUMMARY_INTERVAL).await {
-        holdings.flush_summary().await?;
-    }
     Ok(())
 }
 

@@ -1,9 +1,10 @@
 //! `Server`: one of the two nodes the download side fetches from (the download neighbor
 //! or the owner), with its link if connected, the backoff for redialling it, and its
-//! strikes: every chunk it sends that fails its hash is one, and at [`MAX_STRIKES`] the
-//! server is disconnected and not dialled again for the rest of the session. Strikes are
-//! counted per sender, for chunks verified from that sender only, so an honest node is
-//! never blamed for another's bad chunk.
+//! strikes: every chunk it sends that fails its hash, and every other protocol violation
+//! (an unrequested chunk, a listed chunk refused, a malformed message), is one. At
+//! [`MAX_STRIKES`] the server is disconnected and not dialled again for the rest of the
+//! session. Strikes are counted per sender, for what that sender sent, so an honest node
+//! is never blamed for another's bad chunk.
 
 use std::time::{Duration, Instant};
 
@@ -74,14 +75,23 @@ impl Server {
     }
 
     /// Closes the link after `cause`; the next dial waits for the backoff.
-    pub fn drop_link(&mut self, cause: &PeerError) {
+    fn drop_link(&mut self, cause: &PeerError) {
         if let Some(link) = self.link.take() {
             warn!(server = self.what, addr = %link.addr(), %cause, "connection lost");
         }
         self.next_attempt = Instant::now() + self.retry.next_delay();
     }
 
-    /// Records a bad chunk from this server; at [`MAX_STRIKES`] drops it for good.
+    /// Ends the link after `cause`: a protocol violation is also a strike.
+    pub fn fault(&mut self, cause: &PeerError) {
+        if cause.is_violation() {
+            self.strike(cause);
+        }
+        self.drop_link(cause);
+    }
+
+    /// Records a bad chunk or other violation from this server; at [`MAX_STRIKES`] drops
+    /// it for good.
     pub fn strike(&mut self, cause: &PeerError) {
         self.strikes += 1;
         if self.strikes < MAX_STRIKES {
@@ -97,10 +107,5 @@ impl Server {
         );
         self.banned = true;
         self.link = None;
-    }
-
-    /// Whether this server was dropped for good.
-    pub fn is_banned(&self) -> bool {
-        self.banned
     }
 }

@@ -85,3 +85,30 @@ fn peer_refuses_its_own_port_as_owner() {
 fn demo_refuses_one_peer() {
     exits_2(&["demo", "--peers", "1"], "--peers must be at least 2");
 }
+
+#[test]
+fn peer_whose_dir_is_a_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, b"I am a file").unwrap();
+    let mut p = Proc::start(
+        dir.path(),
+        "peer",
+        &[
+            "peer",
+            &free_port().to_string(),
+            &free_port().to_string(),
+            &free_port().to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            not_a_dir.to_str().unwrap(),
+        ],
+    );
+    let status = p.wait_for(Duration::from_secs(10)).expect("peer exits");
+    assert_eq!(status.code(), Some(2), "stderr: {}", p.errors());
+    let err = p.errors();
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.contains("is not a plain directory"), "{err}");
+    assert_eq!(std::fs::read(&not_a_dir).unwrap(), b"I am a file");
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use swarmshare::chunk_set::ChunkSet;
 use swarmshare::manifest::{hash_file, Manifest};
-use swarmshare::peer::fallback::Fallback;
+use swarmshare::peer::fallback::{Fallback, RATE_WINDOW};
 use swarmshare::peer::server::MAX_STRIKES;
 use swarmshare::wire::message::{MSG_LIST_REQUEST, MSG_REQUEST};
 use swarmshare::wire::{self, Hello, Message, Role};
@@ -49,6 +49,30 @@ fn a_reached_neighbor_must_deliver_and_reconnecting_does_not_count() {
         "a delivery restarts the clock"
     );
     assert!(f.use_owner(t0 + Duration::from_secs(7)));
+}
+
+#[test]
+fn a_neighbor_that_drips_chunks_does_not_keep_the_owner_away() {
+    let t0 = Instant::now();
+    let mut f = Fallback::with_limits(t0, STALL, GRACE);
+    f.connected(t0);
+    // One chunk every 1.9 s: never a 2 s stall, but far below the rate floor.
+    let mut t = t0;
+    for _ in 0..5 {
+        t += Duration::from_millis(1900);
+        f.delivered(t);
+    }
+    assert!(t - t0 >= RATE_WINDOW - Duration::from_millis(500));
+    assert!(f.use_owner(t + Duration::from_millis(600)), "too slow to rely on");
+    // A neighbor delivering well is relied on alone, however long it runs.
+    let mut g = Fallback::with_limits(t0, STALL, GRACE);
+    g.connected(t0);
+    let mut t = t0;
+    for _ in 0..300 {
+        t += Duration::from_millis(100);
+        g.delivered(t);
+        assert!(!g.use_owner(t));
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
