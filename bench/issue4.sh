@@ -39,7 +39,7 @@ wait_for() {  # wait_for SECONDS CMD...: poll CMD every 50 ms
     sleep 0.05
   done
 }
-held() { grep -cv '^#' "$WORK/peer1/.swarmshare/summary" 2>/dev/null || echo 0; }
+held() { local n; n=$(grep -cv '^#' "$WORK/peer1/.swarmshare/summary" 2>/dev/null); echo "${n:-0}"; }
 
 missing=()
 command -v bc >/dev/null || missing+=(bc)
