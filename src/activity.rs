@@ -15,6 +15,7 @@ use std::path::Path;
 use tracing::{info, warn};
 
 use crate::chunk_set::ChunkSet;
+use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
 
 /// The `event` values, for tests and documentation.
@@ -100,6 +101,7 @@ pub fn owner_start(addr: SocketAddr, file: &Path, manifest: &Manifest) {
 /// starts exchanging chunks.
 pub fn peer_start(
     listen: SocketAddr,
+    id: PeerId,
     owner: &str,
     neighbor: &str,
     manifest: &Manifest,
@@ -109,6 +111,7 @@ pub fn peer_start(
     info!(
         event = "peer_start",
         listen = %listen,
+        id = %id,
         owner,
         neighbor,
         resumed,

@@ -273,6 +273,11 @@ impl ChunkStore {
         &self.manifest
     }
 
+    /// The store's own directory, `DIR/.swarmshare`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The directory the user gave.
     pub fn dir(&self) -> &Path {
         &self.dir

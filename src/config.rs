@@ -37,6 +37,33 @@ pub enum ConfigError {
         /// Our port.
         port: u16,
     },
+    /// The peer's own port is not a port number.
+    #[error("{text:?} is not a port number (1-65535)")]
+    BadPort {
+        /// What was given.
+        text: String,
+    },
+    /// The peer's positional arguments do not fit `[OWNER] PORT [DOWNLOAD_NEIGHBOR]`.
+    #[error("peer takes OWNER PORT [DOWNLOAD_NEIGHBOR] (or PORT alone with --join), got {got} arguments")]
+    PeerArgs {
+        /// How many were given.
+        got: usize,
+    },
+    /// Neither the owner nor a peer to join through was given.
+    #[error("a peer needs the owner's address or --join HOST:PORT to find the swarm")]
+    NoWayIn,
+    /// A number outside its range.
+    #[error("{what} must be between {min} and {max}, got {got}")]
+    Range {
+        /// The option.
+        what: &'static str,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+        /// What was given.
+        got: u64,
+    },
     /// A count that must be at least one.
     #[error("{what} must be at least {min}, got {got}")]
     TooFew {
@@ -68,6 +95,14 @@ impl Endpoint {
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// An endpoint for a known socket address (a peer from the address book).
+    pub fn from_addr(addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
     }
 
     /// Whether this endpoint is on this host's loopback (or unspecified) address.
@@ -206,43 +241,69 @@ impl OwnerConfig {
 pub struct PeerConfig {
     /// Where to listen for the upload neighbor.
     pub listen: SocketAddr,
-    /// The owner.
-    pub owner: Endpoint,
-    /// The download neighbor.
-    pub neighbor: Endpoint,
+    /// The owner, if known (in swarm mode with `--join` it may not be).
+    pub owner: Option<Endpoint>,
+    /// The download neighbor the seed's ring names: preferred, not exclusive.
+    pub neighbor: Option<Endpoint>,
+    /// A peer already in the swarm to join through instead of the owner.
+    pub join: Option<Endpoint>,
+    /// How many neighbors to download from at once.
+    pub neighbors: usize,
     /// The peer's directory.
     pub dir: PathBuf,
+    /// Where a peer without a manifest joins: `join` if given, else the owner.
+    pub entry: Endpoint,
 }
 
+/// The most download neighbors a peer may use at once.
+pub const MAX_NEIGHBORS: usize = 32;
+
 impl PeerConfig {
-    /// Checks that the peer names neither itself as neighbor nor itself as owner.
+    /// Checks that the peer names itself as neither neighbor, owner nor join peer, that it
+    /// has somewhere to join through, and that the neighbor count is sane.
     pub fn new(
         listen: SocketAddr,
-        owner: Endpoint,
-        neighbor: Endpoint,
+        owner: Option<Endpoint>,
+        neighbor: Option<Endpoint>,
+        join: Option<Endpoint>,
+        neighbors: usize,
         dir: PathBuf,
     ) -> Result<PeerConfig, ConfigError> {
         let port = listen.port();
         let is_self = |e: &Endpoint| {
             port != 0 && e.port() == port && (e.is_loopback() || e.host == listen.ip().to_string())
         };
-        if is_self(&neighbor) {
+        if let Some(neighbor) = neighbor.as_ref().filter(|n| is_self(n)) {
             return Err(ConfigError::NeighborIsSelf {
                 neighbor: neighbor.to_string(),
                 port,
             });
         }
-        if is_self(&owner) {
+        if let Some(owner) = owner.iter().chain(join.iter()).find(|e| is_self(e)) {
             return Err(ConfigError::OwnerIsSelf {
                 owner: owner.to_string(),
                 port,
+            });
+        }
+        let Some(entry) = join.clone().or_else(|| owner.clone()) else {
+            return Err(ConfigError::NoWayIn);
+        };
+        if !(1..=MAX_NEIGHBORS).contains(&neighbors) {
+            return Err(ConfigError::Range {
+                what: "--neighbors",
+                min: 1,
+                max: MAX_NEIGHBORS as u64,
+                got: neighbors as u64,
             });
         }
         Ok(PeerConfig {
             listen,
             owner,
             neighbor,
+            join,
+            neighbors,
             dir,
+            entry,
         })
     }
 }

@@ -121,8 +121,10 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
         let dir = root.join(format!("peer{}", i + 1));
         let cfg = PeerConfig::new(
             SocketAddr::from((Ipv4Addr::LOCALHOST, ports[i])),
-            Endpoint::local(owner_port),
-            neighbor,
+            Some(Endpoint::local(owner_port)),
+            Some(neighbor),
+            None,
+            1,
             dir,
         )?;
         let peer = Peer::with_listener(cfg, listener)?;

@@ -21,6 +21,7 @@
 #![warn(unreachable_pub)]
 
 pub mod activity;
+pub mod book;
 pub mod chunk_set;
 pub mod chunk_store;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod holdings;
+pub mod identity;
 pub mod logging;
 pub mod manifest;
 pub mod owner;

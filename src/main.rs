@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use swarmshare::config::{parse_size, DemoConfig, Endpoint, OwnerConfig, PeerConfig};
+use swarmshare::config::{parse_size, ConfigError, DemoConfig, Endpoint, OwnerConfig, PeerConfig};
 use swarmshare::logging::{self, LogFormat};
 use swarmshare::owner::Owner;
 use swarmshare::peer::Peer;
@@ -72,12 +72,17 @@ struct OwnerArgs {
 
 #[derive(clap::Args)]
 struct PeerArgs {
-    /// The owner: a port on this machine, or HOST:PORT.
-    owner: Endpoint,
-    /// TCP port this peer listens on for its upload neighbor.
-    port: u16,
-    /// The download neighbor: a port on this machine, or HOST:PORT.
-    download_neighbor: Endpoint,
+    /// OWNER PORT [DOWNLOAD_NEIGHBOR]; with --join, OWNER may be left out: the owner (a
+    /// port on this machine, or HOST:PORT), the TCP port this peer listens on, and the
+    /// download neighbor the seed's ring names (preferred, not exclusive).
+    #[arg(value_name = "[OWNER] PORT [DOWNLOAD_NEIGHBOR]", num_args = 1..=3, required = true)]
+    args: Vec<String>,
+    /// Join through this peer, already in the swarm, instead of the owner.
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Option<Endpoint>,
+    /// How many neighbors to download from at once.
+    #[arg(long, default_value_t = 4)]
+    neighbors: usize,
     /// Directory for this peer's chunks and the finished file.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
@@ -100,6 +105,24 @@ struct DemoArgs {
     /// Fail if the swarm has not completed after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+}
+
+/// Splits `[OWNER] PORT [DOWNLOAD_NEIGHBOR]`: OWNER may be left out only with `--join`.
+fn peer_positionals(
+    args: &[String],
+    joining: bool,
+) -> Result<(Option<Endpoint>, u16, Option<Endpoint>), ConfigError> {
+    let port = |text: &str| {
+        text.parse::<u16>().map_err(|_| ConfigError::BadPort {
+            text: text.to_owned(),
+        })
+    };
+    match args {
+        [p] if joining => Ok((None, port(p)?, None)),
+        [o, p] => Ok((Some(o.parse()?), port(p)?, None)),
+        [o, p, n] => Ok((Some(o.parse()?), port(p)?, Some(n.parse()?))),
+        _ => Err(ConfigError::PeerArgs { got: args.len() }),
+    }
 }
 
 fn main() -> ExitCode {
@@ -140,10 +163,13 @@ async fn run(command: Command) -> Result<(), Error> {
             owner.run(listener, shutdown_on_signal()).await
         }
         Command::Peer(a) => {
+            let (owner, port, neighbor) = peer_positionals(&a.args, a.join.is_some())?;
             let config = PeerConfig::new(
-                SocketAddr::new(a.bind, a.port),
-                a.owner,
-                a.download_neighbor,
+                SocketAddr::new(a.bind, port),
+                owner,
+                neighbor,
+                a.join,
+                a.neighbors,
                 a.dir,
             )?;
             let peer = Peer::bind(config).await?;

@@ -20,12 +20,14 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn};
 
 use crate::activity;
+use crate::book::AddressBook;
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
+use crate::identity::PeerId;
 use crate::manifest::SwarmId;
 use crate::task;
-use crate::wire::{Hello, Message, Role};
+use crate::wire::{Hello, Message, Role, MAX_PEERS};
 
 /// The most connections a node serves at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -160,8 +162,10 @@ pub async fn accept_loop<F, Fut>(
 pub async fn serve_requests(
     conn: &mut Connection,
     holdings: &Arc<Holdings>,
-    peer: SocketAddr,
+    book: &AddressBook,
+    client: (PeerId, SocketAddr),
 ) -> Result<(), PeerError> {
+    let (client_id, peer) = client;
     let count = holdings.manifest().layout().chunk_count();
     loop {
         let Some(msg) = conn.read_message(IDLE_TIMEOUT, "waiting for a request").await? else {
@@ -188,6 +192,11 @@ pub async fn serve_requests(
                     }
                     None => conn.write_message(&Message::NotHave(id)).await?,
                 }
+            }
+            Message::PeersRequest => {
+                let peers = book.sample(MAX_PEERS, client_id);
+                debug!(%peer, peers = peers.len(), "peer list sent");
+                conn.write_message(&Message::Peers(peers)).await?;
             }
             other => {
                 return Err(PeerError::UnexpectedMessage {

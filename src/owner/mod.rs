@@ -16,11 +16,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, Instrument};
 
 use crate::activity;
+use crate::book::AddressBook;
 use crate::chunk_store::ChunkStore;
 use crate::config::OwnerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
+use crate::identity::PeerId;
 use crate::manifest::{self, Manifest};
 use crate::upload::{self, check_fetch_hello, node_addr};
 use crate::wire::{self, Hello, Message, Role};
@@ -29,6 +31,7 @@ use batch::BatchPlanner;
 /// A prepared owner: the file is split and verified, ready to serve.
 #[derive(Debug)]
 pub struct Owner {
+    book: AddressBook,
     holdings: Arc<Holdings>,
     manifest_bytes: Bytes,
     planner: Mutex<BatchPlanner>,
@@ -58,17 +61,22 @@ impl Owner {
                     source: std::io::Error::other("the file name is not valid UTF-8 or missing"),
                 })
             })?;
-        let (store, have) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let (store, have, id) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
             let manifest = Arc::new(manifest::hash_file(&file, &name)?);
             let (store, mut have) = ChunkStore::open(&dir, manifest)?;
             store.import(&file, &mut have)?;
-            Ok((store, have))
+            let id = PeerId::load_or_create(store.root()).map_err(|source| Error::Io {
+                what: "keeping the owner's peer ID",
+                source,
+            })?;
+            Ok((store, have, id))
         })
         .await
         .map_err(join_err)??;
         let manifest_bytes = Bytes::copy_from_slice(store.manifest().encoded());
         let planner = BatchPlanner::new(store.manifest().layout().chunk_count(), config.peers);
         Ok(Owner {
+            book: AddressBook::new(id),
             holdings: Arc::new(Holdings::new(store, have)),
             manifest_bytes,
             planner: Mutex::new(planner),
@@ -115,9 +123,12 @@ impl Owner {
             role: Role::Owner,
             listen_port: port,
             swarm: Some(swarm),
+            peer: self.book.me(),
         };
         let hello = conn.handshake(&mine).await?;
         let peer = node_addr(conn.remote(), &hello);
+        // Every peer that reaches the owner can be told about the others.
+        self.book.learn(hello.peer, peer);
         conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
         match hello.role {
             Role::Join if hello.swarm.is_none_or(|s| s == swarm) => self.send_batch(&mut conn, peer).await?,
@@ -129,7 +140,7 @@ impl Owner {
             }
             _ => check_fetch_hello(&hello, swarm)?,
         }
-        upload::serve_requests(&mut conn, &self.holdings, peer).await
+        upload::serve_requests(&mut conn, &self.holdings, &self.book, (hello.peer, peer)).await
     }
 
     async fn send_batch(&self, conn: &mut Connection, peer: std::net::SocketAddr) -> Result<(), PeerError> {

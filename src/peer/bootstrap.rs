@@ -17,12 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::fetch::FetchLink;
+use super::Me;
 use crate::activity::{self, Source};
 use crate::chunk_store::ChunkStore;
-use crate::config::PeerConfig;
+use crate::config::{Endpoint, PeerConfig};
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::{Added, Holdings};
+use crate::identity::PeerId;
 use crate::manifest::Manifest;
 use crate::task::{self, Backoff};
 use crate::wire::{self, Hello, Message, Role};
@@ -45,12 +47,8 @@ pub struct Joined {
 
 /// Resumes from the directory if an earlier run left a manifest there, else joins through
 /// the owner. `None` if cancelled first.
-pub async fn start(
-    config: &PeerConfig,
-    listen_port: u16,
-    token: &CancellationToken,
-) -> Result<Option<Joined>, Error> {
-    if let Some(holdings) = resume(config).await? {
+pub async fn start(config: &PeerConfig, me: &Me, token: &CancellationToken) -> Result<Option<Joined>, Error> {
+    if let Some(holdings) = resume(config, me).await? {
         return Ok(Some(Joined {
             holdings,
             owner: None,
@@ -58,18 +56,21 @@ pub async fn start(
             resumed: true,
         }));
     }
-    join(config, listen_port, token).await
+    join(config, me, token).await
 }
 
 /// Opens the store from the manifest an earlier run left, if there is one.
-async fn resume(config: &PeerConfig) -> Result<Option<Arc<Holdings>>, Error> {
+async fn resume(config: &PeerConfig, me: &Me) -> Result<Option<Arc<Holdings>>, Error> {
     let dir = config.dir.clone();
+    let id = me.id;
     let opened = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         let Some(manifest) = crate::chunk_store::stored_manifest(&dir)? else {
             return Ok(None);
         };
         ChunkStore::check_destination(&dir, &manifest)?;
-        Ok(Some(ChunkStore::open(&dir, Arc::new(manifest))?))
+        let opened = ChunkStore::open(&dir, Arc::new(manifest))?;
+        save_id(id, &opened.0)?;
+        Ok(Some(opened))
     })
     .await
     .map_err(|e| Error::Io {
@@ -99,14 +100,10 @@ impl From<PeerError> for Failure {
 }
 
 /// Joins through the owner, retrying until it answers. `None` if cancelled first.
-async fn join(
-    config: &PeerConfig,
-    listen_port: u16,
-    token: &CancellationToken,
-) -> Result<Option<Joined>, Error> {
+async fn join(config: &PeerConfig, me: &Me, token: &CancellationToken) -> Result<Option<Joined>, Error> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut holdings = None;
-    let result = join_loop(config, listen_port, token, &mut backoff, &mut holdings).await;
+    let result = join_loop(config, me, token, &mut backoff, &mut holdings).await;
     if !matches!(result, Ok(Some(_))) {
         // Stopped or failed after part of a batch arrived: the summary catches up with the
         // verified chunks on disk. A failure here is secondary to the one being reported.
@@ -121,7 +118,7 @@ async fn join(
 
 async fn join_loop(
     config: &PeerConfig,
-    listen_port: u16,
+    me: &Me,
     token: &CancellationToken,
     backoff: &mut Backoff,
     holdings: &mut Option<Arc<Holdings>>,
@@ -129,17 +126,18 @@ async fn join_loop(
     loop {
         let attempt = tokio::select! {
             _ = token.cancelled() => return Ok(None),
-            attempt = attempt(config, listen_port, holdings) => attempt,
+            attempt = attempt(config, me, holdings) => attempt,
         };
         match attempt {
             Ok(joined) => return Ok(Some(joined)),
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Retry(e)) => {
                 let delay = backoff.next_delay();
+                let via = entry(config);
                 if backoff.attempts() == 1 || backoff.attempts() % 10 == 0 {
-                    info!(owner = %config.owner, cause = %e, "owner not reachable yet; retrying");
+                    info!(%via, cause = %e, "cannot join yet; retrying");
                 } else {
-                    debug!(owner = %config.owner, cause = %e, ?delay, "owner not reachable; retrying");
+                    debug!(%via, cause = %e, ?delay, "cannot join yet; retrying");
                 }
                 if !task::sleep(token, delay).await {
                     return Ok(None);
@@ -151,18 +149,21 @@ async fn join_loop(
 
 async fn attempt(
     config: &PeerConfig,
-    listen_port: u16,
+    me: &Me,
     holdings: &mut Option<Arc<Holdings>>,
 ) -> Result<Joined, Failure> {
-    let addr = config.owner.resolve().await?;
+    let via_peer = config.join.is_some();
+    let addr = entry(config).resolve().await?;
     let mut conn = Connection::connect(addr).await?;
     let hello = Hello {
         role: Role::Join,
-        listen_port,
+        listen_port: me.port,
         swarm: holdings.as_ref().map(|h| h.manifest().swarm_id()),
+        peer: me.id,
     };
     let theirs = conn.handshake(&hello).await?;
-    if theirs.role != Role::Owner {
+    let acceptable = theirs.role == Role::Owner || (via_peer && theirs.role == Role::Peer);
+    if !acceptable {
         // Something answers, but it is not an owner (often a peer's port given by
         // mistake): retrying would not help.
         return Err(Failure::Fatal(Error::NotAnOwner {
@@ -194,26 +195,49 @@ async fn attempt(
             .into())
         }
         None => {
-            let opened = open_store(config, manifest).await.map_err(Failure::Fatal)?;
+            let opened = open_store(config, manifest, me).await.map_err(Failure::Fatal)?;
             holdings.insert(opened).clone()
         }
     };
     let manifest = Arc::clone(holdings.manifest());
     conn.set_max_frame(wire::max_frame_len(manifest.layout()));
     let received = receive_batch(&mut conn, &holdings, addr).await?;
+    if theirs.role == Role::Peer {
+        me.book.learn(theirs.peer, addr);
+    }
+    // The join link stays open as the owner link; one to a peer is redialled as a
+    // neighbor from the address book.
+    let owner =
+        (theirs.role == Role::Owner).then(|| FetchLink::from_connection(conn, &manifest, theirs.peer));
     Ok(Joined {
         holdings,
-        owner: Some(FetchLink::from_connection(conn, &manifest)),
+        owner,
         received,
         resumed: false,
     })
 }
 
-async fn open_store(config: &PeerConfig, manifest: Manifest) -> Result<Arc<Holdings>, Error> {
+/// Where a joining peer goes first: the peer named by `--join`, else the owner.
+fn entry(config: &PeerConfig) -> &Endpoint {
+    &config.entry
+}
+
+/// Keeps the peer's ID in its store, so it is the same peer after a restart.
+fn save_id(me: PeerId, store: &ChunkStore) -> Result<(), Error> {
+    me.save(store.root()).map_err(|source| Error::Io {
+        what: "keeping the peer ID",
+        source,
+    })
+}
+
+async fn open_store(config: &PeerConfig, manifest: Manifest, me: &Me) -> Result<Arc<Holdings>, Error> {
     let dir = config.dir.clone();
-    let (store, have) = tokio::task::spawn_blocking(move || {
+    let id = me.id;
+    let (store, have) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         ChunkStore::check_destination(&dir, &manifest)?;
-        ChunkStore::open(&dir, Arc::new(manifest))
+        let opened = ChunkStore::open(&dir, Arc::new(manifest))?;
+        save_id(id, &opened.0)?;
+        Ok(opened)
     })
     .await
     .map_err(|e| Error::Io {

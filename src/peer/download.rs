@@ -1,114 +1,147 @@
-//! The download side: the seed's client thread, as two loops that run at once.
+//! The download side: the seed's client thread, grown into a small scheduler of tasks.
 //!
-//! * The **neighbor loop** keeps the download neighbor connected (dialling with backoff
-//!   while it is not up), asks for a fresh chunk ID list whenever the last one offers
-//!   nothing new, requests a random chunk from it, verifies and stores it, and repeats.
-//! * The **owner loop** sleeps while the [`Fallback`] clock says the neighbor is
-//!   delivering. When it is not (not up yet after a grace period, an open chain, gone,
-//!   or listing chunks it does not deliver), it requests chunks from the owner, preferring
-//!   ones the neighbor does not offer, until the neighbor delivers again.
+//! * **Neighbor slots** (`--neighbors`, default 4): each slot task keeps one neighbor
+//!   connected, asks for its chunk ID list whenever the last one offers nothing new,
+//!   requests a chunk (rarest first among what all neighbors offer), verifies and stores
+//!   it, and repeats. Slot 0 is pinned to the neighbor named on the command line (the
+//!   seed's ring), if any; the others take peers from the address book, one slot per
+//!   peer, and give a peer up for another when it cannot be reached or is banned.
+//! * The **owner task** keeps asking the owner which peers it knows (discovery), and
+//!   requests chunks from it only while the [`Fallback`] clock says the neighbors are not
+//!   delivering, preferring chunks no neighbor offers.
+//! * The **status task** keeps the summary file current and logs what is missing when
+//!   nothing arrives.
 //!
-//! The loops share one [`Shared`] state: the chunks being fetched (so both never ask for
-//! the same one), the neighbor's last list and the fallback clock. A slow or silent server
-//! therefore only stalls its own loop.
+//! They share one [`Shared`] state behind a mutex never held across an await. A chunk is
+//! picked and claimed in one step, so two tasks never fetch the same chunk at once, except
+//! in the endgame (the last few chunks), when a slot may duplicate a request already in
+//! flight elsewhere rather than wait on a slow neighbor.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
+use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, Instrument};
+use tracing::{debug, info, info_span, Instrument};
 
 use super::fallback::Fallback;
 use super::fetch::{FetchLink, Fetched};
 use super::picker;
-use super::server::Server;
+use super::server::{Server, Target};
+use super::Me;
 use crate::activity::{self, Source};
+use crate::book::MAX_KNOWN;
 use crate::chunk_set::ChunkSet;
-use crate::config::Endpoint;
+use crate::config::{Endpoint, PeerConfig};
 use crate::error::{Error, PeerError};
 use crate::holdings::{Added, Holdings, SUMMARY_INTERVAL};
+use crate::identity::PeerId;
 use crate::manifest::ChunkId;
 use crate::task;
 
 /// How long without a new chunk before the peer logs what it is still missing.
 pub const STATUS_EVERY: Duration = Duration::from_secs(5);
-/// How long a loop with nothing to request waits before looking again.
+/// How long a task with nothing to request waits before looking again.
 pub const POLL: Duration = Duration::from_millis(100);
+/// How often a connected server is asked which peers it knows.
+pub const PEX_EVERY: Duration = Duration::from_secs(5);
+/// Failed dials after which an unpinned slot gives its peer up for another.
+const GIVE_UP_AFTER: u32 = 3;
 
 /// Where the chunks came from.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tally {
     /// Chunks from the owner after the initial batch.
     pub from_owner: u32,
-    /// Chunks from the download neighbor.
+    /// Chunks from neighbors.
     pub from_neighbor: u32,
 }
 
-/// State both loops read and write; held only briefly, never across an await.
+/// State the tasks share; held only briefly, never across an await.
 #[derive(Debug)]
 struct Shared {
     /// Chunks held and, for the ones this side fetched, logged and counted.
     recorded: u32,
     in_flight: ChunkSet,
-    offer: Option<ChunkSet>,
+    /// Each slot's neighbor's last list.
+    offers: Vec<Option<ChunkSet>>,
+    /// Each slot's peer.
+    assigned: Vec<Option<PeerId>>,
+    banned: HashSet<PeerId>,
+    owner_id: Option<PeerId>,
     fallback: Fallback,
     tally: Tally,
-}
-
-/// A chunk one loop is fetching; released when dropped, even if the loop is cancelled.
-struct Claim<'a> {
-    shared: &'a Mutex<Shared>,
-    id: ChunkId,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        lock(self.shared).in_flight.remove(self.id);
-    }
 }
 
 fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The download side's state.
+/// A chunk a task is fetching; released when dropped, even if the task is cancelled.
+struct Claim {
+    shared: Arc<Mutex<Shared>>,
+    id: ChunkId,
+    /// An endgame duplicate: the chunk's first claim is someone else's to release.
+    duplicate: bool,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.duplicate {
+            lock(&self.shared).in_flight.remove(self.id);
+        }
+    }
+}
+
+/// The download side.
 #[derive(Debug)]
 pub struct Download {
     holdings: Arc<Holdings>,
-    listen_port: u16,
-    neighbor: Server,
-    owner: Server,
-    shared: Mutex<Shared>,
-    all_recorded: Notify,
+    me: Me,
+    shared: Arc<Mutex<Shared>>,
+    all_recorded: Arc<Notify>,
+    owner: Option<Server>,
+    pinned: Option<Endpoint>,
+    slots: usize,
 }
 
 impl Download {
-    /// A download side for `holdings`, with the owner link left by the join.
+    /// A download side for `holdings`, with the owner link left by the join, if any.
     pub fn new(
         holdings: Arc<Holdings>,
-        listen_port: u16,
-        neighbor: Endpoint,
-        owner: Endpoint,
+        me: Me,
+        config: &PeerConfig,
         owner_link: Option<FetchLink>,
     ) -> Download {
         let chunks = holdings.manifest().layout().chunk_count();
-        let holdings_count = holdings.snapshot().count();
+        let recorded = holdings.snapshot().count();
+        let owner = match (config.owner.clone(), owner_link) {
+            (Some(e), link) => Some(Server::new(Target::Endpoint(e), link, "owner")),
+            (None, _) => None,
+        };
+        let slots = config.neighbors;
         Download {
             holdings,
-            listen_port,
-            neighbor: Server::new(neighbor, None, "download neighbor"),
-            owner: Server::new(owner, owner_link, "owner"),
-            all_recorded: Notify::new(),
-            shared: Mutex::new(Shared {
-                recorded: holdings_count,
+            me,
+            shared: Arc::new(Mutex::new(Shared {
+                recorded,
                 in_flight: ChunkSet::empty(chunks),
-                offer: None,
+                offers: vec![None; slots],
+                assigned: vec![None; slots],
+                banned: HashSet::new(),
+                owner_id: None,
                 fallback: Fallback::new(Instant::now()),
                 tally: Tally::default(),
-            }),
+            })),
+            all_recorded: Arc::new(Notify::new()),
+            owner,
+            pinned: config.neighbor.clone(),
+            slots,
         }
     }
 
@@ -118,132 +151,269 @@ impl Download {
     }
 
     /// Runs until every chunk is held (true) or `token` is cancelled (false). Once the
-    /// last chunk is stored and recorded, the loops end at once, whatever the other one is
-    /// waiting on: a slow server must not delay the finished peer.
+    /// last chunk is stored and recorded, every task ends at once, whatever it is waiting
+    /// on: a slow server must not delay the finished peer.
     pub async fn run(&mut self, token: &CancellationToken) -> Result<bool, Error> {
-        let Download {
-            holdings,
-            listen_port,
-            neighbor,
-            owner,
-            shared,
-            all_recorded,
-        } = self;
-        let ctx = Ctx {
-            holdings,
-            shared,
-            all_recorded,
-            listen_port: *listen_port,
-            token,
-        };
-        let loops = async {
-            tokio::try_join!(
-                ctx.neighbor_loop(neighbor)
-                    .instrument(info_span!("download", from = "neighbor")),
-                ctx.owner_loop(owner)
-                    .instrument(info_span!("download", from = "owner")),
-                ctx.status_loop(),
-            )
-        };
-        tokio::select! {
-            ended = loops => { ended?; }
-            () = all_recorded.notified() => {}
+        let ctx = Arc::new(Ctx {
+            holdings: Arc::clone(&self.holdings),
+            me: self.me.clone(),
+            shared: Arc::clone(&self.shared),
+            all_recorded: Arc::clone(&self.all_recorded),
+            token: token.child_token(),
+        });
+        let mut tasks = JoinSet::new();
+        for slot in 0..self.slots {
+            let pinned = if slot == 0 { self.pinned.take() } else { None };
+            let span = info_span!("download", slot);
+            tasks.spawn(Arc::clone(&ctx).slot_loop(slot, pinned).instrument(span));
         }
-        Ok(holdings.is_complete())
+        if let Some(owner) = self.owner.take() {
+            tasks.spawn(
+                Arc::clone(&ctx)
+                    .owner_loop(owner)
+                    .instrument(info_span!("download", from = "owner")),
+            );
+        }
+        tasks.spawn(Arc::clone(&ctx).status_loop().in_current_span());
+        let ended = loop {
+            tokio::select! {
+                joined = tasks.join_next() => match joined {
+                    None => break Ok(()),
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(e))) => break Err(e),
+                    Some(Err(e)) => break Err(Error::Io {
+                        what: "running the download side",
+                        source: std::io::Error::other(e),
+                    }),
+                },
+                () = ctx.all_recorded.notified() => break Ok(()),
+            }
+        };
+        ctx.token.cancel();
+        tasks.shutdown().await;
+        ended?;
+        Ok(self.holdings.is_complete())
     }
 }
 
-/// What both loops borrow.
-struct Ctx<'a> {
-    holdings: &'a Arc<Holdings>,
-    shared: &'a Mutex<Shared>,
-    all_recorded: &'a Notify,
-    listen_port: u16,
-    token: &'a CancellationToken,
+/// What every task shares.
+struct Ctx {
+    holdings: Arc<Holdings>,
+    me: Me,
+    shared: Arc<Mutex<Shared>>,
+    all_recorded: Arc<Notify>,
+    token: CancellationToken,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn running(&self) -> bool {
         !self.token.is_cancelled() && !self.holdings.is_complete()
     }
 
-    /// Waits `POLL`; false if cancelled meanwhile.
-    async fn idle(&self) -> bool {
-        task::sleep(self.token, POLL).await
+    /// Waits `d`; false if cancelled meanwhile.
+    async fn idle(&self, d: Duration) -> bool {
+        task::sleep(&self.token, d).await
     }
 
-    /// Picks and claims a chunk in one step, under the lock: `pick` sees every chunk held
-    /// or in flight, so the two loops never fetch the same chunk at once.
-    fn claim_with(&self, pick: impl FnOnce(&ChunkSet, &Shared) -> Option<ChunkId>) -> Option<Claim<'_>> {
-        let mut shared = lock(self.shared);
-        let mut taken = self.holdings.snapshot();
+    /// Picks and claims a chunk in one step, under the lock. `pick` sees every chunk held
+    /// or in flight. When it finds nothing and only a few chunks are missing (the
+    /// endgame), `endgame` may pick a chunk already in flight elsewhere.
+    fn claim_with(
+        &self,
+        pick: impl Fn(&ChunkSet, &Shared) -> Option<ChunkId>,
+        endgame: bool,
+    ) -> Option<Claim> {
+        let mut shared = lock(&self.shared);
+        let held = self.holdings.snapshot();
+        let mut taken = held.clone();
         taken.union_with(&shared.in_flight);
-        let id = pick(&taken, &shared)?;
-        shared.in_flight.insert(id);
-        Some(Claim {
-            shared: self.shared,
-            id,
-        })
+        if let Some(id) = pick(&taken, &shared) {
+            shared.in_flight.insert(id);
+            return Some(self.claim(id, false));
+        }
+        let missing = held.len() - held.count();
+        if endgame && missing as usize <= shared.offers.len().max(2) {
+            return pick(&held, &shared).map(|id| self.claim(id, true));
+        }
+        None
     }
 
-    async fn neighbor_loop(&self, server: &mut Server) -> Result<(), Error> {
+    fn claim(&self, id: ChunkId, duplicate: bool) -> Claim {
+        Claim {
+            shared: Arc::clone(&self.shared),
+            id,
+            duplicate,
+        }
+    }
+
+    /// A peer from the book for `slot`: not this peer, the owner, banned, or in a slot.
+    fn assign(&self, slot: usize) -> Option<PeerId> {
+        let candidates = self.me.book.sample(MAX_KNOWN, self.me.id);
+        let mut shared = lock(&self.shared);
+        let free: Vec<PeerId> = candidates
+            .iter()
+            .map(|p| p.id)
+            .filter(|id| {
+                Some(*id) != shared.owner_id
+                    && !shared.banned.contains(id)
+                    && !shared.assigned.contains(&Some(*id))
+            })
+            .collect();
+        let id = *free.choose(&mut rand::rng())?;
+        shared.assigned[slot] = Some(id);
+        Some(id)
+    }
+
+    /// Frees `slot`; a banned peer is never assigned again.
+    fn release(&self, slot: usize, server: &Server) {
+        let mut shared = lock(&self.shared);
+        shared.assigned[slot] = None;
+        shared.offers[slot] = None;
+        if let (true, Some(id)) = (server.is_banned(), server.peer_id()) {
+            shared.banned.insert(id);
+        }
+    }
+
+    /// Records which peer `slot` reached; false if another slot already serves it (an
+    /// unpinned slot then gives it up).
+    fn bind(&self, slot: usize, id: PeerId, pinned: bool) -> bool {
+        let mut shared = lock(&self.shared);
+        let elsewhere = shared
+            .assigned
+            .iter()
+            .enumerate()
+            .any(|(i, a)| i != slot && *a == Some(id));
+        if elsewhere && !pinned {
+            return false;
+        }
+        shared.assigned[slot] = Some(id);
+        true
+    }
+
+    async fn slot_loop(self: Arc<Self>, slot: usize, pinned: Option<Endpoint>) -> Result<(), Error> {
+        let is_pinned = pinned.is_some();
         let mut rng = SmallRng::from_os_rng();
+        let mut server = pinned.map(|e| Server::new(Target::Endpoint(e), None, "download neighbor"));
+        let mut last_pex: Option<Instant> = None;
         while self.running() {
-            if !server.connect(self.holdings, self.listen_port).await {
-                lock(self.shared).offer = None;
-                if !self.idle().await {
+            let Some(s) = server.as_mut() else {
+                server = self
+                    .assign(slot)
+                    .map(|id| Server::new(Target::Peer(id), None, "neighbor"));
+                last_pex = None;
+                if server.is_none() && !self.idle(POLL * 3).await {
+                    break;
+                }
+                continue;
+            };
+            let hopeless = s.is_banned() || (s.link.is_none() && s.failures() >= GIVE_UP_AFTER);
+            if hopeless && !is_pinned {
+                self.release(slot, s);
+                server = None;
+                continue;
+            }
+            if !s.connect(&self.holdings, &self.me).await {
+                lock(&self.shared).offers[slot] = None;
+                if !self.idle(POLL).await {
                     break;
                 }
                 continue;
             }
-            lock(self.shared).fallback.connected(Instant::now());
-            let mut claim = self.claim_from_neighbor(server, &mut rng);
-            if claim.is_none() && self.refresh_list(server).await {
-                claim = self.claim_from_neighbor(server, &mut rng);
+            let Some(id) = s.peer_id() else { continue };
+            if s.link.as_ref().is_some_and(FetchLink::is_owner) {
+                // The owner is not a neighbor (the owner task asks it on fallback).
+                lock(&self.shared).owner_id = Some(id);
+                if !is_pinned {
+                    self.release(slot, s);
+                    server = None;
+                }
+                if !self.idle(POLL).await {
+                    break;
+                }
+                continue;
             }
-            let fetched = match claim {
-                Some(claim) => self.fetch(server, claim, Source::Neighbor).await?,
-                None => false,
-            };
-            if !fetched && !self.idle().await {
+            if !self.bind(slot, id, is_pinned) {
+                self.release(slot, s);
+                server = None;
+                continue;
+            }
+            lock(&self.shared).fallback.connected(Instant::now());
+            if last_pex.is_none_or(|t| t.elapsed() >= PEX_EVERY) {
+                last_pex = Some(Instant::now());
+                self.exchange_peers(s).await;
+            }
+            let fetched = self.neighbor_turn(slot, s, &mut rng).await?;
+            if !fetched && !self.idle(POLL).await {
                 break;
             }
+        }
+        if let Some(s) = &server {
+            self.release(slot, s);
         }
         Ok(())
     }
 
-    fn claim_from_neighbor(&self, server: &Server, rng: &mut SmallRng) -> Option<Claim<'_>> {
-        let list = server.link.as_ref()?.list();
-        self.claim_with(|taken, _| picker::from_neighbor(taken, list, rng))
+    /// One request to a connected neighbor; returns whether a new chunk was stored.
+    async fn neighbor_turn(&self, slot: usize, s: &mut Server, rng: &mut SmallRng) -> Result<bool, Error> {
+        let mut claim = self.claim_from(s, rng);
+        if claim.is_none() && self.refresh_list(slot, s).await {
+            claim = self.claim_from(s, rng);
+        }
+        match claim {
+            Some(claim) => self.fetch(s, claim, Source::Neighbor).await,
+            None => Ok(false),
+        }
+    }
+
+    fn claim_from(&self, s: &Server, rng: &mut SmallRng) -> Option<Claim> {
+        let list = s.link.as_ref()?.list();
+        let rng = std::cell::RefCell::new(rng);
+        self.claim_with(
+            |taken, shared| picker::rarest(taken, list, &shared.offers, &mut *rng.borrow_mut()),
+            true,
+        )
     }
 
     /// Asks the neighbor for its list; false if the link failed (and was dropped).
-    async fn refresh_list(&self, server: &mut Server) -> bool {
-        let Some(link) = server.link.as_mut() else {
+    async fn refresh_list(&self, slot: usize, s: &mut Server) -> bool {
+        let Some(link) = s.link.as_mut() else {
             return false;
         };
         match link.refresh_list().await {
             Ok(list) => {
-                lock(self.shared).offer = Some(list.clone());
+                lock(&self.shared).offers[slot] = Some(list.clone());
                 true
             }
             Err(e) => {
-                server.fault(&e);
+                s.fault(&e);
                 false
             }
         }
     }
 
-    /// Every [`STATUS_EVERY`] without a new chunk, logs the missing chunk IDs; ends at
-    /// completion or cancellation.
-    async fn status_loop(&self) -> Result<(), Error> {
+    /// Asks a connected server which peers it knows, into the address book.
+    async fn exchange_peers(&self, s: &mut Server) {
+        let Some(link) = s.link.as_mut() else { return };
+        match link.peers().await {
+            Ok(peers) => {
+                debug!(server = %link.addr(), peers = peers.len(), "peer list received");
+                self.me.book.learn_all(&peers);
+            }
+            Err(e) => s.fault(&e),
+        }
+    }
+}
+
+impl Ctx {
+    /// Every [`SUMMARY_INTERVAL`] brings the summary file up to date; every
+    /// [`STATUS_EVERY`] without a new chunk logs the missing chunk IDs.
+    async fn status_loop(self: Arc<Self>) -> Result<(), Error> {
         let mut last = self.holdings.snapshot().count();
         let mut since = Instant::now();
         while self.running() {
-            if !task::sleep(self.token, SUMMARY_INTERVAL).await {
+            if !self.idle(SUMMARY_INTERVAL).await {
                 break;
             }
-            // The summary file catches up when chunks stop arriving; a failure is fatal.
             self.holdings.flush_summary().await?;
             let have = self.holdings.snapshot();
             if have.count() != last {
@@ -257,28 +427,42 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    async fn owner_loop(&self, server: &mut Server) -> Result<(), Error> {
-        let mut rng = SmallRng::from_os_rng();
+    /// Discovery through the owner all along; chunks from it only on fallback.
+    async fn owner_loop(self: Arc<Self>, mut server: Server) -> Result<(), Error> {
+        let rng = std::cell::RefCell::new(SmallRng::from_os_rng());
         let mut asking = false;
+        let mut last_pex: Option<Instant> = None;
         while self.running() {
-            let use_owner = lock(self.shared).fallback.use_owner(Instant::now());
+            let use_owner = lock(&self.shared).fallback.use_owner(Instant::now());
             if use_owner != asking {
                 asking = use_owner;
                 if asking {
-                    info!("download neighbor is not delivering; asking the owner");
+                    info!("neighbors are not delivering; asking the owner");
                 } else {
-                    info!("download neighbor is delivering again; owner left alone");
+                    info!("neighbors are delivering again; owner left alone");
                 }
             }
+            let pex_due = last_pex.is_none_or(|t| t.elapsed() >= PEX_EVERY);
             let mut fetched = false;
-            if asking && server.connect(self.holdings, self.listen_port).await {
-                let claim = self
-                    .claim_with(|taken, shared| picker::from_owner(taken, shared.offer.as_ref(), &mut rng));
+            if (asking || pex_due) && server.connect(&self.holdings, &self.me).await {
+                lock(&self.shared).owner_id = server.peer_id();
+                if pex_due {
+                    last_pex = Some(Instant::now());
+                    self.exchange_peers(&mut server).await;
+                }
+                let claim = if asking {
+                    self.claim_with(
+                        |taken, shared| picker::from_owner(taken, &shared.offers, &mut *rng.borrow_mut()),
+                        false,
+                    )
+                } else {
+                    None
+                };
                 if let Some(claim) = claim {
-                    fetched = self.fetch(server, claim, Source::Owner).await?;
+                    fetched = self.fetch(&mut server, claim, Source::Owner).await?;
                 }
             }
-            if !fetched && !self.idle().await {
+            if !fetched && !self.idle(POLL).await {
                 break;
             }
         }
@@ -287,14 +471,14 @@ impl Ctx<'_> {
 
     /// Requests the claimed chunk from `server`, connected; returns whether a new chunk
     /// was stored.
-    async fn fetch(&self, server: &mut Server, claim: Claim<'_>, source: Source) -> Result<bool, Error> {
+    async fn fetch(&self, server: &mut Server, claim: Claim, source: Source) -> Result<bool, Error> {
         let Some(link) = server.link.as_mut() else {
             return Ok(false);
         };
         let (id, addr) = (claim.id, link.addr());
         let data = match link.fetch(id).await {
             Ok(Fetched::Chunk(data)) => data,
-            // Only the neighbor's picks come from a list it sent.
+            // Only a neighbor's picks come from a list it sent.
             Ok(Fetched::NotHave) if source == Source::Neighbor => {
                 server.strike(&PeerError::ListedNotHeld(id));
                 return Ok(false);
@@ -311,7 +495,7 @@ impl Ctx<'_> {
                 activity::chunk_received(addr, id, bytes, source);
                 // Only a stored chunk proves the server works: reset its redial backoff.
                 server.retry.reset();
-                let mut shared = lock(self.shared);
+                let mut shared = lock(&self.shared);
                 match source {
                     Source::Neighbor => {
                         shared.fallback.delivered(Instant::now());

@@ -14,8 +14,9 @@ use crate::chunk_set::ChunkSet;
 use crate::config::Endpoint;
 use crate::connection::Connection;
 use crate::error::PeerError;
+use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
-use crate::wire::{self, Hello, Message, Role};
+use crate::wire::{self, Hello, Message, PeerAddr, Role};
 
 /// How long one request may wait for its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +27,8 @@ pub struct FetchLink {
     conn: Connection,
     list: ChunkSet,
     chunk_count: u32,
+    server: PeerId,
+    owner: bool,
 }
 
 /// The answer to a chunk request.
@@ -43,6 +46,7 @@ impl FetchLink {
         endpoint: &Endpoint,
         manifest: &Manifest,
         listen_port: u16,
+        me: PeerId,
     ) -> Result<FetchLink, PeerError> {
         let addr = endpoint.resolve().await?;
         let mut conn = Connection::connect(addr).await?;
@@ -51,6 +55,7 @@ impl FetchLink {
             role: Role::Fetch,
             listen_port,
             swarm: Some(swarm),
+            peer: me,
         };
         let theirs = conn.handshake(&hello).await?;
         if !matches!(theirs.role, Role::Owner | Role::Peer) {
@@ -65,17 +70,44 @@ impl FetchLink {
                 theirs: theirs.swarm,
             });
         }
-        Ok(FetchLink::from_connection(conn, manifest))
+        let mut link = FetchLink::from_connection(conn, manifest, theirs.peer);
+        link.owner = theirs.role == Role::Owner;
+        Ok(link)
     }
 
-    /// Continues on a connection whose handshake is done (the owner's join connection).
-    pub fn from_connection(mut conn: Connection, manifest: &Manifest) -> FetchLink {
+    /// Continues on a connection whose handshake is done (the join connection), with the
+    /// server's peer ID from its hello.
+    pub fn from_connection(mut conn: Connection, manifest: &Manifest, server: PeerId) -> FetchLink {
         let chunk_count = manifest.layout().chunk_count();
         conn.set_max_frame(wire::max_frame_len(manifest.layout()));
         FetchLink {
             conn,
             list: ChunkSet::empty(chunk_count),
             chunk_count,
+            server,
+            owner: false,
+        }
+    }
+
+    /// Whether the server is the owner (from its hello).
+    pub fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    /// The server's peer ID, as its hello gave it.
+    pub fn peer_id(&self) -> PeerId {
+        self.server
+    }
+
+    /// Asks the server which peers it knows.
+    pub async fn peers(&mut self) -> Result<Vec<PeerAddr>, PeerError> {
+        self.conn.write_message(&Message::PeersRequest).await?;
+        match self.answer("waiting for a peer list").await? {
+            Message::Peers(peers) => Ok(peers),
+            other => Err(PeerError::UnexpectedMessage {
+                state: "waiting for a peer list",
+                got: other.name(),
+            }),
         }
     }
 

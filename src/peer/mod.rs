@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -25,12 +26,15 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, Instrument};
 
 use crate::activity;
+use crate::book::AddressBook;
+use crate::chunk_store::STORE_DIR;
 use crate::config::PeerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
+use crate::identity::PeerId;
 use crate::upload::{self, check_fetch_hello, node_addr};
-use crate::wire::{self, Hello, Role};
+use crate::wire::{self, Hello, Message, Role};
 use download::Download;
 
 /// What a finished peer reports.
@@ -71,6 +75,19 @@ pub struct Peer {
     listener: TcpListener,
     local: SocketAddr,
     progress: watch::Sender<Progress>,
+    me: Me,
+}
+
+/// Who this peer is to the others: its stable ID, its listening port, and the peers it
+/// knows of.
+#[derive(Debug, Clone)]
+pub struct Me {
+    /// The peer's ID (kept in its directory once it has a store).
+    pub id: PeerId,
+    /// The port it listens on.
+    pub port: u16,
+    /// The peers it knows.
+    pub book: Arc<AddressBook>,
 }
 
 impl Peer {
@@ -87,12 +104,25 @@ impl Peer {
             source,
         })?;
         let (progress, _) = watch::channel(Progress::Joining);
+        // The ID a previous run kept; a new one is saved once the store exists.
+        let id = PeerId::load(&config.dir.join(STORE_DIR)).unwrap_or_else(PeerId::random);
+        let me = Me {
+            id,
+            port: local.port(),
+            book: Arc::new(AddressBook::new(id)),
+        };
         Ok(Peer {
             config,
             listener,
             local,
             progress,
+            me,
         })
+    }
+
+    /// This peer's ID.
+    pub fn id(&self) -> PeerId {
+        self.me.id
     }
 
     /// The listening address.
@@ -114,15 +144,18 @@ impl Peer {
     async fn run_inner(self, shutdown: CancellationToken) -> Result<(), Error> {
         let started = Instant::now();
         let token = shutdown.child_token();
-        let port = self.local.port();
-        let Some(joined) = bootstrap::start(&self.config, port, &token).await? else {
+        let me = self.me.clone();
+        let Some(joined) = bootstrap::start(&self.config, &me, &token).await? else {
             return Ok(());
         };
         let holdings = joined.holdings;
+        let named =
+            |e: &Option<crate::config::Endpoint>| e.as_ref().map_or("-".to_owned(), ToString::to_string);
         activity::peer_start(
             self.local,
-            &self.config.owner.to_string(),
-            &self.config.neighbor.to_string(),
+            me.id,
+            &named(&self.config.owner),
+            &named(&self.config.neighbor),
             holdings.manifest(),
             holdings.snapshot().count(),
             joined.resumed,
@@ -130,8 +163,8 @@ impl Peer {
 
         let tracker = TaskTracker::new();
         let handler = {
-            let holdings = Arc::clone(&holdings);
-            move |conn| serve_neighbor(conn, Arc::clone(&holdings), port)
+            let (holdings, me) = (Arc::clone(&holdings), me.clone());
+            move |conn| serve_neighbor(conn, Arc::clone(&holdings), me.clone())
         };
         tracker.spawn(
             upload::accept_loop(self.listener, token.clone(), tracker.clone(), handler).in_current_span(),
@@ -140,13 +173,7 @@ impl Peer {
             report_progress(Arc::clone(&holdings), self.progress.clone(), token.clone()).in_current_span(),
         );
 
-        let mut download = Download::new(
-            Arc::clone(&holdings),
-            port,
-            self.config.neighbor.clone(),
-            self.config.owner.clone(),
-            joined.owner,
-        );
+        let mut download = Download::new(Arc::clone(&holdings), me.clone(), &self.config, joined.owner);
         let outcome = tokio::select! {
             _ = token.cancelled() => Ok(false),
             done = download.run(&token) => done,
@@ -239,17 +266,28 @@ async fn report_progress(
     }
 }
 
-/// Serves one client of this peer's upload server.
-async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, port: u16) -> Result<(), PeerError> {
+/// Serves one client of this peer's upload server: a neighbor fetching, or a peer joining
+/// through this one (it gets the manifest and an empty batch, then fetches like anyone).
+async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -> Result<(), PeerError> {
     let swarm = holdings.manifest().swarm_id();
     let mine = Hello {
         role: Role::Peer,
-        listen_port: port,
+        listen_port: me.port,
         swarm: Some(swarm),
+        peer: me.id,
     };
     let hello = conn.handshake(&mine).await?;
-    check_fetch_hello(&hello, swarm)?;
-    conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
     let peer = node_addr(conn.remote(), &hello);
-    upload::serve_requests(&mut conn, &holdings, peer).await
+    if hello.role == Role::Join && hello.swarm.is_none_or(|s| s == swarm) {
+        conn.write_message(&Message::Manifest(Bytes::copy_from_slice(
+            holdings.manifest().encoded(),
+        )))
+        .await?;
+        conn.write_message(&Message::BatchEnd { count: 0 }).await?;
+    } else {
+        check_fetch_hello(&hello, swarm)?;
+    }
+    conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
+    me.book.learn(hello.peer, peer);
+    upload::serve_requests(&mut conn, &holdings, &me.book, (hello.peer, peer)).await
 }

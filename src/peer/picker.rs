@@ -1,10 +1,11 @@
 //! The picker: which chunk to ask for next. Pure, so it is tested without sockets.
 //!
-//! `taken` is every chunk we hold or are already fetching, so the two sources (the
-//! download neighbor and, on fallback, the owner) never ask for the same chunk at once.
-//! The seed's rule for the neighbor: a random chunk it has and we lack. The owner, a last
-//! resort, is asked first for chunks the neighbor does not offer, so the neighbor keeps
-//! doing what it can.
+//! `taken` is every chunk we hold or are already fetching, so no two requests for one
+//! chunk are in flight at once (except in the endgame). From a neighbor: a chunk it has
+//! and we lack, **rarest first** among what all our neighbors offer (the chunk the fewest
+//! of them have is the one most at risk of being hard to get later), random among equals.
+//! The owner, a last resort, is asked first for chunks no neighbor offers, so the
+//! neighbors keep doing what they can.
 
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -14,20 +15,33 @@ use crate::manifest::ChunkId;
 
 /// A random chunk in `theirs` that is not `taken`.
 pub fn from_neighbor(taken: &ChunkSet, theirs: &ChunkSet, rng: &mut impl Rng) -> Option<ChunkId> {
-    taken.wanted_from(theirs).choose(rng).copied()
+    rarest(taken, theirs, &[], rng)
 }
 
-/// A random chunk that is not `taken`, preferring one the neighbor's `offer` lacks.
-pub fn from_owner(taken: &ChunkSet, offer: Option<&ChunkSet>, rng: &mut impl Rng) -> Option<ChunkId> {
+/// A chunk in `theirs` that is not `taken`, offered by the fewest of `offers` (every
+/// neighbor's last list), random among equals.
+pub fn rarest(
+    taken: &ChunkSet,
+    theirs: &ChunkSet,
+    offers: &[Option<ChunkSet>],
+    rng: &mut impl Rng,
+) -> Option<ChunkId> {
+    let wanted = taken.wanted_from(theirs);
+    let offers: Vec<&ChunkSet> = offers.iter().flatten().collect();
+    let copies = |id: ChunkId| offers.iter().filter(|o| o.contains(id)).count();
+    let fewest = wanted.iter().map(|&id| copies(id)).min()?;
+    let rarest: Vec<ChunkId> = wanted.into_iter().filter(|&id| copies(id) == fewest).collect();
+    rarest.choose(rng).copied()
+}
+
+/// A random chunk that is not `taken`, preferring one no neighbor's offer has.
+pub fn from_owner(taken: &ChunkSet, offers: &[Option<ChunkSet>], rng: &mut impl Rng) -> Option<ChunkId> {
     let missing: Vec<ChunkId> = taken.missing().collect();
-    let elsewhere: Vec<ChunkId> = match offer {
-        Some(offer) => missing
-            .iter()
-            .copied()
-            .filter(|&id| !offer.contains(id))
-            .collect(),
-        None => Vec::new(),
-    };
+    let elsewhere: Vec<ChunkId> = missing
+        .iter()
+        .copied()
+        .filter(|&id| !offers.iter().flatten().any(|o| o.contains(id)))
+        .collect();
     let pool = if elsewhere.is_empty() {
         &missing
     } else {

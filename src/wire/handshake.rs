@@ -1,17 +1,19 @@
 //! The hello both sides send first: who they are and which swarm they speak for.
 //!
-//! Fixed 40 bytes: `"SWSH"`, version `1`, role, listening port (`u16`, big-endian, 0 when
-//! not listening) and the 32-byte swarm ID (all zero when a joining peer does not know it
-//! yet). Checking it is the caller's job: [`Hello::decode`] only parses.
+//! Fixed 56 bytes: `"SWSH"`, version `2`, role, listening port (`u16`, big-endian, 0 when
+//! not listening), the 32-byte swarm ID (all zero when a joining peer does not know it
+//! yet) and the sender's 16-byte peer ID (all zero when it has none). Checking it is the
+//! caller's job: [`Hello::decode`] only parses.
 
+use crate::identity::{PeerId, PEER_ID_LEN};
 use crate::manifest::{SwarmId, HASH_LEN};
 
 /// The handshake's magic bytes.
 pub const MAGIC: [u8; 4] = *b"SWSH";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The hello's length in bytes.
-pub const HELLO_LEN: usize = 40;
+pub const HELLO_LEN: usize = 8 + HASH_LEN + PEER_ID_LEN;
 
 /// What a side of a connection is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub struct Hello {
     pub listen_port: u16,
     /// The swarm the sender speaks for; `None` for a joining peer that does not know it yet.
     pub swarm: Option<SwarmId>,
+    /// The sender's identity; [`PeerId::NONE`] if it has none (a test client).
+    pub peer: PeerId,
 }
 
 /// Why a hello was refused.
@@ -65,7 +69,7 @@ pub enum HandshakeError {
 }
 
 impl Hello {
-    /// The hello's 40 bytes.
+    /// The hello's bytes.
     pub fn encode(&self) -> [u8; HELLO_LEN] {
         let mut out = [0u8; HELLO_LEN];
         out[0..4].copy_from_slice(&MAGIC);
@@ -73,8 +77,9 @@ impl Hello {
         out[5] = self.role as u8;
         out[6..8].copy_from_slice(&self.listen_port.to_be_bytes());
         if let Some(id) = self.swarm {
-            out[8..].copy_from_slice(&id.0);
+            out[8..8 + HASH_LEN].copy_from_slice(&id.0);
         }
+        out[8 + HASH_LEN..].copy_from_slice(&self.peer.0);
         out
     }
 
@@ -90,12 +95,15 @@ impl Hello {
         let role = Role::from_u8(buf[5]).ok_or(HandshakeError::UnknownRole(buf[5]))?;
         let listen_port = u16::from_be_bytes([buf[6], buf[7]]);
         let mut id = [0u8; HASH_LEN];
-        id.copy_from_slice(&buf[8..]);
+        id.copy_from_slice(&buf[8..8 + HASH_LEN]);
         let swarm = (id != [0u8; HASH_LEN]).then_some(SwarmId(id));
+        let mut peer = [0u8; PEER_ID_LEN];
+        peer.copy_from_slice(&buf[8 + HASH_LEN..]);
         Ok(Hello {
             role,
             listen_port,
             swarm,
+            peer: PeerId(peer),
         })
     }
 }

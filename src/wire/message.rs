@@ -7,6 +7,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::frame::{self, FrameError, LEN_PREFIX};
+use super::peers::{self, PeerAddr};
 use crate::chunk_set::{ChunkSet, ChunkSetError};
 use crate::manifest::ChunkId;
 
@@ -24,6 +25,10 @@ pub const MSG_REQUEST: u8 = 5;
 pub const MSG_CHUNK: u8 = 6;
 /// Type byte of [`Message::NotHave`].
 pub const MSG_NOT_HAVE: u8 = 7;
+/// Type byte of [`Message::PeersRequest`].
+pub const MSG_PEERS_REQUEST: u8 = 8;
+/// Type byte of [`Message::Peers`].
+pub const MSG_PEERS: u8 = 9;
 
 /// One protocol message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +55,11 @@ pub enum Message {
     },
     /// Server → client: I do not hold the chunk you requested.
     NotHave(ChunkId),
+    /// Client → server: which peers do you know?
+    PeersRequest,
+    /// Server → client: peers I know, with their listening addresses (at most
+    /// [`MAX_PEERS`](super::peers::MAX_PEERS)).
+    Peers(Vec<PeerAddr>),
 }
 
 impl Message {
@@ -63,6 +73,8 @@ impl Message {
             Message::Request(_) => "REQUEST",
             Message::Chunk { .. } => "CHUNK",
             Message::NotHave(_) => "NOT_HAVE",
+            Message::PeersRequest => "PEERS_REQUEST",
+            Message::Peers(_) => "PEERS",
         }
     }
 }
@@ -83,6 +95,12 @@ pub enum MessageError {
         /// Actual length.
         got: usize,
     },
+    /// A `PEERS` message with more entries than allowed.
+    #[error("PEERS lists {0} peers, at most {max} are allowed", max = super::peers::MAX_PEERS)]
+    TooManyPeers(usize),
+    /// A `PEERS` entry with an address family other than 4 or 6.
+    #[error("PEERS entry has address family {0}, expected 4 or 6")]
+    AddressFamily(u8),
     /// A chunk ID list that does not parse.
     #[error("bad chunk ID list: {0}")]
     List(#[from] ChunkSetError),
@@ -172,6 +190,11 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, MessageError> {
             exact("NOT_HAVE", body, 4)?;
             Message::NotHave(read_u32("NOT_HAVE", body)?)
         }
+        MSG_PEERS_REQUEST => {
+            exact("PEERS_REQUEST", body, 0)?;
+            Message::PeersRequest
+        }
+        MSG_PEERS => Message::Peers(peers::decode(body)?),
         other => return Err(MessageError::UnknownType(other)),
     };
     Ok(msg)
@@ -197,6 +220,8 @@ pub fn encode(msg: &Message, dst: &mut BytesMut) {
         Message::Request(_) => (MSG_REQUEST, 4),
         Message::Chunk { data, .. } => (MSG_CHUNK, 4 + data.len()),
         Message::NotHave(_) => (MSG_NOT_HAVE, 4),
+        Message::PeersRequest => (MSG_PEERS_REQUEST, 0),
+        Message::Peers(list) => (MSG_PEERS, peers::body_len(list)),
     };
     dst.reserve(LEN_PREFIX + 1 + body_len);
     dst.put_slice(&frame::prefix(1 + body_len));
@@ -214,5 +239,7 @@ pub fn encode(msg: &Message, dst: &mut BytesMut) {
             dst.put_u32(*id);
             dst.put_slice(data);
         }
+        Message::PeersRequest => {}
+        Message::Peers(list) => peers::encode(list, dst),
     }
 }

@@ -1,4 +1,4 @@
-//! The swarmshare wire protocol, version 1. `PROTOCOL.md` is the byte-exact specification;
+//! The swarmshare wire protocol, version 2. `PROTOCOL.md` is the byte-exact specification;
 //! this module implements it as pure functions on byte slices (no I/O, no async), so it can
 //! be unit-tested, property-tested and fuzzed.
 //!
@@ -7,12 +7,13 @@
 //! * **peers**, which hold some chunks and serve them to whoever asks.
 //!
 //! # Shape of a connection
-//! 1. Both sides send a fixed 40-byte [`Hello`](handshake::Hello) at once: magic,
-//!    version, role, listening port and swarm ID ([`handshake`]).
+//! 1. Both sides send a fixed 56-byte [`Hello`](handshake::Hello) at once: magic,
+//!    version, role, listening port, swarm ID and peer ID ([`handshake`]).
 //! 2. Then length-prefixed frames ([`frame`]) carrying one [`Message`](message::Message)
 //!    each ([`message`]). A `JOIN` connection to the owner first receives the manifest and
 //!    a batch of chunks; after that, and on every `FETCH` connection, the client asks
-//!    (`LIST_REQUEST`, `REQUEST`) and the server answers (`LIST`, `CHUNK`, `NOT_HAVE`).
+//!    (`LIST_REQUEST`, `REQUEST`, `PEERS_REQUEST`) and the server answers (`LIST`,
+//!    `CHUNK`, `NOT_HAVE`, `PEERS`: the peers it knows, [`peers`]).
 //!
 //! # Bounds
 //! A frame's length is checked against a maximum *before* anything is buffered for it:
@@ -25,6 +26,7 @@
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod peers;
 
 use crate::chunk_set::bitfield_len;
 use crate::manifest::{Layout, MAX_MANIFEST_LEN};
@@ -32,6 +34,7 @@ use crate::manifest::{Layout, MAX_MANIFEST_LEN};
 pub use frame::{FrameError, LEN_PREFIX};
 pub use handshake::{HandshakeError, Hello, Role, HELLO_LEN};
 pub use message::{decode, encode, DecodeError, Message, MessageError};
+pub use peers::{PeerAddr, MAX_PEERS};
 
 /// Bytes of a message's fixed part after the length prefix: type byte + chunk ID.
 pub const CHUNK_HEADER_LEN: usize = 1 + 4;
@@ -43,10 +46,10 @@ pub const MAX_REQUEST_FRAME_LEN: usize = 1 + 4;
 /// manifest.
 pub const MAX_MANIFEST_FRAME_LEN: usize = 1 + MAX_MANIFEST_LEN;
 
-/// The largest frame a swarm with this layout needs: a full chunk, or the chunk ID list,
-/// whichever is longer.
+/// The largest frame a client reads in a swarm with this layout: a full chunk, the chunk
+/// ID list or a full `PEERS`, whichever is longest.
 pub fn max_frame_len(layout: &Layout) -> usize {
     let chunk = CHUNK_HEADER_LEN + layout.chunk_size() as usize;
     let list = 1 + 4 + bitfield_len(layout.chunk_count());
-    chunk.max(list)
+    chunk.max(list).max(1 + peers::MAX_PEERS_BODY_LEN)
 }

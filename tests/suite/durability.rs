@@ -190,7 +190,11 @@ fn without_the_owner_missing_chunks_are_named_until_it_returns() {
         .copied()
         .collect();
     let expected: BTreeSet<u32> = (0..10).filter(|id| !held.contains(id)).collect();
-    assert!(!expected.is_empty());
+    assert!(
+        !expected.is_empty(),
+        "held {held:?}; peer1: {}",
+        swarm.peer(0).output()
+    );
     for i in 0..2 {
         let waiting = wait_until(Duration::from_secs(20), || {
             events_of(swarm.peer(i)).iter().any(|e| e["event"] == "waiting")

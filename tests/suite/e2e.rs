@@ -129,7 +129,7 @@ fn peers_started_in_reverse_order_then_the_owner() {
 fn open_chain_tail_falls_back_to_the_owner() {
     // peer1 <- peer2 <- peer3 <- (nobody listens). The owner sizes batches for 5 peers,
     // so 2/5 of the chunks are in no batch: only the owner can supply them.
-    let mut swarm = Swarm::new(2_000_000, 3, 5);
+    let mut swarm = Swarm::new(2_000_000, 3, 5).pure_ring();
     let dead = free_port();
     swarm.start_owner(5);
     swarm.start_peer(2, dead);
@@ -255,6 +255,7 @@ fn fake_owner(manifest: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
             role: Role::Owner,
             listen_port: port,
             swarm: Some(swarm),
+            peer: swarmshare::identity::PeerId::NONE,
         };
         s.write_all(&hello.encode()).unwrap();
         let mut theirs = [0u8; 40];

@@ -114,6 +114,7 @@ fn serve_lies(
         role: Role::Peer,
         listen_port: port,
         swarm: Some(manifest.swarm_id()),
+        peer: swarmshare::identity::PeerId::NONE,
     };
     s.write_all(&hello.encode())?;
     s.read_exact(&mut [0u8; wire::HELLO_LEN])?;
@@ -162,7 +163,7 @@ fn id_of(request: &[u8]) -> u32 {
 #[test]
 fn peers_whose_neighbor_lies_or_stays_silent_complete_from_the_owner() {
     let liars = [Liar::NotHave, Liar::BadBytes, Liar::Silent, Liar::Unrequested];
-    let mut swarm = Swarm::new(1_500_000, liars.len(), 11);
+    let mut swarm = Swarm::new(1_500_000, liars.len(), 11).pure_ring();
     let manifest = hash_file(&swarm.file, "payload.bin").unwrap();
     swarm.start_owner(10);
     for (i, liar) in liars.iter().enumerate() {
@@ -202,7 +203,7 @@ fn a_neighbor_that_comes_up_late_is_waited_for() {
     // Two peers, batches sized for two: between them they hold every chunk. Peer 1's
     // neighbor starts 4 s later (longer than the stall limit, shorter than the grace), so
     // peer 1 must get the other half from it, not from the owner.
-    let mut swarm = Swarm::new(2_000_000, 2, 12);
+    let mut swarm = Swarm::new(2_000_000, 2, 12).pure_ring();
     swarm.start_owner(2);
     swarm.start_peer(0, swarm.ports[1]);
     swarm.wait_joined(0);

@@ -33,6 +33,7 @@ fn fetch_session(port: u16, swarm: SwarmId) -> TcpStream {
         role: Role::Fetch,
         listen_port: 0,
         swarm: Some(swarm),
+        peer: swarmshare::identity::PeerId::NONE,
     };
     s.write_all(&hello.encode()).unwrap();
     let mut theirs = [0u8; wire::HELLO_LEN];
@@ -115,6 +116,7 @@ fn one_shot_attacks(port: u16, swarm: SwarmId, chunks: u32) -> Vec<(&'static str
         role: Role::Fetch,
         listen_port: 0,
         swarm: Some(SwarmId([7; 32])),
+        peer: swarmshare::identity::PeerId::NONE,
     };
     attack("wrong swarm ID", dial(port), &wrong.encode());
     attack(
@@ -212,6 +214,7 @@ fn trickle(port: u16, swarm: SwarmId) -> bool {
         role: Role::Fetch,
         listen_port: 0,
         swarm: Some(swarm),
+        peer: swarmshare::identity::PeerId::NONE,
     }
     .encode();
     for b in hello {

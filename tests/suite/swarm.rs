@@ -15,6 +15,8 @@ pub struct Swarm {
     pub ports: Vec<u16>,
     pub owner: Option<Proc>,
     pub peers: Vec<Option<Proc>>,
+    /// Extra arguments for every peer (e.g. `--neighbors 1` for the seed's pure ring).
+    pub peer_args: Vec<String>,
 }
 
 impl Swarm {
@@ -30,6 +32,7 @@ impl Swarm {
             ports: (0..peers).map(|_| free_port()).collect(),
             owner: None,
             peers: (0..peers).map(|_| None).collect(),
+            peer_args: Vec::new(),
         }
     }
 
@@ -72,8 +75,14 @@ impl Swarm {
             "--dir".to_owned(),
             dir.to_str().unwrap().to_owned(),
         ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args: Vec<&str> = args.iter().chain(&self.peer_args).map(String::as_str).collect();
         self.peers[i] = Some(Proc::start(&self.logs(), &format!("peer{}", i + 1), &args));
+    }
+
+    /// Every peer downloads from its named neighbor only, as in the seed.
+    pub fn pure_ring(mut self) -> Swarm {
+        self.peer_args = vec!["--neighbors".to_owned(), "1".to_owned()];
+        self
     }
 
     /// The seed's ring: peer i downloads from peer i+1, the last from the first.

@@ -152,17 +152,28 @@ fn hello_round_trip_and_refusals() {
         role: Role::Fetch,
         listen_port: 5001,
         swarm: Some(SwarmId([3; 32])),
+        peer: swarmshare::identity::PeerId::NONE,
     };
     assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
     let join = Hello {
         role: Role::Join,
         listen_port: 0,
         swarm: None,
+        peer: swarmshare::identity::PeerId::NONE,
     };
     assert_eq!(Hello::decode(&join.encode()).unwrap(), join);
     let mut bytes = h.encode();
-    bytes[4] = 2;
-    assert_eq!(Hello::decode(&bytes), Err(HandshakeError::UnsupportedVersion(2)));
+    bytes[4] = 1;
+    assert_eq!(Hello::decode(&bytes), Err(HandshakeError::UnsupportedVersion(1)));
+    let named = Hello {
+        peer: swarmshare::identity::PeerId([7; 16]),
+        ..h
+    };
+    assert_eq!(
+        Hello::decode(&named.encode()).unwrap(),
+        named,
+        "the peer ID round-trips"
+    );
     bytes = h.encode();
     bytes[5] = 9;
     assert_eq!(Hello::decode(&bytes), Err(HandshakeError::UnknownRole(9)));

@@ -1,0 +1,103 @@
+//! The body of a `PEERS` message: the peers a node knows, with their current addresses.
+//!
+//! `count` (u16, at most [`MAX_PEERS`]), then per peer: its 16-byte peer ID, the address
+//! family (`4` or `6`), the IP (4 or 16 bytes) and the listening port (u16). Big-endian,
+//! no padding; the body's length must be exactly what the entries need.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytes::{BufMut, BytesMut};
+
+use super::message::MessageError;
+use crate::identity::{PeerId, PEER_ID_LEN};
+
+/// The most peers one `PEERS` message carries.
+pub const MAX_PEERS: usize = 64;
+/// The longest `PEERS` body: every entry an IPv6 one.
+pub const MAX_PEERS_BODY_LEN: usize = 2 + MAX_PEERS * (PEER_ID_LEN + 1 + 16 + 2);
+
+/// A peer and where it listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerAddr {
+    /// Its identity.
+    pub id: PeerId,
+    /// Its listening address.
+    pub addr: SocketAddr,
+}
+
+/// The encoded length of `peers`' body.
+pub fn body_len(peers: &[PeerAddr]) -> usize {
+    2 + peers.iter().map(entry_len).sum::<usize>()
+}
+
+fn entry_len(p: &PeerAddr) -> usize {
+    PEER_ID_LEN + 1 + if p.addr.is_ipv4() { 4 } else { 16 } + 2
+}
+
+/// Appends the body for `peers` (the caller keeps it to [`MAX_PEERS`]).
+pub fn encode(peers: &[PeerAddr], dst: &mut BytesMut) {
+    dst.put_u16(peers.len() as u16);
+    for p in peers {
+        dst.put_slice(&p.id.0);
+        match p.addr.ip() {
+            IpAddr::V4(ip) => {
+                dst.put_u8(4);
+                dst.put_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                dst.put_u8(6);
+                dst.put_slice(&ip.octets());
+            }
+        }
+        dst.put_u16(p.addr.port());
+    }
+}
+
+fn bad(expected: usize, got: usize) -> MessageError {
+    MessageError::BadLength {
+        name: "PEERS",
+        expected,
+        got,
+    }
+}
+
+/// Parses a `PEERS` body.
+pub fn decode(body: &[u8]) -> Result<Vec<PeerAddr>, MessageError> {
+    let Some((count, mut rest)) = body.split_first_chunk::<2>() else {
+        return Err(bad(2, body.len()));
+    };
+    let count = usize::from(u16::from_be_bytes(*count));
+    if count > MAX_PEERS {
+        return Err(MessageError::TooManyPeers(count));
+    }
+    let mut peers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Some((id, after)) = rest.split_first_chunk::<PEER_ID_LEN>() else {
+            return Err(bad(body.len() + PEER_ID_LEN, body.len()));
+        };
+        let (ip, after) = match after.split_first() {
+            Some((4, a)) => match a.split_first_chunk::<4>() {
+                Some((ip, a)) => (IpAddr::V4(Ipv4Addr::from(*ip)), a),
+                None => return Err(bad(body.len() + 4, body.len())),
+            },
+            Some((6, a)) => match a.split_first_chunk::<16>() {
+                Some((ip, a)) => (IpAddr::V6(Ipv6Addr::from(*ip)), a),
+                None => return Err(bad(body.len() + 16, body.len())),
+            },
+            Some((&family, _)) => return Err(MessageError::AddressFamily(family)),
+            None => return Err(bad(body.len() + 1, body.len())),
+        };
+        let Some((port, after)) = after.split_first_chunk::<2>() else {
+            return Err(bad(body.len() + 2, body.len()));
+        };
+        peers.push(PeerAddr {
+            id: PeerId(*id),
+            addr: SocketAddr::new(ip, u16::from_be_bytes(*port)),
+        });
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(bad(body.len() - rest.len(), body.len()));
+    }
+    Ok(peers)
+}
