@@ -52,6 +52,9 @@ pub const POLL: Duration = Duration::from_millis(100);
 pub const PEX_EVERY: Duration = Duration::from_secs(5);
 /// Failed dials after which an unpinned slot gives its peer up for another.
 const GIVE_UP_AFTER: u32 = 3;
+/// How long an unpinned slot keeps a neighbor that delivers nothing before it tries
+/// another known peer (there may be peers it has not met that hold what it lacks).
+pub const ROTATE_AFTER: Duration = Duration::from_secs(3);
 
 /// Where the chunks came from.
 #[derive(Debug, Default, Clone, Copy)]
@@ -274,6 +277,16 @@ impl Ctx {
         }
     }
 
+    /// Drops `slot`'s old neighbor's offer when the slot moves on (a banned one stays
+    /// banned).
+    fn forget_offer(&self, slot: usize, old: &Server) {
+        let mut shared = lock(&self.shared);
+        shared.offers[slot] = None;
+        if let (true, Some(id)) = (old.is_banned(), old.peer_id()) {
+            shared.banned.insert(id);
+        }
+    }
+
     /// Records which peer `slot` reached; false if another slot already serves it (an
     /// unpinned slot then gives it up).
     fn bind(&self, slot: usize, id: PeerId, pinned: bool) -> bool {
@@ -295,12 +308,14 @@ impl Ctx {
         let mut rng = SmallRng::from_os_rng();
         let mut server = pinned.map(|e| Server::new(Target::Endpoint(e), None, "download neighbor"));
         let mut last_pex: Option<Instant> = None;
+        let mut last_useful = Instant::now();
         while self.running() {
             let Some(s) = server.as_mut() else {
                 server = self
                     .assign(slot)
                     .map(|id| Server::new(Target::Peer(id), None, "neighbor"));
                 last_pex = None;
+                last_useful = Instant::now();
                 if server.is_none() && !self.idle(POLL * 3).await {
                     break;
                 }
@@ -343,6 +358,23 @@ impl Ctx {
                 self.exchange_peers(s).await;
             }
             let fetched = self.neighbor_turn(slot, s, &mut rng).await?;
+            if fetched {
+                last_useful = Instant::now();
+            } else if !is_pinned && last_useful.elapsed() >= ROTATE_AFTER {
+                // Nothing from this one for a while: meet another known peer, if any.
+                let old = server.take();
+                if let Some(next) = self.assign(slot) {
+                    debug!(slot, "rotating to another neighbor");
+                    if let Some(old) = &old {
+                        self.forget_offer(slot, old);
+                    }
+                    server = Some(Server::new(Target::Peer(next), None, "neighbor"));
+                    last_pex = None;
+                } else {
+                    server = old;
+                }
+                last_useful = Instant::now();
+            }
             if !fetched && !self.idle(POLL).await {
                 break;
             }

@@ -11,5 +11,6 @@ mod picker;
 mod store;
 mod summary;
 mod swarm;
+mod swarm_mode;
 mod util;
 mod wire;

@@ -60,23 +60,49 @@ impl Swarm {
         self.owner = Some(Proc::start(&self.logs(), "owner", &args));
     }
 
-    /// Starts peer `i` downloading from port `neighbor`.
+    /// Starts peer `i` downloading from port `neighbor` (the seed's three arguments).
     pub fn start_peer(&mut self, i: usize, neighbor: u16) {
-        let dir = self.peer_dir(i);
-        let args = [
-            "--log-format".to_owned(),
-            "json".to_owned(),
-            "peer".to_owned(),
+        let positional = [
             self.owner_port.to_string(),
             self.ports[i].to_string(),
             neighbor.to_string(),
+        ];
+        self.start_peer_with(i, &positional, &[]);
+    }
+
+    /// Starts peer `i` in swarm mode: `peer OWNER PORT`, no neighbor.
+    pub fn start_swarm_peer(&mut self, i: usize) {
+        let positional = [self.owner_port.to_string(), self.ports[i].to_string()];
+        self.start_peer_with(i, &positional, &[]);
+    }
+
+    /// Starts peer `i` with these positional arguments and extra options (the harness adds
+    /// JSON logs, the bind address, the directory and `peer_args`).
+    pub fn start_peer_with(&mut self, i: usize, positional: &[String], extra: &[String]) {
+        let dir = self.peer_dir(i);
+        let mut args: Vec<String> = vec!["--log-format".into(), "json".into(), "peer".into()];
+        args.extend(positional.iter().cloned());
+        args.extend([
             "--bind".to_owned(),
             "127.0.0.1".to_owned(),
             "--dir".to_owned(),
             dir.to_str().unwrap().to_owned(),
-        ];
-        let args: Vec<&str> = args.iter().chain(&self.peer_args).map(String::as_str).collect();
+        ]);
+        args.extend(extra.iter().cloned());
+        args.extend(self.peer_args.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.peers[i] = Some(Proc::start(&self.logs(), &format!("peer{}", i + 1), &args));
+    }
+
+    /// The chunk IDs the peers `which` logged as received, together.
+    pub fn received_by(&self, which: &[usize]) -> BTreeSet<u64> {
+        which
+            .iter()
+            .filter_map(|&i| self.peers[i].as_ref())
+            .flat_map(events_of)
+            .filter(|e| e["event"] == "chunk_received")
+            .filter_map(|e| e["chunk"].as_u64())
+            .collect()
     }
 
     /// Every peer downloads from its named neighbor only, as in the seed.

@@ -1,0 +1,89 @@
+//! Beyond the ring: peers without a named neighbor, joined at staggered times, finding
+//! each other through the owner and through gossip, finishing after the owner leaves; a
+//! ring that loses a peer and the owner; a late joiner that comes in through a peer.
+
+use std::time::Duration;
+
+use swarmshare::manifest::hash_file;
+
+use super::swarm::{complete_event, Swarm};
+use super::util::wait_until;
+
+fn chunk_count(swarm: &Swarm) -> u64 {
+    u64::from(
+        hash_file(&swarm.file, "payload.bin")
+            .unwrap()
+            .layout()
+            .chunk_count(),
+    )
+}
+
+/// Waits until the peers `which` together hold every chunk (from their logs).
+fn wait_swarm_holds_all(swarm: &Swarm, which: &[usize], limit: Duration) {
+    let total = chunk_count(swarm);
+    let all = wait_until(limit, || swarm.received_by(which).len() as u64 == total);
+    assert!(all, "the peers {which:?} never held every chunk between them");
+}
+
+#[test]
+fn twelve_peers_in_swarm_mode_finish_after_the_owner_leaves() {
+    let n = 12;
+    let mut swarm = Swarm::new(8_000_000, n, 51);
+    swarm.start_owner(n);
+    for i in 0..n {
+        swarm.start_swarm_peer(i);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let everyone: Vec<usize> = (0..n).collect();
+    wait_swarm_holds_all(&swarm, &everyone, Duration::from_secs(60));
+    swarm.owner.as_mut().unwrap().kill9();
+    swarm.wait_all_complete(Duration::from_secs(120));
+    let from_neighbors: u64 = (0..n)
+        .map(|i| {
+            complete_event(swarm.peer(i))["from_neighbor"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(from_neighbors > 0, "the peers traded among themselves");
+}
+
+#[test]
+fn a_ring_that_loses_a_peer_and_the_owner_completes_through_gossip() {
+    let mut swarm = Swarm::new(4_000_000, 5, 52);
+    swarm.start_owner(5);
+    for i in 0..5 {
+        swarm.start_peer(i, swarm.ring_neighbor(i));
+    }
+    swarm.wait_joined(2);
+    swarm.peer(2).kill9();
+    let rest = [0, 1, 3, 4];
+    wait_swarm_holds_all(&swarm, &rest, Duration::from_secs(60));
+    swarm.owner.as_mut().unwrap().kill9();
+    // Peer 2's named neighbor (peer 3) is gone for good: it finishes from the peers
+    // it learned of.
+    swarm.wait_complete(&rest, Duration::from_secs(90));
+}
+
+#[test]
+fn a_late_joiner_comes_in_through_a_peer_after_the_owner_left() {
+    let mut swarm = Swarm::new(3_000_000, 4, 53);
+    swarm.start_owner(3);
+    for i in 0..3 {
+        swarm.start_swarm_peer(i);
+    }
+    swarm.wait_complete(&[0, 1, 2], Duration::from_secs(60));
+    swarm.owner.as_mut().unwrap().kill9();
+    // No owner on its command line at all: only a peer to join through.
+    let positional = [swarm.ports[3].to_string()];
+    let join = ["--join".to_owned(), format!("127.0.0.1:{}", swarm.ports[0])];
+    swarm.start_peer_with(3, &positional, &join);
+    swarm.wait_all_complete(Duration::from_secs(60));
+    let done = complete_event(swarm.peer(3));
+    assert_eq!(done["from_owner"], 0, "{done}");
+    assert_eq!(
+        done["from_neighbor"].as_u64(),
+        Some(chunk_count(&swarm)),
+        "{done}"
+    );
+}
