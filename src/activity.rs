@@ -19,7 +19,7 @@ use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
 
 /// The `event` values, for tests and documentation.
-pub const EVENTS: [&str; 12] = [
+pub const EVENTS: [&str; 14] = [
     "chunk_received",
     "chunk_sent",
     "chunk_list_received",
@@ -32,6 +32,8 @@ pub const EVENTS: [&str; 12] = [
     "hash_failure",
     "waiting",
     "complete",
+    "swarm_copies",
+    "safe_to_leave",
 ];
 
 /// Where a received chunk came from.

@@ -210,6 +210,8 @@ pub struct OwnerConfig {
     pub dir: PathBuf,
     /// How many peers the batches are sized for.
     pub peers: u32,
+    /// Copies of every chunk the swarm must hold before the owner says it may leave.
+    pub safe_copies: u32,
 }
 
 impl OwnerConfig {
@@ -219,7 +221,15 @@ impl OwnerConfig {
         file: PathBuf,
         dir: PathBuf,
         peers: u32,
+        safe_copies: u32,
     ) -> Result<OwnerConfig, ConfigError> {
+        if safe_copies == 0 {
+            return Err(ConfigError::TooFew {
+                what: "--safe-copies",
+                min: 1,
+                got: 0,
+            });
+        }
         if peers == 0 {
             return Err(ConfigError::TooFew {
                 what: "--peers",
@@ -232,6 +242,7 @@ impl OwnerConfig {
             file,
             dir,
             peers,
+            safe_copies,
         })
     }
 }

@@ -107,7 +107,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
         .collect::<Result<_, _>>()
         .map_err(io_err("binding"))?;
 
-    let owner_config = OwnerConfig::new(loopback, sample.clone(), root.join("owner"), config.peers)?;
+    let owner_config = OwnerConfig::new(loopback, sample.clone(), root.join("owner"), config.peers, 1)?;
     let owner = Owner::prepare(&owner_config).await?;
     let chunks = owner.manifest().layout().chunk_count();
     let token = CancellationToken::new();

@@ -62,6 +62,9 @@ struct OwnerArgs {
     /// How many peers the first batches are sized for: each gets ceil(chunks / N).
     #[arg(long, default_value_t = 5)]
     peers: u32,
+    /// Say it is safe to leave once every chunk is held by at least this many peers.
+    #[arg(long, default_value_t = 1)]
+    safe_copies: u32,
     /// Address to listen on.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     bind: IpAddr,
@@ -150,7 +153,13 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Owner(a) => {
-            let config = OwnerConfig::new(SocketAddr::new(a.bind, a.port), a.file, a.dir, a.peers)?;
+            let config = OwnerConfig::new(
+                SocketAddr::new(a.bind, a.port),
+                a.file,
+                a.dir,
+                a.peers,
+                a.safe_copies,
+            )?;
             let listener = upload::bind(config.listen).await?;
             let owner = Owner::prepare(&config).await?;
             // The swarm ID is what peers check; it is printed whatever the log filter.

@@ -5,6 +5,7 @@
 //! start. So while the owner is up, every chunk can always be had from it.
 
 pub mod batch;
+pub mod census;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +33,7 @@ use batch::BatchPlanner;
 #[derive(Debug)]
 pub struct Owner {
     book: AddressBook,
+    safe_copies: u32,
     holdings: Arc<Holdings>,
     manifest_bytes: Bytes,
     planner: Mutex<BatchPlanner>,
@@ -77,6 +79,7 @@ impl Owner {
         let planner = BatchPlanner::new(store.manifest().layout().chunk_count(), config.peers);
         Ok(Owner {
             book: AddressBook::new(id),
+            safe_copies: config.safe_copies,
             holdings: Arc::new(Holdings::new(store, have)),
             manifest_bytes,
             planner: Mutex::new(planner),
@@ -108,6 +111,9 @@ impl Owner {
                 async move { owner.serve(conn, local.port()).await }
             }
         };
+        tracker.spawn(
+            census::run(Arc::clone(&owner), owner.safe_copies, token.clone()).instrument(span.clone()),
+        );
         upload::accept_loop(listener, token.clone(), tracker.clone(), handler)
             .instrument(span.clone())
             .await;

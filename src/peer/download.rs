@@ -22,12 +22,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
-use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, Instrument};
+use tracing::{info, info_span, Instrument};
 
 use super::fallback::Fallback;
 use super::fetch::{FetchLink, Fetched};
@@ -35,7 +34,6 @@ use super::picker;
 use super::server::{Server, Target};
 use super::Me;
 use crate::activity::{self, Source};
-use crate::book::MAX_KNOWN;
 use crate::chunk_set::ChunkSet;
 use crate::config::{Endpoint, PeerConfig};
 use crate::error::{Error, PeerError};
@@ -51,7 +49,7 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// How often a connected server is asked which peers it knows.
 pub const PEX_EVERY: Duration = Duration::from_secs(5);
 /// Failed dials after which an unpinned slot gives its peer up for another.
-const GIVE_UP_AFTER: u32 = 3;
+pub const GIVE_UP_AFTER: u32 = 3;
 /// How long an unpinned slot keeps a neighbor that delivers nothing before it tries
 /// another known peer (there may be peers it has not met that hold what it lacks).
 pub const ROTATE_AFTER: Duration = Duration::from_secs(3);
@@ -67,26 +65,26 @@ pub struct Tally {
 
 /// State the tasks share; held only briefly, never across an await.
 #[derive(Debug)]
-struct Shared {
+pub(super) struct Shared {
     /// Chunks held and, for the ones this side fetched, logged and counted.
-    recorded: u32,
-    in_flight: ChunkSet,
+    pub(super) recorded: u32,
+    pub(super) in_flight: ChunkSet,
     /// Each slot's neighbor's last list.
-    offers: Vec<Option<ChunkSet>>,
+    pub(super) offers: Vec<Option<ChunkSet>>,
     /// Each slot's peer.
-    assigned: Vec<Option<PeerId>>,
-    banned: HashSet<PeerId>,
-    owner_id: Option<PeerId>,
-    fallback: Fallback,
-    tally: Tally,
+    pub(super) assigned: Vec<Option<PeerId>>,
+    pub(super) banned: HashSet<PeerId>,
+    pub(super) owner_id: Option<PeerId>,
+    pub(super) fallback: Fallback,
+    pub(super) tally: Tally,
 }
 
-fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+pub(super) fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A chunk a task is fetching; released when dropped, even if the task is cancelled.
-struct Claim {
+pub(super) struct Claim {
     shared: Arc<Mutex<Shared>>,
     id: ChunkId,
     /// An endgame duplicate: the chunk's first claim is someone else's to release.
@@ -200,28 +198,28 @@ impl Download {
 }
 
 /// What every task shares.
-struct Ctx {
-    holdings: Arc<Holdings>,
-    me: Me,
-    shared: Arc<Mutex<Shared>>,
+pub(super) struct Ctx {
+    pub(super) holdings: Arc<Holdings>,
+    pub(super) me: Me,
+    pub(super) shared: Arc<Mutex<Shared>>,
     all_recorded: Arc<Notify>,
     token: CancellationToken,
 }
 
 impl Ctx {
-    fn running(&self) -> bool {
+    pub(super) fn running(&self) -> bool {
         !self.token.is_cancelled() && !self.holdings.is_complete()
     }
 
     /// Waits `d`; false if cancelled meanwhile.
-    async fn idle(&self, d: Duration) -> bool {
+    pub(super) async fn idle(&self, d: Duration) -> bool {
         task::sleep(&self.token, d).await
     }
 
     /// Picks and claims a chunk in one step, under the lock. `pick` sees every chunk held
     /// or in flight. When it finds nothing and only a few chunks are missing (the
     /// endgame), `endgame` may pick a chunk already in flight elsewhere.
-    fn claim_with(
+    pub(super) fn claim_with(
         &self,
         pick: impl Fn(&ChunkSet, &Shared) -> Option<ChunkId>,
         endgame: bool,
@@ -241,197 +239,11 @@ impl Ctx {
         None
     }
 
-    fn claim(&self, id: ChunkId, duplicate: bool) -> Claim {
+    pub(super) fn claim(&self, id: ChunkId, duplicate: bool) -> Claim {
         Claim {
             shared: Arc::clone(&self.shared),
             id,
             duplicate,
-        }
-    }
-
-    /// A peer from the book for `slot`: not this peer, the owner, banned, or in a slot.
-    fn assign(&self, slot: usize) -> Option<PeerId> {
-        let candidates = self.me.book.sample(MAX_KNOWN, self.me.id);
-        let mut shared = lock(&self.shared);
-        let free: Vec<PeerId> = candidates
-            .iter()
-            .map(|p| p.id)
-            .filter(|id| {
-                Some(*id) != shared.owner_id
-                    && !shared.banned.contains(id)
-                    && !shared.assigned.contains(&Some(*id))
-            })
-            .collect();
-        let id = *free.choose(&mut rand::rng())?;
-        shared.assigned[slot] = Some(id);
-        Some(id)
-    }
-
-    /// Frees `slot`; a banned peer is never assigned again.
-    fn release(&self, slot: usize, server: &Server) {
-        let mut shared = lock(&self.shared);
-        shared.assigned[slot] = None;
-        shared.offers[slot] = None;
-        if let (true, Some(id)) = (server.is_banned(), server.peer_id()) {
-            shared.banned.insert(id);
-        }
-    }
-
-    /// Drops `slot`'s old neighbor's offer when the slot moves on (a banned one stays
-    /// banned).
-    fn forget_offer(&self, slot: usize, old: &Server) {
-        let mut shared = lock(&self.shared);
-        shared.offers[slot] = None;
-        if let (true, Some(id)) = (old.is_banned(), old.peer_id()) {
-            shared.banned.insert(id);
-        }
-    }
-
-    /// Records which peer `slot` reached; false if another slot already serves it (an
-    /// unpinned slot then gives it up).
-    fn bind(&self, slot: usize, id: PeerId, pinned: bool) -> bool {
-        let mut shared = lock(&self.shared);
-        let elsewhere = shared
-            .assigned
-            .iter()
-            .enumerate()
-            .any(|(i, a)| i != slot && *a == Some(id));
-        if elsewhere && !pinned {
-            return false;
-        }
-        shared.assigned[slot] = Some(id);
-        true
-    }
-
-    async fn slot_loop(self: Arc<Self>, slot: usize, pinned: Option<Endpoint>) -> Result<(), Error> {
-        let is_pinned = pinned.is_some();
-        let mut rng = SmallRng::from_os_rng();
-        let mut server = pinned.map(|e| Server::new(Target::Endpoint(e), None, "download neighbor"));
-        let mut last_pex: Option<Instant> = None;
-        let mut last_useful = Instant::now();
-        while self.running() {
-            let Some(s) = server.as_mut() else {
-                server = self
-                    .assign(slot)
-                    .map(|id| Server::new(Target::Peer(id), None, "neighbor"));
-                last_pex = None;
-                last_useful = Instant::now();
-                if server.is_none() && !self.idle(POLL * 3).await {
-                    break;
-                }
-                continue;
-            };
-            let hopeless = s.is_banned() || (s.link.is_none() && s.failures() >= GIVE_UP_AFTER);
-            if hopeless && !is_pinned {
-                self.release(slot, s);
-                server = None;
-                continue;
-            }
-            if !s.connect(&self.holdings, &self.me).await {
-                lock(&self.shared).offers[slot] = None;
-                if !self.idle(POLL).await {
-                    break;
-                }
-                continue;
-            }
-            let Some(id) = s.peer_id() else { continue };
-            if s.link.as_ref().is_some_and(FetchLink::is_owner) {
-                // The owner is not a neighbor (the owner task asks it on fallback).
-                lock(&self.shared).owner_id = Some(id);
-                if !is_pinned {
-                    self.release(slot, s);
-                    server = None;
-                }
-                if !self.idle(POLL).await {
-                    break;
-                }
-                continue;
-            }
-            if !self.bind(slot, id, is_pinned) {
-                self.release(slot, s);
-                server = None;
-                continue;
-            }
-            lock(&self.shared).fallback.connected(Instant::now());
-            if last_pex.is_none_or(|t| t.elapsed() >= PEX_EVERY) {
-                last_pex = Some(Instant::now());
-                self.exchange_peers(s).await;
-            }
-            let fetched = self.neighbor_turn(slot, s, &mut rng).await?;
-            if fetched {
-                last_useful = Instant::now();
-            } else if !is_pinned && last_useful.elapsed() >= ROTATE_AFTER {
-                // Nothing from this one for a while: meet another known peer, if any.
-                let old = server.take();
-                if let Some(next) = self.assign(slot) {
-                    debug!(slot, "rotating to another neighbor");
-                    if let Some(old) = &old {
-                        self.forget_offer(slot, old);
-                    }
-                    server = Some(Server::new(Target::Peer(next), None, "neighbor"));
-                    last_pex = None;
-                } else {
-                    server = old;
-                }
-                last_useful = Instant::now();
-            }
-            if !fetched && !self.idle(POLL).await {
-                break;
-            }
-        }
-        if let Some(s) = &server {
-            self.release(slot, s);
-        }
-        Ok(())
-    }
-
-    /// One request to a connected neighbor; returns whether a new chunk was stored.
-    async fn neighbor_turn(&self, slot: usize, s: &mut Server, rng: &mut SmallRng) -> Result<bool, Error> {
-        let mut claim = self.claim_from(s, rng);
-        if claim.is_none() && self.refresh_list(slot, s).await {
-            claim = self.claim_from(s, rng);
-        }
-        match claim {
-            Some(claim) => self.fetch(s, claim, Source::Neighbor).await,
-            None => Ok(false),
-        }
-    }
-
-    fn claim_from(&self, s: &Server, rng: &mut SmallRng) -> Option<Claim> {
-        let list = s.link.as_ref()?.list();
-        let rng = std::cell::RefCell::new(rng);
-        self.claim_with(
-            |taken, shared| picker::rarest(taken, list, &shared.offers, &mut *rng.borrow_mut()),
-            true,
-        )
-    }
-
-    /// Asks the neighbor for its list; false if the link failed (and was dropped).
-    async fn refresh_list(&self, slot: usize, s: &mut Server) -> bool {
-        let Some(link) = s.link.as_mut() else {
-            return false;
-        };
-        match link.refresh_list().await {
-            Ok(list) => {
-                lock(&self.shared).offers[slot] = Some(list.clone());
-                true
-            }
-            Err(e) => {
-                s.fault(&e);
-                false
-            }
-        }
-    }
-
-    /// Asks a connected server which peers it knows, into the address book.
-    async fn exchange_peers(&self, s: &mut Server) {
-        let Some(link) = s.link.as_mut() else { return };
-        match link.peers().await {
-            Ok(peers) => {
-                debug!(server = %link.addr(), peers = peers.len(), "peer list received");
-                self.me.book.learn_all(&peers);
-            }
-            Err(e) => s.fault(&e),
         }
     }
 }
@@ -503,7 +315,12 @@ impl Ctx {
 
     /// Requests the claimed chunk from `server`, connected; returns whether a new chunk
     /// was stored.
-    async fn fetch(&self, server: &mut Server, claim: Claim, source: Source) -> Result<bool, Error> {
+    pub(super) async fn fetch(
+        &self,
+        server: &mut Server,
+        claim: Claim,
+        source: Source,
+    ) -> Result<bool, Error> {
         let Some(link) = server.link.as_mut() else {
             return Ok(false);
         };

@@ -12,6 +12,7 @@ pub mod fallback;
 pub mod fetch;
 pub mod picker;
 pub mod server;
+mod slots;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -288,6 +289,9 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
         check_fetch_hello(&hello, swarm)?;
     }
     conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
-    me.book.learn(hello.peer, peer);
+    // A client that does not listen (the owner's census) is nobody to download from.
+    if hello.listen_port != 0 {
+        me.book.learn(hello.peer, peer);
+    }
     upload::serve_requests(&mut conn, &holdings, &me.book, (hello.peer, peer)).await
 }

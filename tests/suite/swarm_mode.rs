@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use swarmshare::manifest::hash_file;
 
-use super::swarm::{complete_event, Swarm};
+use super::swarm::{complete_event, events_of, Swarm};
 use super::util::wait_until;
 
 fn chunk_count(swarm: &Swarm) -> u64 {
@@ -34,8 +34,19 @@ fn twelve_peers_in_swarm_mode_finish_after_the_owner_leaves() {
         swarm.start_swarm_peer(i);
         std::thread::sleep(Duration::from_millis(150));
     }
+    // The owner's census says when every chunk has a copy among the peers.
+    let owner = swarm.owner.as_ref().unwrap();
+    let safe = wait_until(Duration::from_secs(60), || {
+        events_of(owner).iter().any(|e| e["event"] == "safe_to_leave")
+    });
+    assert!(safe, "the owner never said it was safe to leave");
+    assert!(owner.errors().contains("safe to leave"), "{}", owner.errors());
     let everyone: Vec<usize> = (0..n).collect();
-    wait_swarm_holds_all(&swarm, &everyone, Duration::from_secs(60));
+    assert_eq!(
+        swarm.received_by(&everyone).len() as u64,
+        chunk_count(&swarm),
+        "it was right"
+    );
     swarm.owner.as_mut().unwrap().kill9();
     swarm.wait_all_complete(Duration::from_secs(120));
     let from_neighbors: u64 = (0..n)

@@ -1,0 +1,214 @@
+//! Neighbor slots: each slot task keeps one neighbor, fetches from it, and moves on to
+//! another known peer when its neighbor cannot be reached, is banned, serves a peer
+//! another slot already has, or has had nothing to give for [`ROTATE_AFTER`]. Slot 0 may
+//! be pinned to the neighbor named on the command line; a pinned slot never moves.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::SmallRng;
+use rand::seq::IndexedRandom;
+use rand::SeedableRng;
+use tracing::debug;
+
+use super::download::{lock, Claim, Ctx, GIVE_UP_AFTER, PEX_EVERY, POLL, ROTATE_AFTER};
+use super::fetch::FetchLink;
+use super::picker;
+use super::server::{Server, Target};
+use crate::activity::Source;
+use crate::book::MAX_KNOWN;
+use crate::config::Endpoint;
+use crate::error::Error;
+use crate::identity::PeerId;
+
+impl Ctx {
+    /// A peer from the book for `slot`: not this peer, the owner, banned, or in a slot.
+    fn assign(&self, slot: usize) -> Option<PeerId> {
+        let candidates = self.me.book.sample(MAX_KNOWN, self.me.id);
+        let mut shared = lock(&self.shared);
+        let free: Vec<PeerId> = candidates
+            .iter()
+            .map(|p| p.id)
+            .filter(|id| {
+                Some(*id) != shared.owner_id
+                    && !shared.banned.contains(id)
+                    && !shared.assigned.contains(&Some(*id))
+            })
+            .collect();
+        let id = *free.choose(&mut rand::rng())?;
+        shared.assigned[slot] = Some(id);
+        Some(id)
+    }
+
+    /// Frees `slot`; a banned peer is never assigned again.
+    fn release(&self, slot: usize, server: &Server) {
+        let mut shared = lock(&self.shared);
+        shared.assigned[slot] = None;
+        shared.offers[slot] = None;
+        if let (true, Some(id)) = (server.is_banned(), server.peer_id()) {
+            shared.banned.insert(id);
+        }
+    }
+
+    /// Drops `slot`'s old neighbor's offer when the slot moves on (a banned one stays
+    /// banned).
+    fn forget_offer(&self, slot: usize, old: &Server) {
+        let mut shared = lock(&self.shared);
+        shared.offers[slot] = None;
+        if let (true, Some(id)) = (old.is_banned(), old.peer_id()) {
+            shared.banned.insert(id);
+        }
+    }
+
+    /// Records which peer `slot` reached; false if another slot already serves it (an
+    /// unpinned slot then gives it up).
+    fn bind(&self, slot: usize, id: PeerId, pinned: bool) -> bool {
+        let mut shared = lock(&self.shared);
+        let elsewhere = shared
+            .assigned
+            .iter()
+            .enumerate()
+            .any(|(i, a)| i != slot && *a == Some(id));
+        if elsewhere && !pinned {
+            return false;
+        }
+        shared.assigned[slot] = Some(id);
+        true
+    }
+
+    pub(super) async fn slot_loop(
+        self: Arc<Self>,
+        slot: usize,
+        pinned: Option<Endpoint>,
+    ) -> Result<(), Error> {
+        let is_pinned = pinned.is_some();
+        let mut rng = SmallRng::from_os_rng();
+        let mut server = pinned.map(|e| Server::new(Target::Endpoint(e), None, "download neighbor"));
+        let mut last_pex: Option<Instant> = None;
+        let mut last_useful = Instant::now();
+        while self.running() {
+            let Some(s) = server.as_mut() else {
+                server = self
+                    .assign(slot)
+                    .map(|id| Server::new(Target::Peer(id), None, "neighbor"));
+                last_pex = None;
+                last_useful = Instant::now();
+                if server.is_none() && !self.idle(POLL * 3).await {
+                    break;
+                }
+                continue;
+            };
+            let hopeless = s.is_banned() || (s.link.is_none() && s.failures() >= GIVE_UP_AFTER);
+            if hopeless && !is_pinned {
+                self.release(slot, s);
+                server = None;
+                continue;
+            }
+            if !s.connect(&self.holdings, &self.me).await {
+                lock(&self.shared).offers[slot] = None;
+                if !self.idle(POLL).await {
+                    break;
+                }
+                continue;
+            }
+            let Some(id) = s.peer_id() else { continue };
+            if s.link.as_ref().is_some_and(FetchLink::is_owner) {
+                // The owner is not a neighbor (the owner task asks it on fallback).
+                lock(&self.shared).owner_id = Some(id);
+                if !is_pinned {
+                    self.release(slot, s);
+                    server = None;
+                }
+                if !self.idle(POLL).await {
+                    break;
+                }
+                continue;
+            }
+            if !self.bind(slot, id, is_pinned) {
+                self.release(slot, s);
+                server = None;
+                continue;
+            }
+            lock(&self.shared).fallback.connected(Instant::now());
+            if last_pex.is_none_or(|t| t.elapsed() >= PEX_EVERY) {
+                last_pex = Some(Instant::now());
+                self.exchange_peers(s).await;
+            }
+            let fetched = self.neighbor_turn(slot, s, &mut rng).await?;
+            if fetched {
+                last_useful = Instant::now();
+            } else if !is_pinned && last_useful.elapsed() >= ROTATE_AFTER {
+                // Nothing from this one for a while: meet another known peer, if any.
+                let old = server.take();
+                if let Some(next) = self.assign(slot) {
+                    debug!(slot, "rotating to another neighbor");
+                    if let Some(old) = &old {
+                        self.forget_offer(slot, old);
+                    }
+                    server = Some(Server::new(Target::Peer(next), None, "neighbor"));
+                    last_pex = None;
+                } else {
+                    server = old;
+                }
+                last_useful = Instant::now();
+            }
+            if !fetched && !self.idle(POLL).await {
+                break;
+            }
+        }
+        if let Some(s) = &server {
+            self.release(slot, s);
+        }
+        Ok(())
+    }
+
+    /// One request to a connected neighbor; returns whether a new chunk was stored.
+    async fn neighbor_turn(&self, slot: usize, s: &mut Server, rng: &mut SmallRng) -> Result<bool, Error> {
+        let mut claim = self.claim_from(s, rng);
+        if claim.is_none() && self.refresh_list(slot, s).await {
+            claim = self.claim_from(s, rng);
+        }
+        match claim {
+            Some(claim) => self.fetch(s, claim, Source::Neighbor).await,
+            None => Ok(false),
+        }
+    }
+
+    fn claim_from(&self, s: &Server, rng: &mut SmallRng) -> Option<Claim> {
+        let list = s.link.as_ref()?.list();
+        let rng = std::cell::RefCell::new(rng);
+        self.claim_with(
+            |taken, shared| picker::rarest(taken, list, &shared.offers, &mut *rng.borrow_mut()),
+            true,
+        )
+    }
+
+    /// Asks the neighbor for its list; false if the link failed (and was dropped).
+    async fn refresh_list(&self, slot: usize, s: &mut Server) -> bool {
+        let Some(link) = s.link.as_mut() else {
+            return false;
+        };
+        match link.refresh_list().await {
+            Ok(list) => {
+                lock(&self.shared).offers[slot] = Some(list.clone());
+                true
+            }
+            Err(e) => {
+                s.fault(&e);
+                false
+            }
+        }
+    }
+
+    /// Asks a connected server which peers it knows, into the address book.
+    pub(super) async fn exchange_peers(&self, s: &mut Server) {
+        let Some(link) = s.link.as_mut() else { return };
+        match link.peers().await {
+            Ok(peers) => {
+                debug!(server = %link.addr(), peers = peers.len(), "peer list received");
+                self.me.book.learn_all(&peers);
+            }
+            Err(e) => s.fault(&e),
+        }
+    }
+}
