@@ -46,6 +46,8 @@ use crate::task;
 pub const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How long a task with nothing to request waits before looking again.
 pub const POLL: Duration = Duration::from_millis(100);
+/// Requests in flight at once to one neighbor.
+pub const PIPELINE: usize = 4;
 /// How often a connected server is asked which peers it knows.
 pub const PEX_EVERY: Duration = Duration::from_secs(5);
 /// Failed dials after which an unpinned slot gives its peer up for another.
@@ -88,7 +90,7 @@ pub(super) struct Claim {
     shared: Arc<Mutex<Shared>>,
     id: ChunkId,
     /// An endgame duplicate: the chunk's first claim is someone else's to release.
-    duplicate: bool,
+    pub(super) duplicate: bool,
 }
 
 impl Drop for Claim {
@@ -303,7 +305,7 @@ impl Ctx {
                     None
                 };
                 if let Some(claim) = claim {
-                    fetched = self.fetch(&mut server, claim, Source::Owner).await?;
+                    fetched = self.fetch(&mut server, vec![claim], Source::Owner).await?;
                 }
             }
             if !fetched && !self.idle(POLL).await {
@@ -313,31 +315,57 @@ impl Ctx {
         Ok(())
     }
 
-    /// Requests the claimed chunk from `server`, connected; returns whether a new chunk
-    /// was stored.
+    /// Requests the claimed chunks from `server`, connected, all at once (pipelined), then
+    /// takes the answers in order; returns whether any new chunk was stored. A failure
+    /// ends the batch: the remaining claims are released for another try.
     pub(super) async fn fetch(
         &self,
         server: &mut Server,
-        claim: Claim,
+        claims: Vec<Claim>,
         source: Source,
     ) -> Result<bool, Error> {
         let Some(link) = server.link.as_mut() else {
             return Ok(false);
         };
-        let (id, addr) = (claim.id, link.addr());
-        let data = match link.fetch(id).await {
-            Ok(Fetched::Chunk(data)) => data,
-            // Only a neighbor's picks come from a list it sent.
-            Ok(Fetched::NotHave) if source == Source::Neighbor => {
-                server.strike(&PeerError::ListedNotHeld(id));
-                return Ok(false);
-            }
-            Ok(Fetched::NotHave) => return Ok(false),
-            Err(e) => {
+        for claim in &claims {
+            if let Err(e) = link.request(claim.id).await {
                 server.fault(&e);
                 return Ok(false);
             }
-        };
+        }
+        let mut stored = false;
+        for claim in claims {
+            let Some(link) = server.link.as_mut() else {
+                break;
+            };
+            let (id, addr) = (claim.id, link.addr());
+            let data = match link.answer_for(id).await {
+                Ok(Fetched::Chunk(data)) => data,
+                // Only a neighbor's picks come from a list it sent.
+                Ok(Fetched::NotHave) if source == Source::Neighbor => {
+                    server.strike(&PeerError::ListedNotHeld(id));
+                    continue;
+                }
+                Ok(Fetched::NotHave) => continue,
+                Err(e) => {
+                    server.fault(&e);
+                    break;
+                }
+            };
+            stored |= self.store(server, id, data, addr, source).await?;
+        }
+        Ok(stored)
+    }
+
+    /// Verifies and stores one received chunk, logging and counting it.
+    async fn store(
+        &self,
+        server: &mut Server,
+        id: ChunkId,
+        data: bytes::Bytes,
+        addr: std::net::SocketAddr,
+        source: Source,
+    ) -> Result<bool, Error> {
         let bytes = data.len();
         match self.holdings.add(id, data).await? {
             Added::New => {

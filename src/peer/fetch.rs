@@ -141,10 +141,22 @@ impl FetchLink {
         }
     }
 
-    /// Requests chunk `id`.
+    /// Requests chunk `id` and waits for the answer.
     pub async fn fetch(&mut self, id: ChunkId) -> Result<Fetched, PeerError> {
+        self.request(id).await?;
+        self.answer_for(id).await
+    }
+
+    /// Sends a request for chunk `id` without waiting: several may be in flight, and the
+    /// server answers them in order (see [`FetchLink::answer_for`]).
+    pub async fn request(&mut self, id: ChunkId) -> Result<(), PeerError> {
         self.conn.write_message(&Message::Request(id)).await?;
         activity::request_sent(self.addr(), id);
+        Ok(())
+    }
+
+    /// Reads the answer to the oldest outstanding request, which was for chunk `id`.
+    pub async fn answer_for(&mut self, id: ChunkId) -> Result<Fetched, PeerError> {
         match self.answer("waiting for a chunk").await? {
             Message::Chunk { id: got, data } if got == id => Ok(Fetched::Chunk(data)),
             Message::Chunk { id: got, .. } => Err(PeerError::Unrequested { requested: id, got }),

@@ -11,7 +11,7 @@ use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use tracing::debug;
 
-use super::download::{lock, Claim, Ctx, GIVE_UP_AFTER, PEX_EVERY, POLL, ROTATE_AFTER};
+use super::download::{lock, Claim, Ctx, GIVE_UP_AFTER, PEX_EVERY, PIPELINE, POLL, ROTATE_AFTER};
 use super::fetch::FetchLink;
 use super::picker;
 use super::server::{Server, Target};
@@ -164,14 +164,33 @@ impl Ctx {
 
     /// One request to a connected neighbor; returns whether a new chunk was stored.
     async fn neighbor_turn(&self, slot: usize, s: &mut Server, rng: &mut SmallRng) -> Result<bool, Error> {
-        let mut claim = self.claim_from(s, rng);
-        if claim.is_none() && self.refresh_list(slot, s).await {
-            claim = self.claim_from(s, rng);
+        let mut claims = self.claim_batch(s, rng);
+        if claims.is_empty() && self.refresh_list(slot, s).await {
+            claims = self.claim_batch(s, rng);
         }
-        match claim {
-            Some(claim) => self.fetch(s, claim, Source::Neighbor).await,
-            None => Ok(false),
+        if claims.is_empty() {
+            return Ok(false);
         }
+        self.fetch(s, claims, Source::Neighbor).await
+    }
+
+    /// Up to [`PIPELINE`] chunks to request from this neighbor at once; in the endgame
+    /// a single duplicate at most.
+    fn claim_batch(&self, s: &Server, rng: &mut SmallRng) -> Vec<Claim> {
+        let mut claims: Vec<Claim> = Vec::with_capacity(PIPELINE);
+        while claims.len() < PIPELINE {
+            match self.claim_from(s, rng) {
+                Some(c) if c.duplicate => {
+                    if claims.is_empty() {
+                        claims.push(c);
+                    }
+                    break;
+                }
+                Some(c) => claims.push(c),
+                None => break,
+            }
+        }
+        claims
     }
 
     fn claim_from(&self, s: &Server, rng: &mut SmallRng) -> Option<Claim> {
