@@ -7,6 +7,7 @@ mod fallback;
 mod fuzz_corpus;
 mod hostile;
 mod manifest;
+mod netns;
 mod picker;
 mod store;
 mod summary;
