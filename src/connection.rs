@@ -25,6 +25,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the rest of a frame may take once its first byte has arrived.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest a frame that has begun may go without a single new byte.
+pub const FRAME_STALL: Duration = Duration::from_secs(5);
 /// The slowest rate, in bytes per second, a frame's bytes may arrive at once it began.
 pub const MIN_FRAME_RATE: u64 = 64 * 1024;
 /// The smallest read-buffer growth: an idle connection holds no more than this.
@@ -147,7 +149,14 @@ impl Connection {
                 }
                 Err(e) => return Err(e.into()),
             }
-            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf));
+            // Within a frame, bytes must also keep coming: a link that died mid-frame is
+            // noticed after FRAME_STALL, not at the end of the frame's whole allowance.
+            let limit = if started {
+                deadline.min(Instant::now() + FRAME_STALL)
+            } else {
+                deadline
+            };
+            let read = tokio::time::timeout_at(limit, self.stream.read_buf(&mut self.rbuf));
             let n = match read.await {
                 Ok(result) => result.map_err(PeerError::io("reading"))?,
                 Err(_) if started => return Err(PeerError::Timeout("in the middle of a frame")),

@@ -1,8 +1,9 @@
 //! Nodes on separate (virtual) hosts: a "switch" network namespace holding a bridge, and
 //! one namespace per node (the owner and three peers in swarm mode) joined to it by a
 //! veth pair, each node's outgoing link capped with `tbf` so that a transfer lasts long
-//! enough to disturb it. One peer changes its address mid-transfer; one peer's link is
-//! cut for 20 s and restored. Every copy must end byte-identical.
+//! enough to disturb it. One peer changes its address mid-transfer while the owner leaves,
+//! so the others must reach it at its new address; one peer's link is cut for 20 s and
+//! restored. Every copy must end byte-identical.
 //!
 //! Needs root (`ip netns`); without it each test prints `SKIPPED` and passes. Namespaces
 //! are named after this process's PID and a per-test tag, and a drop guard deletes the
@@ -180,6 +181,12 @@ impl NsProc {
 
     fn events(&self) -> Vec<Value> {
         json_events(&fs::read_to_string(&self.stdout).unwrap_or_default())
+    }
+
+    /// SIGKILL now (its logs stay readable).
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -470,6 +477,17 @@ fn a_peer_that_changes_its_address_mid_transfer_still_completes() {
     };
     lab.start(61);
     let held = lab.wait_mid_transfer(3, 20, Duration::from_secs(60));
+    // Every peer has its batch, so between them they hold every chunk: the owner leaves,
+    // and what only peer 3 holds must now be fetched from it, at its new address.
+    let joined = wait_until(Duration::from_secs(30), || {
+        (1..=PEERS).all(|k| lab.peer(k).events().iter().any(|e| e["event"] == "peer_start"))
+    });
+    if !joined {
+        lab.fail("not every peer joined within 30 s");
+    }
+    if let Some(owner) = lab.owner.as_mut() {
+        owner.kill9();
+    }
 
     // Delete first: a new address added first would be a secondary in the same /24 and
     // go away with the old primary.
@@ -530,10 +548,15 @@ fn a_peer_that_changes_its_address_mid_transfer_still_completes() {
     lab.say(&format!(
         "changed at {changed_at:.1?}; done at {done:.1?}; another peer fetched from the new address: {reached_at_new}"
     ));
-    // Peer 3 finished from its new address, so some node saw it there.
+    // Peer 3 finished from its new address, so some node saw it there; and with the owner
+    // gone, the others had to fetch peer 3's share from it there.
     assert!(
         talked_at_new,
         "no node ever logged traffic with peer3 at 10.77.0.23"
+    );
+    assert!(
+        reached_at_new,
+        "no other peer fetched from peer3 at its new address 10.77.0.23"
     );
 }
 
