@@ -112,3 +112,27 @@ fn peer_whose_dir_is_a_file_is_refused() {
     assert!(err.contains("is not a plain directory"), "{err}");
     assert_eq!(std::fs::read(&not_a_dir).unwrap(), b"I am a file");
 }
+
+#[test]
+fn peer_arguments_that_do_not_fit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let cases: [(&[&str], &str); 3] = [
+        (&["peer", &port], "PORT alone with --join"),
+        (
+            &["peer", "5000", &port, "--neighbors", "0"],
+            "--neighbors must be between 1 and 32",
+        ),
+        (&["peer", "5000", "notaport"], "is not a port number"),
+    ];
+    for (args, expect) in cases {
+        let mut all = args.to_vec();
+        all.extend(["--dir", dir.path().to_str().unwrap()]);
+        let mut p = Proc::start(dir.path(), "peer", &all);
+        let status = p.wait_for(Duration::from_secs(10)).expect("peer exits");
+        assert_eq!(status.code(), Some(2), "{args:?}: {}", p.errors());
+        let err = p.errors();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
