@@ -212,6 +212,8 @@ pub struct OwnerConfig {
     pub peers: u32,
     /// Copies of every chunk the swarm must hold before the owner says it may leave.
     pub safe_copies: u32,
+    /// Upload cap in bytes per second, across all connections.
+    pub upload_limit: Option<u64>,
 }
 
 impl OwnerConfig {
@@ -243,6 +245,7 @@ impl OwnerConfig {
             dir,
             peers,
             safe_copies,
+            upload_limit: None,
         })
     }
 }
@@ -264,6 +267,14 @@ pub struct PeerConfig {
     pub dir: PathBuf,
     /// Where a peer without a manifest joins: `join` if given, else the owner.
     pub entry: Endpoint,
+    /// Upload cap in bytes per second, across all connections.
+    pub upload_limit: Option<u64>,
+    /// Download cap in bytes per second, across all connections.
+    pub download_limit: Option<u64>,
+    /// Exit once complete and nobody has asked for anything for a while.
+    pub exit_when_done: bool,
+    /// With `exit_when_done`: exit at the latest this long after completing.
+    pub seed_time: Option<std::time::Duration>,
 }
 
 /// The most download neighbors a peer may use at once.
@@ -315,6 +326,10 @@ impl PeerConfig {
             neighbors,
             dir,
             entry,
+            upload_limit: None,
+            download_limit: None,
+            exit_when_done: false,
+            seed_time: None,
         })
     }
 }
@@ -361,6 +376,16 @@ impl DemoConfig {
             timeout,
         })
     }
+}
+
+/// Parses a rate in bytes per second: a size (see [`parse_size`]), optionally followed by
+/// `/s`: `10MB`, `500KiB/s`. Zero is refused.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text.trim().trim_end_matches("/s"))?;
+    if bytes == 0 {
+        return Err(format!("{text:?}: a rate must be more than 0 bytes per second"));
+    }
+    Ok(bytes)
 }
 
 /// Parses a byte count: `4194304`, `4MiB`, `500KiB`, `1GiB`, `10MB`, `500kB`.

@@ -36,6 +36,7 @@ pub mod logging;
 pub mod manifest;
 pub mod owner;
 pub mod peer;
+pub mod rate;
 pub mod summary;
 pub mod task;
 pub mod upload;

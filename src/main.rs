@@ -12,7 +12,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use swarmshare::config::{parse_size, ConfigError, DemoConfig, Endpoint, OwnerConfig, PeerConfig};
+use swarmshare::config::{
+    parse_rate, parse_size, ConfigError, DemoConfig, Endpoint, OwnerConfig, PeerConfig,
+};
 use swarmshare::logging::{self, LogFormat};
 use swarmshare::owner::Owner;
 use swarmshare::peer::Peer;
@@ -65,6 +67,9 @@ struct OwnerArgs {
     /// Say it is safe to leave once every chunk is held by at least this many peers.
     #[arg(long, default_value_t = 1)]
     safe_copies: u32,
+    /// Cap on upload, bytes per second across all connections (10MB, 500KiB, 1000000).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    upload_limit: Option<u64>,
     /// Address to listen on.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     bind: IpAddr,
@@ -86,6 +91,18 @@ struct PeerArgs {
     /// How many neighbors to download from at once.
     #[arg(long, default_value_t = 4)]
     neighbors: usize,
+    /// Cap on upload, bytes per second across all connections (10MB, 500KiB, 1000000).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    upload_limit: Option<u64>,
+    /// Cap on download, bytes per second across all connections.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    download_limit: Option<u64>,
+    /// Exit (status 0) once complete and no neighbor has asked for anything for 3 s.
+    #[arg(long)]
+    exit_when_done: bool,
+    /// With --exit-when-done: exit at the latest this many seconds after completing.
+    #[arg(long, value_name = "SECS", requires = "exit_when_done")]
+    seed_time: Option<u64>,
     /// Directory for this peer's chunks and the finished file.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
@@ -173,7 +190,7 @@ async fn run(command: Command) -> Result<(), Error> {
         }
         Command::Peer(a) => {
             let (owner, port, neighbor) = peer_positionals(&a.args, a.join.is_some())?;
-            let config = PeerConfig::new(
+            let mut config = PeerConfig::new(
                 SocketAddr::new(a.bind, port),
                 owner,
                 neighbor,
@@ -181,6 +198,10 @@ async fn run(command: Command) -> Result<(), Error> {
                 a.neighbors,
                 a.dir,
             )?;
+            config.upload_limit = a.upload_limit;
+            config.download_limit = a.download_limit;
+            config.exit_when_done = a.exit_when_done;
+            config.seed_time = a.seed_time.map(Duration::from_secs);
             let peer = Peer::bind(config).await?;
             peer.run(shutdown_on_signal()).await
         }

@@ -26,6 +26,7 @@ use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::manifest::SwarmId;
+use crate::rate::Limits;
 use crate::task;
 use crate::wire::{Hello, Message, Role, MAX_PEERS};
 
@@ -36,6 +37,32 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const MAX_PER_IP: usize = 64;
 /// How long a served connection may stay silent between requests.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// When this node's upload side last answered a request (for `--exit-when-done`).
+#[derive(Debug)]
+pub struct Served {
+    last: Mutex<std::time::Instant>,
+}
+
+impl Default for Served {
+    fn default() -> Served {
+        Served {
+            last: Mutex::new(std::time::Instant::now()),
+        }
+    }
+}
+
+impl Served {
+    /// A request arrived.
+    pub fn touch(&self) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = std::time::Instant::now();
+    }
+
+    /// How long since the last request.
+    pub fn idle_for(&self) -> Duration {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
+    }
+}
 
 /// One connection's share of its address's [`MAX_PER_IP`]; released when dropped.
 struct PerIp {
@@ -164,6 +191,8 @@ pub async fn serve_requests(
     holdings: &Arc<Holdings>,
     book: &AddressBook,
     client: (PeerId, SocketAddr),
+    limits: &Limits,
+    served: Option<&Served>,
 ) -> Result<(), PeerError> {
     let (client_id, peer) = client;
     let count = holdings.manifest().layout().chunk_count();
@@ -172,6 +201,9 @@ pub async fn serve_requests(
             debug!(%peer, "client closed the connection");
             return Ok(());
         };
+        if let Some(served) = served {
+            served.touch();
+        }
         match msg {
             Message::ListRequest => {
                 let list = holdings.snapshot();
@@ -187,6 +219,7 @@ pub async fn serve_requests(
                 match holdings.read(id).await? {
                     Some(data) => {
                         let bytes = data.len();
+                        limits.before_upload(bytes).await;
                         conn.write_message(&Message::Chunk { id, data }).await?;
                         activity::chunk_sent(peer, id, bytes);
                     }

@@ -25,6 +25,7 @@ use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::manifest::{self, Manifest};
+use crate::rate::Limits;
 use crate::upload::{self, check_fetch_hello, node_addr};
 use crate::wire::{self, Hello, Message, Role};
 use batch::BatchPlanner;
@@ -33,6 +34,7 @@ use batch::BatchPlanner;
 #[derive(Debug)]
 pub struct Owner {
     book: AddressBook,
+    limits: Limits,
     safe_copies: u32,
     holdings: Arc<Holdings>,
     manifest_bytes: Bytes,
@@ -79,6 +81,7 @@ impl Owner {
         let planner = BatchPlanner::new(store.manifest().layout().chunk_count(), config.peers);
         Ok(Owner {
             book: AddressBook::new(id),
+            limits: Limits::new(config.upload_limit, None),
             safe_copies: config.safe_copies,
             holdings: Arc::new(Holdings::new(store, have)),
             manifest_bytes,
@@ -146,7 +149,15 @@ impl Owner {
             }
             _ => check_fetch_hello(&hello, swarm)?,
         }
-        upload::serve_requests(&mut conn, &self.holdings, &self.book, (hello.peer, peer)).await
+        upload::serve_requests(
+            &mut conn,
+            &self.holdings,
+            &self.book,
+            (hello.peer, peer),
+            &self.limits,
+            None,
+        )
+        .await
     }
 
     async fn send_batch(&self, conn: &mut Connection, peer: std::net::SocketAddr) -> Result<(), PeerError> {
@@ -162,6 +173,7 @@ impl Owner {
                 continue;
             };
             let bytes = data.len();
+            self.limits.before_upload(bytes).await;
             conn.write_message(&Message::Chunk { id, data }).await?;
             activity::chunk_sent(peer, id, bytes);
         }

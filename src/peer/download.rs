@@ -324,6 +324,13 @@ impl Ctx {
         claims: Vec<Claim>,
         source: Source,
     ) -> Result<bool, Error> {
+        // The download cap paces requests: what is asked for is what will arrive.
+        let layout = *self.holdings.manifest().layout();
+        let expected: usize = claims
+            .iter()
+            .map(|c| layout.chunk_len(c.id).unwrap_or(0) as usize)
+            .sum();
+        self.me.limits.before_download(expected).await;
         let Some(link) = server.link.as_mut() else {
             return Ok(false);
         };

@@ -34,7 +34,8 @@ use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
-use crate::upload::{self, check_fetch_hello, node_addr};
+use crate::rate::Limits;
+use crate::upload::{self, check_fetch_hello, node_addr, Served};
 use crate::wire::{self, Hello, Message, Role};
 use download::Download;
 
@@ -89,6 +90,10 @@ pub struct Me {
     pub port: u16,
     /// The peers it knows.
     pub book: Arc<AddressBook>,
+    /// Its rate limits.
+    pub limits: Limits,
+    /// When its upload side last answered a request.
+    pub served: Arc<Served>,
 }
 
 impl Peer {
@@ -111,6 +116,8 @@ impl Peer {
             id,
             port: local.port(),
             book: Arc::new(AddressBook::new(id)),
+            limits: Limits::new(config.upload_limit, config.download_limit),
+            served: Arc::new(Served::default()),
         };
         Ok(Peer {
             config,
@@ -198,7 +205,7 @@ impl Peer {
             Err(e) => Err(e),
         };
         if result.is_ok() {
-            token.cancelled().await;
+            seed(&self.config, &me, &token).await;
         }
         token.cancel();
         tracker.close();
@@ -207,6 +214,31 @@ impl Peer {
         result
     }
 }
+
+/// Serves after completion: until shut down, or with `--exit-when-done` until nobody has
+/// asked for anything for [`DONE_IDLE`] (or `--seed-time` has passed).
+async fn seed(config: &PeerConfig, me: &Me, token: &CancellationToken) {
+    if !config.exit_when_done {
+        token.cancelled().await;
+        return;
+    }
+    let since = Instant::now();
+    loop {
+        let idle = me.served.idle_for() >= DONE_IDLE;
+        let seeded = config.seed_time.is_some_and(|t| since.elapsed() >= t);
+        if idle || seeded {
+            info!(idle, seeded, "done: exiting (--exit-when-done)");
+            return;
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// With `--exit-when-done`: how long nobody may ask for anything before the peer exits.
+pub const DONE_IDLE: Duration = Duration::from_secs(3);
 
 /// Joins the file, verifies it and reports completion.
 async fn finish(
@@ -289,9 +321,20 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
         check_fetch_hello(&hello, swarm)?;
     }
     conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
-    // A client that does not listen (the owner's census) is nobody to download from.
-    if hello.listen_port != 0 {
+    // A client that does not listen (the owner's census) is nobody to download from, and
+    // its requests do not keep a done peer seeding.
+    let is_peer = hello.listen_port != 0;
+    if is_peer {
         me.book.learn(hello.peer, peer);
     }
-    upload::serve_requests(&mut conn, &holdings, &me.book, (hello.peer, peer)).await
+    let served = is_peer.then_some(&*me.served);
+    upload::serve_requests(
+        &mut conn,
+        &holdings,
+        &me.book,
+        (hello.peer, peer),
+        &me.limits,
+        served,
+    )
+    .await
 }

@@ -9,6 +9,7 @@ mod hostile;
 mod manifest;
 mod netns;
 mod picker;
+mod rate;
 mod store;
 mod summary;
 mod swarm;

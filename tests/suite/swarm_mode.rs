@@ -98,3 +98,35 @@ fn a_late_joiner_comes_in_through_a_peer_after_the_owner_left() {
         "{done}"
     );
 }
+
+#[test]
+fn capped_peers_with_exit_when_done_complete_and_exit_cleanly() {
+    let mut swarm = Swarm::new(3_000_000, 3, 54);
+    swarm.peer_args = [
+        "--exit-when-done",
+        "--upload-limit",
+        "4MB",
+        "--download-limit",
+        "8MB",
+    ]
+    .map(String::from)
+    .to_vec();
+    swarm.start_owner(3);
+    for i in 0..3 {
+        swarm.start_swarm_peer(i);
+    }
+    for i in 0..3 {
+        let p = swarm.peer(i);
+        let status = p
+            .wait_for(Duration::from_secs(60))
+            .expect("exits on its own once done");
+        assert!(
+            status.success(),
+            "peer{} exited with {status}: {}",
+            i + 1,
+            p.errors()
+        );
+    }
+    // Every copy is complete: nobody left while a neighbor still needed it.
+    swarm.wait_all_complete(Duration::from_secs(1));
+}

@@ -1,0 +1,95 @@
+//! Rate limits: a token bucket per process and direction, shared by every connection.
+//!
+//! `--upload-limit` and `--download-limit` take bytes per second. Each sender asks the
+//! bucket for the bytes it is about to move ([`RateLimit::acquire`]); the bucket refills at
+//! the rate, holds at most [`BURST`] worth of tokens, and may go into debt by one request,
+//! which the next caller waits off. So the long-run rate never exceeds the limit, a single
+//! 100 KiB chunk is never refused for being larger than the bucket, and waiting costs no
+//! CPU (a tokio sleep).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How much unused allowance may pile up: this much time's worth of the rate.
+pub const BURST: Duration = Duration::from_millis(50);
+
+/// A token bucket in bytes.
+#[derive(Debug)]
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    /// A bucket refilling at `bytes_per_sec`, starting full.
+    pub fn new(bytes_per_sec: u64) -> RateLimit {
+        let rate = bytes_per_sec.max(1) as f64;
+        let burst = rate * BURST.as_secs_f64();
+        RateLimit {
+            rate,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    /// The rate in bytes per second.
+    pub fn rate(&self) -> u64 {
+        self.rate as u64
+    }
+
+    /// Takes `bytes` from the bucket, waiting until the debt they leave is paid off.
+    pub async fn acquire(&self, bytes: usize) {
+        let wait = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let (tokens, last) = *state;
+            let refilled = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+            let left = refilled - bytes as f64;
+            *state = (left, now);
+            if left < 0.0 {
+                Duration::from_secs_f64(-left / self.rate)
+            } else {
+                Duration::ZERO
+            }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A process's limits, either direction optional.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    /// Bytes per second of chunk data sent, across all connections.
+    pub upload: Option<Arc<RateLimit>>,
+    /// Bytes per second of chunk data requested, across all connections.
+    pub download: Option<Arc<RateLimit>>,
+}
+
+impl Limits {
+    /// Limits from optional rates in bytes per second.
+    pub fn new(upload: Option<u64>, download: Option<u64>) -> Limits {
+        Limits {
+            upload: upload.map(|r| Arc::new(RateLimit::new(r))),
+            download: download.map(|r| Arc::new(RateLimit::new(r))),
+        }
+    }
+
+    /// Waits until `bytes` may be sent.
+    pub async fn before_upload(&self, bytes: usize) {
+        if let Some(limit) = &self.upload {
+            limit.acquire(bytes).await;
+        }
+    }
+
+    /// Waits until `bytes` may be requested.
+    pub async fn before_download(&self, bytes: usize) {
+        if let Some(limit) = &self.download {
+            limit.acquire(bytes).await;
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The rate limiter's arithmetic, in tokio's paused (virtual) time: no wall-clock timing.
+
+use std::time::Duration;
+
+use swarmshare::config::parse_rate;
+use swarmshare::rate::{RateLimit, BURST};
+
+fn virtual_time<F: std::future::Future>(f: F) -> Duration {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let start = tokio::time::Instant::now();
+        f.await;
+        start.elapsed()
+    })
+}
+
+#[test]
+fn a_capped_sender_never_beats_the_rate() {
+    // 50 chunks of 100 KiB at 1 MB/s: 5.12 MB, so at least 5.12 s less the starting burst.
+    let took = virtual_time(async {
+        let limit = RateLimit::new(1_000_000);
+        for _ in 0..50 {
+            limit.acquire(102_400).await;
+        }
+    });
+    let floor = Duration::from_secs_f64(5.12) - BURST;
+    assert!(took >= floor, "{took:?} < {floor:?}");
+    assert!(
+        took <= Duration::from_secs_f64(5.2),
+        "no needless waiting: {took:?}"
+    );
+}
+
+#[test]
+fn concurrent_senders_share_one_budget() {
+    let took = virtual_time(async {
+        let limit = std::sync::Arc::new(RateLimit::new(500_000));
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let limit = std::sync::Arc::clone(&limit);
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
+                    limit.acquire(50_000).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    // 40 × 50 kB = 2 MB at 0.5 MB/s: 4 s.
+    assert!(took >= Duration::from_secs(4) - BURST, "{took:?}");
+    assert!(took <= Duration::from_secs_f64(4.1), "{took:?}");
+}
+
+#[test]
+fn rates_parse_with_units() {
+    assert_eq!(parse_rate("10MB"), Ok(10_000_000));
+    assert_eq!(parse_rate("500KiB/s"), Ok(512_000));
+    assert_eq!(parse_rate("1000"), Ok(1000));
+    assert!(parse_rate("0").is_err());
+    assert!(parse_rate("fast").is_err());
+}
