@@ -13,13 +13,17 @@ use rand::Rng;
 use crate::chunk_set::ChunkSet;
 use crate::manifest::ChunkId;
 
+/// How many candidates a pick compares for rarity.
+pub const RARITY_SAMPLE: usize = 64;
+
 /// A random chunk in `theirs` that is not `taken`.
 pub fn from_neighbor(taken: &ChunkSet, theirs: &ChunkSet, rng: &mut impl Rng) -> Option<ChunkId> {
     rarest(taken, theirs, &[], rng)
 }
 
 /// A chunk in `theirs` that is not `taken`, offered by the fewest of `offers` (every
-/// neighbor's last list), random among equals.
+/// neighbor's last list), random among equals; among at most [`RARITY_SAMPLE`] random
+/// candidates.
 pub fn rarest(
     taken: &ChunkSet,
     theirs: &ChunkSet,
@@ -27,16 +31,24 @@ pub fn rarest(
     rng: &mut impl Rng,
 ) -> Option<ChunkId> {
     let wanted = taken.wanted_from(theirs);
+    // Rarity is judged on a random sample of the candidates, so a pick costs the same
+    // for a file of 2 million chunks as for one of 20.
+    let sample: Vec<ChunkId> = wanted.choose_multiple(rng, RARITY_SAMPLE).copied().collect();
     let offers: Vec<&ChunkSet> = offers.iter().flatten().collect();
     let copies = |id: ChunkId| offers.iter().filter(|o| o.contains(id)).count();
-    let fewest = wanted.iter().map(|&id| copies(id)).min()?;
-    let rarest: Vec<ChunkId> = wanted.into_iter().filter(|&id| copies(id) == fewest).collect();
+    let fewest = sample.iter().map(|&id| copies(id)).min()?;
+    let rarest: Vec<ChunkId> = sample.into_iter().filter(|&id| copies(id) == fewest).collect();
     rarest.choose(rng).copied()
 }
 
-/// A random chunk that is not `taken`, preferring one no neighbor's offer has.
+/// A random chunk that is not `taken`, preferring one no neighbor's offer has (judged on a
+/// random sample of the missing chunks, as in [`rarest`]).
 pub fn from_owner(taken: &ChunkSet, offers: &[Option<ChunkSet>], rng: &mut impl Rng) -> Option<ChunkId> {
-    let missing: Vec<ChunkId> = taken.missing().collect();
+    let all_missing: Vec<ChunkId> = taken.missing().collect();
+    let missing: Vec<ChunkId> = all_missing
+        .choose_multiple(rng, RARITY_SAMPLE * 4)
+        .copied()
+        .collect();
     let elsewhere: Vec<ChunkId> = missing
         .iter()
         .copied()
