@@ -10,36 +10,12 @@
 # Stops what it started by PID and deletes its folder on exit.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$ROOT/target/release/swarmshare
+NAME=issue5.sh; TAG=bench5
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 FILE_SIZE=${FILE_SIZE:-100M}; NPEERS=${NPEERS:-12}
-WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/swarmshare-bench5.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-die() { echo "issue5.sh: $*" >&2; exit 1; }
-now() { date +%s.%N; }
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    [[ " ${USED:-} " == *" $p "* ]] && continue
-    [ -z "$(ss -Hltn "sport = :$p")" ] && { USED="${USED:-} $p"; echo "$p"; return; }
-  done
-}
-missing=()
-command -v bc >/dev/null || missing+=(bc)
-command -v ss >/dev/null || missing+=(iproute2)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || die "cannot install ${missing[*]}"
-fi
-echo "== building release binary"
-(cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+need_tools
+build_release
 echo "machine: $(nproc) cores, $(uname -sr); $NPEERS peers, $FILE_SIZE file"
 SRC=$WORK/sample.bin
 head -c "$FILE_SIZE" /dev/urandom >"$SRC"
@@ -53,7 +29,7 @@ run() {  # run NAME MODE
   RUST_LOG=info "$BIN" --log-format json owner "$oport" "$d/owner/sample.bin" --peers "$NPEERS" \
     --bind 127.0.0.1 --dir "$d/owner" >"$d/owner.log" 2>"$d/owner.err" &
   local owner=$!; PIDS+=("$owner")
-  until grep -q '"event":"owner_start"' "$d/owner.log"; do sleep 0.05; done
+  until grep -qs '"event":"owner_start"' "$d/owner.log"; do sleep 0.05; done
   local peers=()
   t0=$(now)
   for i in $(seq 0 $((NPEERS - 1))); do
