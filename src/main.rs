@@ -170,13 +170,14 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Owner(a) => {
-            let config = OwnerConfig::new(
+            let mut config = OwnerConfig::new(
                 SocketAddr::new(a.bind, a.port),
                 a.file,
                 a.dir,
                 a.peers,
                 a.safe_copies,
             )?;
+            config.upload_limit = a.upload_limit;
             let listener = upload::bind(config.listen).await?;
             let owner = Owner::prepare(&config).await?;
             // The swarm ID is what peers check; it is printed whatever the log filter.

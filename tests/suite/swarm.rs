@@ -17,6 +17,8 @@ pub struct Swarm {
     pub peers: Vec<Option<Proc>>,
     /// Extra arguments for every peer (e.g. `--neighbors 1` for the seed's pure ring).
     pub peer_args: Vec<String>,
+    /// Extra arguments for the owner.
+    pub owner_args: Vec<String>,
 }
 
 impl Swarm {
@@ -33,6 +35,7 @@ impl Swarm {
             owner: None,
             peers: (0..peers).map(|_| None).collect(),
             peer_args: Vec::new(),
+            owner_args: Vec::new(),
         }
     }
 
@@ -56,7 +59,7 @@ impl Swarm {
             dir.to_str().unwrap(),
         ]
         .map(String::from);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args: Vec<&str> = args.iter().chain(&self.owner_args).map(String::as_str).collect();
         self.owner = Some(Proc::start(&self.logs(), "owner", &args));
     }
 

@@ -111,10 +111,14 @@ fn capped_peers_with_exit_when_done_complete_and_exit_cleanly() {
     ]
     .map(String::from)
     .to_vec();
+    swarm.owner_args = ["--upload-limit", "2MB"].map(String::from).to_vec();
     swarm.start_owner(3);
+    let started = std::time::Instant::now();
     for i in 0..3 {
         swarm.start_swarm_peer(i);
     }
+    swarm.wait_all_complete(Duration::from_secs(60));
+    let took = started.elapsed();
     for i in 0..3 {
         let p = swarm.peer(i);
         let status = p
@@ -127,6 +131,10 @@ fn capped_peers_with_exit_when_done_complete_and_exit_cleanly() {
             p.errors()
         );
     }
-    // Every copy is complete: nobody left while a neighbor still needed it.
+    // Every copy is still complete: nobody left while a neighbor still needed it.
     swarm.wait_all_complete(Duration::from_secs(1));
+    // Every byte came out of the owner once, at no more than 2 MB/s (less a 50 ms burst):
+    // a lower bound, so a slow machine cannot make this fail.
+    let floor = Duration::from_secs_f64(3_000_000.0 / 2_000_000.0 - 0.05);
+    assert!(took >= floor, "the owner beat its cap: all complete in {took:?}");
 }
