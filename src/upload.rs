@@ -201,7 +201,8 @@ pub async fn serve_requests(
             debug!(%peer, "client closed the connection");
             return Ok(());
         };
-        if let Some(served) = served {
+        // Lists and chunks show a need; peer lists (presence announcements) do not.
+        if let (Some(served), Message::ListRequest | Message::Request(_)) = (served, &msg) {
             served.touch();
         }
         match msg {

@@ -18,12 +18,11 @@ use tracing::{debug, info};
 
 use super::fetch::FetchLink;
 use super::Me;
-use crate::activity::{self, Source};
 use crate::chunk_store::ChunkStore;
 use crate::config::{Endpoint, PeerConfig};
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
-use crate::holdings::{Added, Holdings};
+use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::manifest::Manifest;
 use crate::task::{self, Backoff};
@@ -39,8 +38,6 @@ pub struct Joined {
     pub holdings: Arc<Holdings>,
     /// The owner's connection, now a fetch session (none when resumed).
     pub owner: Option<FetchLink>,
-    /// Chunks the owner's batch added.
-    pub received: u32,
     /// Whether the peer resumed from its directory instead of joining.
     pub resumed: bool,
 }
@@ -52,7 +49,6 @@ pub async fn start(config: &PeerConfig, me: &Me, token: &CancellationToken) -> R
         return Ok(Some(Joined {
             holdings,
             owner: None,
-            received: 0,
             resumed: true,
         }));
     }
@@ -201,18 +197,16 @@ async fn attempt(
     };
     let manifest = Arc::clone(holdings.manifest());
     conn.set_max_frame(wire::max_frame_len(manifest.layout()));
-    let received = receive_batch(&mut conn, &holdings, addr).await?;
     if theirs.role == Role::Peer {
         me.book.learn(theirs.peer, addr);
     }
-    // The join link stays open as the owner link; one to a peer is redialled as a
-    // neighbor from the address book.
-    let owner =
-        (theirs.role == Role::Owner).then(|| FetchLink::from_connection(conn, &manifest, theirs.peer));
+    // The join link stays open as the owner link, its batch still to come: the download
+    // side reads it while the peer already trades with its neighbors. A link to a peer
+    // (an empty batch) is redialled as a neighbor from the address book.
+    let owner = (theirs.role == Role::Owner).then(|| FetchLink::joining(conn, &manifest, theirs.peer));
     Ok(Joined {
         holdings,
         owner,
-        received,
         resumed: false,
     })
 }
@@ -245,41 +239,6 @@ async fn open_store(config: &PeerConfig, manifest: Manifest, me: &Me) -> Result<
         source: std::io::Error::other(e),
     })??;
     Ok(Arc::new(Holdings::new(store, have)))
-}
-
-async fn receive_batch(
-    conn: &mut Connection,
-    holdings: &Arc<Holdings>,
-    addr: std::net::SocketAddr,
-) -> Result<u32, Failure> {
-    let count = holdings.manifest().layout().chunk_count();
-    let mut received = 0;
-    loop {
-        match next(conn, "receiving the owner's batch").await? {
-            Message::Chunk { id, data } => {
-                if id >= count {
-                    return Err(PeerError::ChunkOutOfRange { id, count }.into());
-                }
-                let bytes = data.len();
-                match holdings.add(id, data).await.map_err(Failure::Fatal)? {
-                    Added::New => {
-                        received += 1;
-                        activity::chunk_received(addr, id, bytes, Source::Owner);
-                    }
-                    Added::Duplicate => activity::chunk_received(addr, id, bytes, Source::Owner),
-                    Added::HashMismatch => {
-                        activity::hash_failure(addr, id);
-                        return Err(PeerError::HashMismatch(id).into());
-                    }
-                }
-            }
-            Message::BatchEnd { count } => {
-                activity::owner_batch(addr, count, None, None);
-                return Ok(received);
-            }
-            other => return Err(unexpected("receiving the owner's batch", &other)),
-        }
-    }
 }
 
 async fn next(conn: &mut Connection, state: &'static str) -> Result<Message, PeerError> {

@@ -48,6 +48,8 @@ pub const STATUS_EVERY: Duration = Duration::from_secs(5);
 pub const POLL: Duration = Duration::from_millis(100);
 /// Requests in flight at once to one neighbor.
 pub const PIPELINE: usize = 4;
+/// How often the owner is asked which peers it knows.
+pub const OWNER_PEX_EVERY: Duration = Duration::from_secs(2);
 /// How often a connected server is asked which peers it knows.
 pub const PEX_EVERY: Duration = Duration::from_secs(5);
 /// Failed dials after which an unpinned slot gives its peer up for another.
@@ -171,6 +173,14 @@ impl Download {
             tasks.spawn(Arc::clone(&ctx).slot_loop(slot, pinned).instrument(span));
         }
         if let Some(owner) = self.owner.take() {
+            // Discovery runs on its own connection, so peers are met while the owner's
+            // batch is still streaming in on the JOIN connection.
+            let pex = Server::new(owner.target().clone(), None, "owner (peer lists)");
+            tasks.spawn(
+                Arc::clone(&ctx)
+                    .owner_pex_loop(pex)
+                    .instrument(info_span!("download", from = "owner-pex")),
+            );
             tasks.spawn(
                 Arc::clone(&ctx)
                     .owner_loop(owner)
@@ -273,11 +283,45 @@ impl Ctx {
         Ok(())
     }
 
-    /// Discovery through the owner all along; chunks from it only on fallback.
+    /// Reads the owner's batch on the JOIN connection, if it is still coming, storing each
+    /// chunk as it arrives (the slots trade meanwhile).
+    async fn receive_batch(&self, server: &mut Server) -> Result<(), Error> {
+        while let Some(link) = server.link.as_mut().filter(|l| l.in_batch()) {
+            let addr = link.addr();
+            match link.batch_chunk().await {
+                Ok(Some((id, data))) => {
+                    self.store(server, id, data, addr, Source::Owner).await?;
+                }
+                Ok(None) => break,
+                Err(e) => server.fault(&e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the owner for the peers it knows right away and every [`OWNER_PEX_EVERY`],
+    /// on a connection of its own; this also tells the peer the owner's ID, so no slot
+    /// takes the owner for a neighbor.
+    async fn owner_pex_loop(self: Arc<Self>, mut server: Server) -> Result<(), Error> {
+        while self.running() {
+            if server.connect(&self.holdings, &self.me).await {
+                lock(&self.shared).owner_id = server.peer_id();
+                self.exchange_peers(&mut server).await;
+                if !self.idle(OWNER_PEX_EVERY).await {
+                    break;
+                }
+            } else if !self.idle(POLL * 5).await {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The owner's batch first; then chunks from the owner only on fallback.
     async fn owner_loop(self: Arc<Self>, mut server: Server) -> Result<(), Error> {
+        self.receive_batch(&mut server).await?;
         let rng = std::cell::RefCell::new(SmallRng::from_os_rng());
         let mut asking = false;
-        let mut last_pex: Option<Instant> = None;
         while self.running() {
             let use_owner = lock(&self.shared).fallback.use_owner(Instant::now());
             if use_owner != asking {
@@ -288,22 +332,13 @@ impl Ctx {
                     info!("neighbors are delivering again; owner left alone");
                 }
             }
-            let pex_due = last_pex.is_none_or(|t| t.elapsed() >= PEX_EVERY);
             let mut fetched = false;
-            if (asking || pex_due) && server.connect(&self.holdings, &self.me).await {
+            if asking && server.connect(&self.holdings, &self.me).await {
                 lock(&self.shared).owner_id = server.peer_id();
-                if pex_due {
-                    last_pex = Some(Instant::now());
-                    self.exchange_peers(&mut server).await;
-                }
-                let claim = if asking {
-                    self.claim_with(
-                        |taken, shared| picker::from_owner(taken, &shared.offers, &mut *rng.borrow_mut()),
-                        false,
-                    )
-                } else {
-                    None
-                };
+                let claim = self.claim_with(
+                    |taken, shared| picker::from_owner(taken, &shared.offers, &mut *rng.borrow_mut()),
+                    false,
+                );
                 if let Some(claim) = claim {
                     fetched = self.fetch(&mut server, vec![claim], Source::Owner).await?;
                 }

@@ -18,6 +18,8 @@ use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
 use crate::wire::{self, Hello, Message, PeerAddr, Role};
 
+/// How long the owner may take to send the next chunk of its batch.
+pub const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one request may wait for its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -29,6 +31,8 @@ pub struct FetchLink {
     chunk_count: u32,
     server: PeerId,
     owner: bool,
+    /// The owner's batch is still arriving on this (JOIN) connection.
+    in_batch: bool,
 }
 
 /// The answer to a chunk request.
@@ -86,6 +90,48 @@ impl FetchLink {
             chunk_count,
             server,
             owner: false,
+            in_batch: false,
+        }
+    }
+
+    /// Continues on a JOIN connection to the owner whose batch has not been read yet; the
+    /// caller reads it with [`FetchLink::batch_chunk`] before any request.
+    pub fn joining(conn: Connection, manifest: &Manifest, server: PeerId) -> FetchLink {
+        let mut link = FetchLink::from_connection(conn, manifest, server);
+        link.owner = true;
+        link.in_batch = true;
+        link
+    }
+
+    /// Whether the owner's batch is still to be read.
+    pub fn in_batch(&self) -> bool {
+        self.in_batch
+    }
+
+    /// The next chunk of the owner's batch, or `None` at `BATCH_END` (logged), after which
+    /// the link is an ordinary fetch session.
+    pub async fn batch_chunk(&mut self) -> Result<Option<(ChunkId, Bytes)>, PeerError> {
+        const STATE: &str = "receiving the owner's batch";
+        let msg = self
+            .conn
+            .read_message(BATCH_TIMEOUT, STATE)
+            .await?
+            .ok_or(PeerError::Closed(STATE))?;
+        match msg {
+            Message::Chunk { id, .. } if id >= self.chunk_count => Err(PeerError::ChunkOutOfRange {
+                id,
+                count: self.chunk_count,
+            }),
+            Message::Chunk { id, data } => Ok(Some((id, data))),
+            Message::BatchEnd { count } => {
+                self.in_batch = false;
+                activity::owner_batch(self.addr(), count, None, None);
+                Ok(None)
+            }
+            other => Err(PeerError::UnexpectedMessage {
+                state: STATE,
+                got: other.name(),
+            }),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod download;
 pub mod fallback;
 pub mod fetch;
 pub mod picker;
+pub mod presence;
 pub mod server;
 mod slots;
 
@@ -190,21 +191,14 @@ impl Peer {
         let flushed = holdings.flush_summary().await;
         let outcome = outcome.and_then(|done| flushed.map(|()| done));
         let result = match outcome {
-            Ok(true) => {
-                finish(
-                    &holdings,
-                    &download,
-                    joined.received,
-                    started,
-                    self.local,
-                    &self.progress,
-                )
-                .await
-            }
+            Ok(true) => finish(&holdings, &download, started, self.local, &self.progress).await,
             Ok(false) => Ok(()),
             Err(e) => Err(e),
         };
         if result.is_ok() {
+            tracker.spawn(
+                presence::announce(me.clone(), Arc::clone(&holdings), token.clone()).in_current_span(),
+            );
             seed(&self.config, &me, &token).await;
         }
         token.cancel();
@@ -244,7 +238,6 @@ pub const DONE_IDLE: Duration = Duration::from_secs(3);
 async fn finish(
     holdings: &Arc<Holdings>,
     download: &Download,
-    batch: u32,
     started: Instant,
     listen: SocketAddr,
     progress: &watch::Sender<Progress>,
@@ -260,7 +253,7 @@ async fn finish(
     let report = PeerReport {
         listen,
         file,
-        from_owner: batch + tally.from_owner,
+        from_owner: tally.from_owner,
         from_neighbor: tally.from_neighbor,
         elapsed: started.elapsed(),
     };

@@ -64,6 +64,11 @@ impl Server {
         }
     }
 
+    /// How the server is found.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
     /// The peer this server is, once known (from the book or its hello).
     pub fn peer_id(&self) -> Option<PeerId> {
         match (&self.link, &self.target) {

@@ -159,7 +159,12 @@ fn the_ring_completes_after_the_owner_leaves() {
         swarm.start_peer(i, swarm.ring_neighbor(i));
     }
     for i in 0..3 {
-        swarm.wait_joined(i);
+        let batched = wait_until(Duration::from_secs(30), || {
+            events_of(swarm.peer(i))
+                .iter()
+                .any(|e| e["event"] == "owner_batch")
+        });
+        assert!(batched, "peer{} received its batch", i + 1);
     }
     // Their batches together hold every chunk.
     swarm.owner.as_mut().unwrap().kill9();

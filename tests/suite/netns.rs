@@ -23,11 +23,15 @@ use super::util::{json_events, random_file, same_file, wait_until};
 
 /// Chunk size for files of this size (see `manifest::layout::CHUNK_SIZE`).
 const CHUNK: usize = 102_400;
-/// 480 chunks (47 MiB): at 40 Mbit/s the owner's three batches take about 10 s and the
-/// trading after them several more, so there is time to disturb a peer mid-transfer.
+/// 480 chunks (47 MiB): at 80 Mbit/s the owner's three batches take about 5 s, and the
+/// peers, capped lower, are still trading long after, so there is time to disturb a peer
+/// mid-transfer while the others still need its chunks.
 const CHUNKS: usize = 480;
-/// Each node's outgoing rate.
-const RATE: &str = "40mbit";
+/// The owner's outgoing rate.
+const OWNER_RATE: &str = "80mbit";
+/// Each peer's outgoing rate: slower than the owner's, so the peers cannot forward the
+/// batches as fast as they arrive.
+const RATE: &str = "16mbit";
 const OWNER_PORT: u16 = 7000;
 /// Peers, numbered 1..=PEERS; node 0 is the owner.
 const PEERS: usize = 3;
@@ -112,8 +116,9 @@ impl Net {
             must("ip", &["-n", &ns, "addr", "add", &cidr, "dev", &end]);
             must("ip", &["-n", &ns, "link", "set", &end, "up"]);
             must("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+            let rate = if i == 0 { OWNER_RATE } else { RATE };
             let tbf = [
-                "-n", &ns, "qdisc", "add", "dev", &end, "root", "tbf", "rate", RATE, "burst", "32kbit",
+                "-n", &ns, "qdisc", "add", "dev", &end, "root", "tbf", "rate", rate, "burst", "32kbit",
                 "latency", "400ms",
             ];
             run("tc", &tbf).map_err(|e| format!("cannot cap a link with tbf: {e}"))?;
@@ -480,10 +485,10 @@ fn a_peer_that_changes_its_address_mid_transfer_still_completes() {
     // Every peer has its batch, so between them they hold every chunk: the owner leaves,
     // and what only peer 3 holds must now be fetched from it, at its new address.
     let joined = wait_until(Duration::from_secs(30), || {
-        (1..=PEERS).all(|k| lab.peer(k).events().iter().any(|e| e["event"] == "peer_start"))
+        (1..=PEERS).all(|k| lab.peer(k).events().iter().any(|e| e["event"] == "owner_batch"))
     });
     if !joined {
-        lab.fail("not every peer joined within 30 s");
+        lab.fail("not every peer had its batch within 30 s");
     }
     if let Some(owner) = lab.owner.as_mut() {
         owner.kill9();
