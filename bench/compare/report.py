@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""bench/compare report: OUT/results.jsonl -> a table on stdout and OUT/results.md, and the
+plot OUT/completion.png (peers complete over seconds since the peers started; one panel per
+scenario, one line per tool). Matplotlib if it imports, else gnuplot, else no plot.
+
+Usage: report.py OUT [HEADER_LINE ...]
+
+Lower bound (Kurose & Ross), for the capped scenarios only:
+  D_min = max(F/u_s, F/d_min, N*F/(u_s + sum u_i)), u_s = u_i = cap, d_min unlimited.
+Uncapped on loopback there is no meaningful bound: the ratio is "-".
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+MIB = 1024 * 1024
+
+
+def lower_bound(rec):
+    cap = rec.get("cap")
+    if not cap:
+        return None
+    f, n = rec["file_size"], rec["n"]
+    return max(f / cap, 0.0, n * f / (cap + n * cap))  # F/d_min = 0: downloads unlimited
+
+
+def row(rec):
+    tool, scen, n = rec["tool"], rec["scenario"], rec["n"]
+    if rec.get("skipped"):
+        return [tool, scen, str(n), "skipped", "-", "-", "-", "-"]
+    t = rec.get("time_all")
+    lb = lower_bound(rec)
+    ts = "%.2f" % t if t is not None else "FAILED"
+    ratio = "%.2f" % (t / lb) if (t is not None and lb) else "-"
+    up = "%.2f" % (rec["owner_up"] / rec["file_size"]) if rec.get("owner_up") is not None else "?"
+    rss = [x for x in rec.get("peer_rss_kib", []) if x is not None]
+    cpu = [x for x in rec.get("peer_cpu_s", []) if x is not None]
+    rss_s = "%.1f" % (max(rss) / 1024) if rss else "?"
+    cpu_s = "%.1f" % sum(cpu) if cpu and len(cpu) == len(rec.get("peer_cpu_s", [])) else ("?" if not cpu else "%.1f+" % sum(cpu))
+    return [tool, scen, str(n), ts, ratio, up, rss_s, cpu_s]
+
+
+HEAD = ["tool", "scenario", "N", "time to all-complete (s)", "ratio to lower bound",
+        "owner upload / F", "max peak RSS per peer (MiB)", "total peer CPU (s)"]
+
+
+def table(recs):
+    rows = [HEAD] + [row(r) for r in recs]
+    w = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("| " + " | ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(r)) + " |")
+        if k == 0:
+            lines.append("|" + "|".join("-" * (w[i] + 1) + (":" if i >= 2 else "-") for i in range(len(HEAD))) + "|")
+    return "\n".join(lines)
+
+
+def plot_matplotlib(recs, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    scens = []
+    for r in recs:
+        if r["scenario"] not in scens and r.get("completions"):
+            scens.append(r["scenario"])
+    width = max(8.0, 5.5 * len(scens))
+    fig, axes = plt.subplots(1, len(scens), figsize=(width, 5.0), squeeze=False)
+    styles = {"swarmshare-ring": ("tab:blue", "-"), "swarmshare-swarm": ("tab:cyan", "-"),
+              "aria2": ("tab:red", "--"), "libtorrent": ("tab:green", "-.")}
+    for ax, s in zip(axes[0], scens):
+        lb = None
+        for r in recs:
+            if r["scenario"] != s or r.get("skipped") or not r.get("completions"):
+                continue
+            xs = [0.0] + r["completions"]
+            ys = list(range(len(xs)))
+            color, ls = styles.get(r["tool"], (None, "-"))
+            label = r["tool"] + ("" if r.get("time_all") is not None else " (failed)")
+            ax.step(xs, ys, where="post", color=color, linestyle=ls, label=label, linewidth=1.8)
+            lb = lower_bound(r) or lb
+            n = r["n"]
+        if lb:
+            ax.axvline(lb, color="gray", linestyle=":", label="lower bound %.1f s" % lb)
+        ax.set_title(s)
+        ax.set_xlabel("seconds since the peers started")
+        ax.set_ylabel("peers complete")
+        ax.set_xlim(left=0)
+        ax.set_ylim(0, max((r["n"] for r in recs if r["scenario"] == s), default=1) + 0.5)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("\n".join(textwrap.wrap(title, int(width * 13))), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_gnuplot(recs, path, title):
+    d = os.path.dirname(path)
+    cmds = ['set terminal pngcairo size 1400,500', 'set output "%s"' % path,
+            'set xlabel "seconds since the peers started"', 'set ylabel "peers complete"',
+            'set key bottom right font ",9"', 'set xrange [0:*]']
+    scens = []
+    for r in recs:
+        if r["scenario"] not in scens and r.get("completions"):
+            scens.append(r["scenario"])
+    cmds.append('set multiplot layout 1,%d title "%s"' % (len(scens), title.replace('"', "'")))
+    for s in scens:
+        plots = []
+        for r in recs:
+            if r["scenario"] != s or r.get("skipped") or not r.get("completions"):
+                continue
+            dat = os.path.join(d, "plot-%s-%s.dat" % (r["tool"], s))
+            with open(dat, "w") as f:
+                f.write("0 0\n")
+                for k, x in enumerate(r["completions"], 1):
+                    f.write("%f %d\n" % (x, k))
+            plots.append('"%s" using 1:2 with steps lw 2 title "%s"' % (dat, r["tool"]))
+        n = max(r["n"] for r in recs if r["scenario"] == s)
+        cmds.append('set title "%s"' % s)
+        cmds.append("set yrange [0:%g]" % (n + 0.5))
+        cmds.append("plot " + ", ".join(plots) if plots else 'plot 0 notitle')
+    cmds.append("unset multiplot")
+    subprocess.run(["gnuplot"], input="\n".join(cmds).encode(), check=True)
+
+
+def main():
+    out = sys.argv[1]
+    header = sys.argv[2:]
+    recs = []
+    path = os.path.join(out, "results.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    recs.append(json.loads(line))
+    if not recs:
+        print("no results in %s" % os.path.join(out, "results.jsonl"))
+        return
+    tab = table(recs)
+    notes = []
+    for r in recs:
+        why = [x for x in (r.get("note"), r.get("skipped")) if x]
+        lb = lower_bound(r)
+        if lb and r.get("time_all") is not None and r["time_all"] < lb:
+            why.append("faster than the lower bound: some process did not honour its upload cap")
+        if why:
+            notes.append("- %s / %s: %s" % (r["tool"], r["scenario"], "; ".join(why)))
+    caps = sorted({r["cap"] for r in recs if r.get("cap")})
+    legend = [
+        "Time: from starting the N peers (the owner/seeder already serving) until the last peer has the verified file.",
+        "Ratio: time / D_min, D_min = max(F/u_s, F/d_min, N*F/(u_s + sum u_i)) with every upload capped "
+        "(%s B/s) and downloads unlimited; \"-\" for uncapped runs on loopback (no meaningful bound)."
+        % ", ".join(str(c) for c in caps) if caps else "Ratio: \"-\": uncapped on loopback there is no meaningful bound.",
+        "Owner upload / F: payload bytes the owner/seeder sent, divided by the file size (\"?\" = not obtainable).",
+        "RSS: VmHWM of each peer process (libtorrent peers are Python processes: the interpreter is included).",
+        "CPU: utime+stime of all N peers, summed (owner/seeder not included).",
+    ]
+    text = "\n".join(header) + ("\n\n" if header else "") + tab + "\n"
+    if notes:
+        text += "\nNotes:\n" + "\n".join(notes) + "\n"
+    text += "\n" + "\n".join(legend) + "\n"
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(text)
+    print(tab)
+    if notes:
+        print("\nNotes:\n" + "\n".join(notes))
+    png = os.path.join(out, "completion.png")
+    title = ("peers complete over time. " + " ".join(header)) if header else "peers complete over time"
+    plotted = [r for r in recs if r.get("completions")]
+    if not plotted:
+        print("\nno completions to plot")
+        return
+    try:
+        plot_matplotlib(recs, png, title)
+    except ImportError:
+        if shutil.which("gnuplot"):
+            plot_gnuplot(recs, png, title)
+        else:
+            print("\nno matplotlib and no gnuplot: no plot")
+            return
+    print("\nplot: %s\ntable: %s" % (png, os.path.join(out, "results.md")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# bench/compare/run.sh - issue 6: time until every peer has the file, swarmshare (ring and
+# swarm modes) next to aria2 and libtorrent, on 127.0.0.1 of this machine.
+#   Scenarios: uncapped5 (N=5, no caps), capped5 (N=5, every process uploads at most
+#   10 MB/s = 10,000,000 B/s), capped10 (N=10, same caps). Prints a table and writes
+#   OUT/results.md, OUT/results.jsonl and OUT/completion.png.
+# Usage: bench/compare/run.sh
+# Env:   OUT (default /tmp/swarmshare-compare)  FILE_SIZE (default 100M, head -c syntax)
+#        SCENARIOS (default all; names or 1 2 3)  TOOLS (default all: swarmshare aria2 libtorrent;
+#        also swarmshare-ring, swarmshare-swarm)  TIMEOUT (s per run, 300)  TRACKER (opentracker|python)
+#        BENCH_TMP (default /tmp)  SKIP_BUILD=1  KEEP_LOGS=1  SS_EXIT_WHEN_DONE (auto|0)
+#        SWARMSHARE_BIN (another binary; no build)
+# Installs what it needs with apt-get; stops everything it started by PID; deletes its temp folder.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BIN=${SWARMSHARE_BIN:-$ROOT/target/release/swarmshare}
+[ -n "${SWARMSHARE_BIN:-}" ] && SKIP_BUILD=1
+OUT=${OUT:-/tmp/swarmshare-compare}
+FILE_SIZE=${FILE_SIZE:-100M}
+SCENARIOS=${SCENARIOS:-all}
+TOOLS=${TOOLS:-all}
+TIMEOUT=${TIMEOUT:-300}
+TRACKER=${TRACKER:-opentracker}
+SS_EXIT_WHEN_DONE=${SS_EXIT_WHEN_DONE:-auto}
+PY=/usr/bin/python3   # Debian's python3: python3-libtorrent and python3-matplotlib live there
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+WORK=""
+DRIVER=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$DRIVER" ] && kill -0 "$DRIVER" 2>/dev/null; then
+    kill -TERM "$DRIVER" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$DRIVER" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$DRIVER" 2>/dev/null || true
+  fi
+  # Anything the driver started and did not stop (e.g. it was killed): by PID, TERM then KILL.
+  if [ -n "$WORK" ] && [ -f "$WORK/pids" ]; then
+    local live=()
+    while read -r p; do kill -0 "$p" 2>/dev/null && live+=("$p"); done <"$WORK/pids"
+    if [ ${#live[@]} -gt 0 ]; then
+      kill -TERM "${live[@]}" 2>/dev/null || true
+      sleep 2
+      kill -KILL "${live[@]}" 2>/dev/null || true
+    fi
+  fi
+  [ -n "$WORK" ] && rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for s in ${SCENARIOS//,/ }; do
+  case $s in all|uncapped5|capped5|capped10|1|2|3) ;; *) die "unknown scenario '$s' (uncapped5 capped5 capped10, or 1 2 3)" ;; esac
+done
+for t in ${TOOLS//,/ }; do
+  case $t in all|swarmshare|swarmshare-ring|swarmshare-swarm|aria2|libtorrent) ;;
+    *) die "unknown tool '$t' (swarmshare swarmshare-ring swarmshare-swarm aria2 libtorrent)" ;; esac
+done
+
+want() {  # want TOOL: is TOOL selected?
+  [ "$TOOLS" = all ] && return 0
+  [[ " ${TOOLS//,/ } " == *" $1 "* ]] && return 0
+  [ "$1" = swarmshare ] && [[ "$TOOLS" == *swarmshare-* ]] && return 0
+  return 1
+}
+
+# ---- packages (installed when missing; never assumed)
+pkgs=()
+command -v head >/dev/null || pkgs+=(coreutils)
+[ -x "$PY" ] || pkgs+=(python3)
+if want aria2 || want libtorrent; then
+  "$PY" -c 'import libtorrent' 2>/dev/null || pkgs+=(python3-libtorrent)  # also makes the .torrent
+  [ "$TRACKER" = opentracker ] && ! command -v opentracker >/dev/null && pkgs+=(opentracker)
+fi
+want aria2 && ! command -v aria2c >/dev/null && pkgs+=(aria2)
+"$PY" -c 'import matplotlib' 2>/dev/null || pkgs+=(python3-matplotlib)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "== installing ${pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null 2>&1 || true
+  if ! apt-get install -y -qq "${pkgs[@]}" >/dev/null 2>&1; then
+    # Try them one by one, so that one missing package does not stop the others.
+    for p in "${pkgs[@]}"; do apt-get install -y -qq "$p" >/dev/null 2>&1 || echo "   could not install $p"; done
+  fi
+fi
+if ! "$PY" -c 'import matplotlib' 2>/dev/null && ! command -v gnuplot >/dev/null; then
+  echo "   no matplotlib: trying gnuplot-nox for the plot"
+  apt-get install -y -qq gnuplot-nox >/dev/null 2>&1 || echo "   no gnuplot either: no plot"
+fi
+if want aria2 || want libtorrent; then
+  "$PY" -c 'import libtorrent' 2>/dev/null || die "python3-libtorrent is needed for aria2/libtorrent runs"
+fi
+want aria2 && { command -v aria2c >/dev/null || die "aria2c not installed"; }
+if [ "$TRACKER" = opentracker ] && (want aria2 || want libtorrent) && ! command -v opentracker >/dev/null; then
+  echo "   note: no opentracker; using the Python tracker (tracker.py)"
+  TRACKER=python
+fi
+
+# ---- swarmshare binary
+ss_args=()
+if want swarmshare; then
+  if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    echo "== cargo build --release"
+    if ! (cd "$ROOT" && cargo build --release --quiet); then
+      [ -x "$BIN" ] || die "cargo build --release failed and there is no binary"
+      echo "   WARNING: the build failed (src/ being edited?); using the existing $BIN ($(date -r "$BIN" '+%F %T'))"
+    fi
+  fi
+  [ -x "$BIN" ] || die "no binary at $BIN"
+  peer_help=$("$BIN" peer --help 2>&1 || true)
+  owner_help=$("$BIN" owner --help 2>&1 || true)
+  if grep -q -- '--upload-limit' <<<"$peer_help" && grep -q -- '--upload-limit' <<<"$owner_help"; then
+    ss_args+=(--ss-upload-limit yes)
+  else
+    echo "   NOTE: this swarmshare binary has no --upload-limit (owner and peer): the capped swarmshare runs are skipped"
+    ss_args+=(--ss-upload-limit no)
+  fi
+  if [ "$SS_EXIT_WHEN_DONE" != 0 ] && grep -q -- '--exit-when-done' <<<"$peer_help"; then
+    ss_args+=(--ss-exit-when-done yes)
+    echo "   swarmshare peers run with --exit-when-done"
+  else
+    ss_args+=(--ss-exit-when-done no)
+    [ "$SS_EXIT_WHEN_DONE" != 0 ] && echo "   note: this swarmshare binary has no --exit-when-done: peers run until stopped"
+  fi
+fi
+
+# ---- work folder, the file, the torrent
+mkdir -p "${BENCH_TMP:-/tmp}" "$OUT"
+WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/swarmshare-compare.XXXXXX")
+SRC=$WORK/sample.bin
+head -c "$FILE_SIZE" /dev/urandom >"$SRC"
+size=$(stat -c %s "$SRC")
+[ "$size" -gt 0 ] || die "FILE_SIZE=$FILE_SIZE gives an empty file"
+nmax=10
+[[ "$SCENARIOS" =~ ^(all|)$ ]] || [[ "$SCENARIOS" =~ (capped10|3) ]] || nmax=5
+need=$(( (2 * nmax + 4) * size / 1024 ))
+avail=$(df -Pk "$WORK" | awk 'NR==2 {print $4}')
+[ "$avail" -gt "$need" ] || die "need about $((need / 1024)) MiB free in ${BENCH_TMP:-/tmp}, have $((avail / 1024)) MiB"
+TORRENT=$WORK/sample.torrent
+INFOHASH=none
+if want aria2 || want libtorrent; then
+  INFOHASH=$("$PY" "$HERE/mktorrent.py" "$SRC" "$TORRENT")  # 128 KiB pieces, v1 only
+fi
+
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+dirty=$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | head -1)
+versions="swarmshare $commit${dirty:+ (src modified)}"
+command -v aria2c >/dev/null && versions+=", aria2 $(aria2c --version | awk 'NR==1 {print $3}')"
+"$PY" -c 'import libtorrent' 2>/dev/null && versions+=", libtorrent $("$PY" -c 'import libtorrent as lt; print(lt.__version__)')"
+header1="F = $FILE_SIZE ($size B), $(nproc) cores, $(uname -r), $(date '+%F %H:%M'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+header2="$versions; tracker: $TRACKER; piece 128 KiB / chunk 100 KiB; caps 10,000,000 B/s per process (capped runs)"
+echo "$header1"
+echo "$header2"
+
+# ---- the runs (in the background, so that Ctrl-C reaches the trap at once)
+extra=()
+[ "${KEEP_LOGS:-0}" = 1 ] && extra+=(--keep-logs)
+"$PY" "$HERE/bench.py" --bin "$BIN" --src "$SRC" --torrent "$TORRENT" --infohash "$INFOHASH" \
+  --out "$OUT" --work "$WORK" --scenarios "$SCENARIOS" --tools "$TOOLS" --timeout "$TIMEOUT" \
+  --tracker "$( [ "$TRACKER" = python ] && echo python || echo opentracker)" \
+  "${ss_args[@]}" "${extra[@]}" &
+DRIVER=$!
+set +e
+wait "$DRIVER"
+drc=$?
+set -e
+DRIVER=""
+[ "$drc" -eq 0 ] || echo "run.sh: bench.py exited with $drc; the table has the runs that finished" >&2
+
+echo
+"$PY" "$HERE/report.py" "$OUT" "$header1" "$header2"
+exit "$drc"
