@@ -3,8 +3,11 @@
 //!
 //! Fed by the hellos of incoming connections (the sender's IP and announced listening
 //! port), by the hellos of connections we open, and by `PEERS` answers. A peer that comes
-//! back from another address is the same entry with a new address. Bounded: beyond
-//! [`MAX_KNOWN`] entries the longest-unseen is forgotten.
+//! back from another address is the same entry with a new address. What a peer's own hello
+//! says (first hand) outranks gossip: a `PEERS` answer adds peers we do not know and may
+//! correct gossip, but never overwrites or refreshes a first-hand address, so a stale
+//! address cannot flap back after a peer moved. Bounded: beyond [`MAX_KNOWN`] entries the
+//! longest-unseen is forgotten.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +24,14 @@ pub const MAX_KNOWN: usize = 1024;
 #[derive(Debug)]
 pub struct AddressBook {
     me: PeerId,
-    entries: Mutex<HashMap<PeerId, (SocketAddr, Instant)>>,
+    entries: Mutex<HashMap<PeerId, Entry>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    addr: SocketAddr,
+    seen: Instant,
+    first_hand: bool,
 }
 
 impl AddressBook {
@@ -38,42 +48,64 @@ impl AddressBook {
         self.me
     }
 
-    /// Records that `id` listens on `addr` now. Ignores this node, unnamed peers and
-    /// port 0.
+    /// Records that `id` listens on `addr` now, first hand (from its own hello). Ignores
+    /// this node, unnamed peers and port 0.
     pub fn learn(&self, id: PeerId, addr: SocketAddr) {
+        self.record(id, addr, true);
+    }
+
+    /// Records every entry of a `PEERS` answer (second hand).
+    pub fn learn_all(&self, peers: &[PeerAddr]) {
+        for p in peers {
+            self.record(p.id, p.addr, false);
+        }
+    }
+
+    fn record(&self, id: PeerId, addr: SocketAddr, first_hand: bool) {
         if id == self.me || id == PeerId::NONE || addr.port() == 0 || addr.ip().is_unspecified() {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_KNOWN && !entries.contains_key(&id) {
-            if let Some(oldest) = entries.iter().min_by_key(|(_, (_, seen))| *seen).map(|(k, _)| *k) {
+        let mut entries = self.lock();
+        if let Some(known) = entries.get(&id) {
+            if known.first_hand && !first_hand {
+                return;
+            }
+        } else if entries.len() >= MAX_KNOWN {
+            if let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.seen).map(|(k, _)| *k) {
                 entries.remove(&oldest);
             }
         }
-        entries.insert(id, (addr, Instant::now()));
-    }
-
-    /// Records every entry of a `PEERS` answer.
-    pub fn learn_all(&self, peers: &[PeerAddr]) {
-        for p in peers {
-            self.learn(p.id, p.addr);
-        }
+        let seen = match (first_hand, entries.get(&id)) {
+            // Gossip about a peer does not make it fresher.
+            (false, Some(known)) => known.seen,
+            _ => Instant::now(),
+        };
+        entries.insert(
+            id,
+            Entry {
+                addr,
+                seen,
+                first_hand,
+            },
+        );
     }
 
     /// Where `id` was last seen listening.
     pub fn addr_of(&self, id: PeerId) -> Option<SocketAddr> {
-        self.lock().get(&id).map(|(addr, _)| *addr)
+        self.lock().get(&id).map(|e| e.addr)
     }
 
     /// Up to `n` peers other than `except`, most recently seen first.
     pub fn sample(&self, n: usize, except: PeerId) -> Vec<PeerAddr> {
         let entries = self.lock();
-        let mut all: Vec<(&PeerId, &(SocketAddr, Instant))> =
-            entries.iter().filter(|(id, _)| **id != except).collect();
-        all.sort_by_key(|(_, (_, seen))| std::cmp::Reverse(*seen));
+        let mut all: Vec<(&PeerId, &Entry)> = entries.iter().filter(|(id, _)| **id != except).collect();
+        all.sort_by_key(|(_, e)| std::cmp::Reverse(e.seen));
         all.into_iter()
             .take(n)
-            .map(|(id, (addr, _))| PeerAddr { id: *id, addr: *addr })
+            .map(|(id, e)| PeerAddr {
+                id: *id,
+                addr: e.addr,
+            })
             .collect()
     }
 
@@ -87,7 +119,7 @@ impl AddressBook {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, (SocketAddr, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, Entry>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -136,18 +136,27 @@ impl Owner {
         };
         let hello = conn.handshake(&mine).await?;
         let peer = node_addr(conn.remote(), &hello);
-        // Every peer that reaches the owner can be told about the others.
-        self.book.learn(hello.peer, peer);
         conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
-        match hello.role {
-            Role::Join if hello.swarm.is_none_or(|s| s == swarm) => self.send_batch(&mut conn, peer).await?,
+        let joining = match hello.role {
+            Role::Join if hello.swarm.is_none_or(|s| s == swarm) => true,
             Role::Join => {
                 return Err(PeerError::SwarmMismatch {
                     ours: swarm,
                     theirs: hello.swarm,
                 })
             }
-            _ => check_fetch_hello(&hello, swarm)?,
+            _ => {
+                check_fetch_hello(&hello, swarm)?;
+                false
+            }
+        };
+        // Every peer of this swarm that reaches the owner (and listens) can be told about
+        // the others; only after its hello passed the checks.
+        if hello.listen_port != 0 {
+            self.book.learn(hello.peer, peer);
+        }
+        if joining {
+            self.send_batch(&mut conn, peer).await?;
         }
         upload::serve_requests(
             &mut conn,

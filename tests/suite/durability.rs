@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use swarmshare::chunk_store::STORE_DIR;
 use swarmshare::manifest::{hash_file, Manifest};
 
-use super::swarm::{complete_event, events_of, Swarm};
+use super::swarm::{events_of, Swarm};
 use super::util::{wait_until, Proc};
 
 fn chunk_file(dir: &Path, id: u32) -> std::path::PathBuf {
@@ -149,11 +149,6 @@ fn a_complete_peer_restarts_without_downloading() {
 #[test]
 fn the_ring_completes_after_the_owner_leaves() {
     let mut swarm = Swarm::new(20_000_000, 3, 34);
-    let batch = hash_file(&swarm.file, "payload.bin")
-        .unwrap()
-        .layout()
-        .chunk_count()
-        .div_ceil(3);
     swarm.start_owner(3);
     for i in 0..3 {
         swarm.start_peer(i, swarm.ring_neighbor(i));
@@ -168,15 +163,19 @@ fn the_ring_completes_after_the_owner_leaves() {
     }
     // Their batches together hold every chunk.
     swarm.owner.as_mut().unwrap().kill9();
+    let from_owner = |p: &Proc| {
+        events_of(p)
+            .iter()
+            .filter(|e| e["event"] == "chunk_received" && e["source"] == "owner")
+            .count()
+    };
+    let at_kill: Vec<usize> = (0..3).map(|i| from_owner(swarm.peer(i))).collect();
     swarm.wait_all_complete(Duration::from_secs(90));
-    for i in 0..3 {
-        let done = complete_event(swarm.peer(i));
-        assert_eq!(
-            done["from_owner"],
-            batch,
-            "peer{}: only its batch from the owner: {done}",
-            i + 1
-        );
+    for (i, before) in at_kill.into_iter().enumerate() {
+        // A chunk whose bytes had arrived may still be logged just after the kill; the
+        // rest came from the ring.
+        let after = from_owner(swarm.peer(i)) - before;
+        assert!(after <= 1, "peer{}: {after} chunks from a dead owner", i + 1);
     }
 }
 
@@ -190,6 +189,14 @@ fn without_the_owner_missing_chunks_are_named_until_it_returns() {
     swarm.wait_joined(0);
     swarm.wait_joined(1);
     swarm.owner.as_mut().unwrap().kill9();
+    // What the two hold once they have settled (a chunk already received when the owner
+    // died may still be stored just after): their first `waiting` status.
+    for i in 0..2 {
+        let waiting = wait_until(Duration::from_secs(20), || {
+            events_of(swarm.peer(i)).iter().any(|e| e["event"] == "waiting")
+        });
+        assert!(waiting, "peer{} logs what it is waiting for", i + 1);
+    }
     let held: BTreeSet<u32> = received(swarm.peer(0))
         .union(&received(swarm.peer(1)))
         .copied()

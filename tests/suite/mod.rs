@@ -1,4 +1,5 @@
 mod batch;
+mod book;
 mod chunk_set;
 mod cli;
 mod durability;

@@ -202,9 +202,10 @@ pub fn event_names(proc: &Proc) -> BTreeSet<String> {
         .collect()
 }
 
+/// The peer's `complete` event. The file is renamed into place just before the event is
+/// logged, so a caller that saw the file waits a moment for the line.
 pub fn complete_event(proc: &Proc) -> serde_json::Value {
-    events_of(proc)
-        .into_iter()
-        .find(|e| e["event"] == "complete")
-        .unwrap_or_else(|| panic!("{} logged no completion", proc.name))
+    let find = || events_of(proc).into_iter().find(|e| e["event"] == "complete");
+    wait_until(Duration::from_secs(5), || find().is_some());
+    find().unwrap_or_else(|| panic!("{} logged no completion", proc.name))
 }
