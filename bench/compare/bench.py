@@ -44,6 +44,19 @@ def log(msg):
 
 # ---------------------------------------------------------------- processes
 
+
+def seed_dir(run):
+    """Starts the run's tracker and returns the seeder's directory holding the file."""
+    c = run.ctx
+    tp, run.url, used = start_tracker(os.path.join(run.d, "tracker"), c.infohash, c.tracker)
+    run.extra.append(tp)
+    if c.tracker == "opentracker" and used != "opentracker":
+        run.note.append("tracker: " + used)
+    sd = os.path.join(run.d, "seed")
+    os.makedirs(sd)
+    link_or_copy(c.src, os.path.join(sd, c.name))
+    return sd
+
 class Proc:
     """A child we started; we reap it ourselves with wait4 to keep its rusage."""
 
@@ -363,19 +376,12 @@ class Aria2Run(Run):
         return a + os.environ.get("ARIA2_OPTS", "").split()  # extra options for experiments
 
     def start_owner(self):
-        c = self.ctx
-        tp, self.url, used = start_tracker(os.path.join(self.d, "tracker"), c.infohash, c.tracker)
-        self.extra.append(tp)
-        if c.tracker == "opentracker" and used != "opentracker":
-            self.note.append("tracker: " + used)
-        sd = os.path.join(self.d, "seed")
-        os.makedirs(sd)
-        link_or_copy(c.src, os.path.join(sd, c.name))
+        sd = seed_dir(self)
         self.rpc_port, self.secret = free_port(), secrets.token_hex(8)
         argv = self.common() + ["-d", sd, "--listen-port=%d" % free_port(), "--check-integrity=true",
                                 "--enable-rpc", "--rpc-listen-port=%d" % self.rpc_port,
                                 "--rpc-secret=" + self.secret, "--log=" + os.path.join(self.d, "seed.a2log"),
-                                c.torrent]
+                                self.ctx.torrent]
         self.owner = Proc("aria2 seeder", argv, stdout=os.path.join(self.d, "seed.out"),
                           stderr=subprocess.STDOUT)
 
@@ -446,14 +452,7 @@ class LibtorrentRun(Run):
                     stdin=subprocess.PIPE if kw.get("wait_go") else subprocess.DEVNULL)
 
     def start_owner(self):
-        c = self.ctx
-        tp, self.url, used = start_tracker(os.path.join(self.d, "tracker"), c.infohash, c.tracker)
-        self.extra.append(tp)
-        if c.tracker == "opentracker" and used != "opentracker":
-            self.note.append("tracker: " + used)
-        sd = os.path.join(self.d, "seed")
-        os.makedirs(sd)
-        link_or_copy(c.src, os.path.join(sd, c.name))
+        sd = seed_dir(self)
         self.owner = self.node("seed", sd, free_port(), "seed")
         marker = os.path.join(self.d, "seed.done")
         wait_until(lambda: os.path.exists(marker), 300, "the libtorrent seeder to seed", [self.owner])

@@ -19,7 +19,7 @@ use tracing::{debug, info};
 use super::fetch::FetchLink;
 use super::Me;
 use crate::chunk_store::ChunkStore;
-use crate::config::{Endpoint, PeerConfig};
+use crate::config::PeerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
@@ -129,7 +129,7 @@ async fn join_loop(
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Retry(e)) => {
                 let delay = backoff.next_delay();
-                let via = entry(config);
+                let via = &config.entry;
                 if backoff.attempts() == 1 || backoff.attempts() % 10 == 0 {
                     info!(%via, cause = %e, "cannot join yet; retrying");
                 } else {
@@ -149,7 +149,7 @@ async fn attempt(
     holdings: &mut Option<Arc<Holdings>>,
 ) -> Result<Joined, Failure> {
     let via_peer = config.join.is_some();
-    let addr = entry(config).resolve().await?;
+    let addr = config.entry.resolve().await?;
     let mut conn = Connection::connect(addr).await?;
     let hello = Hello {
         role: Role::Join,
@@ -209,11 +209,6 @@ async fn attempt(
         owner,
         resumed: false,
     })
-}
-
-/// Where a joining peer goes first: the peer named by `--join`, else the owner.
-fn entry(config: &PeerConfig) -> &Endpoint {
-    &config.entry
 }
 
 /// Keeps the peer's ID in its store, so it is the same peer after a restart.

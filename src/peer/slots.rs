@@ -42,12 +42,8 @@ impl Ctx {
 
     /// Frees `slot`; a banned peer is never assigned again.
     fn release(&self, slot: usize, server: &Server) {
-        let mut shared = lock(&self.shared);
-        shared.assigned[slot] = None;
-        shared.offers[slot] = None;
-        if let (true, Some(id)) = (server.is_banned(), server.peer_id()) {
-            shared.banned.insert(id);
-        }
+        self.forget_offer(slot, server);
+        lock(&self.shared).assigned[slot] = None;
     }
 
     /// Drops `slot`'s old neighbor's offer when the slot moves on (a banned one stays

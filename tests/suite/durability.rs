@@ -13,7 +13,7 @@ use swarmshare::chunk_store::STORE_DIR;
 use swarmshare::manifest::{hash_file, Manifest};
 
 use super::swarm::{events_of, Swarm};
-use super::util::{wait_until, Proc};
+use super::util::Proc;
 
 fn chunk_file(dir: &Path, id: u32) -> std::path::PathBuf {
     dir.join(STORE_DIR).join("chunks").join(format!("{id:07}"))
@@ -133,10 +133,7 @@ fn a_complete_peer_restarts_without_downloading() {
     let file = swarm.peer_file(1);
     let before = fs::metadata(&file).unwrap().modified().unwrap();
     swarm.start_peer(1, swarm.ring_neighbor(1));
-    let done = wait_until(Duration::from_secs(30), || {
-        events_of(swarm.peer(1)).iter().any(|e| e["event"] == "complete")
-    });
-    assert!(done, "the restarted peer reports completion");
+    swarm.wait_event(1, "complete", Duration::from_secs(30));
     assert!(received(swarm.peer(1)).is_empty(), "downloaded nothing");
     assert_eq!(
         fs::metadata(&file).unwrap().modified().unwrap(),
@@ -154,12 +151,7 @@ fn the_ring_completes_after_the_owner_leaves() {
         swarm.start_peer(i, swarm.ring_neighbor(i));
     }
     for i in 0..3 {
-        let batched = wait_until(Duration::from_secs(30), || {
-            events_of(swarm.peer(i))
-                .iter()
-                .any(|e| e["event"] == "owner_batch")
-        });
-        assert!(batched, "peer{} received its batch", i + 1);
+        swarm.wait_event(i, "owner_batch", Duration::from_secs(30));
     }
     // Their batches together hold every chunk.
     swarm.owner.as_mut().unwrap().kill9();
@@ -192,10 +184,7 @@ fn without_the_owner_missing_chunks_are_named_until_it_returns() {
     // What the two hold once they have settled (a chunk already received when the owner
     // died may still be stored just after): their first `waiting` status.
     for i in 0..2 {
-        let waiting = wait_until(Duration::from_secs(20), || {
-            events_of(swarm.peer(i)).iter().any(|e| e["event"] == "waiting")
-        });
-        assert!(waiting, "peer{} logs what it is waiting for", i + 1);
+        swarm.wait_event(i, "waiting", Duration::from_secs(20));
     }
     let held: BTreeSet<u32> = received(swarm.peer(0))
         .union(&received(swarm.peer(1)))
@@ -208,10 +197,7 @@ fn without_the_owner_missing_chunks_are_named_until_it_returns() {
         swarm.peer(0).output()
     );
     for i in 0..2 {
-        let waiting = wait_until(Duration::from_secs(20), || {
-            events_of(swarm.peer(i)).iter().any(|e| e["event"] == "waiting")
-        });
-        assert!(waiting, "peer{} logs what it is waiting for", i + 1);
+        swarm.wait_event(i, "waiting", Duration::from_secs(20));
         let status = events_of(swarm.peer(i))
             .into_iter()
             .rfind(|e| e["event"] == "waiting")

@@ -26,16 +26,21 @@ fn dial(port: u16) -> TcpStream {
     s
 }
 
-/// Dials and completes a FETCH handshake for `swarm`.
-fn fetch_session(port: u16, swarm: SwarmId) -> TcpStream {
-    let mut s = dial(port);
-    let hello = Hello {
+/// A valid FETCH hello for `swarm` from a client that does not listen.
+fn fetch_hello(swarm: SwarmId) -> [u8; wire::HELLO_LEN] {
+    Hello {
         role: Role::Fetch,
         listen_port: 0,
         swarm: Some(swarm),
         peer: swarmshare::identity::PeerId::NONE,
-    };
-    s.write_all(&hello.encode()).unwrap();
+    }
+    .encode()
+}
+
+/// Dials and completes a FETCH handshake for `swarm`.
+fn fetch_session(port: u16, swarm: SwarmId) -> TcpStream {
+    let mut s = dial(port);
+    s.write_all(&fetch_hello(swarm)).unwrap();
     let mut theirs = [0u8; wire::HELLO_LEN];
     s.read_exact(&mut theirs).unwrap();
     s
@@ -210,14 +215,7 @@ fn stalled_frame(port: u16, swarm: SwarmId, limit: Duration) -> bool {
 /// Sends a valid hello one byte every 2 s; true if the victim hung up before the end.
 fn trickle(port: u16, swarm: SwarmId) -> bool {
     let mut s = dial(port);
-    let hello = Hello {
-        role: Role::Fetch,
-        listen_port: 0,
-        swarm: Some(swarm),
-        peer: swarmshare::identity::PeerId::NONE,
-    }
-    .encode();
-    for b in hello {
+    for b in fetch_hello(swarm) {
         if s.write_all(&[b]).is_err() {
             return true;
         }

@@ -164,10 +164,15 @@ impl Swarm {
 
     /// Waits until peer `i` has joined (logged `peer_start`).
     pub fn wait_joined(&mut self, i: usize) {
-        let joined = wait_until(Duration::from_secs(20), || {
-            events_of(self.peer(i)).iter().any(|e| e["event"] == "peer_start")
+        self.wait_event(i, "peer_start", Duration::from_secs(20));
+    }
+
+    /// Waits until peer `i` has logged `event`; panics after `limit`.
+    pub fn wait_event(&mut self, i: usize, event: &str, limit: Duration) {
+        let seen = wait_until(limit, || {
+            events_of(self.peer(i)).iter().any(|e| e["event"] == event)
         });
-        assert!(joined, "peer{} did not join within 20 s", i + 1);
+        assert!(seen, "peer{} logged no {event} within {limit:?}", i + 1);
     }
 
     /// Copies every process's logs to a fresh folder that outlives the test.
