@@ -178,6 +178,21 @@ pub struct ChunkStore {
     dir: PathBuf,
     root: PathBuf,
     manifest: Arc<Manifest>,
+    fsync: bool,
+}
+
+/// A chunk written under `tmp/` and not yet renamed into `chunks/`; deleted if dropped.
+#[derive(Debug)]
+pub struct Staged {
+    id: ChunkId,
+    path: tempfile::TempPath,
+}
+
+impl Staged {
+    /// The chunk's ID.
+    pub fn id(&self) -> ChunkId {
+        self.id
+    }
 }
 
 /// Creates `path` as a directory if missing and checks it is a real one.
@@ -207,6 +222,7 @@ impl ChunkStore {
             dir: dir.to_owned(),
             root,
             manifest,
+            fsync: true,
         };
         // Leftover temporary files are half-written; nothing refers to them.
         let tmp = store.root.join("tmp");
@@ -299,7 +315,7 @@ impl ChunkStore {
         let mut tmp =
             tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
         tmp.write_all(data).map_err(io_err("write", path))?;
-        if durable == Durable::Sync {
+        if durable == Durable::Sync && self.fsync {
             tmp.as_file().sync_data().map_err(io_err("sync", path))?;
         }
         tmp.persist(path)
@@ -307,10 +323,52 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// Whether writes are synced to disk before they are renamed into place (the default).
+    /// Off (`--no-fsync`), a killed process still loses nothing, since every file appears
+    /// whole or not at all, but a power cut may leave listed chunks unwritten.
+    pub fn set_fsync(&mut self, on: bool) {
+        self.fsync = on;
+    }
+
     /// Stores chunk `id` durably (synced before it is renamed into place). The caller has
     /// verified `data`.
     pub fn write_chunk(&self, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
-        self.write_atomic(&self.chunk_path(id), data, Durable::Sync)
+        let staged = self.stage_chunk(id, data)?;
+        self.commit_chunks(vec![staged])
+    }
+
+    /// Writes chunk `id` under `tmp/`, not synced and not yet a chunk file: the first half
+    /// of [`ChunkStore::write_chunk`], so that many chunks share one round of syncs. A
+    /// staged chunk dropped before its commit is deleted.
+    pub fn stage_chunk(&self, id: ChunkId, data: &[u8]) -> Result<Staged, StoreError> {
+        let tmp_dir = self.root.join("tmp");
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
+        tmp.write_all(data)
+            .map_err(io_err("write", &self.chunk_path(id)))?;
+        Ok(Staged {
+            id,
+            path: tmp.into_temp_path(),
+        })
+    }
+
+    /// Syncs every staged chunk, then renames each into `chunks/`; the directory itself is
+    /// synced by the next [`ChunkStore::write_summary`], before any summary lists them.
+    pub fn commit_chunks(&self, staged: Vec<Staged>) -> Result<(), StoreError> {
+        if self.fsync {
+            for s in &staged {
+                File::open(&s.path)
+                    .and_then(|f| f.sync_data())
+                    .map_err(io_err("sync", &self.chunk_path(s.id)))?;
+            }
+        }
+        for s in staged {
+            let dest = self.chunk_path(s.id);
+            s.path
+                .persist(&dest)
+                .map_err(|e| io_err("rename into", &dest)(e.error))?;
+        }
+        Ok(())
     }
 
     /// Reads chunk `id`'s bytes.
@@ -324,9 +382,11 @@ impl ChunkStore {
         // Every chunk listed was renamed into `chunks/` before; syncing the directory makes
         // those renames durable before a summary that lists them can be.
         let chunks = self.root.join("chunks");
-        File::open(&chunks)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("sync", &chunks))?;
+        if self.fsync {
+            File::open(&chunks)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err("sync", &chunks))?;
+        }
         let text = summary::render(self.manifest.swarm_id(), have);
         self.write_atomic(&self.root.join("summary"), text.as_bytes(), Durable::Sync)
     }
@@ -398,7 +458,9 @@ impl ChunkStore {
         if hasher.finalize().as_bytes() != self.manifest.file_hash() {
             return Err(StoreError::FileHashMismatch);
         }
-        tmp.as_file().sync_all().map_err(io_err("sync", &dest))?;
+        if self.fsync {
+            tmp.as_file().sync_all().map_err(io_err("sync", &dest))?;
+        }
         tmp.persist_noclobber(&dest)
             .map_err(|e| io_err("rename into", &dest)(e.error))?;
         Ok(dest)

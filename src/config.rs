@@ -275,6 +275,9 @@ pub struct PeerConfig {
     pub exit_when_done: bool,
     /// With `exit_when_done`: exit at the latest this long after completing.
     pub seed_time: Option<std::time::Duration>,
+    /// Sync writes to disk before they count (default). Off, a killed process still loses
+    /// nothing; a power cut may.
+    pub fsync: bool,
 }
 
 /// The most download neighbors a peer may use at once.
@@ -330,6 +333,7 @@ impl PeerConfig {
             download_limit: None,
             exit_when_done: false,
             seed_time: None,
+            fsync: true,
         })
     }
 }

@@ -3,21 +3,26 @@
 //! It pairs the on-disk [`ChunkStore`] with the in-memory set of verified chunks. Adding a
 //! chunk goes through [`Holdings::add`], the one place that verifies and stores it and
 //! only then makes it visible to the upload side: a node never lists or serves a chunk
-//! that is not verified and on disk.
+//! that is not verified and written.
 //!
-//! The summary file is rewritten from the verified set, so it never lists a chunk that is
-//! not on disk; to keep the cost linear in the file size it is rewritten at most every
-//! [`SUMMARY_INTERVAL`] while chunks stream in, at once when the set is complete, and by
-//! [`Holdings::flush_summary`] (called periodically and at shutdown) for the rest.
+//! Durability is batched, off the data path. A verified chunk is written under `tmp/`
+//! (not synced) and becomes visible at once; its bytes stay in memory, so the chunk a
+//! neighbor asks for next is served without a disk read. [`Holdings::commit`] then syncs
+//! every staged chunk, renames each into `chunks/`, syncs the directory and rewrites the
+//! summary from the committed set only: the summary never lists a chunk that is not on
+//! disk. A commit runs every [`SUMMARY_INTERVAL`] (the status task), as soon as
+//! [`MAX_STAGED`] chunks are staged (back-pressure that bounds the memory held), when the
+//! set is complete, and at shutdown.
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::chunk_set::ChunkSet;
-use crate::chunk_store::{ChunkStore, StoreError};
+use crate::chunk_store::{ChunkStore, Staged, StoreError};
 use crate::error::Error;
 use crate::manifest::{ChunkId, Manifest};
 
@@ -36,19 +41,31 @@ pub enum Added {
 #[derive(Debug)]
 pub struct Holdings {
     store: ChunkStore,
+    /// Verified and written: committed or staged. Lock order: `have`, then `staged`.
     have: Mutex<ChunkSet>,
-    // Serialises writers so the summary file is rewritten in order; holds the summary's
-    // state.
+    staged: Mutex<Staging>,
+    // Serialises commits so the summary file is rewritten in order; holds what it lists.
     write: Arc<tokio::sync::Mutex<SummaryState>>,
     count: watch::Sender<u32>,
 }
 
 /// The longest the summary file lags behind while chunks are arriving.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_millis(250);
+/// Chunks staged at most before an add waits for a commit (their bytes are held in
+/// memory until then: 32 × 100 KiB).
+pub const MAX_STAGED: usize = 32;
+
+#[derive(Debug, Default)]
+struct Staging {
+    files: Vec<Staged>,
+    /// Staged chunks' bytes, also the ones a commit is syncing right now.
+    bytes: HashMap<ChunkId, Bytes>,
+}
 
 #[derive(Debug)]
 struct SummaryState {
-    written: Instant,
+    /// What the summary file lists (or will, once `dirty` is cleared).
+    committed: ChunkSet,
     dirty: bool,
 }
 
@@ -59,17 +76,22 @@ fn blocking_err(e: tokio::task::JoinError) -> Error {
     }
 }
 
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Holdings {
-    /// Wraps a store and the chunks it was found to hold.
+    /// Wraps a store and the chunks it was found to hold (committed: on disk).
     pub fn new(store: ChunkStore, have: ChunkSet) -> Holdings {
         let (count, _) = watch::channel(have.count());
         Holdings {
             store,
-            have: Mutex::new(have),
             write: Arc::new(tokio::sync::Mutex::new(SummaryState {
-                written: Instant::now(),
+                committed: have.clone(),
                 dirty: false,
             })),
+            have: Mutex::new(have),
+            staged: Mutex::new(Staging::default()),
             count,
         }
     }
@@ -86,23 +108,17 @@ impl Holdings {
 
     /// A copy of the verified set.
     pub fn snapshot(&self) -> ChunkSet {
-        self.have.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        locked(&self.have).clone()
     }
 
     /// Whether chunk `id` is held.
     pub fn contains(&self, id: ChunkId) -> bool {
-        self.have
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(id)
+        locked(&self.have).contains(id)
     }
 
     /// Whether every chunk is held.
     pub fn is_complete(&self) -> bool {
-        self.have
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_complete()
+        locked(&self.have).is_complete()
     }
 
     /// Watches the number of chunks held.
@@ -110,55 +126,79 @@ impl Holdings {
         self.count.subscribe()
     }
 
-    /// Verifies `data` as chunk `id` and, if it is new, stores it and makes it visible;
-    /// the summary follows (see the module docs). A storage failure is fatal to the node.
+    /// Verifies `data` as chunk `id` and, if it is new, writes it and makes it visible;
+    /// it reaches `chunks/` and the summary with the next [`Holdings::commit`]. Adds run
+    /// in parallel. A storage failure is fatal to the node.
     ///
-    /// Cancel-safe: everything after the lock runs on a blocking thread that owns the
-    /// lock, so a caller dropped midway leaves the chunk either not stored or stored,
-    /// counted and marked for the summary, and the next writer waits for it.
+    /// Cancel-safe: the work runs on a blocking thread, so a caller dropped midway leaves
+    /// the chunk either not stored or staged and visible.
     pub async fn add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> Result<Added, Error> {
-        let mut summary = Arc::clone(&self.write).lock_owned().await;
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || -> Result<Added, StoreError> {
-            // Verified even when held, so a bad sender is noticed either way.
-            if !this.manifest().verify_chunk(id, &data) {
-                return Ok(Added::HashMismatch);
-            }
-            if this.contains(id) {
-                return Ok(Added::Duplicate);
-            }
-            this.store.write_chunk(id, &data)?;
-            let due = summary.written.elapsed() >= SUMMARY_INTERVAL;
-            let next = {
-                let mut have = this.have.lock().unwrap_or_else(PoisonError::into_inner);
-                have.insert(id);
-                this.count.send_replace(have.count());
-                (due || have.is_complete()).then(|| have.clone())
-            };
-            summary.dirty = true;
-            if let Some(next) = next {
-                this.store.write_summary(&next)?;
-                summary.dirty = false;
-                summary.written = Instant::now();
-            }
-            Ok(Added::New)
-        })
-        .await
-        .map_err(blocking_err)?
-        .map_err(Error::from)
+        let (added, staged, complete) = tokio::task::spawn_blocking(move || this.add_blocking(id, data))
+            .await
+            .map_err(blocking_err)??;
+        if complete || staged >= MAX_STAGED {
+            self.commit().await?;
+        }
+        Ok(added)
     }
 
-    /// Rewrites the summary file if chunks arrived since it was last written.
-    pub async fn flush_summary(self: &Arc<Self>) -> Result<(), Error> {
+    /// Returns what the add did, how many chunks are staged and whether the set is complete.
+    fn add_blocking(&self, id: ChunkId, data: Bytes) -> Result<(Added, usize, bool), StoreError> {
+        // Verified even when held, so a bad sender is noticed either way.
+        if !self.manifest().verify_chunk(id, &data) {
+            return Ok((Added::HashMismatch, 0, false));
+        }
+        {
+            let have = locked(&self.have);
+            let mut staged = locked(&self.staged);
+            // Staged bytes are reserved before the write, so two tasks adding the same
+            // chunk at once write it once.
+            if have.contains(id) || staged.bytes.contains_key(&id) {
+                return Ok((Added::Duplicate, 0, false));
+            }
+            staged.bytes.insert(id, data.clone());
+        }
+        let file = match self.store.stage_chunk(id, &data) {
+            Ok(file) => file,
+            Err(e) => {
+                locked(&self.staged).bytes.remove(&id);
+                return Err(e);
+            }
+        };
+        let mut have = locked(&self.have);
+        let mut staged = locked(&self.staged);
+        staged.files.push(file);
+        have.insert(id);
+        self.count.send_replace(have.count());
+        Ok((Added::New, staged.files.len(), have.is_complete()))
+    }
+
+    /// Makes every staged chunk durable and rewrites the summary file if anything changed
+    /// since it was last written (see the module docs).
+    pub async fn commit(self: &Arc<Self>) -> Result<(), Error> {
         let mut summary = Arc::clone(&self.write).lock_owned().await;
-        if !summary.dirty {
+        let files = std::mem::take(&mut locked(&self.staged).files);
+        if files.is_empty() && !summary.dirty {
             return Ok(());
         }
         let this = Arc::clone(self);
+        // The blocking thread owns the lock: a cancelled caller cannot leave a half commit.
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-            this.store.write_summary(&this.snapshot())?;
+            let ids: Vec<ChunkId> = files.iter().map(Staged::id).collect();
+            summary.dirty = true;
+            this.store.commit_chunks(files)?;
+            for &id in &ids {
+                summary.committed.insert(id);
+            }
+            // Renamed into place: reads find them on disk from now on.
+            let mut staged = locked(&this.staged);
+            for id in &ids {
+                staged.bytes.remove(id);
+            }
+            drop(staged);
+            this.store.write_summary(&summary.committed)?;
             summary.dirty = false;
-            summary.written = Instant::now();
             Ok(())
         })
         .await
@@ -166,10 +206,18 @@ impl Holdings {
         .map_err(Error::from)
     }
 
+    /// Brings the summary file up to date: [`Holdings::commit`].
+    pub async fn flush_summary(self: &Arc<Self>) -> Result<(), Error> {
+        self.commit().await
+    }
+
     /// Reads a held chunk's bytes. Returns `None` if the chunk is not held.
     pub async fn read(self: &Arc<Self>, id: ChunkId) -> Result<Option<Bytes>, StoreError> {
         if !self.contains(id) {
             return Ok(None);
+        }
+        if let Some(bytes) = locked(&self.staged).bytes.get(&id) {
+            return Ok(Some(bytes.clone()));
         }
         let this = Arc::clone(self);
         let path = self.store.chunk_path(id);

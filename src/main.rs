@@ -103,6 +103,11 @@ struct PeerArgs {
     /// With --exit-when-done: exit at the latest this many seconds after completing.
     #[arg(long, value_name = "SECS", requires = "exit_when_done")]
     seed_time: Option<u64>,
+    /// Do not wait for the disk: skip fsync. A killed peer still loses nothing (every file
+    /// appears whole or not at all); after a power cut, chunks may need fetching again.
+    /// For scratch disks and benchmarks.
+    #[arg(long)]
+    no_fsync: bool,
     /// Directory for this peer's chunks and the finished file.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
@@ -203,6 +208,7 @@ async fn run(command: Command) -> Result<(), Error> {
             config.download_limit = a.download_limit;
             config.exit_when_done = a.exit_when_done;
             config.seed_time = a.seed_time.map(Duration::from_secs);
+            config.fsync = !a.no_fsync;
             let peer = Peer::bind(config).await?;
             peer.run(shutdown_on_signal()).await
         }

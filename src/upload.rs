@@ -37,6 +37,8 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const MAX_PER_IP: usize = 64;
 /// How long a served connection may stay silent between requests.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a server holds a `LIST_WAIT` before answering.
+pub const MAX_LIST_WAIT: Duration = Duration::from_secs(5);
 
 /// When this node's upload side last answered a request (for `--exit-when-done`).
 #[derive(Debug)]
@@ -196,21 +198,29 @@ pub async fn serve_requests(
 ) -> Result<(), PeerError> {
     let (client_id, peer) = client;
     let count = holdings.manifest().layout().chunk_count();
+    // How many chunks the last list sent on this connection named (sets only grow).
+    let mut listed = 0;
     loop {
         let Some(msg) = conn.read_message(IDLE_TIMEOUT, "waiting for a request").await? else {
             debug!(%peer, "client closed the connection");
             return Ok(());
         };
         // Lists and chunks show a need; peer lists (presence announcements) do not.
-        if let (Some(served), Message::ListRequest | Message::Request(_)) = (served, &msg) {
+        if let (Some(served), Message::ListRequest | Message::ListWait(_) | Message::Request(_)) =
+            (served, &msg)
+        {
             served.touch();
         }
         match msg {
-            Message::ListRequest => {
+            Message::ListRequest | Message::ListWait(_) => {
+                if let Message::ListWait(ms) = msg {
+                    let wait = Duration::from_millis(u64::from(ms)).min(MAX_LIST_WAIT);
+                    wait_for_more(holdings, listed, wait).await;
+                }
                 let list = holdings.snapshot();
-                let held = list.count();
+                listed = list.count();
                 conn.write_message(&Message::List(list)).await?;
-                activity::list_sent(peer, held);
+                activity::list_sent(peer, listed);
             }
             Message::Request(id) => {
                 activity::request_received(peer, id);
@@ -240,4 +250,12 @@ pub async fn serve_requests(
             }
         }
     }
+}
+
+/// Returns once `holdings` holds more than `listed` chunks, or after `wait`.
+async fn wait_for_more(holdings: &Holdings, listed: u32, wait: Duration) {
+    let mut count = holdings.subscribe();
+    let more = count.wait_for(|&held| held > listed);
+    // Either way the caller answers with the list as it is then.
+    let _ = tokio::time::timeout(wait, more).await;
 }

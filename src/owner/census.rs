@@ -45,7 +45,7 @@ pub async fn run(owner: Arc<Owner>, safe_copies: u32, token: CancellationToken) 
             let list = async {
                 // Listening port 0: the census is not a peer to download from.
                 let mut link = FetchLink::open(&endpoint, owner.manifest(), 0, owner.book.me()).await?;
-                link.refresh_list().await.cloned()
+                link.refresh_list(None).await.cloned()
             };
             match list.await {
                 Ok(list) => lists.push(list),

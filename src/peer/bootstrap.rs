@@ -80,7 +80,7 @@ async fn resume(config: &PeerConfig, me: &Me) -> Result<Option<Arc<Holdings>>, E
             chunks = store.manifest().layout().chunk_count(),
             "resuming from the directory; chunk files verified"
         );
-        Arc::new(Holdings::new(store, have))
+        Arc::new(Holdings::new(with_fsync(store, config), have))
     }))
 }
 
@@ -233,7 +233,12 @@ async fn open_store(config: &PeerConfig, manifest: Manifest, me: &Me) -> Result<
         what: "opening the chunk store",
         source: std::io::Error::other(e),
     })??;
-    Ok(Arc::new(Holdings::new(store, have)))
+    Ok(Arc::new(Holdings::new(with_fsync(store, config), have)))
+}
+
+fn with_fsync(mut store: ChunkStore, config: &PeerConfig) -> ChunkStore {
+    store.set_fsync(config.fsync);
+    store
 }
 
 async fn next(conn: &mut Connection, state: &'static str) -> Result<Message, PeerError> {

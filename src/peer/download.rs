@@ -17,7 +17,7 @@
 //! in the endgame (the last few chunks), when a slot may duplicate a request already in
 //! flight elsewhere rather than wait on a slow neighbor.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,10 @@ use crate::task;
 pub const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How long a task with nothing to request waits before looking again.
 pub const POLL: Duration = Duration::from_millis(100);
-/// Requests in flight at once to one neighbor.
-pub const PIPELINE: usize = 4;
+/// Requests in flight at once to one server (1.6 MB of chunks).
+pub const PIPELINE: usize = 16;
+/// How long a neighbor may hold a list request until it has something new.
+pub const LIST_WAIT: Duration = Duration::from_secs(1);
 /// How often the owner is asked which peers it knows.
 pub const OWNER_PEX_EVERY: Duration = Duration::from_secs(2);
 /// How often a connected server is asked which peers it knows.
@@ -340,7 +342,8 @@ impl Ctx {
                     false,
                 );
                 if let Some(claim) = claim {
-                    fetched = self.fetch(&mut server, vec![claim], Source::Owner).await?;
+                    let mut one = Some(claim);
+                    fetched = self.fetch(&mut server, Source::Owner, |_| one.take()).await?;
                 }
             }
             if !fetched && !self.idle(POLL).await {
@@ -350,36 +353,43 @@ impl Ctx {
         Ok(())
     }
 
-    /// Requests the claimed chunks from `server`, connected, all at once (pipelined), then
-    /// takes the answers in order; returns whether any new chunk was stored. A failure
-    /// ends the batch: the remaining claims are released for another try.
+    /// Streams requests to `server`, connected: keeps up to [`PIPELINE`] in flight, taking
+    /// each next claim from `next` (told whether nothing is in flight, when an endgame
+    /// duplicate may be taken) as an answer comes in, until `next` has nothing more and
+    /// every answer is in. Returns whether any new chunk was stored. A failure ends the
+    /// stream: the remaining claims are released for another try.
     pub(super) async fn fetch(
         &self,
         server: &mut Server,
-        claims: Vec<Claim>,
         source: Source,
+        mut next: impl FnMut(bool) -> Option<Claim>,
     ) -> Result<bool, Error> {
-        // The download cap paces requests: what is asked for is what will arrive.
         let layout = *self.holdings.manifest().layout();
-        let expected: usize = claims
-            .iter()
-            .map(|c| layout.chunk_len(c.id).unwrap_or(0) as usize)
-            .sum();
-        self.me.limits.before_download(expected).await;
-        let Some(link) = server.link.as_mut() else {
-            return Ok(false);
-        };
-        for claim in &claims {
-            if let Err(e) = link.request(claim.id).await {
-                server.fault(&e);
-                return Ok(false);
-            }
-        }
+        let mut window: VecDeque<Claim> = VecDeque::with_capacity(PIPELINE);
         let mut stored = false;
-        for claim in claims {
-            let Some(link) = server.link.as_mut() else {
-                break;
-            };
+        loop {
+            while window.len() < PIPELINE {
+                let Some(claim) = next(window.is_empty()) else {
+                    break;
+                };
+                let duplicate = claim.duplicate;
+                // The download cap paces requests: what is asked for is what will arrive.
+                let expected = layout.chunk_len(claim.id).unwrap_or(0) as usize;
+                self.me.limits.before_download(expected).await;
+                let Some(link) = server.link.as_mut() else {
+                    return Ok(stored);
+                };
+                if let Err(e) = link.request(claim.id).await {
+                    server.fault(&e);
+                    return Ok(stored);
+                }
+                window.push_back(claim);
+                if duplicate {
+                    break;
+                }
+            }
+            let Some(claim) = window.pop_front() else { break };
+            let Some(link) = server.link.as_mut() else { break };
             let (id, addr) = (claim.id, link.addr());
             let data = match link.answer_for(id).await {
                 Ok(Fetched::Chunk(data)) => data,
@@ -395,6 +405,7 @@ impl Ctx {
                 }
             };
             stored |= self.store(server, id, data, addr, source).await?;
+            drop(claim);
         }
         Ok(stored)
     }

@@ -167,10 +167,21 @@ impl FetchLink {
         &self.list
     }
 
-    /// Asks for the server's chunk ID list.
-    pub async fn refresh_list(&mut self) -> Result<&ChunkSet, PeerError> {
-        self.conn.write_message(&Message::ListRequest).await?;
-        match self.answer("waiting for a chunk ID list").await? {
+    /// Asks for the server's chunk ID list; with `wait`, a long poll: the server answers
+    /// once it holds a chunk its last list on this link did not name, or after `wait`.
+    pub async fn refresh_list(&mut self, wait: Option<Duration>) -> Result<&ChunkSet, PeerError> {
+        let (request, extra) = match wait {
+            Some(w) => {
+                let ms = u32::try_from(w.as_millis()).unwrap_or(u32::MAX);
+                (Message::ListWait(ms), w)
+            }
+            None => (Message::ListRequest, Duration::ZERO),
+        };
+        self.conn.write_message(&request).await?;
+        match self
+            .answer_within(REQUEST_TIMEOUT + extra, "waiting for a chunk ID list")
+            .await?
+        {
             Message::List(list) if list.len() == self.chunk_count => {
                 activity::list_received(self.addr(), list.count());
                 self.list = list;
@@ -219,8 +230,12 @@ impl FetchLink {
     }
 
     async fn answer(&mut self, state: &'static str) -> Result<Message, PeerError> {
+        self.answer_within(REQUEST_TIMEOUT, state).await
+    }
+
+    async fn answer_within(&mut self, limit: Duration, state: &'static str) -> Result<Message, PeerError> {
         self.conn
-            .read_message(REQUEST_TIMEOUT, state)
+            .read_message(limit, state)
             .await?
             .ok_or(PeerError::Closed(state))
     }

@@ -11,12 +11,13 @@ use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use tracing::debug;
 
-use super::download::{lock, Claim, Ctx, GIVE_UP_AFTER, PEX_EVERY, PIPELINE, POLL, ROTATE_AFTER};
+use super::download::{lock, Claim, Ctx, GIVE_UP_AFTER, LIST_WAIT, PEX_EVERY, POLL, ROTATE_AFTER};
 use super::fetch::FetchLink;
 use super::picker;
 use super::server::{Server, Target};
 use crate::activity::Source;
 use crate::book::MAX_KNOWN;
+use crate::chunk_set::ChunkSet;
 use crate::config::Endpoint;
 use crate::error::Error;
 use crate::identity::PeerId;
@@ -158,43 +159,36 @@ impl Ctx {
         Ok(())
     }
 
-    /// One request to a connected neighbor; returns whether a new chunk was stored.
+    /// Fetches from a connected neighbor what its last list offers, first asking for a
+    /// newer list (a long poll) when it offers nothing; returns whether a new chunk was
+    /// stored.
     async fn neighbor_turn(&self, slot: usize, s: &mut Server, rng: &mut SmallRng) -> Result<bool, Error> {
-        let mut claims = self.claim_batch(s, rng);
-        if claims.is_empty() && self.refresh_list(slot, s).await {
-            claims = self.claim_batch(s, rng);
-        }
-        if claims.is_empty() {
+        let Some(mut list) = s.link.as_ref().map(|l| l.list().clone()) else {
             return Ok(false);
-        }
-        self.fetch(s, claims, Source::Neighbor).await
-    }
-
-    /// Up to [`PIPELINE`] chunks to request from this neighbor at once; in the endgame
-    /// a single duplicate at most.
-    fn claim_batch(&self, s: &Server, rng: &mut SmallRng) -> Vec<Claim> {
-        let mut claims: Vec<Claim> = Vec::with_capacity(PIPELINE);
-        while claims.len() < PIPELINE {
-            match self.claim_from(s, rng) {
-                Some(c) if c.duplicate => {
-                    if claims.is_empty() {
-                        claims.push(c);
-                    }
-                    break;
-                }
-                Some(c) => claims.push(c),
-                None => break,
+        };
+        let mut first = self.claim_from(&list, rng, true);
+        if first.is_none() {
+            if !self.refresh_list(slot, s).await {
+                return Ok(false);
+            }
+            match s.link.as_ref() {
+                Some(link) => list = link.list().clone(),
+                None => return Ok(false),
             }
         }
-        claims
+        self.fetch(s, Source::Neighbor, |idle| {
+            first.take().or_else(|| self.claim_from(&list, rng, idle))
+        })
+        .await
     }
 
-    fn claim_from(&self, s: &Server, rng: &mut SmallRng) -> Option<Claim> {
-        let list = s.link.as_ref()?.list();
+    /// The rarest chunk `list` offers that is neither held nor in flight; with `idle` (no
+    /// request of this stream in flight), in the endgame, one already in flight elsewhere.
+    fn claim_from(&self, list: &ChunkSet, rng: &mut SmallRng, idle: bool) -> Option<Claim> {
         let rng = std::cell::RefCell::new(rng);
         self.claim_with(
             |taken, shared| picker::rarest(taken, list, &shared.offers, &mut *rng.borrow_mut()),
-            true,
+            idle,
         )
     }
 
@@ -203,7 +197,8 @@ impl Ctx {
         let Some(link) = s.link.as_mut() else {
             return false;
         };
-        match link.refresh_list().await {
+        let wait = (link.list().count() > 0).then_some(LIST_WAIT);
+        match link.refresh_list(wait).await {
             Ok(list) => {
                 lock(&self.shared).offers[slot] = Some(list.clone());
                 true

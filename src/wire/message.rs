@@ -29,6 +29,8 @@ pub const MSG_NOT_HAVE: u8 = 7;
 pub const MSG_PEERS_REQUEST: u8 = 8;
 /// Type byte of [`Message::Peers`].
 pub const MSG_PEERS: u8 = 9;
+/// Type byte of [`Message::ListWait`].
+pub const MSG_LIST_WAIT: u8 = 10;
 
 /// One protocol message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +62,10 @@ pub enum Message {
     /// Server → client: peers I know, with their listening addresses (at most
     /// [`MAX_PEERS`](super::peers::MAX_PEERS)).
     Peers(Vec<PeerAddr>),
+    /// Client → server: send me your chunk ID list once you hold a chunk that was not in
+    /// the last list you sent me, or after at most this many milliseconds (a long poll;
+    /// the server caps the wait).
+    ListWait(u32),
 }
 
 impl Message {
@@ -75,6 +81,7 @@ impl Message {
             Message::NotHave(_) => "NOT_HAVE",
             Message::PeersRequest => "PEERS_REQUEST",
             Message::Peers(_) => "PEERS",
+            Message::ListWait(_) => "LIST_WAIT",
         }
     }
 }
@@ -195,6 +202,10 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, MessageError> {
             Message::PeersRequest
         }
         MSG_PEERS => Message::Peers(peers::decode(body)?),
+        MSG_LIST_WAIT => {
+            exact("LIST_WAIT", body, 4)?;
+            Message::ListWait(read_u32("LIST_WAIT", body)?)
+        }
         other => return Err(MessageError::UnknownType(other)),
     };
     Ok(msg)
@@ -222,6 +233,7 @@ pub fn encode(msg: &Message, dst: &mut BytesMut) {
         Message::NotHave(_) => (MSG_NOT_HAVE, 4),
         Message::PeersRequest => (MSG_PEERS_REQUEST, 0),
         Message::Peers(list) => (MSG_PEERS, peers::body_len(list)),
+        Message::ListWait(_) => (MSG_LIST_WAIT, 4),
     };
     dst.reserve(LEN_PREFIX + 1 + body_len);
     dst.put_slice(&frame::prefix(1 + body_len));
@@ -235,6 +247,7 @@ pub fn encode(msg: &Message, dst: &mut BytesMut) {
             dst.put_slice(set.as_bitfield());
         }
         Message::Request(id) | Message::NotHave(id) => dst.put_u32(*id),
+        Message::ListWait(ms) => dst.put_u32(*ms),
         Message::Chunk { id, data } => {
             dst.put_u32(*id);
             dst.put_slice(data);

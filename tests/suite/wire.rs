@@ -22,6 +22,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
         proptest::collection::vec(any::<u8>(), 0..300).prop_map(|v| Message::Manifest(Bytes::from(v))),
         any::<u32>().prop_map(|count| Message::BatchEnd { count }),
         Just(Message::ListRequest),
+        any::<u32>().prop_map(Message::ListWait),
         proptest::collection::vec(any::<bool>(), 0..200).prop_map(|bits| {
             let mut s = ChunkSet::empty(bits.len() as u32);
             for (i, b) in bits.iter().enumerate() {
