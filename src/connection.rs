@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -131,11 +131,8 @@ impl Connection {
             deadline = Instant::now() + FRAME_TIMEOUT;
         }
         loop {
-            match wire::decode(&self.rbuf, self.max_frame) {
-                Ok((msg, used)) => {
-                    self.rbuf.advance(used);
-                    return Ok(Some(msg));
-                }
+            match wire::decode_front(&mut self.rbuf, self.max_frame) {
+                Ok(msg) => return Ok(Some(msg)),
                 Err(DecodeError::Frame(FrameError::Incomplete { needed })) => {
                     // Grow only as bytes are due, in steps: a claimed length costs nothing
                     // until the bytes actually arrive.

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::chunk_set::ChunkSet;
-use crate::chunk_store::{ChunkStore, Staged, StoreError};
+use crate::chunk_store::{ChunkStore, Partial, Staged, StoreError};
 use crate::error::Error;
 use crate::manifest::{ChunkId, Manifest};
 
@@ -44,6 +44,8 @@ pub struct Holdings {
     /// Verified and written: committed or staged. Lock order: `have`, then `staged`.
     have: Mutex<ChunkSet>,
     staged: Mutex<Staging>,
+    /// The file being joined as chunks arrive, once one has.
+    partial: Mutex<Option<Partial>>,
     // Serialises commits so the summary file is rewritten in order; holds what it lists.
     write: Arc<tokio::sync::Mutex<SummaryState>>,
     count: watch::Sender<u32>,
@@ -92,6 +94,7 @@ impl Holdings {
             })),
             have: Mutex::new(have),
             staged: Mutex::new(Staging::default()),
+            partial: Mutex::new(None),
             count,
         }
     }
@@ -159,7 +162,16 @@ impl Holdings {
             }
             staged.bytes.insert(id, data.clone());
         }
-        let file = match self.store.stage_chunk(id, &data) {
+        let written = self.store.stage_chunk(id, &data).and_then(|file| {
+            let mut partial = locked(&self.partial);
+            let partial = match partial.as_mut() {
+                Some(p) => p,
+                None => partial.insert(self.store.start_partial()?),
+            };
+            self.store.write_partial(partial, id, &data)?;
+            Ok(file)
+        });
+        let file = match written {
             Ok(file) => file,
             Err(e) => {
                 locked(&self.staged).bytes.remove(&id);
@@ -204,6 +216,12 @@ impl Holdings {
         .await
         .map_err(blocking_err)?
         .map_err(Error::from)
+    }
+
+    /// Joins the chunks into the file and checks it (see [`ChunkStore::assemble`]).
+    pub fn assemble(&self) -> Result<std::path::PathBuf, StoreError> {
+        let partial = locked(&self.partial).take();
+        self.store.assemble(partial)
     }
 
     /// Brings the summary file up to date: [`Holdings::commit`].

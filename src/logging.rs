@@ -4,12 +4,19 @@
 //! object per line with the event's fields at the top level (`--log-format json`).
 //! `RUST_LOG` overrides the level filter. Logs go to standard output; the binary prints
 //! fatal errors to standard error.
+//!
+//! Lines are written by a writer thread (tracing-appender, never lossy: a full queue
+//! blocks the logger) through a buffer flushed whenever the queue runs empty, so a busy
+//! node makes one write for many lines instead of one per line, and a quiet one shows
+//! each line at once.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
+use std::os::fd::AsFd;
 
 use std::fmt;
 
 use tracing::field::{Field, Visit};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::FormatFields;
@@ -25,13 +32,24 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Call once, before anything logs.
-pub fn init(format: LogFormat) {
+/// Keeps the log writer thread; dropping it writes out every line still queued.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+
+/// Installs the global subscriber. Call once, before anything logs, and keep the guard
+/// until the process ends.
+pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Standard output is line-buffered; a duplicate of its descriptor is not.
+    let out: Box<dyn std::io::Write + Send> = match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(BufWriter::with_capacity(64 * 1024, std::fs::File::from(fd))),
+        Err(_) => Box::new(std::io::stdout()),
+    };
+    let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(out);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let installed = match format {
         LogFormat::Json => builder
             .json()
@@ -46,6 +64,7 @@ pub fn init(format: LogFormat) {
     };
     // A second call (tests) keeps the first subscriber.
     drop(installed);
+    LogGuard(guard)
 }
 
 /// Prints `message` bare and other fields as `name=value`, space-separated; `event` is

@@ -150,20 +150,32 @@ fn peer_positionals(
     }
 }
 
+/// Threads for disk work (hashing, chunk reads and writes). Disk work is short and mostly
+/// page-cache bound; more threads would only add stacks and allocator arenas.
+const MAX_BLOCKING_THREADS: usize = 8;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(match cli.log_format {
+    let log = logging::init(match cli.log_format {
         Format::Human => LogFormat::Human,
         Format::Json => LogFormat::Json,
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    drop(runtime);
+    // The log's last lines are out before the error line.
+    drop(log);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -8,7 +8,9 @@
 # Env:   OUT (default /tmp/swarmshare-compare)  FILE_SIZE (default 100M, head -c syntax)
 #        SCENARIOS (default all; names or 1 2 3)  TOOLS (default all: swarmshare aria2 libtorrent;
 #        also swarmshare-ring, swarmshare-swarm)  TIMEOUT (s per run, 300)  TRACKER (opentracker|python)
-#        BENCH_TMP (default /tmp)  SKIP_BUILD=1  KEEP_LOGS=1  SS_EXIT_WHEN_DONE (auto|0)
+#        BENCH_TMP (default /tmp)  BENCH_FS (tmpfs|disk, default tmpfs: every tool's folders on a
+#        tmpfs mounted over the work folder, so the disk is out of the race; disk: on BENCH_TMP's
+#        file system)  SKIP_BUILD=1  KEEP_LOGS=1  SS_EXIT_WHEN_DONE (auto|0)
 #        SWARMSHARE_BIN (another binary; no build)
 # Installs what it needs with apt-get; stops everything it started by PID; deletes its temp folder.
 set -euo pipefail
@@ -30,6 +32,8 @@ die() { echo "run.sh: $*" >&2; exit 1; }
 
 WORK=""
 DRIVER=""
+MOUNTED=""
+BENCH_FS=${BENCH_FS:-tmpfs}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -48,6 +52,7 @@ cleanup() {
       kill -KILL "${live[@]}" 2>/dev/null || true
     fi
   fi
+  [ -n "$MOUNTED" ] && umount -l "$MOUNTED" 2>/dev/null
   [ -n "$WORK" ] && rm -rf "$WORK"
   exit "$rc"
 }
@@ -78,6 +83,7 @@ if want aria2 || want libtorrent; then
   [ "$TRACKER" = opentracker ] && ! command -v opentracker >/dev/null && pkgs+=(opentracker)
 fi
 want aria2 && ! command -v aria2c >/dev/null && pkgs+=(aria2)
+command -v iperf3 >/dev/null || pkgs+=(iperf3)
 "$PY" -c 'import matplotlib' 2>/dev/null || pkgs+=(python3-matplotlib)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "== installing ${pkgs[*]}"
@@ -132,13 +138,25 @@ fi
 # ---- work folder, the file, the torrent
 mkdir -p "${BENCH_TMP:-/tmp}" "$OUT"
 WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/swarmshare-compare.XXXXXX")
-SRC=$WORK/sample.bin
-head -c "$FILE_SIZE" /dev/urandom >"$SRC"
-size=$(stat -c %s "$SRC")
+size=$(head -c "$FILE_SIZE" /dev/zero | wc -c)
 [ "$size" -gt 0 ] || die "FILE_SIZE=$FILE_SIZE gives an empty file"
 nmax=10
 [[ "$SCENARIOS" =~ ^(all|)$ ]] || [[ "$SCENARIOS" =~ (capped10|3) ]] || nmax=5
 need=$(( (2 * nmax + 4) * size / 1024 ))
+case $BENCH_FS in
+  tmpfs)
+    # Every tool writes into RAM: the race is the network and the CPU, not this VM's disk.
+    if mount -t tmpfs -o "size=$(( need + 262144 ))k" swarmshare-bench "$WORK" 2>/dev/null; then
+      MOUNTED=$WORK
+    else
+      echo "   note: cannot mount a tmpfs here (not root?): running on the disk (BENCH_FS=disk)"
+      BENCH_FS=disk
+    fi ;;
+  disk) ;;
+  *) die "BENCH_FS must be tmpfs or disk, not '$BENCH_FS'" ;;
+esac
+SRC=$WORK/sample.bin
+head -c "$FILE_SIZE" /dev/urandom >"$SRC"
 avail=$(df -Pk "$WORK" | awk 'NR==2 {print $4}')
 [ "$avail" -gt "$need" ] || die "need about $((need / 1024)) MiB free in ${BENCH_TMP:-/tmp}, have $((avail / 1024)) MiB"
 TORRENT=$WORK/sample.torrent
@@ -152,8 +170,25 @@ dirty=$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | head -1)
 versions="swarmshare $commit${dirty:+ (src modified)}"
 command -v aria2c >/dev/null && versions+=", aria2 $(aria2c --version | awk 'NR==1 {print $3}')"
 "$PY" -c 'import libtorrent' 2>/dev/null && versions+=", libtorrent $("$PY" -c 'import libtorrent as lt; print(lt.__version__)')"
-header1="F = $FILE_SIZE ($size B), $(nproc) cores, $(uname -r), $(date '+%F %H:%M'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+# ---- the ceiling: raw TCP over loopback, one stream, for 3 s
+ceiling="raw loopback TCP: not measured (no iperf3)"
+if command -v iperf3 >/dev/null; then
+  iport=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  iperf3 -s -1 -B 127.0.0.1 -p "$iport" >/dev/null 2>&1 &
+  ipid=$!
+  echo "$ipid" >>"$WORK/pids"
+  sleep 0.5
+  if bps=$(iperf3 -c 127.0.0.1 -p "$iport" -t 3 -J 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'); then
+    ceiling=$("$PY" -c "b=float('$bps'); f=$size; print('raw loopback TCP (iperf3, 1 stream, 3 s): %.1f Gbit/s: N x F through one link takes %.2f s (N=5), %.2f s (N=10)' % (b/1e9, 5*f*8/b, 10*f*8/b))")
+  fi
+  kill "$ipid" 2>/dev/null || true
+  wait "$ipid" 2>/dev/null || true
+fi
+echo "$ceiling"
+
+header1="F = $FILE_SIZE ($size B), $(nproc) cores, $(uname -r), $(date '+%F %H:%M'), load $(cut -d' ' -f1-3 /proc/loadavg), folders on $BENCH_FS"
 header2="$versions; tracker: $TRACKER; piece 128 KiB / chunk 100 KiB; caps 10,000,000 B/s per process (capped runs)"
+header3=$ceiling
 echo "$header1"
 echo "$header2"
 
@@ -173,5 +208,5 @@ DRIVER=""
 [ "$drc" -eq 0 ] || echo "run.sh: bench.py exited with $drc; the table has the runs that finished" >&2
 
 echo
-"$PY" "$HERE/report.py" "$OUT" "$header1" "$header2"
+"$PY" "$HERE/report.py" "$OUT" "$header1" "$header2" "$header3"
 exit "$drc"

@@ -243,7 +243,7 @@ async fn finish(
     progress: &watch::Sender<Progress>,
 ) -> Result<(), Error> {
     let h = Arc::clone(holdings);
-    let file = tokio::task::spawn_blocking(move || h.store().assemble())
+    let file = tokio::task::spawn_blocking(move || h.assemble())
         .await
         .map_err(|e| Error::Io {
             what: "joining the file",

@@ -4,7 +4,7 @@
 //! (or, for `LIST` and `CHUNK`, by a count inside the body). Anything else, trailing
 //! bytes included, is a named [`MessageError`].
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::frame::{self, FrameError, LEN_PREFIX};
 use super::peers::{self, PeerAddr};
@@ -130,6 +130,24 @@ pub fn decode(buf: &[u8], max: usize) -> Result<(Message, usize), DecodeError> {
     let range = frame::parse(buf, max)?;
     let used = range.end;
     Ok((decode_payload(&buf[range])?, used))
+}
+
+/// Decodes one frame from the front of `buf` and removes it from `buf`, like [`decode`];
+/// a `CHUNK`'s bytes are split off `buf`, not copied. On an error `buf` is unchanged.
+pub fn decode_front(buf: &mut BytesMut, max: usize) -> Result<Message, DecodeError> {
+    let range = frame::parse(buf, max)?;
+    let body = range.start + 1;
+    if buf.get(range.start) == Some(&MSG_CHUNK) && range.end > body + 4 {
+        let id = read_u32("CHUNK", &buf[body..])?;
+        let frame = buf.split_to(range.end).freeze();
+        return Ok(Message::Chunk {
+            id,
+            data: frame.slice(body + 4..),
+        });
+    }
+    let msg = decode_payload(&buf[range.clone()])?;
+    buf.advance(range.end);
+    Ok(msg)
 }
 
 fn exact(name: &'static str, body: &[u8], expected: usize) -> Result<(), MessageError> {

@@ -1,4 +1,4 @@
-//! The swarmshare wire protocol, version 2. `PROTOCOL.md` is the byte-exact specification;
+//! The swarmshare wire protocol, version 3. `PROTOCOL.md` is the byte-exact specification;
 //! this module implements it as pure functions on byte slices (no I/O, no async), so it can
 //! be unit-tested, property-tested and fuzzed.
 //!
@@ -12,7 +12,7 @@
 //! 2. Then length-prefixed frames ([`frame`]) carrying one [`Message`](message::Message)
 //!    each ([`message`]). A `JOIN` connection to the owner first receives the manifest and
 //!    a batch of chunks; after that, and on every `FETCH` connection, the client asks
-//!    (`LIST_REQUEST`, `REQUEST`, `PEERS_REQUEST`) and the server answers (`LIST`,
+//!    (`LIST_REQUEST`, `LIST_WAIT`, `REQUEST`, `PEERS_REQUEST`) and the server answers (`LIST`,
 //!    `CHUNK`, `NOT_HAVE`, `PEERS`: the peers it knows, [`peers`]).
 //!
 //! # Bounds
@@ -33,7 +33,7 @@ use crate::manifest::{Layout, MAX_MANIFEST_LEN};
 
 pub use frame::{FrameError, LEN_PREFIX};
 pub use handshake::{HandshakeError, Hello, Role, HELLO_LEN};
-pub use message::{decode, encode, DecodeError, Message, MessageError};
+pub use message::{decode, decode_front, encode, DecodeError, Message, MessageError};
 pub use peers::{PeerAddr, MAX_PEERS};
 
 /// Bytes of a message's fixed part after the length prefix: type byte + chunk ID.

@@ -114,6 +114,35 @@ fn ring_of_two() {
 }
 
 #[test]
+fn ring_without_fsync_completes_with_a_true_summary() {
+    let mut swarm = Swarm::new(2_500_000, 3, 31);
+    swarm.peer_args = vec!["--no-fsync".into()];
+    swarm.start_owner(3);
+    for i in 0..3 {
+        let neighbor = swarm.ring_neighbor(i);
+        swarm.start_peer(i, neighbor);
+    }
+    swarm.wait_all_complete(Duration::from_secs(60));
+    // Complete means the summary lists every chunk and every chunk file is in place.
+    let chunks = swarmshare::manifest::Layout::for_size(2_500_000)
+        .unwrap()
+        .chunk_count();
+    for i in 0..3 {
+        let store = swarm.peer_dir(i).join(".swarmshare");
+        let text = std::fs::read_to_string(store.join("summary")).unwrap();
+        let listed = swarmshare::summary::parse(&text, chunks).unwrap();
+        assert!(listed.is_complete(), "peer {i}'s summary lists every chunk");
+        let files = std::fs::read_dir(store.join("chunks")).unwrap().count() as u32;
+        assert_eq!(files, chunks, "peer {i} has every chunk file");
+        assert_eq!(
+            std::fs::read_dir(store.join("tmp")).unwrap().count(),
+            0,
+            "nothing left in tmp/"
+        );
+    }
+}
+
+#[test]
 fn peers_started_in_reverse_order_then_the_owner() {
     let mut swarm = Swarm::new(2_000_000, 4, 4);
     for i in (0..4).rev() {

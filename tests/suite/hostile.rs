@@ -38,7 +38,7 @@ fn fetch_hello(swarm: SwarmId) -> [u8; wire::HELLO_LEN] {
 }
 
 /// Dials and completes a FETCH handshake for `swarm`.
-fn fetch_session(port: u16, swarm: SwarmId) -> TcpStream {
+pub(super) fn fetch_session(port: u16, swarm: SwarmId) -> TcpStream {
     let mut s = dial(port);
     s.write_all(&fetch_hello(swarm)).unwrap();
     let mut theirs = [0u8; wire::HELLO_LEN];
@@ -46,7 +46,7 @@ fn fetch_session(port: u16, swarm: SwarmId) -> TcpStream {
     s
 }
 
-fn frame(msg: &Message) -> Vec<u8> {
+pub(super) fn frame(msg: &Message) -> Vec<u8> {
     let mut out = BytesMut::new();
     wire::encode(msg, &mut out);
     out.to_vec()

@@ -7,6 +7,7 @@ mod e2e;
 mod fallback;
 mod fuzz_corpus;
 mod hostile;
+mod long_poll;
 mod manifest;
 mod netns;
 mod picker;

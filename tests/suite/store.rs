@@ -36,11 +36,11 @@ fn import_assemble_and_reopen() {
     }
     let summary = fs::read_to_string(store.summary_path()).unwrap();
     assert_eq!(swarmshare::summary::parse(&summary, 5).unwrap(), have);
-    let out = store.assemble().unwrap();
+    let out = store.assemble(None).unwrap();
     assert_eq!(out, dir.join("out.bin"));
     assert_eq!(fs::read(&out).unwrap(), bytes);
     // Assembling again keeps the identical file.
-    assert_eq!(store.assemble().unwrap(), out);
+    assert_eq!(store.assemble(None).unwrap(), out);
 
     // Reopen after damage: a flipped byte and a truncated chunk are dropped, the rest kept.
     let chunk = |id: u32| dir.join(STORE_DIR).join("chunks").join(format!("{id:07}"));
@@ -77,7 +77,7 @@ fn never_overwrites_a_different_file_with_the_same_name() {
     fs::write(dir.join("out.bin"), b"precious").unwrap();
     let (store, mut have) = ChunkStore::open(&dir, m).unwrap();
     store.import(&tmp.path().join("src.bin"), &mut have).unwrap();
-    assert!(matches!(store.assemble(), Err(StoreError::Occupied(_))));
+    assert!(matches!(store.assemble(None), Err(StoreError::Occupied(_))));
     assert_eq!(fs::read(dir.join("out.bin")).unwrap(), b"precious");
 }
 

@@ -76,6 +76,28 @@ proptest! {
         hello[..n].copy_from_slice(&bytes[..n]);
         let _ = Hello::decode(&hello);
     }
+
+    /// The in-place decoder the connection uses (CHUNK bytes split off, not copied) agrees
+    /// with the slice decoder on any input, leaves what follows the frame, and leaves the
+    /// buffer untouched on an error.
+    #[test]
+    fn decode_front_agrees_with_decode(bytes in proptest::collection::vec(any::<u8>(), 0..600),
+                                       m in arb_message(), tail in proptest::collection::vec(any::<u8>(), 0..16)) {
+        for input in [bytes.clone(), [encoded(&m), tail.clone()].concat()] {
+            let mut buf = BytesMut::from(&input[..]);
+            match (decode(&input, MAX), wire::decode_front(&mut buf, MAX)) {
+                (Ok((want, used)), Ok(got)) => {
+                    prop_assert_eq!(got, want);
+                    prop_assert_eq!(&buf[..], &input[used..]);
+                }
+                (Err(a), Err(b)) => {
+                    prop_assert_eq!(a, b);
+                    prop_assert_eq!(&buf[..], &input[..]);
+                }
+                (a, b) => prop_assert!(false, "decode {:?} but decode_front {:?}", a, b),
+            }
+        }
+    }
 }
 
 #[test]

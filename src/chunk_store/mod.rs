@@ -25,6 +25,10 @@ use crate::chunk_set::ChunkSet;
 use crate::manifest::{ChunkId, Manifest};
 use crate::summary;
 
+mod assemble;
+
+pub use assemble::Partial;
+
 /// Whether a write is synced to disk before it is renamed into place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durable {
@@ -432,44 +436,5 @@ impl ChunkStore {
             }
             Err(e) => Err(io_err("inspect", &dest)(e)),
         }
-    }
-
-    /// Joins the chunks into the file, streaming, under a temporary name; checks the
-    /// whole-file hash; renames it into `DIR`. A file already there with the right
-    /// contents is kept; one with other contents is never overwritten.
-    pub fn assemble(&self) -> Result<PathBuf, StoreError> {
-        let dest = self.file_path();
-        if fs::symlink_metadata(&dest).is_ok() {
-            // Kept only if it is a regular file with exactly the swarm's contents.
-            return match self.hash_file(&dest) {
-                Ok(hash) if hash == *self.manifest.file_hash() => Ok(dest),
-                _ => Err(StoreError::Occupied(dest)),
-            };
-        }
-        let tmp_dir = self.root.join("tmp");
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
-        let mut hasher = blake3::Hasher::new();
-        for id in 0..self.manifest.layout().chunk_count() {
-            let data = self.read_chunk(id)?;
-            hasher.update(&data);
-            tmp.write_all(&data).map_err(io_err("write", &dest))?;
-        }
-        if hasher.finalize().as_bytes() != self.manifest.file_hash() {
-            return Err(StoreError::FileHashMismatch);
-        }
-        if self.fsync {
-            tmp.as_file().sync_all().map_err(io_err("sync", &dest))?;
-        }
-        tmp.persist_noclobber(&dest)
-            .map_err(|e| io_err("rename into", &dest)(e.error))?;
-        Ok(dest)
-    }
-
-    fn hash_file(&self, path: &Path) -> Result<[u8; 32], StoreError> {
-        let mut hasher = blake3::Hasher::new();
-        let file = open_no_follow(path).map_err(io_err("open", path))?;
-        hasher.update_reader(file).map_err(io_err("read", path))?;
-        Ok(*hasher.finalize().as_bytes())
     }
 }

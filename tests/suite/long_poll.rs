@@ -1,0 +1,81 @@
+//! `LIST_WAIT`, the long poll, against the real binary: a server holds the answer until it
+//! has a chunk its last list on that connection did not name, answers at once when it
+//! already has, and never holds it past its cap.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use swarmshare::manifest::hash_file;
+use swarmshare::wire::{self, Message};
+
+use super::hostile::{fetch_session, frame};
+use super::swarm::Swarm;
+
+/// Sends `msg` and reads the LIST that answers it: (chunks listed, seconds it took).
+fn ask(s: &mut TcpStream, msg: &Message) -> (u32, f64) {
+    let t0 = Instant::now();
+    s.write_all(&frame(msg)).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut payload).unwrap();
+    match wire::message::decode_payload(&payload).unwrap() {
+        Message::List(set) => (set.count(), t0.elapsed().as_secs_f64()),
+        other => panic!("expected LIST, got {other:?}"),
+    }
+}
+
+#[test]
+fn list_wait_is_answered_when_the_server_gains_a_chunk() {
+    let mut swarm = Swarm::new(3_000_000, 2, 77);
+    let manifest = hash_file(&swarm.file, "payload.bin").unwrap();
+    let (id, chunks) = (manifest.swarm_id(), manifest.layout().chunk_count());
+    swarm.start_owner(2);
+    let up = Instant::now();
+    while TcpStream::connect(("127.0.0.1", swarm.owner_port)).is_err() {
+        assert!(up.elapsed() < Duration::from_secs(30), "the owner never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The owner holds everything and never gains a chunk.
+    let mut s = fetch_session(swarm.owner_port, id);
+    let (n, secs) = ask(&mut s, &Message::ListWait(5_000));
+    assert_eq!(n, chunks, "the owner lists every chunk");
+    assert!(secs < 2.0, "a first LIST_WAIT is answered at once ({secs:.2} s)");
+    let (n, secs) = ask(&mut s, &Message::ListWait(400));
+    assert_eq!(n, chunks);
+    assert!(
+        secs >= 0.35,
+        "with nothing new the answer is held for the wait ({secs:.2} s)"
+    );
+    let (_, secs) = ask(&mut s, &Message::ListWait(u32::MAX));
+    assert!(
+        (4.5..9.0).contains(&secs),
+        "a huge wait is cut to the 5 s cap ({secs:.2} s)"
+    );
+
+    // Peer 0 holds its batch and waits for peer 1, its neighbor, which is not up yet.
+    swarm.start_peer(0, swarm.ports[1]);
+    swarm.wait_joined(0);
+    let mut p = fetch_session(swarm.ports[0], id);
+    let (before, _) = ask(&mut p, &Message::ListRequest);
+    assert!(
+        before < chunks,
+        "peer 0 starts with its batch only ({before} of {chunks})"
+    );
+    let waiting = std::thread::spawn(move || ask(&mut p, &Message::ListWait(60_000)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!waiting.is_finished(), "nothing new: the long poll is held");
+    swarm.start_peer(1, swarm.ports[0]);
+    let (after, secs) = waiting.join().unwrap();
+    assert!(
+        after > before,
+        "the answer names the new chunks ({before} -> {after})"
+    );
+    assert!(
+        secs < 30.0,
+        "answered as chunks arrived, not at a timeout ({secs:.2} s)"
+    );
+    swarm.wait_all_complete(Duration::from_secs(60));
+}
