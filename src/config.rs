@@ -214,6 +214,8 @@ pub struct OwnerConfig {
     pub safe_copies: u32,
     /// Upload cap in bytes per second, across all connections.
     pub upload_limit: Option<u64>,
+    /// Where to serve the web view, if anywhere.
+    pub http: Option<SocketAddr>,
 }
 
 impl OwnerConfig {
@@ -246,6 +248,7 @@ impl OwnerConfig {
             peers,
             safe_copies,
             upload_limit: None,
+            http: None,
         })
     }
 }
@@ -278,6 +281,8 @@ pub struct PeerConfig {
     /// Sync writes to disk before they count (default). Off, a killed process still loses
     /// nothing; a power cut may.
     pub fsync: bool,
+    /// Where to serve the web view, if anywhere.
+    pub http: Option<SocketAddr>,
 }
 
 /// The most download neighbors a peer may use at once.
@@ -334,6 +339,7 @@ impl PeerConfig {
             exit_when_done: false,
             seed_time: None,
             fsync: true,
+            http: None,
         })
     }
 }
@@ -349,6 +355,10 @@ pub struct DemoConfig {
     pub keep: bool,
     /// Give up after this long.
     pub timeout: std::time::Duration,
+    /// Where the owner serves the web view, if anywhere.
+    pub http: Option<SocketAddr>,
+    /// How long the swarm keeps serving (and the page stays up) after every peer completed.
+    pub linger: std::time::Duration,
 }
 
 impl DemoConfig {
@@ -378,6 +388,8 @@ impl DemoConfig {
             size,
             keep,
             timeout,
+            http: None,
+            linger: std::time::Duration::ZERO,
         })
     }
 }

@@ -112,7 +112,15 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
     let chunks = owner.manifest().layout().chunk_count();
     let token = CancellationToken::new();
     let started = Instant::now();
-    let owner_task = tokio::spawn(owner.run(owner_listener, token.clone()));
+    let web = match config.http {
+        Some(addr) => Some(crate::web::bind(addr).await?),
+        None => None,
+    };
+    if let Some(addr) = web.as_ref().and_then(|l| l.local_addr().ok()) {
+        // On stderr, whatever the log filter: the one line a person needs to look.
+        eprintln!("swarmshare demo: watch the swarm at http://{addr}/");
+    }
+    let owner_task = tokio::spawn(owner.run(owner_listener, web, token.clone()));
 
     let mut progress = Vec::new();
     let mut peers = JoinSet::new();
@@ -135,6 +143,16 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
 
     let waited = tokio::time::timeout(config.timeout, wait_all(&mut progress)).await;
     let elapsed = started.elapsed();
+    if matches!(waited, Ok(Some(_))) && !config.linger.is_zero() {
+        eprintln!(
+            "swarmshare demo: every peer is complete; serving for {:?} more (Ctrl-C stops)",
+            config.linger
+        );
+        tokio::select! {
+            () = tokio::time::sleep(config.linger) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
     token.cancel();
     let mut failure = None;
     while let Some(joined) = peers.join_next().await {

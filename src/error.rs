@@ -53,6 +53,9 @@ pub enum Error {
         /// The manifest's hash.
         actual: SwarmId,
     },
+    /// `status` was pointed at a directory without a swarmshare store.
+    #[error("{} holds no swarmshare data (no .swarmshare/manifest); give the directory a peer or owner used with --dir", .0.display())]
+    NoStore(std::path::PathBuf),
     /// The OWNER endpoint answered, but not as an owner.
     #[error("{addr} is not a swarmshare owner (it answered as {role:?}); check the OWNER argument")]
     NotAnOwner {
@@ -80,7 +83,11 @@ impl Error {
     /// port, the directory) was refused before anything ran, 1 for failures while running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Bind { .. } | Error::HashFile(_) | Error::NotAnOwner { .. } => 2,
+            Error::Config(_)
+            | Error::Bind { .. }
+            | Error::HashFile(_)
+            | Error::NotAnOwner { .. }
+            | Error::NoStore(_) => 2,
             Error::Store(e) if e.is_usage() => 2,
             _ => 1,
         }

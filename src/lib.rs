@@ -37,9 +37,11 @@ pub mod manifest;
 pub mod owner;
 pub mod peer;
 pub mod rate;
+pub mod report;
 pub mod summary;
 pub mod task;
 pub mod upload;
+pub mod web;
 pub mod wire;
 
 pub use error::{Error, PeerError};

@@ -36,10 +36,10 @@ pub enum LogFormat {
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
 
-/// Installs the global subscriber. Call once, before anything logs, and keep the guard
-/// until the process ends.
-pub fn init(format: LogFormat) -> LogGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber, showing `level` and above (`RUST_LOG` overrides it).
+/// Call once, before anything logs, and keep the guard until the process ends.
+pub fn init(format: LogFormat, level: &str) -> LogGuard {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     // Standard output is line-buffered; a duplicate of its descriptor is not.
     let out: Box<dyn std::io::Write + Send> = match std::io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(BufWriter::with_capacity(64 * 1024, std::fs::File::from(fd))),

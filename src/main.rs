@@ -9,16 +9,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use swarmshare::chunk_store::dir_status;
 use swarmshare::config::{
     parse_rate, parse_size, ConfigError, DemoConfig, Endpoint, OwnerConfig, PeerConfig,
 };
 use swarmshare::logging::{self, LogFormat};
+use swarmshare::manifest::manifest_for;
 use swarmshare::owner::Owner;
 use swarmshare::peer::Peer;
-use swarmshare::{demo, upload, Error};
+use swarmshare::web::{self, parse_http_addr};
+use swarmshare::{demo, report, upload, Error};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +33,12 @@ struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     log_format: Format,
+    /// Only warnings and errors (no line per chunk); RUST_LOG overrides.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More detail: -v for debug lines, -vv for trace; RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +62,46 @@ enum Command {
     /// Run an owner and a ring of peers on this machine and check every copy.
     #[command(after_help = "Example:\n  swarmshare demo --peers 5 --size 4MiB")]
     Demo(DemoArgs),
+    /// Show what a peer's (or owner's) directory holds: manifest, verified chunks, missing
+    /// and damaged chunk IDs, what the summary claims. Read-only.
+    #[command(
+        after_help = "Examples:\n  swarmshare status peer1\n  swarmshare status peer1 --json | jq .missing"
+    )]
+    Status(StatusArgs),
+    /// Show the manifest FILE would have (chunk count, sizes, swarm ID) without serving it.
+    #[command(after_help = "Example:\n  swarmshare inspect movie.mkv --json")]
+    Inspect(InspectArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  swarmshare completions bash > /etc/bash_completion.d/swarmshare\n  swarmshare completions zsh > ~/.zfunc/_swarmshare"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(after_help = "Example:\n  swarmshare man > /usr/local/share/man/man1/swarmshare.1")]
+    Man,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// The directory given to `peer --dir` (or `owner --dir`).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// The file.
+    file: PathBuf,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -73,6 +122,9 @@ struct OwnerArgs {
     /// Address to listen on.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     bind: IpAddr,
+    /// Serve the live web view here: PORT (on 127.0.0.1) or IP:PORT.
+    #[arg(long, value_name = "ADDR", value_parser = parse_http_addr)]
+    http: Option<SocketAddr>,
     /// Work directory for the chunk files (kept in DIR/.swarmshare).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
@@ -108,6 +160,9 @@ struct PeerArgs {
     /// For scratch disks and benchmarks.
     #[arg(long)]
     no_fsync: bool,
+    /// Serve the live web view here: PORT (on 127.0.0.1) or IP:PORT.
+    #[arg(long, value_name = "ADDR", value_parser = parse_http_addr)]
+    http: Option<SocketAddr>,
     /// Directory for this peer's chunks and the finished file.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
@@ -130,6 +185,16 @@ struct DemoArgs {
     /// Fail if the swarm has not completed after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Where the owner serves the live web view: PORT or IP:PORT (default: a free port on
+    /// 127.0.0.1; the URL is printed on stderr).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", value_parser = parse_http_addr)]
+    http: SocketAddr,
+    /// No web view.
+    #[arg(long, conflicts_with = "http")]
+    no_http: bool,
+    /// Keep the swarm (and the web view) up this many seconds after every peer completed.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    linger: u64,
 }
 
 /// Splits `[OWNER] PORT [DOWNLOAD_NEIGHBOR]`: OWNER may be left out only with `--join`.
@@ -156,10 +221,34 @@ const MAX_BLOCKING_THREADS: usize = 8;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log = logging::init(match cli.log_format {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let format = match cli.log_format {
         Format::Human => LogFormat::Human,
         Format::Json => LogFormat::Json,
-    });
+    };
+    // Generated text goes to stdout alone, before anything else starts.
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "swarmshare", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the man page: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        _ => {}
+    }
+    let log = logging::init(format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(MAX_BLOCKING_THREADS)
@@ -195,6 +284,7 @@ async fn run(command: Command) -> Result<(), Error> {
                 a.safe_copies,
             )?;
             config.upload_limit = a.upload_limit;
+            config.http = a.http;
             let listener = upload::bind(config.listen).await?;
             let owner = Owner::prepare(&config).await?;
             // The swarm ID is what peers check; it is printed whatever the log filter.
@@ -204,7 +294,11 @@ async fn run(command: Command) -> Result<(), Error> {
                 owner.manifest().layout().chunk_count(),
                 owner.manifest().swarm_id()
             );
-            owner.run(listener, shutdown_on_signal()).await
+            let web = match config.http {
+                Some(addr) => Some(web::bind(addr).await?),
+                None => None,
+            };
+            owner.run(listener, web, shutdown_on_signal()).await
         }
         Command::Peer(a) => {
             let (owner, port, neighbor) = peer_positionals(&a.args, a.join.is_some())?;
@@ -221,15 +315,50 @@ async fn run(command: Command) -> Result<(), Error> {
             config.exit_when_done = a.exit_when_done;
             config.seed_time = a.seed_time.map(Duration::from_secs);
             config.fsync = !a.no_fsync;
+            config.http = a.http;
             let peer = Peer::bind(config).await?;
             peer.run(shutdown_on_signal()).await
         }
         Command::Demo(a) => {
-            let config = DemoConfig::new(a.peers, a.size, a.keep, Duration::from_secs(a.timeout))?;
+            let mut config = DemoConfig::new(a.peers, a.size, a.keep, Duration::from_secs(a.timeout))?;
+            config.http = (!a.no_http).then_some(a.http);
+            config.linger = Duration::from_secs(a.linger);
             let report = demo::run(config).await?;
             println!("{report}");
             Ok(())
         }
+        Command::Status(a) => {
+            let dir = a.dir.clone();
+            let status = tokio::task::spawn_blocking(move || dir_status(&dir))
+                .await
+                .map_err(|e| Error::Io {
+                    what: "reading the directory",
+                    source: std::io::Error::other(e),
+                })??
+                .ok_or(Error::NoStore(a.dir))?;
+            if a.json {
+                println!("{}", report::status_json(&status));
+            } else {
+                print!("{}", report::status_text(&status));
+            }
+            Ok(())
+        }
+        Command::Inspect(a) => {
+            let manifest = tokio::task::spawn_blocking(move || manifest_for(&a.file))
+                .await
+                .map_err(|e| Error::Io {
+                    what: "reading the file",
+                    source: std::io::Error::other(e),
+                })??;
+            if a.json {
+                println!("{}", report::manifest_json(&manifest));
+            } else {
+                print!("{}", report::manifest_text(&manifest));
+            }
+            Ok(())
+        }
+        // Printed in main, before the runtime starts.
+        Command::Completions { .. } | Command::Man => Ok(()),
     }
 }
 

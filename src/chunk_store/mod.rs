@@ -26,8 +26,10 @@ use crate::manifest::{ChunkId, Manifest};
 use crate::summary;
 
 mod assemble;
+mod status;
 
 pub use assemble::Partial;
+pub use status::{dir_status, DirStatus, FileState};
 
 /// Whether a write is synced to disk before it is renamed into place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,6 +45,18 @@ pub enum HashFileError {
     },
 }
 
+/// The manifest of the file at `path`, under its own file name (what the owner serves).
+pub fn manifest_for(path: &Path) -> Result<Manifest, HashFileError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| HashFileError::Read {
+            path: path.display().to_string(),
+            source: io::Error::other("the file name is not valid UTF-8 or missing"),
+        })?;
+    hash_file(path, name)
+}
+
 /// Reads `path` once, streaming, and builds its manifest under the name `name`.
 pub fn hash_file(path: &Path, name: &str) -> Result<Manifest, HashFileError> {
     let shown = path.display().to_string();

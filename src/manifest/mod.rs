@@ -13,7 +13,7 @@ mod layout;
 
 use std::fmt;
 
-pub use hash_file::{hash_file, HashFileError};
+pub use hash_file::{hash_file, manifest_for, HashFileError};
 pub use layout::{ChunkId, Layout, LayoutError, CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNKS};
 
 /// The longest file name, in bytes, a manifest may carry.
@@ -50,7 +50,8 @@ impl fmt::Debug for SwarmId {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hexadecimal digits of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -17,6 +17,7 @@ use super::Owner;
 use crate::config::Endpoint;
 use crate::peer::fetch::FetchLink;
 use crate::task;
+use crate::web::SwarmView;
 use crate::wire::MAX_PEERS;
 
 /// How often the owner counts the swarm's copies.
@@ -33,12 +34,25 @@ fn count_copies(lists: &[crate::chunk_set::ChunkSet], chunks: u32) -> Vec<u32> {
     copies
 }
 
-/// Runs the census until `token` is cancelled.
-pub async fn run(owner: Arc<Owner>, safe_copies: u32, token: CancellationToken) {
+/// How often the census runs while the web view shows it.
+pub const CENSUS_EVERY_WATCHED: Duration = Duration::from_millis(500);
+
+/// Runs the census until `token` is cancelled, feeding `view` if given.
+pub async fn run(
+    owner: Arc<Owner>,
+    safe_copies: u32,
+    view: Option<Arc<SwarmView>>,
+    token: CancellationToken,
+) {
     let chunks = owner.manifest().layout().chunk_count();
     let mut last: Option<(u32, usize)> = None;
     let mut announced = false;
-    while task::sleep(&token, CENSUS_EVERY).await {
+    let every = if view.is_some() {
+        CENSUS_EVERY_WATCHED
+    } else {
+        CENSUS_EVERY
+    };
+    while task::sleep(&token, every).await {
         let mut lists = Vec::new();
         for peer in owner.book.sample(MAX_PEERS, owner.book.me()) {
             let endpoint = Endpoint::from_addr(peer.addr);
@@ -48,8 +62,18 @@ pub async fn run(owner: Arc<Owner>, safe_copies: u32, token: CancellationToken) 
                 link.refresh_list(None).await.cloned()
             };
             match list.await {
-                Ok(list) => lists.push(list),
-                Err(e) => debug!(peer = %peer.addr, cause = %e, "census: peer not reachable"),
+                Ok(list) => {
+                    if let Some(view) = &view {
+                        view.observe(peer.id, peer.addr, &list);
+                    }
+                    lists.push(list);
+                }
+                Err(e) => {
+                    if let Some(view) = &view {
+                        view.unreachable(peer.id);
+                    }
+                    debug!(peer = %peer.addr, cause = %e, "census: peer not reachable");
+                }
             }
         }
         if lists.is_empty() {

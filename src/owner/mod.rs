@@ -27,6 +27,7 @@ use crate::identity::PeerId;
 use crate::manifest::{self, Manifest};
 use crate::rate::Limits;
 use crate::upload::{self, check_fetch_hello, node_addr};
+use crate::web::{Role as ViewRole, SwarmView};
 use crate::wire::{self, Hello, Message, Role};
 use batch::BatchPlanner;
 
@@ -55,18 +56,8 @@ impl Owner {
     pub async fn prepare(config: &OwnerConfig) -> Result<Owner, Error> {
         let file = config.file.clone();
         let dir = config.dir.clone();
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                Error::HashFile(manifest::HashFileError::Read {
-                    path: file.display().to_string(),
-                    source: std::io::Error::other("the file name is not valid UTF-8 or missing"),
-                })
-            })?;
         let (store, have, id) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let manifest = Arc::new(manifest::hash_file(&file, &name)?);
+            let manifest = Arc::new(manifest::manifest_for(&file)?);
             let (store, mut have) = ChunkStore::open(&dir, manifest)?;
             store.import(&file, &mut have)?;
             let id = PeerId::load_or_create(store.root()).map_err(|source| Error::Io {
@@ -95,9 +86,14 @@ impl Owner {
         self.holdings.manifest()
     }
 
-    /// Serves peers on `listener` until `shutdown` is cancelled, then waits for every
-    /// connection task to end.
-    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+    /// Serves peers on `listener` (and the web view on `web`, if given) until `shutdown`
+    /// is cancelled, then waits for every connection task to end.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        web: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
         let local = listener.local_addr().map_err(|source| Error::Io {
             what: "reading the listening address",
             source,
@@ -114,8 +110,18 @@ impl Owner {
                 async move { owner.serve(conn, local.port()).await }
             }
         };
+        let view = web.map(|listener| {
+            let view = Arc::new(SwarmView::new(
+                ViewRole::Owner,
+                owner.book.me(),
+                local,
+                Arc::clone(&owner.holdings),
+            ));
+            crate::web::spawn(&tracker, listener, Arc::clone(&view), &token, &span);
+            view
+        });
         tracker.spawn(
-            census::run(Arc::clone(&owner), owner.safe_copies, token.clone()).instrument(span.clone()),
+            census::run(Arc::clone(&owner), owner.safe_copies, view, token.clone()).instrument(span.clone()),
         );
         upload::accept_loop(listener, token.clone(), tracker.clone(), handler)
             .instrument(span.clone())

@@ -37,6 +37,7 @@ use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::rate::Limits;
 use crate::upload::{self, check_fetch_hello, node_addr, Served};
+use crate::web::{Role as ViewRole, SwarmView};
 use crate::wire::{self, Hello, Message, Role};
 use download::Download;
 
@@ -79,6 +80,7 @@ pub struct Peer {
     local: SocketAddr,
     progress: watch::Sender<Progress>,
     me: Me,
+    web: Option<TcpListener>,
 }
 
 /// Who this peer is to the others: its stable ID, its listening port, and the peers it
@@ -95,13 +97,28 @@ pub struct Me {
     pub limits: Limits,
     /// When its upload side last answered a request.
     pub served: Arc<Served>,
+    /// The web view it feeds, if `--http` was given (set once the store is open).
+    pub view: Option<Arc<SwarmView>>,
 }
 
 impl Peer {
-    /// Binds the peer's listening port (so a busy port is reported before anything else).
+    /// Binds the peer's listening port and, with `--http`, the web view's (so a busy port
+    /// is reported before anything else).
     pub async fn bind(config: PeerConfig) -> Result<Peer, Error> {
         let listener = upload::bind(config.listen).await?;
-        Peer::with_listener(config, listener)
+        let web = match config.http {
+            Some(addr) => Some(crate::web::bind(addr).await?),
+            None => None,
+        };
+        let mut peer = Peer::with_listener(config, listener)?;
+        peer.web = web;
+        Ok(peer)
+    }
+
+    /// Serves the web view on `listener` once running.
+    pub fn with_web(mut self, listener: TcpListener) -> Peer {
+        self.web = Some(listener);
+        self
     }
 
     /// Uses a listener bound by the caller (the demo binds port 0 for every peer first).
@@ -119,6 +136,7 @@ impl Peer {
             book: Arc::new(AddressBook::new(id)),
             limits: Limits::new(config.upload_limit, config.download_limit),
             served: Arc::new(Served::default()),
+            view: None,
         };
         Ok(Peer {
             config,
@@ -126,6 +144,7 @@ impl Peer {
             local,
             progress,
             me,
+            web: None,
         })
     }
 
@@ -153,11 +172,28 @@ impl Peer {
     async fn run_inner(self, shutdown: CancellationToken) -> Result<(), Error> {
         let started = Instant::now();
         let token = shutdown.child_token();
-        let me = self.me.clone();
+        let mut me = self.me.clone();
         let Some(joined) = bootstrap::start(&self.config, &me, &token).await? else {
             return Ok(());
         };
         let holdings = joined.holdings;
+        let tracker = TaskTracker::new();
+        if let Some(listener) = self.web {
+            let view = Arc::new(SwarmView::new(
+                ViewRole::Peer,
+                me.id,
+                self.local,
+                Arc::clone(&holdings),
+            ));
+            crate::web::spawn(
+                &tracker,
+                listener,
+                Arc::clone(&view),
+                &token,
+                &tracing::Span::current(),
+            );
+            me.view = Some(view);
+        }
         let named =
             |e: &Option<crate::config::Endpoint>| e.as_ref().map_or("-".to_owned(), ToString::to_string);
         activity::peer_start(
@@ -170,7 +206,6 @@ impl Peer {
             joined.resumed,
         );
 
-        let tracker = TaskTracker::new();
         let handler = {
             let (holdings, me) = (Arc::clone(&holdings), me.clone());
             move |conn| serve_neighbor(conn, Arc::clone(&holdings), me.clone())

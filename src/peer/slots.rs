@@ -198,8 +198,14 @@ impl Ctx {
             return false;
         };
         let wait = (link.list().count() > 0).then_some(LIST_WAIT);
+        let (id, addr) = (link.peer_id(), link.addr());
         match link.refresh_list(wait).await {
             Ok(list) => {
+                if let Some(view) = &self.me.view {
+                    // The address it listens on, as the book has it (not our dial's port).
+                    let listen = self.me.book.addr_of(id).unwrap_or(addr);
+                    view.observe(id, listen, list);
+                }
                 lock(&self.shared).offers[slot] = Some(list.clone());
                 true
             }

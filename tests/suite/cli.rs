@@ -136,3 +136,32 @@ fn peer_arguments_that_do_not_fit_are_refused() {
         assert!(err.contains(expect), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn every_subcommand_has_help_with_an_example_and_completions_and_man_are_generated() {
+    for sub in ["owner", "peer", "demo", "status", "inspect", "completions", "man"] {
+        let out = super::util::swarmshare().args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{sub} --help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Example"), "{sub} --help has no example:\n{text}");
+    }
+    let bash = super::util::swarmshare()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    let script = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        script.contains("_swarmshare()") && script.contains("inspect"),
+        "a bash completion for every subcommand"
+    );
+    let man = super::util::swarmshare().arg("man").output().unwrap();
+    assert!(man.status.success());
+    let roff = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        roff.contains(".TH swarmshare 1") && roff.contains("status"),
+        "a man page naming the subcommands"
+    );
+    exits_2(&["completions", "tcsh"], "tcsh");
+    exits_2(&["demo", "--http", "nowhere"], "PORT or IP:PORT");
+}

@@ -59,11 +59,17 @@ fn list_wait_is_answered_when_the_server_gains_a_chunk() {
     swarm.start_peer(0, swarm.ports[1]);
     swarm.wait_joined(0);
     let mut p = fetch_session(swarm.ports[0], id);
-    let (before, _) = ask(&mut p, &Message::ListRequest);
-    assert!(
-        before < chunks,
-        "peer 0 starts with its batch only ({before} of {chunks})"
-    );
+    // Its whole batch (half the chunks), and nothing more until peer 1 comes.
+    let batch = chunks.div_ceil(2);
+    let t0 = Instant::now();
+    let before = loop {
+        let (n, _) = ask(&mut p, &Message::ListRequest);
+        if n >= batch || t0.elapsed() > Duration::from_secs(30) {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(before, batch, "peer 0 holds its batch only");
     let waiting = std::thread::spawn(move || ask(&mut p, &Message::ListWait(60_000)));
     std::thread::sleep(Duration::from_millis(500));
     assert!(!waiting.is_finished(), "nothing new: the long poll is held");

@@ -1,0 +1,114 @@
+//! A read-only look at a node's directory, for `swarmshare status`: what the manifest
+//! says, which chunk files verify, what the summary claims and whether the file is there.
+//! Unlike [`ChunkStore::open`](super::ChunkStore::open) it changes nothing: a damaged
+//! chunk file is reported, not removed.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{io_err, read_no_follow, stored_manifest, StoreError, STORE_DIR};
+use crate::chunk_set::ChunkSet;
+use crate::identity::PeerId;
+use crate::manifest::{ChunkId, Manifest};
+use crate::summary;
+
+/// What a directory holds, as found on disk.
+#[derive(Debug)]
+pub struct DirStatus {
+    /// The directory looked at.
+    pub dir: PathBuf,
+    /// The swarm's manifest (from `.swarmshare/manifest`).
+    pub manifest: Manifest,
+    /// The node's peer ID, if it has one.
+    pub peer_id: Option<PeerId>,
+    /// Chunk files present whose bytes match the manifest.
+    pub verified: ChunkSet,
+    /// Chunk files present that do not (truncated, corrupted, or not a regular file).
+    pub damaged: Vec<ChunkId>,
+    /// What the summary file lists; `None` if there is none, `Err` if it does not parse.
+    pub summary: Option<Result<ChunkSet, String>>,
+    /// The finished file in the directory.
+    pub file: FileState,
+    /// Leftover temporary files (a run that was stopped or killed).
+    pub temporary: usize,
+}
+
+/// The state of `DIR/<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// Not there.
+    Absent,
+    /// There, with exactly the swarm's contents.
+    Verified,
+    /// There, with other contents (or not a regular file).
+    Other,
+}
+
+impl FileState {
+    /// The state as a word: `absent`, `verified` or `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Absent => "absent",
+            FileState::Verified => "verified",
+            FileState::Other => "other",
+        }
+    }
+}
+
+/// Looks at `dir` without changing it. `Ok(None)` if it holds no swarmshare store.
+pub fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(StoreError::NotADirectory(dir.to_owned())),
+        Err(e) => return Err(io_err("open", dir)(e)),
+    }
+    let Some(manifest) = stored_manifest(dir)? else {
+        return Ok(None);
+    };
+    let root = dir.join(STORE_DIR);
+    let layout = *manifest.layout();
+    let mut verified = ChunkSet::empty(layout.chunk_count());
+    let mut damaged = Vec::new();
+    for id in 0..layout.chunk_count() {
+        let path = root.join("chunks").join(format!("{id:07}"));
+        match read_no_follow(&path, u64::from(layout.chunk_size())) {
+            Ok(data) if manifest.verify_chunk(id, &data) => {
+                verified.insert(id);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            _ => damaged.push(id),
+        }
+    }
+    let summary = match fs::read_to_string(root.join("summary")) {
+        Ok(text) => Some(summary::parse(&text, layout.chunk_count()).map_err(|e| e.to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => Some(Err(e.to_string())),
+    };
+    let temporary = fs::read_dir(root.join("tmp")).map_or(0, Iterator::count);
+    let file = file_state(&dir.join(manifest.name()), &manifest);
+    Ok(Some(DirStatus {
+        dir: dir.to_owned(),
+        peer_id: PeerId::load(&root),
+        manifest,
+        verified,
+        damaged,
+        summary,
+        file,
+        temporary,
+    }))
+}
+
+fn file_state(path: &Path, manifest: &Manifest) -> FileState {
+    match fs::symlink_metadata(path) {
+        Err(_) => FileState::Absent,
+        Ok(m) if !m.is_file() || m.len() != manifest.layout().file_size() => FileState::Other,
+        Ok(_) => {
+            let mut hasher = blake3::Hasher::new();
+            match super::open_no_follow(path).and_then(|f| hasher.update_reader(f).map(drop)) {
+                Ok(()) if hasher.finalize().as_bytes() == manifest.file_hash() => FileState::Verified,
+                _ => FileState::Other,
+            }
+        }
+    }
+}

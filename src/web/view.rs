@@ -1,0 +1,232 @@
+//! `SwarmView`: the swarm as one node knows it, for the web page. The owner fills it from
+//! its census (every peer's chunk list), a peer from the lists its neighbors send; the
+//! node's own chunks are read from its [`Holdings`] when a snapshot is taken. Bounded: at
+//! most [`MAX_NODES`] other nodes are kept, the least recently heard of dropped first.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::chunk_set::ChunkSet;
+use crate::holdings::Holdings;
+use crate::identity::PeerId;
+use crate::manifest::hex;
+
+/// Other nodes the view keeps at most.
+pub const MAX_NODES: usize = 256;
+
+/// How this node takes part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The owner: it holds the whole file.
+    Owner,
+    /// A peer.
+    Peer,
+}
+
+#[derive(Debug)]
+struct Node {
+    addr: SocketAddr,
+    have: Option<ChunkSet>,
+    reachable: bool,
+    heard: Instant,
+    /// Bytes per second, smoothed, from the growth of its list.
+    rate: f64,
+}
+
+#[derive(Debug)]
+struct Me {
+    count: u32,
+    at: Instant,
+    rate: f64,
+}
+
+/// The swarm as this node knows it; cheap to update, snapshotted as JSON.
+#[derive(Debug)]
+pub struct SwarmView {
+    role: Role,
+    id: PeerId,
+    listen: SocketAddr,
+    holdings: Arc<Holdings>,
+    nodes: Mutex<HashMap<PeerId, Node>>,
+    me: Mutex<Me>,
+    changed: watch::Sender<u64>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Folds a new sample of `count` chunks at `now` into `rate` (bytes per second).
+fn smoothed(rate: f64, before: (u32, Instant), now: (u32, Instant), chunk_size: u32) -> f64 {
+    let secs = now.1.duration_since(before.1).as_secs_f64();
+    if secs <= 0.0 {
+        return rate;
+    }
+    let sample = f64::from(now.0.saturating_sub(before.0)) * f64::from(chunk_size) / secs;
+    0.5 * rate + 0.5 * sample
+}
+
+impl SwarmView {
+    /// A view for the node `id` listening on `listen`, holding `holdings`.
+    pub fn new(role: Role, id: PeerId, listen: SocketAddr, holdings: Arc<Holdings>) -> SwarmView {
+        let count = holdings.snapshot().count();
+        SwarmView {
+            role,
+            id,
+            listen,
+            holdings,
+            nodes: Mutex::new(HashMap::new()),
+            me: Mutex::new(Me {
+                count,
+                at: Instant::now(),
+                rate: 0.0,
+            }),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    /// Wakes whoever watches the view (the page's event stream).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Records the list `have` that node `id` at `addr` just sent.
+    pub fn observe(&self, id: PeerId, addr: SocketAddr, have: &ChunkSet) {
+        if id == self.id || id == PeerId::NONE {
+            return;
+        }
+        let now = Instant::now();
+        let chunk_size = self.holdings.manifest().layout().chunk_size();
+        let mut nodes = locked(&self.nodes);
+        let node = nodes.entry(id).or_insert_with(|| Node {
+            addr,
+            have: None,
+            reachable: true,
+            heard: now,
+            rate: 0.0,
+        });
+        if let Some(old) = &node.have {
+            node.rate = smoothed(
+                node.rate,
+                (old.count(), node.heard),
+                (have.count(), now),
+                chunk_size,
+            );
+        }
+        node.addr = addr;
+        node.have = Some(have.clone());
+        node.reachable = true;
+        node.heard = now;
+        if nodes.len() > MAX_NODES {
+            let oldest = nodes.iter().min_by_key(|(_, n)| n.heard).map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                nodes.remove(&oldest);
+            }
+        }
+        drop(nodes);
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Records that node `id` could not be reached.
+    pub fn unreachable(&self, id: PeerId) {
+        if let Some(node) = locked(&self.nodes).get_mut(&id) {
+            node.reachable = false;
+            node.rate = 0.0;
+        }
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Watches the number of chunks this node holds.
+    pub fn own_count(&self) -> watch::Receiver<u32> {
+        self.holdings.subscribe()
+    }
+
+    /// The view as the page reads it: the swarm's shape, every node (this one first) with
+    /// its chunk bitfield in hex, and the copies of each chunk among the peers.
+    pub fn snapshot(&self) -> Value {
+        let manifest = self.holdings.manifest();
+        let layout = manifest.layout();
+        let mine = self.holdings.snapshot();
+        let now = Instant::now();
+        let my_rate = {
+            let mut me = locked(&self.me);
+            if now.duration_since(me.at).as_millis() >= 250 {
+                me.rate = smoothed(
+                    me.rate,
+                    (me.count, me.at),
+                    (mine.count(), now),
+                    layout.chunk_size(),
+                );
+                me.count = mine.count();
+                me.at = now;
+            }
+            me.rate
+        };
+        let mut copies = vec![0u32; layout.chunk_count() as usize];
+        let mut count = |have: &ChunkSet| {
+            for id in have.iter() {
+                copies[id as usize] += 1;
+            }
+        };
+        if self.role == Role::Peer {
+            count(&mine);
+        }
+        let mut others: Vec<(PeerId, Value)> = Vec::new();
+        for (id, node) in locked(&self.nodes).iter() {
+            if let Some(have) = &node.have {
+                count(have);
+            }
+            let state = match &node.have {
+                _ if !node.reachable => "unreachable",
+                None => "known",
+                Some(h) if h.is_complete() => "complete",
+                Some(_) => "downloading",
+            };
+            others.push((
+                *id,
+                json!({
+                    "id": id.to_string(),
+                    "addr": node.addr.to_string(),
+                    "state": state,
+                    "held": node.have.as_ref().map_or(0, ChunkSet::count),
+                    "have": node.have.as_ref().map(|h| hex(h.as_bitfield())),
+                    "rate": node.rate.round(),
+                    "self": false,
+                    "seen_ms_ago": now.duration_since(node.heard).as_millis() as u64,
+                }),
+            ));
+        }
+        others.sort_by_key(|(id, _)| *id);
+        let me = json!({
+            "id": self.id.to_string(),
+            "addr": self.listen.to_string(),
+            "state": match self.role {
+                Role::Owner => "owner",
+                Role::Peer if mine.is_complete() => "complete",
+                Role::Peer => "downloading",
+            },
+            "held": mine.count(),
+            "have": hex(mine.as_bitfield()),
+            "rate": my_rate.round(),
+            "self": true,
+            "seen_ms_ago": 0,
+        });
+        let mut nodes = vec![me];
+        nodes.extend(others.into_iter().map(|(_, v)| v));
+        json!({
+            "role": match self.role { Role::Owner => "owner", Role::Peer => "peer" },
+            "name": manifest.name(),
+            "size": layout.file_size(),
+            "chunks": layout.chunk_count(),
+            "chunk_size": layout.chunk_size(),
+            "swarm": manifest.swarm_id().to_string(),
+            "nodes": nodes,
+            "copies": copies,
+        })
+    }
+}
