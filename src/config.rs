@@ -359,6 +359,8 @@ pub struct DemoConfig {
     pub http: Option<SocketAddr>,
     /// How long the swarm keeps serving (and the page stays up) after every peer completed.
     pub linger: std::time::Duration,
+    /// Progress bars to draw the peers on, if any.
+    pub bars: Option<crate::progress::Bars>,
 }
 
 impl DemoConfig {
@@ -390,6 +392,7 @@ impl DemoConfig {
             timeout,
             http: None,
             linger: std::time::Duration::ZERO,
+            bars: None,
         })
     }
 }

@@ -123,6 +123,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
     let owner_task = tokio::spawn(owner.run(owner_listener, web, token.clone()));
 
     let mut progress = Vec::new();
+    let mut bar_tasks = JoinSet::new();
     let mut peers = JoinSet::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let neighbor = Endpoint::local(ports[(i + 1) % ports.len()]);
@@ -137,6 +138,10 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
         )?;
         let peer = Peer::with_listener(cfg, listener)?;
         progress.push(peer.progress());
+        if let Some(bars) = config.bars.clone() {
+            let (name, rx) = (format!("peer{}", i + 1), peer.progress());
+            bar_tasks.spawn(async move { bars.track(name, rx).await });
+        }
         let token = token.clone();
         peers.spawn(async move { (i, peer.run(token).await) });
     }

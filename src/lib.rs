@@ -36,6 +36,7 @@ pub mod logging;
 pub mod manifest;
 pub mod owner;
 pub mod peer;
+pub mod progress;
 pub mod rate;
 pub mod report;
 pub mod summary;

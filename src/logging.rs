@@ -36,14 +36,19 @@ pub enum LogFormat {
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
 
-/// Installs the global subscriber, showing `level` and above (`RUST_LOG` overrides it).
-/// Call once, before anything logs, and keep the guard until the process ends.
-pub fn init(format: LogFormat, level: &str) -> LogGuard {
+/// Installs the global subscriber, showing `level` and above (`RUST_LOG` overrides it),
+/// writing to standard output, through progress `bars` if given. Call once, before
+/// anything logs, and keep the guard until the process ends.
+pub fn init(format: LogFormat, level: &str, bars: Option<&crate::progress::Bars>) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     // Standard output is line-buffered; a duplicate of its descriptor is not.
     let out: Box<dyn std::io::Write + Send> = match std::io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(BufWriter::with_capacity(64 * 1024, std::fs::File::from(fd))),
         Err(_) => Box::new(std::io::stdout()),
+    };
+    let out = match bars {
+        Some(bars) => bars.log_writer(out),
+        None => out,
     };
     let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(out);
     let builder = tracing_subscriber::fmt()

@@ -20,6 +20,7 @@ use swarmshare::logging::{self, LogFormat};
 use swarmshare::manifest::manifest_for;
 use swarmshare::owner::Owner;
 use swarmshare::peer::Peer;
+use swarmshare::progress::Bars;
 use swarmshare::web::{self, parse_http_addr};
 use swarmshare::{demo, report, upload, Error};
 
@@ -248,7 +249,11 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let log = logging::init(format, level);
+    // Bars for the commands that download, when someone is watching.
+    let bars = matches!(cli.command, Command::Peer(_) | Command::Demo(_))
+        .then(Bars::for_terminal)
+        .flatten();
+    let log = logging::init(format, level, bars.as_ref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(MAX_BLOCKING_THREADS)
@@ -260,7 +265,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(cli.command));
+    let result = runtime.block_on(run(cli.command, bars));
     drop(runtime);
     // The log's last lines are out before the error line.
     drop(log);
@@ -273,7 +278,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), Error> {
+async fn run(command: Command, bars: Option<Bars>) -> Result<(), Error> {
     match command {
         Command::Owner(a) => {
             let mut config = OwnerConfig::new(
@@ -317,12 +322,17 @@ async fn run(command: Command) -> Result<(), Error> {
             config.fsync = !a.no_fsync;
             config.http = a.http;
             let peer = Peer::bind(config).await?;
+            if let Some(bars) = bars {
+                let (name, progress) = (format!("peer :{port}"), peer.progress());
+                tokio::spawn(async move { bars.track(name, progress).await });
+            }
             peer.run(shutdown_on_signal()).await
         }
         Command::Demo(a) => {
             let mut config = DemoConfig::new(a.peers, a.size, a.keep, Duration::from_secs(a.timeout))?;
             config.http = (!a.no_http).then_some(a.http);
             config.linger = Duration::from_secs(a.linger);
+            config.bars = bars;
             let report = demo::run(config).await?;
             println!("{report}");
             Ok(())

@@ -165,3 +165,42 @@ fn every_subcommand_has_help_with_an_example_and_completions_and_man_are_generat
     exits_2(&["completions", "tcsh"], "tcsh");
     exits_2(&["demo", "--http", "nowhere"], "PORT or IP:PORT");
 }
+
+#[test]
+fn progress_bars_on_a_terminal_and_plain_lines_otherwise() {
+    let bin = env!("CARGO_BIN_EXE_swarmshare");
+    let cmd = format!("{bin} demo --peers 2 --size 2MiB --no-http");
+    // Not a terminal: log lines only, no bars.
+    let plain = super::util::swarmshare()
+        .args(["demo", "--peers", "2", "--size", "2MiB", "--no-http"])
+        .output()
+        .unwrap();
+    assert!(plain.status.success());
+    let all = [plain.stdout, plain.stderr].concat();
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.contains("chunk received"),
+        "log lines when not on a terminal"
+    );
+    assert!(
+        !text.contains("chunks/s"),
+        "no progress bar when not on a terminal"
+    );
+    // On a terminal (a pseudo-terminal from util-linux's `script`): a bar per peer.
+    let Ok(tty) = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+    else {
+        println!("SKIPPED: no `script` command to make a terminal");
+        return;
+    };
+    assert!(tty.status.success(), "{}", String::from_utf8_lossy(&tty.stderr));
+    let screen = String::from_utf8_lossy(&tty.stdout);
+    for peer in ["peer1", "peer2"] {
+        assert!(screen.contains(peer), "a bar for {peer}");
+    }
+    assert!(
+        screen.contains("chunks/s") && screen.contains("complete in"),
+        "bars with rate and outcome"
+    );
+}
