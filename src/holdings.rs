@@ -10,13 +10,15 @@
 //! neighbor asks for next is served without a disk read. [`Holdings::commit`] then syncs
 //! every staged chunk, renames each into `chunks/`, syncs the directory and rewrites the
 //! summary from the committed set only: the summary never lists a chunk that is not on
-//! disk. A commit runs every [`SUMMARY_INTERVAL`] (the status task), as soon as
-//! [`MAX_STAGED`] chunks are staged (back-pressure that bounds the memory held), when the
-//! set is complete, and at shutdown.
+//! disk. A commit runs every [`SUMMARY_INTERVAL`] (the status task), when the set is
+//! complete, and at shutdown; as soon as [`MAX_STAGED`] chunks are staged the chunks are
+//! committed without the summary unless it is due (back-pressure that bounds the memory
+//! held to a few dozen chunks, while the summary is still rewritten at most every
+//! [`SUMMARY_INTERVAL`] and its cost stays linear in the file size).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -69,6 +71,7 @@ struct SummaryState {
     /// What the summary file lists (or will, once `dirty` is cleared).
     committed: ChunkSet,
     dirty: bool,
+    written: Instant,
 }
 
 fn blocking_err(e: tokio::task::JoinError) -> Error {
@@ -91,6 +94,7 @@ impl Holdings {
             write: Arc::new(tokio::sync::Mutex::new(SummaryState {
                 committed: have.clone(),
                 dirty: false,
+                written: Instant::now(),
             })),
             have: Mutex::new(have),
             staged: Mutex::new(Staging::default()),
@@ -140,8 +144,10 @@ impl Holdings {
         let (added, staged, complete) = tokio::task::spawn_blocking(move || this.add_blocking(id, data))
             .await
             .map_err(blocking_err)??;
-        if complete || staged >= MAX_STAGED {
+        if complete {
             self.commit().await?;
+        } else if staged >= MAX_STAGED {
+            self.commit_chunks().await?;
         }
         Ok(added)
     }
@@ -189,11 +195,22 @@ impl Holdings {
     /// Makes every staged chunk durable and rewrites the summary file if anything changed
     /// since it was last written (see the module docs).
     pub async fn commit(self: &Arc<Self>) -> Result<(), Error> {
+        self.commit_with(true).await
+    }
+
+    /// Makes every staged chunk durable; the summary follows only if [`SUMMARY_INTERVAL`]
+    /// has passed since it was last written, so its cost stays linear in the file size.
+    async fn commit_chunks(self: &Arc<Self>) -> Result<(), Error> {
+        self.commit_with(false).await
+    }
+
+    async fn commit_with(self: &Arc<Self>, summary_now: bool) -> Result<(), Error> {
         let mut summary = Arc::clone(&self.write).lock_owned().await;
         let files = std::mem::take(&mut locked(&self.staged).files);
         if files.is_empty() && !summary.dirty {
             return Ok(());
         }
+        let write_summary = summary_now || summary.written.elapsed() >= SUMMARY_INTERVAL;
         let this = Arc::clone(self);
         // The blocking thread owns the lock: a cancelled caller cannot leave a half commit.
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
@@ -209,8 +226,11 @@ impl Holdings {
                 staged.bytes.remove(id);
             }
             drop(staged);
-            this.store.write_summary(&summary.committed)?;
-            summary.dirty = false;
+            if write_summary {
+                this.store.write_summary(&summary.committed)?;
+                summary.dirty = false;
+                summary.written = Instant::now();
+            }
             Ok(())
         })
         .await

@@ -156,8 +156,9 @@ struct PeerArgs {
     /// With --exit-when-done: exit at the latest this many seconds after completing.
     #[arg(long, value_name = "SECS", requires = "exit_when_done")]
     seed_time: Option<u64>,
-    /// Do not wait for the disk: skip fsync. A killed peer still loses nothing (every file
-    /// appears whole or not at all); after a power cut, chunks may need fetching again.
+    /// Do not wait for the disk: skip fsync. A killed peer loses no more than with syncing
+    /// (every file appears whole or not at all); after a power cut, chunks may need
+    /// fetching again.
     /// For scratch disks and benchmarks.
     #[arg(long)]
     no_fsync: bool,
@@ -270,7 +271,13 @@ fn main() -> ExitCode {
     // The log's last lines are out before the error line.
     drop(log);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(report) => {
+            // After the log's last lines, so the demo's table is the last thing printed.
+            if let Some(report) = report {
+                println!("{report}");
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
@@ -278,7 +285,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, bars: Option<Bars>) -> Result<(), Error> {
+/// Runs a command; the demo returns its report, printed once the log is flushed.
+async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Error> {
     match command {
         Command::Owner(a) => {
             let mut config = OwnerConfig::new(
@@ -303,7 +311,10 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<(), Error> {
                 Some(addr) => Some(web::bind(addr).await?),
                 None => None,
             };
-            owner.run(listener, web, shutdown_on_signal()).await
+            owner
+                .run(listener, web, shutdown_on_signal())
+                .await
+                .map(|()| None)
         }
         Command::Peer(a) => {
             let (owner, port, neighbor) = peer_positionals(&a.args, a.join.is_some())?;
@@ -326,7 +337,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<(), Error> {
                 let (name, progress) = (format!("peer :{port}"), peer.progress());
                 tokio::spawn(async move { bars.track(name, progress).await });
             }
-            peer.run(shutdown_on_signal()).await
+            peer.run(shutdown_on_signal()).await.map(|()| None)
         }
         Command::Demo(a) => {
             let mut config = DemoConfig::new(a.peers, a.size, a.keep, Duration::from_secs(a.timeout))?;
@@ -334,8 +345,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<(), Error> {
             config.linger = Duration::from_secs(a.linger);
             config.bars = bars;
             let report = demo::run(config).await?;
-            println!("{report}");
-            Ok(())
+            Ok(Some(report.to_string()))
         }
         Command::Status(a) => {
             let dir = a.dir.clone();
@@ -351,7 +361,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<(), Error> {
             } else {
                 print!("{}", report::status_text(&status));
             }
-            Ok(())
+            Ok(None)
         }
         Command::Inspect(a) => {
             let manifest = tokio::task::spawn_blocking(move || manifest_for(&a.file))
@@ -365,10 +375,10 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<(), Error> {
             } else {
                 print!("{}", report::manifest_text(&manifest));
             }
-            Ok(())
+            Ok(None)
         }
         // Printed in main, before the runtime starts.
-        Command::Completions { .. } | Command::Man => Ok(()),
+        Command::Completions { .. } | Command::Man => Ok(None),
     }
 }
 

@@ -40,6 +40,17 @@ impl RateLimit {
         self.rate as u64
     }
 
+    /// Takes `bytes` from the bucket if it holds them now; false (nothing taken) if not.
+    pub fn try_acquire(&self, bytes: usize) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let (tokens, last) = *state;
+        let refilled = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+        let ok = refilled >= bytes as f64;
+        *state = (if ok { refilled - bytes as f64 } else { refilled }, now);
+        ok
+    }
+
     /// Takes `bytes` from the bucket, waiting until the debt they leave is paid off.
     pub async fn acquire(&self, bytes: usize) {
         let wait = {
@@ -91,5 +102,12 @@ impl Limits {
         if let Some(limit) = &self.download {
             limit.acquire(bytes).await;
         }
+    }
+
+    /// Whether `bytes` may be requested right now (taken from the download budget if so).
+    pub fn try_download(&self, bytes: usize) -> bool {
+        self.download
+            .as_ref()
+            .is_none_or(|limit| limit.try_acquire(bytes))
     }
 }

@@ -33,7 +33,8 @@ impl ChunkStore {
 
     /// Writes verified chunk `id` at its place in `partial`.
     pub fn write_partial(&self, partial: &mut Partial, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
-        let dest = self.file_path();
+        // Errors name the temporary file being written, not the final name.
+        let dest = partial.file.path().to_owned();
         let Some(offset) = self.manifest.layout().chunk_offset(id) else {
             let e = io::Error::new(io::ErrorKind::InvalidInput, format!("chunk {id} is out of range"));
             return Err(io_err("write", &dest)(e));

@@ -330,7 +330,7 @@ impl ChunkStore {
     }
 
     /// Whether writes are synced to disk before they are renamed into place (the default).
-    /// Off (`--no-fsync`), a killed process still loses nothing, since every file appears
+    /// Off (`--no-fsync`), a killed process loses no more than with syncing: every file appears
     /// whole or not at all, but a power cut may leave listed chunks unwritten.
     pub fn set_fsync(&mut self, on: bool) {
         self.fsync = on;

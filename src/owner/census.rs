@@ -3,9 +3,9 @@
 //! Every [`CENSUS_EVERY`] the owner asks each peer it knows (from their hellos; at most
 //! [`MAX_PEERS`](crate::wire::MAX_PEERS)) for its chunk ID list over a short FETCH
 //! session, counts the copies of every chunk, and logs a `swarm_copies` event when the
-//! picture changes. The first time every chunk is held by at least `k` peers
-//! (`--safe-copies`), it logs `safe_to_leave` and says so on stderr: from then on the
-//! swarm can complete without the owner.
+//! picture changes. The first time every chunk has been held by at least `k` peers
+//! (`--safe-copies`) in two censuses in a row, it logs `safe_to_leave` and says so on
+//! stderr: from then on the swarm can complete without the owner.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +47,7 @@ pub async fn run(
     let chunks = owner.manifest().layout().chunk_count();
     let mut last: Option<(u32, usize)> = None;
     let mut announced = false;
+    let mut safe_last_round = false;
     let every = if view.is_some() {
         CENSUS_EVERY_WATCHED
     } else {
@@ -93,7 +94,12 @@ pub async fn run(
                 "swarm copies counted"
             );
         }
-        if !announced && min >= safe_copies {
+        // Twice in a row: a peer lists a chunk as soon as it is written, and makes it
+        // durable (kill -9 proof) within the next commit, a fraction of a census round.
+        let safe = min >= safe_copies;
+        let twice = safe && safe_last_round;
+        safe_last_round = safe;
+        if !announced && twice {
             announced = true;
             info!(
                 event = "safe_to_leave",

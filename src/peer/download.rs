@@ -246,8 +246,11 @@ impl Ctx {
             shared.in_flight.insert(id);
             return Some(self.claim(id, false));
         }
+        // The endgame: every missing chunk is already being fetched (or only a few are
+        // missing), so an idle task may fetch one a slower link is still bringing.
         let missing = held.len() - held.count();
-        if endgame && missing as usize <= shared.offers.len().max(2) {
+        let in_flight = shared.in_flight.count();
+        if endgame && (missing <= in_flight || missing as usize <= shared.offers.len().max(2)) {
             return pick(&held, &shared).map(|id| self.claim(id, true));
         }
         None
@@ -374,8 +377,14 @@ impl Ctx {
                 };
                 let duplicate = claim.duplicate;
                 // The download cap paces requests: what is asked for is what will arrive.
+                // Never wait on it with answers outstanding (they would go unread): with
+                // requests in flight, ask for more only while the budget allows.
                 let expected = layout.chunk_len(claim.id).unwrap_or(0) as usize;
-                self.me.limits.before_download(expected).await;
+                if window.is_empty() {
+                    self.me.limits.before_download(expected).await;
+                } else if !self.me.limits.try_download(expected) {
+                    break;
+                }
                 let Some(link) = server.link.as_mut() else {
                     return Ok(stored);
                 };

@@ -33,6 +33,8 @@ pub struct FetchLink {
     owner: bool,
     /// The owner's batch is still arriving on this (JOIN) connection.
     in_batch: bool,
+    /// A list has arrived on this link (so the next ask may be a long poll).
+    listed: bool,
 }
 
 /// The answer to a chunk request.
@@ -91,6 +93,7 @@ impl FetchLink {
             server,
             owner: false,
             in_batch: false,
+            listed: false,
         }
     }
 
@@ -167,6 +170,11 @@ impl FetchLink {
         &self.list
     }
 
+    /// Whether the server has sent a list on this link yet.
+    pub fn has_list(&self) -> bool {
+        self.listed
+    }
+
     /// Asks for the server's chunk ID list; with `wait`, a long poll: the server answers
     /// once it holds a chunk its last list on this link did not name, or after `wait`.
     pub async fn refresh_list(&mut self, wait: Option<Duration>) -> Result<&ChunkSet, PeerError> {
@@ -185,6 +193,7 @@ impl FetchLink {
             Message::List(list) if list.len() == self.chunk_count => {
                 activity::list_received(self.addr(), list.count());
                 self.list = list;
+                self.listed = true;
                 Ok(&self.list)
             }
             Message::List(list) => Err(PeerError::ListLength {

@@ -197,7 +197,7 @@ impl Ctx {
         let Some(link) = s.link.as_mut() else {
             return false;
         };
-        let wait = (link.list().count() > 0).then_some(LIST_WAIT);
+        let wait = link.has_list().then_some(LIST_WAIT);
         let (id, addr) = (link.peer_id(), link.addr());
         match link.refresh_list(wait).await {
             Ok(list) => {
