@@ -28,7 +28,8 @@ use swarmshare::{demo, report, upload, Error};
 #[command(
     name = "swarmshare",
     version,
-    about = "Share one file with many peers: an owner, a ring of peers, verified chunks"
+    about = "Share one file with many peers: an owner, a ring of peers, verified chunks",
+    after_help = "Examples:\n  swarmshare owner 5000 movie.mkv --peers 5 --http 8080\n  swarmshare peer 5000 5001 5002 --dir peer1\n  swarmshare demo --size 100MiB --linger 30\n\nExit codes: 0 success (or stopped by Ctrl-C/SIGTERM), 1 failure while running, 2 invalid input (nothing started)."
 )]
 struct Cli {
     /// Log line format.

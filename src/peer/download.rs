@@ -46,8 +46,46 @@ use crate::task;
 pub const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How long a task with nothing to request waits before looking again.
 pub const POLL: Duration = Duration::from_millis(100);
-/// Requests in flight at once to one server (1.6 MB of chunks).
+/// Requests in flight at once to one server, at most (1.6 MB of chunks).
 pub const PIPELINE: usize = 16;
+/// Requests in flight to a server at first, before its rate is known.
+pub const PIPELINE_START: usize = 4;
+/// How much of a link's measured rate is kept in flight: enough that the server always
+/// has the next request, few enough that a slow or capped server is not handed chunks
+/// another could bring sooner.
+pub const IN_FLIGHT_TIME: Duration = Duration::from_millis(100);
+
+/// The window of requests for one fetch stream, sized to the link's measured rate.
+#[derive(Debug)]
+struct Depth {
+    chunk_size: f64,
+    started: Instant,
+    bytes: usize,
+}
+
+impl Depth {
+    fn new(chunk_size: u32) -> Depth {
+        Depth {
+            chunk_size: f64::from(chunk_size.max(1)),
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    fn received(&mut self, bytes: usize) {
+        self.bytes += bytes;
+    }
+
+    /// 2 + what the link delivers in [`IN_FLIGHT_TIME`], within 2..=[`PIPELINE`].
+    fn get(&self) -> usize {
+        let secs = self.started.elapsed().as_secs_f64();
+        if self.bytes == 0 || secs <= 0.0 {
+            return PIPELINE_START;
+        }
+        let per_window = self.bytes as f64 / secs * IN_FLIGHT_TIME.as_secs_f64() / self.chunk_size;
+        (2 + per_window as usize).clamp(2, PIPELINE)
+    }
+}
 /// How long a neighbor may hold a list request until it has something new.
 pub const LIST_WAIT: Duration = Duration::from_secs(1);
 /// How often the owner is asked which peers it knows.
@@ -370,8 +408,9 @@ impl Ctx {
         let layout = *self.holdings.manifest().layout();
         let mut window: VecDeque<Claim> = VecDeque::with_capacity(PIPELINE);
         let mut stored = false;
+        let mut depth = Depth::new(layout.chunk_size());
         loop {
-            while window.len() < PIPELINE {
+            while window.len() < depth.get() {
                 let Some(claim) = next(window.is_empty()) else {
                     break;
                 };
@@ -413,6 +452,7 @@ impl Ctx {
                     break;
                 }
             };
+            depth.received(data.len());
             stored |= self.store(server, id, data, addr, source).await?;
             drop(claim);
         }

@@ -215,3 +215,42 @@ fn a_neighbor_that_comes_up_late_is_waited_for() {
     assert_eq!(done["from_owner"], batch, "only the batch from the owner: {done}");
     assert_eq!(done["from_neighbor"], 20 - batch, "{done}");
 }
+
+/// A pinned neighbor that serves at a trickle may hold a full window of requests; once
+/// every chunk still missing is in flight there, the other neighbors fetch them too (the
+/// endgame), so the slow one cannot set the pace for the last chunks.
+#[test]
+fn a_slow_pinned_neighbor_does_not_hold_up_the_last_chunks() {
+    let mut swarm = Swarm::new(2_000_000, 3, 61);
+    let (a, b, c) = (0, 1, 2);
+    // B and C each get the whole file in the owner's batch (batches sized for one peer).
+    swarm.start_owner(1);
+    let (owner, pa, pb, pc) = (swarm.owner_port, swarm.ports[a], swarm.ports[b], swarm.ports[c]);
+    swarm.start_peer_with(
+        b,
+        &[owner.to_string(), pb.to_string()],
+        &["--upload-limit".into(), "30KB".into()],
+    );
+    swarm.start_peer_with(c, &[owner.to_string(), pc.to_string()], &[]);
+    swarm.wait_complete(&[b, c], Duration::from_secs(60));
+    // B must know C (from the owner's peer list) before the owner goes.
+    std::thread::sleep(Duration::from_secs(3));
+    swarm.owner.as_mut().unwrap().kill9();
+    // A joins through B, pinned to B (30 KB/s: 3.4 s a chunk), and learns C from B.
+    swarm.start_peer_with(
+        a,
+        &[owner.to_string(), pa.to_string(), pb.to_string()],
+        &["--join".into(), format!("127.0.0.1:{pb}")],
+    );
+    swarm.wait_complete(&[a], Duration::from_secs(120));
+    let from_b = events_of(swarm.peer(a))
+        .iter()
+        .filter(|e| e["event"] == "chunk_received" && e["peer"] == format!("127.0.0.1:{pb}"))
+        .count();
+    let report = complete_event(swarm.peer(a));
+    println!("A: {from_b} chunks from the slow neighbor; {report}");
+    assert!(
+        from_b <= 2,
+        "the slow pinned neighbor delivered {from_b} of A's chunks"
+    );
+}
