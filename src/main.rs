@@ -151,7 +151,7 @@ struct PeerArgs {
     /// Cap on download, bytes per second across all connections.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     download_limit: Option<u64>,
-    /// Exit (status 0) once complete and no neighbor has asked for anything for 3 s.
+    /// Exit (status 0) once complete for 3 s and no neighbor has asked for anything for 3 s.
     #[arg(long)]
     exit_when_done: bool,
     /// With --exit-when-done: exit at the latest this many seconds after completing.

@@ -609,7 +609,7 @@ def main():
     ap.add_argument("--ss-rate", default="10MB")
     ap.add_argument("--tracker", choices=["opentracker", "python"], default="opentracker")
     ap.add_argument("--timeout", type=int, default=300)
-    ap.add_argument("--peer-log", default="warn")
+    ap.add_argument("--peer-log", default=os.environ.get("SS_PEER_LOG", "warn"))
     ap.add_argument("--keep-logs", action="store_true")
     a = ap.parse_args()
 

@@ -97,6 +97,8 @@ pub const GIVE_UP_AFTER: u32 = 3;
 /// How long an unpinned slot keeps a neighbor that delivers nothing before it tries
 /// another known peer (there may be peers it has not met that hold what it lacks).
 pub const ROTATE_AFTER: Duration = Duration::from_secs(3);
+/// How long an unpinned slot keeps a neighbor that holds nothing this peer lacks.
+pub const ROTATE_USELESS: Duration = Duration::from_secs(1);
 
 /// Where the chunks came from.
 #[derive(Debug, Default, Clone, Copy)]

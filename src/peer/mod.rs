@@ -253,7 +253,9 @@ async fn seed(config: &PeerConfig, me: &Me, token: &CancellationToken) {
     }
     let since = Instant::now();
     loop {
-        let idle = me.served.idle_for() >= DONE_IDLE;
+        // Idle since completing, too: a peer nobody had found yet (its batch is still news)
+        // stays long enough for the others to come for it.
+        let idle = me.served.idle_for() >= DONE_IDLE && since.elapsed() >= DONE_IDLE;
         let seeded = config.seed_time.is_some_and(|t| since.elapsed() >= t);
         if idle || seeded {
             info!(idle, seeded, "done: exiting (--exit-when-done)");

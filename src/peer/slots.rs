@@ -11,7 +11,9 @@ use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use tracing::debug;
 
-use super::download::{lock, Claim, Ctx, GIVE_UP_AFTER, LIST_WAIT, PEX_EVERY, POLL, ROTATE_AFTER};
+use super::download::{
+    lock, Claim, Ctx, GIVE_UP_AFTER, LIST_WAIT, PEX_EVERY, POLL, ROTATE_AFTER, ROTATE_USELESS,
+};
 use super::fetch::FetchLink;
 use super::picker;
 use super::server::{Server, Target};
@@ -132,9 +134,16 @@ impl Ctx {
                 self.exchange_peers(s).await;
             }
             let fetched = self.neighbor_turn(slot, s, &mut rng).await?;
+            // A neighbor whose list holds nothing this peer lacks is given up sooner than
+            // one whose chunks are merely being fetched by other slots.
+            let useless = s
+                .link
+                .as_ref()
+                .is_some_and(|l| l.has_list() && self.holdings.snapshot().wanted_from(l.list()).is_empty());
+            let patience = if useless { ROTATE_USELESS } else { ROTATE_AFTER };
             if fetched {
                 last_useful = Instant::now();
-            } else if !is_pinned && last_useful.elapsed() >= ROTATE_AFTER {
+            } else if !is_pinned && last_useful.elapsed() >= patience {
                 // Nothing from this one for a while: meet another known peer, if any.
                 let old = server.take();
                 if let Some(next) = self.assign(slot) {
