@@ -2,7 +2,7 @@
 //
 // usage: node swarm_view.mjs URL PEERS OUT_DIR [TIMEOUT_SECS]
 //
-// Opens URL, saves OUT_DIR/swarm-mid.png the first time some peer is part-way (0-100%),
+// Opens URL, saves OUT_DIR/swarm-mid.png while some peer is part-way (0-100%),
 // waits until the page shows PEERS peers other than the node serving it, every one at
 // 100%, with no page reload, and saves OUT_DIR/swarm-complete.png. Prints one JSON line
 // with what it saw; exits 0 on success, 1 otherwise.
@@ -30,14 +30,18 @@ try {
   page.on("load", () => { seen.loads += 1; });
   await page.goto(url);
   const deadline = Date.now() + timeoutMs;
+  let lastMid = 0;
   while (Date.now() < deadline) {
     seen.rows = await page.$$eval("#nodes tr", (trs) =>
       trs.map((tr) => ({ id: tr.dataset.id, state: tr.dataset.state, pct: Number(tr.dataset.pct),
                          self: tr.classList.contains("self") })));
     const others = seen.rows.filter((r) => !r.self);
-    if (!seen.mid && others.some((r) => r.pct > 0 && r.pct < 100)) {
+    // Mid-transfer: refreshed at most every second while some peer is part-way, so the
+    // last one shows measured rates.
+    if (others.some((r) => r.pct > 0 && r.pct < 100) && Date.now() - lastMid >= 1000) {
       seen.mid = join(outDir, "swarm-mid.png");
       await page.screenshot({ path: seen.mid, fullPage: true });
+      lastMid = Date.now();
     }
     if (others.length >= peers && others.every((r) => r.pct === 100)) {
       seen.ok = true;
