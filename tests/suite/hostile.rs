@@ -238,16 +238,7 @@ fn manifest_batch(chunks: u32) -> u32 {
 
 /// The victim's answer to a fresh LIST_REQUEST: how many chunks it lists.
 fn listed(port: u16, swarm: SwarmId) -> u32 {
-    let mut s = fetch_session(port, swarm);
-    s.write_all(&frame(&Message::ListRequest)).unwrap();
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut payload).unwrap();
-    match wire::message::decode_payload(&payload).unwrap() {
-        Message::List(set) => set.count(),
-        other => panic!("expected LIST, got {other:?}"),
-    }
+    super::long_poll::ask(&mut fetch_session(port, swarm), &Message::ListRequest).0
 }
 
 #[test]

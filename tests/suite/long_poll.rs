@@ -13,7 +13,7 @@ use super::hostile::{fetch_session, frame};
 use super::swarm::Swarm;
 
 /// Sends `msg` and reads the LIST that answers it: (chunks listed, seconds it took).
-fn ask(s: &mut TcpStream, msg: &Message) -> (u32, f64) {
+pub(super) fn ask(s: &mut TcpStream, msg: &Message) -> (u32, f64) {
     // A regression fails the test instead of hanging the suite.
     s.set_read_timeout(Some(Duration::from_secs(70))).unwrap();
     let t0 = Instant::now();
