@@ -88,6 +88,9 @@ pub enum StoreError {
     /// A path that must be a real directory is a symlink or a file.
     #[error("{} is not a plain directory (symlinks are never followed)", .0.display())]
     NotADirectory(PathBuf),
+    /// A directory to read does not exist.
+    #[error("{} does not exist", .0.display())]
+    NoSuchDirectory(PathBuf),
     /// The file name exists in `DIR` with other contents.
     #[error("{} already exists with other contents; not overwriting it", .0.display())]
     Occupied(PathBuf),
@@ -118,6 +121,7 @@ impl StoreError {
                 | StoreError::NotADirectory(_)
                 | StoreError::Occupied(_)
                 | StoreError::BadStoredManifest { .. }
+                | StoreError::NoSuchDirectory(_)
         )
     }
 }

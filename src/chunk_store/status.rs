@@ -61,6 +61,9 @@ pub fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
     match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(StoreError::NotADirectory(dir.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StoreError::NoSuchDirectory(dir.to_owned()))
+        }
         Err(e) => return Err(io_err("open", dir)(e)),
     }
     let Some(manifest) = stored_manifest(dir)? else {

@@ -12,7 +12,11 @@
 //! `Host` header is not this server's own address (`IP:PORT`, or `localhost:PORT` on a
 //! loopback address) is refused with 403 before any route runs. The listener binds only
 //! the address given (127.0.0.1 when only a port is given).
+//!
+//! Bounds: [`listener::MAX_CONNECTIONS`] HTTP connections and [`MAX_STREAMS`] event
+//! streams at once; every snapshot is rebuilt from the bounded [`SwarmView`].
 
+pub mod listener;
 pub mod view;
 
 use std::convert::Infallible;
@@ -26,9 +30,10 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use futures_util::Stream;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use view::{Role, SwarmView};
@@ -37,6 +42,8 @@ use crate::error::Error;
 
 /// The page, with its script and styles inline (no other request needed).
 const PAGE: &str = include_str!("page.html");
+/// How long open web connections may take to finish once the node stops.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// The shortest gap between two snapshots on the event stream.
 pub const THROTTLE: Duration = Duration::from_millis(200);
 
@@ -45,14 +52,28 @@ pub fn parse_http_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = text.parse::<u16>() {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
-    text.parse::<SocketAddr>()
-        .map_err(|_| format!("'{text}' is not PORT or IP:PORT (e.g. 8080 or 127.0.0.1:8080)"))
+    let addr = text
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("'{text}' is not PORT or IP:PORT (e.g. 8080 or 127.0.0.1:8080)"))?;
+    if addr.ip().is_unspecified() {
+        // Requests must name the address the page is served on, and no browser names
+        // 0.0.0.0 or [::].
+        return Err(format!(
+            "'{text}': give the address browsers will use (e.g. 10.0.0.1:{}), not an unspecified one",
+            addr.port()
+        ));
+    }
+    Ok(addr)
 }
+
+/// Event streams served at once; one more is refused (503) until one closes.
+pub const MAX_STREAMS: usize = 32;
 
 #[derive(Clone)]
 struct App {
     view: Arc<SwarmView>,
     token: CancellationToken,
+    streams: Arc<Semaphore>,
 }
 
 /// The `Host` values this server answers to.
@@ -87,8 +108,18 @@ pub fn spawn(
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(event = "web_view", url = %format!("http://{addr}/"), "web view at http://{addr}/");
             }
-            if let Err(e) = serve(listener, view, token).await {
-                tracing::warn!(cause = %e, "web view stopped");
+            // Open connections get a moment to finish once the node stops; one that
+            // never finishes its request must not keep the node up.
+            let stopping = token.clone();
+            let grace = async move {
+                stopping.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            };
+            tokio::select! {
+                served = serve(listener, view, token) => if let Err(e) = served {
+                    tracing::warn!(cause = %e, "web view stopped");
+                },
+                () = grace => tracing::debug!("web view: connections cut at shutdown"),
             }
         },
         span,
@@ -109,6 +140,7 @@ pub async fn serve(
     let app = App {
         view,
         token: token.clone(),
+        streams: Arc::new(Semaphore::new(MAX_STREAMS)),
     };
     let router = Router::new()
         .route("/", get(page))
@@ -116,7 +148,7 @@ pub async fn serve(
         .route("/events", get(events))
         .layer(middleware::from_fn_with_state(hosts, check_host))
         .with_state(app);
-    axum::serve(listener, router)
+    axum::serve(listener::Bounded::new(listener), router)
         .with_graceful_shutdown(token.cancelled_owned())
         .await
         .map_err(|source| Error::Io {
@@ -126,9 +158,16 @@ pub async fn serve(
 }
 
 async fn check_host(State(hosts): State<Arc<Vec<String>>>, req: Request, next: Next) -> Response {
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let ours = |h: &str| hosts.iter().any(|a| a.eq_ignore_ascii_case(h));
+    let mut given = req.headers().get_all(header::HOST).iter();
+    let host = match (given.next(), given.next()) {
+        (Some(h), None) => h.to_str().ok(),
+        _ => None, // none, or more than one
+    };
+    // An absolute-form target (`GET http://name/ HTTP/1.1`) names the host it is for.
+    let target_ok = req.uri().authority().is_none_or(|a| ours(a.as_str()));
     match host {
-        Some(h) if hosts.iter().any(|a| a.eq_ignore_ascii_case(h)) => {
+        Some(h) if ours(h) && target_ok => {
             let mut res = next.run(req).await;
             let headers = res.headers_mut();
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -147,13 +186,32 @@ async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
-async fn state(State(app): State<App>) -> Json<serde_json::Value> {
-    Json(app.view.snapshot())
+async fn state(State(app): State<App>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        app.view.snapshot_text().to_string(),
+    )
+        .into_response()
 }
 
-async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let watches = (app.view.subscribe(), app.view.own_count());
-    let stream = futures_util::stream::unfold((watches, true, app), |(mut w, first, app)| async move {
+async fn events(State(app): State<App>) -> Response {
+    let Ok(permit) = Arc::clone(&app.streams).try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many open event streams\n").into_response();
+    };
+    let watches = (app.view.subscribe(), app.view.own_count(), permit);
+    Sse::new(snapshots(watches, app))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// A snapshot at once, then one per change of the view or of the node's own chunks (at
+/// most every [`THROTTLE`], at least every second), until the node stops. The permit is
+/// held for the stream's life.
+fn snapshots(
+    watches: (watch::Receiver<u64>, watch::Receiver<u32>, OwnedSemaphorePermit),
+    app: App,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold((watches, true, app), |(mut w, first, app)| async move {
         if !first {
             tokio::select! {
                 _ = app.token.cancelled() => return None,
@@ -166,8 +224,7 @@ async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, 
                 () = tokio::time::sleep(THROTTLE) => {}
             }
         }
-        let event = Event::default().data(app.view.snapshot().to_string());
+        let event = Event::default().data(&*app.view.snapshot_text());
         Some((Ok(event), (w, false, app)))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    })
 }

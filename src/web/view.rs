@@ -18,6 +18,33 @@ use crate::manifest::hex;
 
 /// Other nodes the view keeps at most.
 pub const MAX_NODES: usize = 256;
+/// Columns of the page's grid at most: a larger file's chunks are shown in bins (a bin is
+/// held when all its chunks are), so a snapshot stays small whatever the file size.
+pub const MAX_COLUMNS: u32 = 4096;
+/// A node not heard from for this long is shown as idle, its rate as 0.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Which of `columns` bins of `have` are fully held, as a hex bitfield (most significant
+/// bit first), and the bins' bounds.
+fn bins(have: &ChunkSet, columns: u32) -> String {
+    if columns == have.len() {
+        return hex(have.as_bitfield());
+    }
+    let mut out = ChunkSet::empty(columns);
+    for j in 0..columns {
+        let (lo, hi) = bin_bounds(j, columns, have.len());
+        if (lo..hi).all(|id| have.contains(id)) {
+            out.insert(j);
+        }
+    }
+    hex(out.as_bitfield())
+}
+
+/// The chunk IDs `lo..hi` in bin `j` of `columns` over `chunks`.
+fn bin_bounds(j: u32, columns: u32, chunks: u32) -> (u32, u32) {
+    let at = |k: u32| (u64::from(k) * u64::from(chunks) / u64::from(columns)) as u32;
+    (at(j), at(j + 1).max(at(j) + 1).min(chunks))
+}
 
 /// How this node takes part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +82,12 @@ pub struct SwarmView {
     nodes: Mutex<HashMap<PeerId, Node>>,
     me: Mutex<Me>,
     changed: watch::Sender<u64>,
+    /// The last snapshot as JSON text, shared by every page for [`REUSE_FOR`].
+    cached: Mutex<Option<(Instant, Arc<str>)>>,
 }
+
+/// How long one snapshot serves every open page.
+pub const REUSE_FOR: std::time::Duration = std::time::Duration::from_millis(150);
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -68,7 +100,11 @@ fn smoothed(rate: f64, before: (u32, Instant), now: (u32, Instant), chunk_size: 
         return rate;
     }
     let sample = f64::from(now.0.saturating_sub(before.0)) * f64::from(chunk_size) / secs;
-    0.5 * rate + 0.5 * sample
+    if rate == 0.0 {
+        sample
+    } else {
+        0.5 * rate + 0.5 * sample
+    }
 }
 
 impl SwarmView {
@@ -87,6 +123,7 @@ impl SwarmView {
                 rate: 0.0,
             }),
             changed: watch::channel(0).0,
+            cached: Mutex::new(None),
         }
     }
 
@@ -146,6 +183,20 @@ impl SwarmView {
         self.holdings.subscribe()
     }
 
+    /// [`SwarmView::snapshot`] as JSON text, built at most once per [`REUSE_FOR`] however
+    /// many pages are open.
+    pub fn snapshot_text(&self) -> Arc<str> {
+        let mut cached = locked(&self.cached);
+        if let Some((at, text)) = cached.as_ref() {
+            if at.elapsed() < REUSE_FOR {
+                return Arc::clone(text);
+            }
+        }
+        let text: Arc<str> = self.snapshot().to_string().into();
+        *cached = Some((Instant::now(), Arc::clone(&text)));
+        text
+    }
+
     /// The view as the page reads it: the swarm's shape, every node (this one first) with
     /// its chunk bitfield in hex, and the copies of each chunk among the peers.
     pub fn snapshot(&self) -> Value {
@@ -167,6 +218,7 @@ impl SwarmView {
             }
             me.rate
         };
+        let columns = layout.chunk_count().min(MAX_COLUMNS);
         let mut copies = vec![0u32; layout.chunk_count() as usize];
         let mut count = |have: &ChunkSet| {
             for id in have.iter() {
@@ -181,10 +233,12 @@ impl SwarmView {
             if let Some(have) = &node.have {
                 count(have);
             }
+            let stale = now.duration_since(node.heard) >= STALE_AFTER;
             let state = match &node.have {
                 _ if !node.reachable => "unreachable",
                 None => "known",
                 Some(h) if h.is_complete() => "complete",
+                Some(_) if stale => "idle",
                 Some(_) => "downloading",
             };
             others.push((
@@ -194,8 +248,8 @@ impl SwarmView {
                     "addr": node.addr.to_string(),
                     "state": state,
                     "held": node.have.as_ref().map_or(0, ChunkSet::count),
-                    "have": node.have.as_ref().map(|h| hex(h.as_bitfield())),
-                    "rate": node.rate.round(),
+                    "have": node.have.as_ref().map(|h| bins(h, columns)),
+                    "rate": if stale { 0.0 } else { node.rate.round() },
                     "self": false,
                     "seen_ms_ago": now.duration_since(node.heard).as_millis() as u64,
                 }),
@@ -211,7 +265,7 @@ impl SwarmView {
                 Role::Peer => "downloading",
             },
             "held": mine.count(),
-            "have": hex(mine.as_bitfield()),
+            "have": bins(&mine, columns),
             "rate": my_rate.round(),
             "self": true,
             "seen_ms_ago": 0,
@@ -226,7 +280,14 @@ impl SwarmView {
             "chunk_size": layout.chunk_size(),
             "swarm": manifest.swarm_id().to_string(),
             "nodes": nodes,
-            "copies": copies,
+            "columns": columns,
+            // Per column: the fewest copies of any chunk in it.
+            "copies": (0..columns)
+                .map(|j| {
+                    let (lo, hi) = bin_bounds(j, columns, layout.chunk_count());
+                    copies[lo as usize..hi as usize].iter().copied().min().unwrap_or(0)
+                })
+                .collect::<Vec<u32>>(),
         })
     }
 }

@@ -148,4 +148,15 @@ fn inspect_gives_the_manifest_the_owner_would_serve() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(err.contains("holds no swarmshare data"), "{err}");
+    let gone = swarm.logs().join("no-such-dir");
+    let out = swarmshare()
+        .args(["status", gone.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a directory that does not exist is bad input"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }

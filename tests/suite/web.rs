@@ -72,6 +72,11 @@ fn web_view_refuses_foreign_hosts_and_binds_only_its_address() {
             );
         }
     }
+    // A request whose target names another host, or with two Host headers, is refused.
+    let absolute = http(web, "GET", "http://evil.example/state", &own);
+    assert_eq!(absolute.0, 403, "absolute-form target for another host");
+    let twice = http(web, "GET", "/state", &format!("{own}\r\nHost: evil.example"));
+    assert!([400, 403].contains(&twice.0), "two Host headers: {}", twice.0);
     // Read-only.
     assert_eq!(http(web, "POST", "/state", &own).0, 405);
     // Bound to 127.0.0.1 only: another loopback address does not reach it.
@@ -79,6 +84,33 @@ fn web_view_refuses_foreign_hosts_and_binds_only_its_address() {
         TcpStream::connect(("127.0.0.2", web)).is_err(),
         "reachable on 127.0.0.2"
     );
+
+    // Event streams are bounded: the one past the limit is refused, the others stream.
+    let stream = || {
+        let mut s = TcpStream::connect(("127.0.0.1", web)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET /events HTTP/1.1\r\nHost: {own}\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        (s, String::from_utf8_lossy(&head).into_owned())
+    };
+    let open: Vec<TcpStream> = (0..swarmshare::web::MAX_STREAMS)
+        .map(|_| {
+            let (s, head) = stream();
+            assert_eq!(head, "HTTP/1.1 200", "an event stream within the limit");
+            s
+        })
+        .collect();
+    assert_eq!(stream().1, "HTTP/1.1 503", "one stream past the limit");
+    drop(open);
+    let t0 = Instant::now();
+    while stream().1 != "HTTP/1.1 200" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "streams are served again once others close"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn browser_tools() -> Option<(PathBuf, PathBuf)> {
@@ -140,4 +172,27 @@ fn web_view_in_a_real_browser_fills_to_100_percent() {
     );
     assert!(out.join("swarm-complete.png").exists(), "screenshot saved");
     swarm.wait_all_complete(Duration::from_secs(60));
+}
+
+#[test]
+fn a_half_sent_request_does_not_keep_the_node_up() {
+    let web = free_port();
+    let mut swarm = Swarm::new(600_000, 1, 53);
+    swarm.owner_args = vec!["--http".into(), web.to_string()];
+    swarm.start_owner(1);
+    wait_listening(web);
+    // Headers never finished, and an open event stream.
+    let mut stalled = TcpStream::connect(("127.0.0.1", web)).unwrap();
+    write!(stalled, "GET /state HTTP/1.1\r\nHost: 127.0.0.1:{web}\r\n").unwrap();
+    let mut events = TcpStream::connect(("127.0.0.1", web)).unwrap();
+    write!(events, "GET /events HTTP/1.1\r\nHost: 127.0.0.1:{web}\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let owner = swarm.owner.as_mut().unwrap();
+    let status = owner.terminate(Duration::from_secs(10));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "the owner stopped cleanly within 10 s"
+    );
+    drop((stalled, events));
 }
