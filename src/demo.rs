@@ -112,10 +112,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
     let chunks = owner.manifest().layout().chunk_count();
     let token = CancellationToken::new();
     let started = Instant::now();
-    let web = match config.http {
-        Some(addr) => Some(crate::web::bind(addr).await?),
-        None => None,
-    };
+    let web = crate::web::bind(config.http).await?;
     if let Some(addr) = web.as_ref().and_then(|l| l.local_addr().ok()) {
         // On stderr, whatever the log filter: the one line a person needs to look.
         eprintln!("swarmshare demo: watch the swarm at http://{addr}/");

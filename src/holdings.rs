@@ -244,11 +244,6 @@ impl Holdings {
         self.store.assemble(partial)
     }
 
-    /// Brings the summary file up to date: [`Holdings::commit`].
-    pub async fn flush_summary(self: &Arc<Self>) -> Result<(), Error> {
-        self.commit().await
-    }
-
     /// Reads a held chunk's bytes. Returns `None` if the chunk is not held.
     pub async fn read(self: &Arc<Self>, id: ChunkId) -> Result<Option<Bytes>, StoreError> {
         if !self.contains(id) {

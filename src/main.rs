@@ -249,6 +249,9 @@ fn main() -> ExitCode {
                 }
             };
         }
+        // Reports read files and print; they need neither the runtime nor the log.
+        Command::Status(a) => return print_report(status_report(a)),
+        Command::Inspect(a) => return print_report(inspect_report(a)),
         _ => {}
     }
     // Bars for the commands that download, when someone is watching.
@@ -300,6 +303,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             config.upload_limit = a.upload_limit;
             config.http = a.http;
             let listener = upload::bind(config.listen).await?;
+            let web = web::bind(config.http).await?;
             let owner = Owner::prepare(&config).await?;
             // The swarm ID is what peers check; it is printed whatever the log filter.
             eprintln!(
@@ -308,10 +312,6 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
                 owner.manifest().layout().chunk_count(),
                 owner.manifest().swarm_id()
             );
-            let web = match config.http {
-                Some(addr) => Some(web::bind(addr).await?),
-                None => None,
-            };
             owner
                 .run(listener, web, shutdown_on_signal())
                 .await
@@ -348,38 +348,42 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             let report = demo::run(config).await?;
             Ok(Some(report.to_string()))
         }
-        Command::Status(a) => {
-            let dir = a.dir.clone();
-            let status = tokio::task::spawn_blocking(move || dir_status(&dir))
-                .await
-                .map_err(|e| Error::Io {
-                    what: "reading the directory",
-                    source: std::io::Error::other(e),
-                })??
-                .ok_or(Error::NoStore(a.dir))?;
-            if a.json {
-                println!("{}", report::status_json(&status));
-            } else {
-                print!("{}", report::status_text(&status));
-            }
-            Ok(None)
+        // Handled in main, before the runtime starts.
+        Command::Completions { .. } | Command::Man | Command::Status(_) | Command::Inspect(_) => Ok(None),
+    }
+}
+
+/// `swarmshare status`: the directory's state, as text or JSON.
+fn status_report(a: &StatusArgs) -> Result<String, Error> {
+    let status = dir_status(&a.dir)?.ok_or_else(|| Error::NoStore(a.dir.clone()))?;
+    Ok(if a.json {
+        format!("{}\n", report::status_json(&status))
+    } else {
+        report::status_text(&status)
+    })
+}
+
+/// `swarmshare inspect`: the manifest the file would have, as text or JSON.
+fn inspect_report(a: &InspectArgs) -> Result<String, Error> {
+    let manifest = manifest_for(&a.file)?;
+    Ok(if a.json {
+        format!("{}\n", report::manifest_json(&manifest))
+    } else {
+        report::manifest_text(&manifest)
+    })
+}
+
+/// Prints a report, or its error as one line with the error's exit code.
+fn print_report(report: Result<String, Error>) -> ExitCode {
+    match report {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
         }
-        Command::Inspect(a) => {
-            let manifest = tokio::task::spawn_blocking(move || manifest_for(&a.file))
-                .await
-                .map_err(|e| Error::Io {
-                    what: "reading the file",
-                    source: std::io::Error::other(e),
-                })??;
-            if a.json {
-                println!("{}", report::manifest_json(&manifest));
-            } else {
-                print!("{}", report::manifest_text(&manifest));
-            }
-            Ok(None)
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
-        // Printed in main, before the runtime starts.
-        Command::Completions { .. } | Command::Man => Ok(None),
     }
 }
 

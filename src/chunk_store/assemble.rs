@@ -7,9 +7,9 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{io_err, open_no_follow, ChunkStore, StoreError};
+use super::{hash_file_at, io_err, ChunkStore, StoreError};
 use crate::chunk_set::ChunkSet;
 use crate::manifest::ChunkId;
 
@@ -56,7 +56,7 @@ impl ChunkStore {
         let dest = self.file_path();
         if fs::symlink_metadata(&dest).is_ok() {
             // Kept only if it is a regular file with exactly the swarm's contents.
-            return match self.hash_file(&dest) {
+            return match hash_file_at(&dest) {
                 Ok(hash) if hash == *self.manifest.file_hash() => Ok(dest),
                 _ => Err(StoreError::Occupied(dest)),
             };
@@ -74,7 +74,9 @@ impl ChunkStore {
         }
         let file = partial.file.as_file();
         let len = file.metadata().map_err(io_err("inspect", &dest))?.len();
-        if len != layout.file_size() || hash_partial(&partial)? != *self.manifest.file_hash() {
+        let path = partial.file.path();
+        let hash = hash_file_at(path).map_err(io_err("read", path))?;
+        if len != layout.file_size() || hash != *self.manifest.file_hash() {
             return Err(StoreError::FileHashMismatch);
         }
         if self.fsync {
@@ -86,22 +88,4 @@ impl ChunkStore {
             .map_err(|e| io_err("rename into", &dest)(e.error))?;
         Ok(dest)
     }
-
-    /// The BLAKE3 hash of the file at `path`, not followed if it is a symlink.
-    fn hash_file(&self, path: &Path) -> Result<[u8; 32], StoreError> {
-        let mut hasher = blake3::Hasher::new();
-        let file = open_no_follow(path).map_err(io_err("open", path))?;
-        hasher.update_reader(file).map_err(io_err("read", path))?;
-        Ok(*hasher.finalize().as_bytes())
-    }
-}
-
-/// The BLAKE3 hash of the file being joined (this node's own temporary file). Read, not
-/// memory-mapped: a map would count the whole file in the node's resident memory.
-fn hash_partial(partial: &Partial) -> Result<[u8; 32], StoreError> {
-    let path = partial.file.path();
-    let mut hasher = blake3::Hasher::new();
-    let file = partial.file.reopen().map_err(io_err("open", path))?;
-    hasher.update_reader(file).map_err(io_err("read", path))?;
-    Ok(*hasher.finalize().as_bytes())
 }

@@ -55,6 +55,18 @@ pub fn stored_manifest(dir: &Path) -> Result<Option<Manifest>, StoreError> {
     }
 }
 
+/// Chunk `id`'s file in the store directory `root` (`DIR/.swarmshare`).
+fn chunk_file(root: &Path, id: ChunkId) -> PathBuf {
+    root.join("chunks").join(format!("{id:07}"))
+}
+
+/// The BLAKE3 hash of the file at `path`, read in full; a symlink is not followed.
+fn hash_file_at(path: &Path) -> io::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(open_no_follow(path)?)?;
+    Ok(*hasher.finalize().as_bytes())
+}
+
 /// The store's directory name inside `DIR`.
 pub const STORE_DIR: &str = ".swarmshare";
 
@@ -311,7 +323,7 @@ impl ChunkStore {
 
     /// The path of chunk `id`'s file.
     pub fn chunk_path(&self, id: ChunkId) -> PathBuf {
-        self.root.join("chunks").join(format!("{id:07}"))
+        chunk_file(&self.root, id)
     }
 
     /// The path the assembled file gets.

@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{io_err, read_no_follow, stored_manifest, StoreError, STORE_DIR};
+use super::{chunk_file, hash_file_at, io_err, read_no_follow, stored_manifest, StoreError, STORE_DIR};
 use crate::chunk_set::ChunkSet;
 use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
@@ -74,7 +74,7 @@ pub fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
     let mut verified = ChunkSet::empty(layout.chunk_count());
     let mut damaged = Vec::new();
     for id in 0..layout.chunk_count() {
-        let path = root.join("chunks").join(format!("{id:07}"));
+        let path = chunk_file(&root, id);
         match read_no_follow(&path, u64::from(layout.chunk_size())) {
             Ok(data) if manifest.verify_chunk(id, &data) => {
                 verified.insert(id);
@@ -106,12 +106,9 @@ fn file_state(path: &Path, manifest: &Manifest) -> FileState {
     match fs::symlink_metadata(path) {
         Err(_) => FileState::Absent,
         Ok(m) if !m.is_file() || m.len() != manifest.layout().file_size() => FileState::Other,
-        Ok(_) => {
-            let mut hasher = blake3::Hasher::new();
-            match super::open_no_follow(path).and_then(|f| hasher.update_reader(f).map(drop)) {
-                Ok(()) if hasher.finalize().as_bytes() == manifest.file_hash() => FileState::Verified,
-                _ => FileState::Other,
-            }
-        }
+        Ok(_) => match hash_file_at(path) {
+            Ok(hash) if hash == *manifest.file_hash() => FileState::Verified,
+            _ => FileState::Other,
+        },
     }
 }

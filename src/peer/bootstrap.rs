@@ -104,7 +104,7 @@ async fn join(config: &PeerConfig, me: &Me, token: &CancellationToken) -> Result
         // Stopped or failed after part of a batch arrived: the summary catches up with the
         // verified chunks on disk. A failure here is secondary to the one being reported.
         if let Some(h) = &holdings {
-            if let Err(e) = h.flush_summary().await {
+            if let Err(e) = h.commit().await {
                 debug!(cause = %e, "could not bring the summary file up to date");
             }
         }

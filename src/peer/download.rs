@@ -315,7 +315,7 @@ impl Ctx {
             if !self.idle(SUMMARY_INTERVAL).await {
                 break;
             }
-            self.holdings.flush_summary().await?;
+            self.holdings.commit().await?;
             let have = self.holdings.snapshot();
             if have.count() != last {
                 last = have.count();

@@ -106,10 +106,7 @@ impl Peer {
     /// is reported before anything else).
     pub async fn bind(config: PeerConfig) -> Result<Peer, Error> {
         let listener = upload::bind(config.listen).await?;
-        let web = match config.http {
-            Some(addr) => Some(crate::web::bind(addr).await?),
-            None => None,
-        };
+        let web = crate::web::bind(config.http).await?;
         let mut peer = Peer::with_listener(config, listener)?;
         peer.web = web;
         Ok(peer)
@@ -223,7 +220,7 @@ impl Peer {
             done = download.run(&token) => done,
         };
         // Whatever happened, the summary file catches up with what is on disk.
-        let flushed = holdings.flush_summary().await;
+        let flushed = holdings.commit().await;
         let outcome = outcome.and_then(|done| flushed.map(|()| done));
         let result = match outcome {
             Ok(true) => finish(&holdings, &download, started, self.local, &self.progress).await,

@@ -85,11 +85,13 @@ fn allowed_hosts(local: SocketAddr) -> Vec<String> {
     hosts
 }
 
-/// Binds the web view's listener on `addr` (and only there).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
+/// Binds the web view's listener on `addr` (and only there), if one is asked for.
+pub async fn bind(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, Error> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::Bind { addr, source })
+        .map_err(|source| Error::Bind { addr, source })?;
+    Ok(Some(listener))
 }
 
 /// Serves the page on `listener` as one more task of `tracker`, logging its URL; an
