@@ -35,6 +35,22 @@ fn a_capped_sender_never_beats_the_rate() {
     );
 }
 
+/// What the download side uses with requests in flight: take only what the bucket holds
+/// now, never go into debt, never wait.
+#[test]
+fn try_acquire_takes_only_what_is_there() {
+    virtual_time(async {
+        let limit = RateLimit::new(1_000_000); // a 50 ms burst: 50,000 bytes
+        assert!(limit.try_acquire(40_000), "within the burst");
+        assert!(!limit.try_acquire(40_000), "past what is left");
+        assert!(limit.try_acquire(10_000), "what is left");
+        assert!(!limit.try_acquire(1), "empty");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(limit.try_acquire(20_000), "refilled at the rate");
+        assert!(!limit.try_acquire(1_000), "and no more");
+    });
+}
+
 #[test]
 fn concurrent_senders_share_one_budget() {
     let took = virtual_time(async {

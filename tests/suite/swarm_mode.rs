@@ -138,3 +138,34 @@ fn capped_peers_with_exit_when_done_complete_and_exit_cleanly() {
     let floor = Duration::from_secs_f64(3_000_000.0 / 2_000_000.0 - 0.05);
     assert!(took >= floor, "the owner beat its cap: all complete in {took:?}");
 }
+
+/// A peer that completes before anyone has asked it for anything still stays 3 s (its
+/// chunks may be the only copies others have yet to find), then exits 0.
+#[test]
+fn exit_when_done_stays_three_seconds_after_completing() {
+    let mut swarm = Swarm::new(1_000_000, 1, 55);
+    // A lone peer with a batch sized for 5: it finishes from the owner after the 10 s
+    // grace for neighbors, and nobody asks it anything meanwhile.
+    swarm.peer_args = vec!["--exit-when-done".into()];
+    swarm.start_owner(5);
+    swarm.start_swarm_peer(0);
+    let status = swarm
+        .peer(0)
+        .wait_for(Duration::from_secs(60))
+        .expect("exits once done");
+    assert!(status.success(), "{}", swarm.peer(0).errors());
+    let events = super::swarm::events_of(swarm.peer(0));
+    let at = |name: &str| {
+        let e = events
+            .iter()
+            .find(|e| e["message"] == name)
+            .unwrap_or_else(|| panic!("no {name:?} line"));
+        let t = e["timestamp"].as_str().unwrap().to_owned();
+        // RFC 3339 with a Z: seconds of the day are enough within one short test.
+        let clock = &t[t.find('T').unwrap() + 1..t.len() - 1];
+        let parts: Vec<f64> = clock.split(':').map(|p| p.parse().unwrap()).collect();
+        parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+    };
+    let stayed = at("done: exiting (--exit-when-done)") - at("download complete, file verified");
+    assert!(stayed >= 2.9, "left {stayed:.2} s after completing");
+}
