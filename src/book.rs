@@ -25,6 +25,8 @@ pub const MAX_KNOWN: usize = 1024;
 pub struct AddressBook {
     me: PeerId,
     entries: Mutex<HashMap<PeerId, Entry>>,
+    /// Signalled whenever a peer not in the book before is added.
+    added: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +42,7 @@ impl AddressBook {
         AddressBook {
             me,
             entries: Mutex::new(HashMap::new()),
+            added: tokio::sync::Notify::new(),
         }
     }
 
@@ -66,6 +69,7 @@ impl AddressBook {
             return;
         }
         let mut entries = self.lock();
+        let new = !entries.contains_key(&id);
         if let Some(known) = entries.get(&id) {
             if known.first_hand && !first_hand {
                 return;
@@ -88,6 +92,16 @@ impl AddressBook {
                 first_hand,
             },
         );
+        drop(entries);
+        if new {
+            self.added.notify_waiters();
+        }
+    }
+
+    /// Completes when a peer not known before is added after this call (call it before
+    /// looking in the book, so an addition in between is not missed).
+    pub fn peer_added(&self) -> tokio::sync::futures::Notified<'_> {
+        self.added.notified()
     }
 
     /// Where `id` was last seen listening.

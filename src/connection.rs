@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use bytes::BytesMut;
+use std::io::{self, IoSlice};
+
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::PeerError;
+use crate::manifest::ChunkId;
 use crate::wire::{self, DecodeError, FrameError, Hello, Message, HELLO_LEN};
 
 /// How long a TCP connect may take.
@@ -45,6 +48,38 @@ pub async fn with_timeout<T>(
     tokio::time::timeout(limit, fut)
         .await
         .unwrap_or(Err(PeerError::Timeout(what)))
+}
+
+/// A chunk's bytes on their way out.
+#[derive(Debug)]
+pub enum ChunkBody {
+    /// In memory (a chunk not yet in its file, or read on systems without `sendfile`).
+    Memory(Bytes),
+    /// An open chunk file of `len` bytes, handed to the socket by the kernel (`sendfile`):
+    /// its pages go from the page cache to the socket without passing through here.
+    #[cfg(target_os = "linux")]
+    File {
+        /// The chunk file, opened for reading.
+        file: std::fs::File,
+        /// Its length, checked when it was opened: the frame header promises it.
+        len: usize,
+    },
+}
+
+impl ChunkBody {
+    /// The chunk's length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            ChunkBody::Memory(data) => data.len(),
+            #[cfg(target_os = "linux")]
+            ChunkBody::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether the chunk has no bytes (never, for a chunk of a valid manifest).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One TCP connection speaking the swarmshare protocol.
@@ -173,27 +208,86 @@ impl Connection {
         }
     }
 
-    /// Writes one message within [`WRITE_TIMEOUT`]. Chunk data is written straight
-    /// from its buffer, not copied into the write buffer.
+    /// Writes one message within [`WRITE_TIMEOUT`]. A `CHUNK` goes header and bytes in one
+    /// system call, straight from its buffer.
     pub async fn write_message(&mut self, msg: &Message) -> Result<(), PeerError> {
+        if let Message::Chunk { id, data } = msg {
+            return self.write_chunk(*id, &ChunkBody::Memory(data.clone())).await;
+        }
         with_timeout("writing", WRITE_TIMEOUT, async {
-            if let Message::Chunk { id, data } = msg {
-                let header = wire::message::chunk_header(*id, data.len());
-                self.stream.write_all(&header).await
-            } else {
-                self.wbuf.clear();
-                wire::encode(msg, &mut self.wbuf);
-                self.stream.write_all(&self.wbuf).await
-            }
-            .map_err(PeerError::io("writing"))?;
-            if let Message::Chunk { data, .. } = msg {
-                self.stream
-                    .write_all(data)
-                    .await
-                    .map_err(PeerError::io("writing"))?;
-            }
-            Ok(())
+            self.wbuf.clear();
+            wire::encode(msg, &mut self.wbuf);
+            self.stream
+                .write_all(&self.wbuf)
+                .await
+                .map_err(PeerError::io("writing"))
         })
         .await
+    }
+
+    /// Writes chunk `id` as one `CHUNK` frame within [`WRITE_TIMEOUT`].
+    pub async fn write_chunk(&mut self, id: ChunkId, body: &ChunkBody) -> Result<(), PeerError> {
+        let header = wire::message::chunk_header(id, body.len());
+        with_timeout("writing", WRITE_TIMEOUT, async {
+            match body {
+                ChunkBody::Memory(data) => self.write_pair(&header, data).await,
+                #[cfg(target_os = "linux")]
+                ChunkBody::File { file, len } => self.send_file(&header, file, *len).await,
+            }
+            .map_err(PeerError::io("writing"))
+        })
+        .await
+    }
+
+    /// Writes `head` then `body` with as few system calls as the socket allows.
+    async fn write_pair(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < head.len() {
+            let parts = [IoSlice::new(&head[done..]), IoSlice::new(body)];
+            match self.stream.write_vectored(&parts).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => done += n,
+            }
+        }
+        self.stream.write_all(&body[done - head.len()..]).await
+    }
+
+    /// Writes `head` (marked "more follows", so it shares a segment with the data) and then
+    /// `len` bytes of `file` with `sendfile`. A file that ends early is an error: the header
+    /// promised `len` bytes.
+    #[cfg(target_os = "linux")]
+    async fn send_file(&mut self, head: &[u8], file: &std::fs::File, len: usize) -> io::Result<()> {
+        use rustix::net::SendFlags;
+        use tokio::io::Interest;
+        let stream = &self.stream;
+        let mut sent = 0;
+        while sent < head.len() {
+            stream.writable().await?;
+            let more = || rustix::net::send(stream, &head[sent..], SendFlags::MORE | SendFlags::NOSIGNAL);
+            match stream.try_io(Interest::WRITABLE, || more().map_err(io::Error::from)) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut offset = 0u64;
+        while (offset as usize) < len {
+            stream.writable().await?;
+            let rest = len - offset as usize;
+            let send =
+                || rustix::fs::sendfile(stream, file, Some(&mut offset), rest).map_err(io::Error::from);
+            match stream.try_io(Interest::WRITABLE, send) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the chunk file ended early",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::chunk_set::ChunkSet;
 use crate::chunk_store::{ChunkStore, Partial, Staged, StoreError};
+use crate::connection::ChunkBody;
 use crate::error::Error;
 use crate::manifest::{ChunkId, Manifest};
 
@@ -244,24 +245,38 @@ impl Holdings {
         self.store.assemble(partial)
     }
 
-    /// Reads a held chunk's bytes. Returns `None` if the chunk is not held.
-    pub async fn read(self: &Arc<Self>, id: ChunkId) -> Result<Option<Bytes>, StoreError> {
+    /// A held chunk's bytes, to send: from memory while it is staged, else its open file.
+    /// Returns `None` if the chunk is not held.
+    pub async fn read(self: &Arc<Self>, id: ChunkId) -> Result<Option<ChunkBody>, StoreError> {
         if !self.contains(id) {
             return Ok(None);
         }
         if let Some(bytes) = locked(&self.staged).bytes.get(&id) {
-            return Ok(Some(bytes.clone()));
+            return Ok(Some(ChunkBody::Memory(bytes.clone())));
         }
+        // Not staged, so already renamed into `chunks/` (a commit renames before it unstages).
         let this = Arc::clone(self);
         let path = self.store.chunk_path(id);
-        tokio::task::spawn_blocking(move || this.store.read_chunk(id).map(|v| Some(Bytes::from(v))))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Io {
-                    what: "read",
-                    path,
-                    source: std::io::Error::other(e),
-                })
+        tokio::task::spawn_blocking(move || {
+            #[cfg(target_os = "linux")]
+            let body = this
+                .store
+                .open_chunk(id)
+                .map(|(file, len)| ChunkBody::File { file, len });
+            #[cfg(not(target_os = "linux"))]
+            let body = this
+                .store
+                .read_chunk(id)
+                .map(|v| ChunkBody::Memory(Bytes::from(v)));
+            body.map(Some)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Io {
+                what: "read",
+                path,
+                source: std::io::Error::other(e),
             })
+        })
     }
 }

@@ -43,6 +43,16 @@ pub async fn sleep(token: &CancellationToken, d: Duration) -> bool {
     }
 }
 
+/// Sleeps for `d` or until `wake` completes, unless `token` is cancelled first; returns
+/// false if it was.
+pub async fn sleep_or(token: &CancellationToken, d: Duration, wake: impl std::future::Future) -> bool {
+    tokio::select! {
+        _ = token.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+        _ = wake => true,
+    }
+}
+
 /// Exponential backoff with jitter: each delay is drawn from [half, full] of the current
 /// step, and the step doubles up to a maximum.
 #[derive(Debug, Clone)]

@@ -231,7 +231,7 @@ pub async fn serve_requests(
                     Some(data) => {
                         let bytes = data.len();
                         limits.before_upload(bytes).await;
-                        conn.write_message(&Message::Chunk { id, data }).await?;
+                        conn.write_chunk(id, &data).await?;
                         activity::chunk_sent(peer, id, bytes);
                     }
                     None => conn.write_message(&Message::NotHave(id)).await?,

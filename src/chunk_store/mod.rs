@@ -26,9 +26,13 @@ use crate::manifest::{ChunkId, Manifest};
 use crate::summary;
 
 mod assemble;
+mod error;
+mod files;
 mod status;
 
 pub use assemble::Partial;
+pub use error::StoreError;
+use files::{chunk_file, hash_file_at, io_err, is_dir, is_symlink, open_no_follow, read_no_follow};
 pub use status::{dir_status, DirStatus, FileState};
 
 /// Whether a write is synced to disk before it is renamed into place.
@@ -55,144 +59,8 @@ pub fn stored_manifest(dir: &Path) -> Result<Option<Manifest>, StoreError> {
     }
 }
 
-/// Chunk `id`'s file in the store directory `root` (`DIR/.swarmshare`).
-fn chunk_file(root: &Path, id: ChunkId) -> PathBuf {
-    root.join("chunks").join(format!("{id:07}"))
-}
-
-/// The BLAKE3 hash of the file at `path`, read in full; a symlink is not followed.
-fn hash_file_at(path: &Path) -> io::Result<[u8; 32]> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(open_no_follow(path)?)?;
-    Ok(*hasher.finalize().as_bytes())
-}
-
 /// The store's directory name inside `DIR`.
 pub const STORE_DIR: &str = ".swarmshare";
-
-/// A storage failure, naming the path.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A file system operation failed.
-    #[error("cannot {what} {}: {}", path.display(), io_reason(source))]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The directory already holds another swarm's chunks.
-    #[error("{} already holds the chunks of another file ({name:?}, swarm {swarm}); remove it or choose another directory", dir.display())]
-    OtherSwarm {
-        /// The store directory.
-        dir: PathBuf,
-        /// The other swarm's file name, if its manifest parsed.
-        name: String,
-        /// The other swarm's ID, or "unreadable".
-        swarm: String,
-    },
-    /// The shared file's name collides with the store directory.
-    #[error("the file name {STORE_DIR:?} is reserved for swarmshare's own data")]
-    ReservedName,
-    /// A path that must be a real directory is a symlink or a file.
-    #[error("{} is not a plain directory (symlinks are never followed)", .0.display())]
-    NotADirectory(PathBuf),
-    /// A directory to read does not exist.
-    #[error("{} does not exist", .0.display())]
-    NoSuchDirectory(PathBuf),
-    /// The file name exists in `DIR` with other contents.
-    #[error("{} already exists with other contents; not overwriting it", .0.display())]
-    Occupied(PathBuf),
-    /// The assembled file does not match the manifest's whole-file hash.
-    #[error("the assembled file does not match the manifest's hash; chunks were discarded")]
-    FileHashMismatch,
-    /// The manifest a previous run left in the directory does not parse.
-    #[error("{} is damaged ({source}); remove {} to start this directory over", path.display(), path.parent().map_or(String::new(), |p| p.display().to_string()))]
-    BadStoredManifest {
-        /// The manifest file.
-        path: PathBuf,
-        /// Why it does not parse.
-        #[source]
-        source: crate::manifest::ManifestError,
-    },
-    /// The source file changed while its chunks were being written.
-    #[error("{} changed while its chunks were being written", .0.display())]
-    SourceChanged(PathBuf),
-}
-
-impl StoreError {
-    /// Whether the user's choice of directory or file is at fault (not a failure at run time).
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            StoreError::OtherSwarm { .. }
-                | StoreError::ReservedName
-                | StoreError::NotADirectory(_)
-                | StoreError::Occupied(_)
-                | StoreError::BadStoredManifest { .. }
-                | StoreError::NoSuchDirectory(_)
-        )
-    }
-}
-
-fn io_reason(e: &io::Error) -> String {
-    // `kind`, not the raw OS error: tempfile wraps the errors it returns.
-    match e.kind() {
-        io::ErrorKind::StorageFull => "no space left on the device".to_owned(),
-        io::ErrorKind::QuotaExceeded => "the disk quota is exceeded".to_owned(),
-        _ => e.to_string(),
-    }
-}
-
-/// Opens `path` for reading: never through a symlink at its last component, never
-/// blocking on a FIFO, and only if it is a regular file.
-fn open_no_follow(path: &Path) -> io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    let file = options.open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    Ok(file)
-}
-
-/// Reads a whole regular file of at most `max` bytes without following a symlink.
-fn read_no_follow(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let file = open_no_follow(path)?;
-    if file.metadata()?.len() > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "larger than it may be",
-        ));
-    }
-    let mut data = Vec::new();
-    file.take(max).read_to_end(&mut data)?;
-    Ok(data)
-}
-
-fn is_dir(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
-}
-
-fn is_symlink(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-}
-
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
-}
 
 /// One node's chunk files, manifest and summary.
 #[derive(Debug)]
@@ -391,6 +259,26 @@ impl ChunkStore {
                 .map_err(|e| io_err("rename into", &dest)(e.error))?;
         }
         Ok(())
+    }
+
+    /// Opens chunk `id`'s file to send it, checked to have the chunk's length: a file changed
+    /// behind our back must not turn into a frame of the wrong size. The kernel starts reading
+    /// it in here, on the blocking pool, so the send that follows finds its pages cached.
+    pub fn open_chunk(&self, id: ChunkId) -> Result<(File, usize), StoreError> {
+        let path = self.chunk_path(id);
+        let expected = self.manifest.layout().chunk_len(id).unwrap_or(0);
+        let file = open_no_follow(&path).map_err(io_err("open", &path))?;
+        let len = file.metadata().map_err(io_err("inspect", &path))?.len();
+        if len != u64::from(expected) {
+            let wrong = format!("it has {len} bytes, not the chunk's {expected}");
+            return Err(io_err("send", &path)(io::Error::new(
+                io::ErrorKind::InvalidData,
+                wrong,
+            )));
+        }
+        #[cfg(target_os = "linux")]
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::WillNeed);
+        Ok((file, expected as usize))
     }
 
     /// Reads chunk `id`'s bytes.

@@ -189,7 +189,7 @@ impl Owner {
             };
             let bytes = data.len();
             self.limits.before_upload(bytes).await;
-            conn.write_message(&Message::Chunk { id, data }).await?;
+            conn.write_chunk(id, &data).await?;
             activity::chunk_sent(peer, id, bytes);
         }
         let count = batch.len() as u32;

@@ -270,6 +270,11 @@ impl Ctx {
         task::sleep(&self.token, d).await
     }
 
+    /// Waits `d` or until `wake` completes; false if cancelled meanwhile.
+    pub(super) async fn idle_or(&self, d: Duration, wake: impl std::future::Future) -> bool {
+        task::sleep_or(&self.token, d, wake).await
+    }
+
     /// Picks and claims a chunk in one step, under the lock. `pick` sees every chunk held
     /// or in flight. When it finds nothing and only a few chunks are missing (the
     /// endgame), `endgame` may pick a chunk already in flight elsewhere.
@@ -344,15 +349,25 @@ impl Ctx {
         Ok(())
     }
 
-    /// Asks the owner for the peers it knows right away and every [`OWNER_PEX_EVERY`],
+    /// Asks the owner for the peers it knows right away and every [`OWNER_PEX_EVERY`] (sooner
+    /// at first, see below),
     /// on a connection of its own; this also tells the peer the owner's ID, so no slot
     /// takes the owner for a neighbor.
     async fn owner_pex_loop(self: Arc<Self>, mut server: Server) -> Result<(), Error> {
+        // Peers joining together learn of each other within a few round trips: while the
+        // book holds fewer peers than there are slots, the owner is asked again sooner.
+        let mut every = POLL / 2;
         while self.running() {
             if server.connect(&self.holdings, &self.me).await {
                 lock(&self.shared).owner_id = server.peer_id();
                 self.exchange_peers(&mut server).await;
-                if !self.idle(OWNER_PEX_EVERY).await {
+                let known = self.me.book.len();
+                every = if known < lock(&self.shared).offers.len() {
+                    (every * 2).min(OWNER_PEX_EVERY)
+                } else {
+                    OWNER_PEX_EVERY
+                };
+                if !self.idle(every).await {
                     break;
                 }
             } else if !self.idle(POLL * 5).await {

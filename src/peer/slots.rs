@@ -87,12 +87,14 @@ impl Ctx {
         let mut last_useful = Instant::now();
         while self.running() {
             let Some(s) = server.as_mut() else {
+                // Before looking, so a peer learned in between still wakes this slot.
+                let added = self.me.book.peer_added();
                 server = self
                     .assign(slot)
                     .map(|id| Server::new(Target::Peer(id), None, "neighbor"));
                 last_pex = None;
                 last_useful = Instant::now();
-                if server.is_none() && !self.idle(POLL * 3).await {
+                if server.is_none() && !self.idle_or(POLL * 3, added).await {
                     break;
                 }
                 continue;

@@ -52,3 +52,30 @@ fn gossip_never_overwrites_what_a_peer_said_itself() {
     assert_eq!(book.addr_of(p), Some(addr("10.0.0.33:7003")));
     assert_eq!(book.len(), 2);
 }
+
+#[tokio::test]
+async fn a_peer_new_to_the_book_wakes_a_waiter_and_a_known_one_does_not() {
+    let (me, p, q) = (PeerId([1; 16]), PeerId([2; 16]), PeerId([3; 16]));
+    let book = AddressBook::new(me);
+    book.learn(p, addr("10.0.0.2:7002"));
+    let waiting = std::time::Duration::from_millis(100);
+
+    let added = book.peer_added();
+    book.learn(p, addr("10.0.0.22:7002"));
+    book.learn(me, addr("10.0.0.1:7001"));
+    assert!(
+        tokio::time::timeout(waiting, added).await.is_err(),
+        "a known peer's new address and this node itself are not new peers"
+    );
+
+    // Learned after the waiter was made but before it is awaited: still seen.
+    let added = book.peer_added();
+    book.learn_all(&[PeerAddr {
+        id: q,
+        addr: addr("10.0.0.3:7003"),
+    }]);
+    assert!(
+        tokio::time::timeout(waiting, added).await.is_ok(),
+        "a new peer wakes the waiter"
+    );
+}

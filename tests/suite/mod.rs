@@ -2,6 +2,7 @@ mod batch;
 mod book;
 mod chunk_set;
 mod cli;
+mod connection;
 mod durability;
 mod e2e;
 mod fallback;

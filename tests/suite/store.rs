@@ -130,3 +130,30 @@ fn a_symlinked_chunk_file_is_never_followed() {
         "its target is untouched"
     );
 }
+
+#[test]
+fn a_chunk_file_is_opened_for_sending_only_at_its_chunk_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(600_000);
+    let m = manifest_of(tmp.path(), &bytes);
+    let dir = tmp.path().join("node");
+    let (store, mut have) = ChunkStore::open(&dir, Arc::clone(&m)).unwrap();
+    store.import(&tmp.path().join("src.bin"), &mut have).unwrap();
+    // Six chunks of 102,400 bytes, the last one 600,000 - 5 × 102,400.
+    let (_, len) = store.open_chunk(5).unwrap();
+    assert_eq!(len, 600_000 - 5 * 102_400);
+    let (_, len) = store.open_chunk(0).unwrap();
+    assert_eq!(len, 102_400);
+    // Changed behind the store's back: a frame of that length must never be promised.
+    let path = store.chunk_path(1);
+    fs::write(&path, &bytes[..1000]).unwrap();
+    let err = store.open_chunk(1).unwrap_err().to_string();
+    assert!(err.contains("1000 bytes") && err.contains("102400"), "{err}");
+    fs::write(&path, data(102_401)).unwrap();
+    assert!(store.open_chunk(1).is_err(), "a longer file is refused too");
+    fs::remove_file(&path).unwrap();
+    assert!(
+        store.open_chunk(1).is_err(),
+        "a missing file is an error, not an empty chunk"
+    );
+}
