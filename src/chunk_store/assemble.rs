@@ -1,8 +1,10 @@
 //! Joining the chunks into the file. A downloading node writes each chunk into a
-//! [`Partial`] file (under `tmp/`) as it arrives, so completion costs one read to check
-//! the whole-file hash, not a second copy of every chunk; chunks held before this run (a
-//! resume) are copied in at the end. The file is renamed into place only when its hash
-//! matches the manifest, and never over another file.
+//! [`Partial`] file (under `tmp/`) as it arrives, so completion costs no second copy of
+//! every chunk; chunks held before this run (a resume) are copied in at the end. With each
+//! chunk go its pieces of the file's hash tree ([`crate::manifest::tree`]), 32 bytes each,
+//! into a small side file, so the whole-file hash is checked without reading the file
+//! back (layouts without pieces read it). The file is renamed into place only when its
+//! hash matches the manifest, and never over another file.
 
 use std::fs;
 use std::io;
@@ -11,27 +13,42 @@ use std::path::PathBuf;
 
 use super::{hash_file_at, io_err, ChunkStore, StoreError};
 use crate::chunk_set::ChunkSet;
+use crate::manifest::tree::{self, CV_LEN, MAX_PIECES};
 use crate::manifest::ChunkId;
 
-/// The file being joined: a temporary file in `tmp/` and the chunks already in it.
+/// The file being joined: a temporary file in `tmp/`, the chunks already in it and, for
+/// layouts with pieces, the side file of their chaining values (chunk `id`'s at
+/// `id × MAX_PIECES × 32`).
 #[derive(Debug)]
 pub struct Partial {
     file: tempfile::NamedTempFile,
     written: ChunkSet,
+    cvs: Option<tempfile::NamedTempFile>,
+}
+
+/// Where chunk `id`'s chaining values start in the side file.
+fn cv_slot(id: ChunkId) -> u64 {
+    u64::from(id) * (MAX_PIECES * CV_LEN) as u64
 }
 
 impl ChunkStore {
     /// Starts the file this node is downloading, empty, under `tmp/`.
     pub fn start_partial(&self) -> Result<Partial, StoreError> {
         let tmp_dir = self.root.join("tmp");
-        let file = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
+        let create =
+            || tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir));
+        let file = create()?;
+        let cvs = tree::has_pieces(self.manifest.layout())
+            .then(create)
+            .transpose()?;
         Ok(Partial {
             file,
             written: ChunkSet::empty(self.manifest.layout().chunk_count()),
+            cvs,
         })
     }
 
-    /// Writes verified chunk `id` at its place in `partial`.
+    /// Writes verified chunk `id` at its place in `partial`, and its pieces' chaining values.
     pub fn write_partial(&self, partial: &mut Partial, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
         // Errors name the temporary file being written, not the final name.
         let dest = partial.file.path().to_owned();
@@ -44,6 +61,12 @@ impl ChunkStore {
             .as_file()
             .write_all_at(data, offset)
             .map_err(io_err("write", &dest))?;
+        if let Some(cvs) = &partial.cvs {
+            let values: Vec<u8> = tree::piece_cvs(self.manifest.layout(), id, data).concat();
+            cvs.as_file()
+                .write_all_at(&values, cv_slot(id))
+                .map_err(io_err("write", cvs.path()))?;
+        }
         partial.written.insert(id);
         Ok(())
     }
@@ -75,8 +98,11 @@ impl ChunkStore {
         let file = partial.file.as_file();
         let len = file.metadata().map_err(io_err("inspect", &dest))?.len();
         let path = partial.file.path();
-        let hash = hash_file_at(path).map_err(io_err("read", path))?;
-        if len != layout.file_size() || hash != *self.manifest.file_hash() {
+        let hash = match &partial.cvs {
+            Some(cvs) => tree_hash(&layout, cvs)?,
+            None => Some(hash_file_at(path).map_err(io_err("read", path))?),
+        };
+        if len != layout.file_size() || hash != Some(*self.manifest.file_hash()) {
             return Err(StoreError::FileHashMismatch);
         }
         if self.fsync {
@@ -87,5 +113,38 @@ impl ChunkStore {
             .persist_noclobber(&dest)
             .map_err(|e| io_err("rename into", &dest)(e.error))?;
         Ok(dest)
+    }
+}
+
+/// The file's hash merged from the side file's chaining values, read in order; `None` if
+/// they do not fit the layout.
+fn tree_hash(
+    layout: &crate::manifest::Layout,
+    cvs: &tempfile::NamedTempFile,
+) -> Result<Option<[u8; 32]>, StoreError> {
+    let mut slot = vec![0u8; MAX_PIECES * CV_LEN];
+    let mut values = Vec::new();
+    let mut failed = None;
+    // One chunk's slot at a time: memory stays one slot plus the merge's stack.
+    let all = (0..layout.chunk_count()).flat_map(|id| {
+        values.clear();
+        let count = tree::pieces(layout, id).len();
+        match cvs
+            .as_file()
+            .read_exact_at(&mut slot[..count * CV_LEN], cv_slot(id))
+        {
+            Ok(()) => values.extend(slot[..count * CV_LEN].chunks_exact(CV_LEN).map(|cv| {
+                let mut v = [0u8; CV_LEN];
+                v.copy_from_slice(cv);
+                v
+            })),
+            Err(e) => failed = Some(e),
+        }
+        std::mem::take(&mut values)
+    });
+    let hash = tree::root(layout, all);
+    match failed {
+        Some(e) => Err(io_err("read", cvs.path())(e)),
+        None => Ok(hash),
     }
 }

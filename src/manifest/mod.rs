@@ -10,6 +10,7 @@
 
 mod hash_file;
 mod layout;
+pub mod tree;
 
 use std::fmt;
 

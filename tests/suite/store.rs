@@ -157,3 +157,35 @@ fn a_chunk_file_is_opened_for_sending_only_at_its_chunk_length() {
         "a missing file is an error, not an empty chunk"
     );
 }
+
+#[test]
+fn a_file_joined_partly_as_chunks_arrive_and_partly_at_the_end_checks_out() {
+    // 700,000 bytes: 100 KiB chunks, so the hash comes from the chunks' tree pieces.
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(700_000);
+    let m = manifest_of(tmp.path(), &bytes);
+    let dir = tmp.path().join("node");
+    let (store, mut have) = ChunkStore::open(&dir, Arc::clone(&m)).unwrap();
+    store.import(&tmp.path().join("src.bin"), &mut have).unwrap();
+    let layout = *m.layout();
+    let chunk = |id: u32| {
+        let start = layout.chunk_offset(id).unwrap() as usize;
+        &bytes[start..start + layout.chunk_len(id).unwrap() as usize]
+    };
+    let mut partial = store.start_partial().unwrap();
+    // Out of order, the short last chunk included; the rest is copied in by `assemble`.
+    for id in [6, 2, 0, 4] {
+        store.write_partial(&mut partial, id, chunk(id)).unwrap();
+    }
+    let out = store.assemble(Some(partial)).unwrap();
+    assert_eq!(fs::read(&out).unwrap(), bytes);
+
+    // A chunk whose bytes are not the manifest's never yields a file.
+    fs::remove_file(&out).unwrap();
+    let mut partial = store.start_partial().unwrap();
+    let mut wrong = chunk(3).to_vec();
+    wrong[500] ^= 1;
+    store.write_partial(&mut partial, 3, &wrong).unwrap();
+    assert!(matches!(store.assemble(Some(partial)), Err(StoreError::FileHashMismatch)));
+    assert!(!out.exists());
+}
