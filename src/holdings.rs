@@ -156,9 +156,9 @@ impl Holdings {
     /// Returns what the add did, how many chunks are staged and whether the set is complete.
     fn add_blocking(&self, id: ChunkId, data: Bytes) -> Result<(Added, usize, bool), StoreError> {
         // Verified even when held, so a bad sender is noticed either way.
-        if !self.manifest().verify_chunk(id, &data) {
+        let Some(cvs) = self.manifest().verify_chunk_pieces(id, &data) else {
             return Ok((Added::HashMismatch, 0, false));
-        }
+        };
         {
             let have = locked(&self.have);
             let mut staged = locked(&self.staged);
@@ -175,7 +175,7 @@ impl Holdings {
                 Some(p) => p,
                 None => partial.insert(self.store.start_partial()?),
             };
-            self.store.write_partial(partial, id, &data)?;
+            self.store.write_partial(partial, id, &data, &cvs)?;
             Ok(file)
         });
         let file = match written {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use super::{hash_file_at, io_err, ChunkStore, StoreError};
 use crate::chunk_set::ChunkSet;
-use crate::manifest::tree::{self, CV_LEN, MAX_PIECES};
+use crate::manifest::tree::{self, ChainingValue, CV_LEN, MAX_PIECES};
 use crate::manifest::ChunkId;
 
 /// The file being joined: a temporary file in `tmp/`, the chunks already in it and, for
@@ -48,8 +48,15 @@ impl ChunkStore {
         })
     }
 
-    /// Writes verified chunk `id` at its place in `partial`, and its pieces' chaining values.
-    pub fn write_partial(&self, partial: &mut Partial, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
+    /// Writes verified chunk `id` at its place in `partial`, with its pieces' chaining
+    /// values `cvs` (from [`Manifest::verify_chunk_pieces`](crate::manifest::Manifest::verify_chunk_pieces)).
+    pub fn write_partial(
+        &self,
+        partial: &mut Partial,
+        id: ChunkId,
+        data: &[u8],
+        cvs: &[ChainingValue],
+    ) -> Result<(), StoreError> {
         // Errors name the temporary file being written, not the final name.
         let dest = partial.file.path().to_owned();
         let Some(offset) = self.manifest.layout().chunk_offset(id) else {
@@ -61,11 +68,10 @@ impl ChunkStore {
             .as_file()
             .write_all_at(data, offset)
             .map_err(io_err("write", &dest))?;
-        if let Some(cvs) = &partial.cvs {
-            let values: Vec<u8> = tree::piece_cvs(self.manifest.layout(), id, data).concat();
-            cvs.as_file()
-                .write_all_at(&values, cv_slot(id))
-                .map_err(io_err("write", cvs.path()))?;
+        if let Some(side) = &partial.cvs {
+            side.as_file()
+                .write_all_at(&cvs.concat(), cv_slot(id))
+                .map_err(io_err("write", side.path()))?;
         }
         partial.written.insert(id);
         Ok(())
@@ -92,7 +98,10 @@ impl ChunkStore {
         for id in 0..layout.chunk_count() {
             if !partial.written.contains(id) {
                 let data = self.read_chunk(id)?;
-                self.write_partial(&mut partial, id, &data)?;
+                // Checked again as it is copied: the pieces come from the same pass.
+                let cvs = self.manifest.verify_chunk_pieces(id, &data);
+                let cvs = cvs.ok_or(StoreError::FileHashMismatch)?;
+                self.write_partial(&mut partial, id, &data, &cvs)?;
             }
         }
         let file = partial.file.as_file();

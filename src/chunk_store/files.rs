@@ -16,13 +16,13 @@ pub(super) fn chunk_file(root: &Path, id: ChunkId) -> PathBuf {
 /// The BLAKE3 hash of the file at `path`, read in full; a symlink is not followed.
 pub(super) fn hash_file_at(path: &Path) -> io::Result<[u8; 32]> {
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(open_no_follow(path)?)?;
+    hasher.update_reader(open_no_follow(path)?.0)?;
     Ok(*hasher.finalize().as_bytes())
 }
 
 /// Opens `path` for reading: never through a symlink at its last component, never
-/// blocking on a FIFO, and only if it is a regular file.
-pub(super) fn open_no_follow(path: &Path) -> io::Result<File> {
+/// blocking on a FIFO, and only if it is a regular file. Returns it with its length.
+pub(super) fn open_no_follow(path: &Path) -> io::Result<(File, u64)> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -31,16 +31,16 @@ pub(super) fn open_no_follow(path: &Path) -> io::Result<File> {
         options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
     let file = options.open(path)?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
-    Ok(file)
+    Ok((file, meta.len()))
 }
 
 /// Reads a whole regular file of at most `max` bytes without following a symlink.
 pub(super) fn read_no_follow(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let file = open_no_follow(path)?;
-    let len = file.metadata()?.len();
+    let (file, len) = open_no_follow(path)?;
     if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -72,10 +72,12 @@ pub struct ChunkStore {
 }
 
 /// A chunk written under `tmp/` and not yet renamed into `chunks/`; deleted if dropped.
+/// Its file stays open until the commit, which syncs it through that descriptor (no
+/// second open); the store holds at most a few dozen.
 #[derive(Debug)]
 pub struct Staged {
     id: ChunkId,
-    path: tempfile::TempPath,
+    file: tempfile::NamedTempFile,
 }
 
 impl Staged {
@@ -236,10 +238,7 @@ impl ChunkStore {
             tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
         tmp.write_all(data)
             .map_err(io_err("write", &self.chunk_path(id)))?;
-        Ok(Staged {
-            id,
-            path: tmp.into_temp_path(),
-        })
+        Ok(Staged { id, file: tmp })
     }
 
     /// Syncs every staged chunk, then renames each into `chunks/`; the directory itself is
@@ -247,14 +246,16 @@ impl ChunkStore {
     pub fn commit_chunks(&self, staged: Vec<Staged>) -> Result<(), StoreError> {
         if self.fsync {
             for s in &staged {
-                File::open(&s.path)
-                    .and_then(|f| f.sync_data())
+                s.file
+                    .as_file()
+                    .sync_data()
                     .map_err(io_err("sync", &self.chunk_path(s.id)))?;
             }
         }
         for s in staged {
             let dest = self.chunk_path(s.id);
-            s.path
+            s.file
+                .into_temp_path()
                 .persist(&dest)
                 .map_err(|e| io_err("rename into", &dest)(e.error))?;
         }
@@ -267,8 +268,7 @@ impl ChunkStore {
     pub fn open_chunk(&self, id: ChunkId) -> Result<(File, usize), StoreError> {
         let path = self.chunk_path(id);
         let expected = self.manifest.layout().chunk_len(id).unwrap_or(0);
-        let file = open_no_follow(&path).map_err(io_err("open", &path))?;
-        let len = file.metadata().map_err(io_err("inspect", &path))?.len();
+        let (file, len) = open_no_follow(&path).map_err(io_err("open", &path))?;
         if len != u64::from(expected) {
             let wrong = format!("it has {len} bytes, not the chunk's {expected}");
             return Err(io_err("send", &path)(io::Error::new(

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use super::{Layout, LayoutError, Manifest, ManifestError};
+use super::{tree, Layout, LayoutError, Manifest, ManifestError};
 
 /// Why a file could not be turned into a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +83,7 @@ pub fn hash_file(path: &Path, name: &str) -> Result<Manifest, HashFileError> {
             _ => read_err(e),
         })?;
         whole.update(&buf[..len]);
-        chunk_hashes.push(*blake3::hash(&buf[..len]).as_bytes());
+        chunk_hashes.push(tree::chunk_hash(&layout, id, &buf[..len]).0);
     }
     if file.read(&mut [0u8; 1]).map_err(read_err)? != 0 {
         return Err(HashFileError::Changed { path: shown });

@@ -23,7 +23,9 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const HASH_LEN: usize = 32;
 
 const MAGIC: [u8; 4] = *b"SWMF";
-const VERSION: u8 = 1;
+/// Version 2: chunk hashes are made from tree pieces (`tree::chunk_hash`); version 1
+/// hashed every chunk whole.
+const VERSION: u8 = 2;
 const FIXED_LEN: usize = 56;
 /// The largest encoded manifest: fixed part, longest name, one hash per chunk.
 pub const MAX_MANIFEST_LEN: usize = FIXED_LEN + MAX_NAME_LEN + HASH_LEN * MAX_CHUNKS as usize;
@@ -69,7 +71,7 @@ pub enum ManifestError {
     #[error("not a swarmshare manifest (bad magic)")]
     BadMagic,
     /// A version this build does not read.
-    #[error("unsupported manifest version {0}")]
+    #[error("unsupported manifest version {0} (this build reads version {VERSION}; a directory made by another swarmshare version must start over)")]
     UnsupportedVersion(u8),
     /// The reserved byte is not zero.
     #[error("manifest reserved byte is {0}, expected 0")]
@@ -262,8 +264,18 @@ impl Manifest {
 
     /// Whether `data` is exactly chunk `id`.
     pub fn verify_chunk(&self, id: ChunkId, data: &[u8]) -> bool {
-        let len_ok = self.layout.chunk_len(id) == u32::try_from(data.len()).ok();
-        len_ok && self.chunk_hash(id) == Some(blake3::hash(data).as_bytes())
+        self.verify_chunk_pieces(id, data).is_some()
+    }
+
+    /// Checks that `data` is exactly chunk `id` and, if so, returns its pieces' chaining
+    /// values for the whole-file check (none for a layout without pieces): one pass.
+    pub fn verify_chunk_pieces(&self, id: ChunkId, data: &[u8]) -> Option<Vec<tree::ChainingValue>> {
+        let expected = self.chunk_hash(id)?;
+        if self.layout.chunk_len(id) != u32::try_from(data.len()).ok() {
+            return None;
+        }
+        let (hash, cvs) = tree::chunk_hash(&self.layout, id, data);
+        (hash == *expected).then_some(cvs)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The whole-file hash from the chunks' shares of the file's BLAKE3 tree, so that checking
-//! a downloaded file does not mean reading it back.
+//! Chunk hashes and the whole-file hash from the chunks' shares of the file's BLAKE3 tree:
+//! one hashing pass per chunk both checks it and prepares the file's check, which then
+//! needs no reading back.
 //!
 //! BLAKE3 hashes a file as a binary tree over 1 KiB blocks. A 100 KiB chunk starts on a
 //! 4 KiB boundary, so its bytes are a run of whole subtrees of that tree, its *pieces*:
@@ -9,10 +10,15 @@
 //! once every chunk's pieces are known, merging them gives the file's hash, exactly
 //! [`blake3::hash`] of the whole file (tested against it below and by proptest).
 //!
+//! A chunk's hash in the manifest is derived from the same values ([`chunk_hash`]), so
+//! checking a chunk and computing its pieces are one pass over its bytes.
+//!
 //! Layouts whose chunk size is not a whole number of 1 KiB blocks (most files under
-//! 500 KiB) have no pieces; their file is hashed by reading it.
+//! 500 KiB) have no pieces; their chunks are hashed whole and their file is hashed by
+//! reading it.
 
-use blake3::hazmat::{self, ChainingValue, HasherExt, Mode};
+pub use blake3::hazmat::ChainingValue;
+use blake3::hazmat::{self, HasherExt, Mode};
 use blake3::CHUNK_LEN;
 
 use super::{ChunkId, Layout};
@@ -22,6 +28,27 @@ pub const CV_LEN: usize = 32;
 /// The most pieces one chunk splits into (a 100 KiB run on 4 KiB boundaries needs at most
 /// 10; checked for every chunk of the largest file in the tests).
 pub const MAX_PIECES: usize = 16;
+
+/// The BLAKE3 derive-key context of a chunk hash made from pieces (see [`chunk_hash`]).
+pub const CHUNK_CONTEXT: &str = "swarmshare 2026-11-26 chunk hash from BLAKE3 tree pieces";
+
+/// Chunk `id`'s hash as the manifest records it, with its pieces' chaining values: for a
+/// layout with pieces, BLAKE3 in derive-key mode with [`CHUNK_CONTEXT`] over the pieces'
+/// chaining values in order (32 bytes each); otherwise BLAKE3 of the chunk's bytes, and no
+/// values. `data` must be the chunk's length (the caller checks).
+pub fn chunk_hash(layout: &Layout, id: ChunkId, data: &[u8]) -> ([u8; 32], Vec<ChainingValue>) {
+    if !has_pieces(layout) {
+        return (*blake3::hash(data).as_bytes(), Vec::new());
+    }
+    static KEY: std::sync::LazyLock<hazmat::ContextKey> =
+        std::sync::LazyLock::new(|| hazmat::hash_derive_key_context(CHUNK_CONTEXT));
+    let cvs = piece_cvs(layout, id, data);
+    let mut hasher = blake3::Hasher::new_from_context_key(&KEY);
+    for cv in &cvs {
+        hasher.update(cv);
+    }
+    (*hasher.finalize().as_bytes(), cvs)
+}
 
 /// Whether files of this layout are checked from their pieces.
 pub fn has_pieces(layout: &Layout) -> bool {
@@ -198,6 +225,31 @@ mod tests {
             }
         }
         assert_eq!(next, layout.file_size());
+    }
+
+    #[test]
+    fn a_chunk_hash_changes_with_any_byte_and_with_the_position() {
+        let layout = Layout::for_size(1_000_000).unwrap();
+        let bytes = data(102_400);
+        let (h1, cvs) = chunk_hash(&layout, 1, &bytes);
+        assert_eq!(cvs, piece_cvs(&layout, 1, &bytes));
+        assert_eq!(chunk_hash(&layout, 1, &bytes).0, h1, "deterministic");
+        assert_ne!(
+            chunk_hash(&layout, 2, &bytes).0,
+            h1,
+            "the same bytes at another offset"
+        );
+        for at in [0, 4_095, 4_096, 65_535, 102_399] {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x80;
+            assert_ne!(chunk_hash(&layout, 1, &changed).0, h1, "byte {at}");
+        }
+        // Without pieces: the plain hash of the bytes.
+        let small = Layout::for_size(300_000).unwrap();
+        assert_eq!(
+            chunk_hash(&small, 1, &bytes[..60_000]),
+            (*blake3::hash(&bytes[..60_000]).as_bytes(), Vec::new())
+        );
     }
 
     proptest::proptest! {

@@ -11,7 +11,7 @@ use crate::manifest::{SwarmId, HASH_LEN};
 /// The handshake's magic bytes.
 pub const MAGIC: [u8; 4] = *b"SWSH";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// The hello's length in bytes.
 pub const HELLO_LEN: usize = 8 + HASH_LEN + PEER_ID_LEN;
 

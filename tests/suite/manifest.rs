@@ -69,9 +69,24 @@ fn manifest_hashes_and_round_trips() {
     let m = sample(dir.path(), &data);
     assert_eq!(m.layout().chunk_count(), 7);
     assert_eq!(m.file_hash(), blake3::hash(&data).as_bytes());
+    // Chunk 0 is three whole subtrees of the file's BLAKE3 tree: 64 KiB at 0, 32 KiB at
+    // 64 KiB, 4 KiB at 96 KiB; its hash is derived from their chaining values (PROTOCOL.md).
+    let cv = |from: usize, to: usize| {
+        use blake3::hazmat::HasherExt;
+        let mut h = blake3::Hasher::new();
+        h.set_input_offset(from as u64);
+        h.update(&data[from..to]).finalize_non_root()
+    };
+    let pieces = [cv(0, 65_536), cv(65_536, 98_304), cv(98_304, 102_400)].concat();
     assert_eq!(
-        m.chunk_hash(0).unwrap(),
-        blake3::hash(&data[..102_400]).as_bytes()
+        *m.chunk_hash(0).unwrap(),
+        blake3::derive_key(swarmshare::manifest::tree::CHUNK_CONTEXT, &pieces)
+    );
+    // A file under 500 KiB whose chunks are not whole 1 KiB blocks: chunks hashed whole.
+    let small = sample(dir.path(), &data[..300_000]);
+    assert_eq!(
+        small.chunk_hash(1).unwrap(),
+        blake3::hash(&data[60_000..120_000]).as_bytes()
     );
     assert!(m.verify_chunk(6, &data[6 * 102_400..]));
     assert!(!m.verify_chunk(6, &data[6 * 102_400 + 1..]), "wrong length");

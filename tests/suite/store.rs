@@ -175,17 +175,24 @@ fn a_file_joined_partly_as_chunks_arrive_and_partly_at_the_end_checks_out() {
     let mut partial = store.start_partial().unwrap();
     // Out of order, the short last chunk included; the rest is copied in by `assemble`.
     for id in [6, 2, 0, 4] {
-        store.write_partial(&mut partial, id, chunk(id)).unwrap();
+        let cvs = m.verify_chunk_pieces(id, chunk(id)).unwrap();
+        store.write_partial(&mut partial, id, chunk(id), &cvs).unwrap();
     }
     let out = store.assemble(Some(partial)).unwrap();
     assert_eq!(fs::read(&out).unwrap(), bytes);
 
-    // A chunk whose bytes are not the manifest's never yields a file.
+    // Bytes that are not the manifest's (written by mistake, with their own pieces) never
+    // yield a file.
     fs::remove_file(&out).unwrap();
     let mut partial = store.start_partial().unwrap();
     let mut wrong = chunk(3).to_vec();
     wrong[500] ^= 1;
-    store.write_partial(&mut partial, 3, &wrong).unwrap();
-    assert!(matches!(store.assemble(Some(partial)), Err(StoreError::FileHashMismatch)));
+    assert!(m.verify_chunk_pieces(3, &wrong).is_none());
+    let cvs = swarmshare::manifest::tree::piece_cvs(&layout, 3, &wrong);
+    store.write_partial(&mut partial, 3, &wrong, &cvs).unwrap();
+    assert!(matches!(
+        store.assemble(Some(partial)),
+        Err(StoreError::FileHashMismatch)
+    ));
     assert!(!out.exists());
 }
