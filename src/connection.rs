@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -53,14 +54,14 @@ pub async fn with_timeout<T>(
 /// A chunk's bytes on their way out.
 #[derive(Debug)]
 pub enum ChunkBody {
-    /// In memory (a chunk not yet in its file, or read on systems without `sendfile`).
+    /// In memory.
     Memory(Bytes),
-    /// An open chunk file of `len` bytes, handed to the socket by the kernel (`sendfile`):
-    /// its pages go from the page cache to the socket without passing through here.
-    #[cfg(target_os = "linux")]
+    /// `len` bytes of a file from its start: on Linux handed to the socket by the kernel
+    /// (`sendfile`), the pages going from the page cache to the socket without passing
+    /// through here; elsewhere read on the blocking pool first.
     File {
-        /// The chunk file, opened for reading.
-        file: std::fs::File,
+        /// The chunk file (or staged file), open for reading; never written again.
+        file: Arc<std::fs::File>,
         /// Its length, checked when it was opened: the frame header promises it.
         len: usize,
     },
@@ -71,7 +72,6 @@ impl ChunkBody {
     pub fn len(&self) -> usize {
         match self {
             ChunkBody::Memory(data) => data.len(),
-            #[cfg(target_os = "linux")]
             ChunkBody::File { len, .. } => *len,
         }
     }
@@ -231,7 +231,6 @@ impl Connection {
         with_timeout("writing", WRITE_TIMEOUT, async {
             match body {
                 ChunkBody::Memory(data) => self.write_pair(&header, data).await,
-                #[cfg(target_os = "linux")]
                 ChunkBody::File { file, len } => self.send_file(&header, file, *len).await,
             }
             .map_err(PeerError::io("writing"))
@@ -289,5 +288,20 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Without `sendfile`: reads the file on the blocking pool, then writes it like a chunk
+    /// in memory.
+    #[cfg(not(target_os = "linux"))]
+    async fn send_file(&mut self, head: &[u8], file: &Arc<std::fs::File>, len: usize) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let file = Arc::clone(file);
+        let data = tokio::task::spawn_blocking(move || {
+            let mut data = vec![0; len];
+            file.read_exact_at(&mut data, 0).map(|()| data)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        self.write_pair(head, &data).await
     }
 }

@@ -6,8 +6,9 @@
 //! that is not verified and written.
 //!
 //! Durability is batched, off the data path. A verified chunk is written under `tmp/`
-//! (not synced) and becomes visible at once; its bytes stay in memory, so the chunk a
-//! neighbor asks for next is served without a disk read. [`Holdings::commit`] then syncs
+//! (not synced) and becomes visible at once; it is served from that file while it waits
+//! (its pages are in the page cache, handed to the socket without a copy), so the chunk a
+//! neighbor asks for next costs no disk read. [`Holdings::commit`] then syncs
 //! every staged chunk, renames each into `chunks/`, syncs the directory and rewrites the
 //! summary from the committed set only: the summary never lists a chunk that is not on
 //! disk. A commit runs every [`SUMMARY_INTERVAL`] (the status task), when the set is
@@ -17,6 +18,7 @@
 //! [`SUMMARY_INTERVAL`] and its cost stays linear in the file size).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -56,15 +58,16 @@ pub struct Holdings {
 
 /// The longest the summary file lags behind while chunks are arriving.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_millis(250);
-/// Chunks staged at most before an add waits for a commit (their bytes are held in
-/// memory until then: 32 × 100 KiB).
+/// Chunks staged at most before an add waits for a commit (each holds an open file until
+/// then).
 pub const MAX_STAGED: usize = 32;
 
 #[derive(Debug, Default)]
 struct Staging {
     files: Vec<Staged>,
-    /// Staged chunks' bytes, also the ones a commit is syncing right now.
-    bytes: HashMap<ChunkId, Bytes>,
+    /// Chunks being staged or staged, also the ones a commit is syncing right now: with a
+    /// handle on the staged file to send from, once it is written.
+    open: HashMap<ChunkId, Option<Arc<File>>>,
 }
 
 #[derive(Debug)]
@@ -162,31 +165,33 @@ impl Holdings {
         {
             let have = locked(&self.have);
             let mut staged = locked(&self.staged);
-            // Staged bytes are reserved before the write, so two tasks adding the same
-            // chunk at once write it once.
-            if have.contains(id) || staged.bytes.contains_key(&id) {
+            // Reserved before the write, so two tasks adding the same chunk at once write
+            // it once.
+            if have.contains(id) || staged.open.contains_key(&id) {
                 return Ok((Added::Duplicate, 0, false));
             }
-            staged.bytes.insert(id, data.clone());
+            staged.open.insert(id, None);
         }
         let written = self.store.stage_chunk(id, &data).and_then(|file| {
+            let handle = file.handle()?;
             let mut partial = locked(&self.partial);
             let partial = match partial.as_mut() {
                 Some(p) => p,
                 None => partial.insert(self.store.start_partial()?),
             };
             self.store.write_partial(partial, id, &data, &cvs)?;
-            Ok(file)
+            Ok((file, handle))
         });
-        let file = match written {
-            Ok(file) => file,
+        let (file, handle) = match written {
+            Ok(written) => written,
             Err(e) => {
-                locked(&self.staged).bytes.remove(&id);
+                locked(&self.staged).open.remove(&id);
                 return Err(e);
             }
         };
         let mut have = locked(&self.have);
         let mut staged = locked(&self.staged);
+        staged.open.insert(id, Some(Arc::new(handle)));
         staged.files.push(file);
         have.insert(id);
         self.count.send_replace(have.count());
@@ -224,7 +229,7 @@ impl Holdings {
             // Renamed into place: reads find them on disk from now on.
             let mut staged = locked(&this.staged);
             for id in &ids {
-                staged.bytes.remove(id);
+                staged.open.remove(id);
             }
             drop(staged);
             if write_summary {
@@ -245,30 +250,27 @@ impl Holdings {
         self.store.assemble(partial)
     }
 
-    /// A held chunk's bytes, to send: from memory while it is staged, else its open file.
-    /// Returns `None` if the chunk is not held.
+    /// A held chunk's bytes, to send: its staged file while it waits for a commit, else
+    /// its chunk file. Returns `None` if the chunk is not held.
     pub async fn read(self: &Arc<Self>, id: ChunkId) -> Result<Option<ChunkBody>, StoreError> {
         if !self.contains(id) {
             return Ok(None);
         }
-        if let Some(bytes) = locked(&self.staged).bytes.get(&id) {
-            return Ok(Some(ChunkBody::Memory(bytes.clone())));
+        let len = self.manifest().layout().chunk_len(id).unwrap_or(0) as usize;
+        if let Some(Some(file)) = locked(&self.staged).open.get(&id) {
+            let file = Arc::clone(file);
+            return Ok(Some(ChunkBody::File { file, len }));
         }
-        // Not staged, so already renamed into `chunks/` (a commit renames before it unstages).
+        // Held and not staged, so already renamed into `chunks/` (a commit renames before
+        // it unstages).
         let this = Arc::clone(self);
         let path = self.store.chunk_path(id);
         tokio::task::spawn_blocking(move || {
-            #[cfg(target_os = "linux")]
-            let body = this
-                .store
-                .open_chunk(id)
-                .map(|(file, len)| ChunkBody::File { file, len });
-            #[cfg(not(target_os = "linux"))]
-            let body = this
-                .store
-                .read_chunk(id)
-                .map(|v| ChunkBody::Memory(Bytes::from(v)));
-            body.map(Some)
+            let (file, len) = this.store.open_chunk(id)?;
+            Ok(Some(ChunkBody::File {
+                file: Arc::new(file),
+                len,
+            }))
         })
         .await
         .unwrap_or_else(|e| {

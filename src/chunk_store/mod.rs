@@ -85,6 +85,13 @@ impl Staged {
     pub fn id(&self) -> ChunkId {
         self.id
     }
+
+    /// Another handle on the staged file, to send it from; it stays valid after the commit
+    /// renames the file.
+    pub fn handle(&self) -> Result<File, StoreError> {
+        let path = self.file.path();
+        self.file.as_file().try_clone().map_err(io_err("open", path))
+    }
 }
 
 /// Creates `path` as a directory if missing and checks it is a real one.
