@@ -42,6 +42,10 @@ pub enum Added {
     HashMismatch,
 }
 
+/// An add under way on a blocking thread (see [`Holdings::start_add`]).
+#[derive(Debug)]
+pub struct StartedAdd(tokio::task::JoinHandle<Result<(Added, usize, bool), StoreError>>);
+
 /// A node's chunks: disk store plus the verified set.
 #[derive(Debug)]
 pub struct Holdings {
@@ -144,10 +148,22 @@ impl Holdings {
     /// Cancel-safe: the work runs on a blocking thread, so a caller dropped midway leaves
     /// the chunk either not stored or staged and visible.
     pub async fn add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> Result<Added, Error> {
+        let started = self.start_add(id, data);
+        self.finish_add(started).await
+    }
+
+    /// The first half of [`Holdings::add`]: starts the verify-and-write on a blocking thread
+    /// at once, so a caller can read the next chunk meanwhile. Dropping the result leaves
+    /// the work to finish on its own (the chunk is then staged and visible, or not stored).
+    pub fn start_add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> StartedAdd {
         let this = Arc::clone(self);
-        let (added, staged, complete) = tokio::task::spawn_blocking(move || this.add_blocking(id, data))
-            .await
-            .map_err(blocking_err)??;
+        StartedAdd(tokio::task::spawn_blocking(move || this.add_blocking(id, data)))
+    }
+
+    /// The second half of [`Holdings::add`]: what the add did, once it is done (and the
+    /// commit it makes due, if any).
+    pub async fn finish_add(self: &Arc<Self>, started: StartedAdd) -> Result<Added, Error> {
+        let (added, staged, complete) = started.0.await.map_err(blocking_err)??;
         if complete {
             self.commit().await?;
         } else if staged >= MAX_STAGED {

@@ -17,7 +17,7 @@
 //! in the endgame (the last few chunks), when a slot may duplicate a request already in
 //! flight elsewhere rather than wait on a slow neighbor.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,15 +29,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, Instrument};
 
 use super::fallback::Fallback;
-use super::fetch::{FetchLink, Fetched};
+use super::fetch::FetchLink;
 use super::picker;
 use super::server::{Server, Target};
+use super::storing::{Received, Storing};
 use super::Me;
 use crate::activity::{self, Source};
 use crate::chunk_set::ChunkSet;
 use crate::config::{Endpoint, PeerConfig};
-use crate::error::{Error, PeerError};
-use crate::holdings::{Added, Holdings, SUMMARY_INTERVAL};
+use crate::error::Error;
+use crate::holdings::{Holdings, SUMMARY_INTERVAL};
 use crate::identity::PeerId;
 use crate::manifest::ChunkId;
 use crate::task;
@@ -46,46 +47,6 @@ use crate::task;
 pub const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How long a task with nothing to request waits before looking again.
 pub const POLL: Duration = Duration::from_millis(100);
-/// Requests in flight at once to one server, at most (1.6 MB of chunks).
-pub const PIPELINE: usize = 16;
-/// Requests in flight to a server at first, before its rate is known.
-pub const PIPELINE_START: usize = 4;
-/// How much of a link's measured rate is kept in flight: enough that the server always
-/// has the next request, few enough that a slow or capped server is not handed chunks
-/// another could bring sooner.
-pub const IN_FLIGHT_TIME: Duration = Duration::from_millis(100);
-
-/// The window of requests for one fetch stream, sized to the link's measured rate.
-#[derive(Debug)]
-struct Depth {
-    chunk_size: f64,
-    started: Instant,
-    bytes: usize,
-}
-
-impl Depth {
-    fn new(chunk_size: u32) -> Depth {
-        Depth {
-            chunk_size: f64::from(chunk_size.max(1)),
-            started: Instant::now(),
-            bytes: 0,
-        }
-    }
-
-    fn received(&mut self, bytes: usize) {
-        self.bytes += bytes;
-    }
-
-    /// 2 + what the link delivers in [`IN_FLIGHT_TIME`], within 2..=[`PIPELINE`].
-    fn get(&self) -> usize {
-        let secs = self.started.elapsed().as_secs_f64();
-        if self.bytes == 0 || secs <= 0.0 {
-            return PIPELINE_START;
-        }
-        let per_window = self.bytes as f64 / secs * IN_FLIGHT_TIME.as_secs_f64() / self.chunk_size;
-        (2 + per_window as usize).clamp(2, PIPELINE)
-    }
-}
 /// How long a neighbor may hold a list request until it has something new.
 pub const LIST_WAIT: Duration = Duration::from_secs(1);
 /// How often the owner is asked which peers it knows.
@@ -130,9 +91,10 @@ pub(super) fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> 
 }
 
 /// A chunk a task is fetching; released when dropped, even if the task is cancelled.
+#[derive(Debug)]
 pub(super) struct Claim {
     shared: Arc<Mutex<Shared>>,
-    id: ChunkId,
+    pub(super) id: ChunkId,
     /// An endgame duplicate: the chunk's first claim is someone else's to release.
     pub(super) duplicate: bool,
 }
@@ -256,7 +218,7 @@ pub(super) struct Ctx {
     pub(super) holdings: Arc<Holdings>,
     pub(super) me: Me,
     pub(super) shared: Arc<Mutex<Shared>>,
-    all_recorded: Arc<Notify>,
+    pub(super) all_recorded: Arc<Notify>,
     token: CancellationToken,
 }
 
@@ -336,16 +298,20 @@ impl Ctx {
     /// Reads the owner's batch on the JOIN connection, if it is still coming, storing each
     /// chunk as it arrives (the slots trade meanwhile).
     async fn receive_batch(&self, server: &mut Server) -> Result<(), Error> {
+        let mut storing = Storing::default();
         while let Some(link) = server.link.as_mut().filter(|l| l.in_batch()) {
             let addr = link.addr();
             match link.batch_chunk().await {
                 Ok(Some((id, data))) => {
-                    self.store(server, id, data, addr, Source::Owner).await?;
+                    let received = Received::new(id, data.len(), addr, Source::Owner);
+                    self.store_ahead(server, &mut storing, received, data, None)
+                        .await?;
                 }
                 Ok(None) => break,
                 Err(e) => server.fault(&e),
             }
         }
+        self.store_all(server, &mut storing).await?;
         Ok(())
     }
 
@@ -409,108 +375,5 @@ impl Ctx {
             }
         }
         Ok(())
-    }
-
-    /// Streams requests to `server`, connected: keeps up to [`PIPELINE`] in flight, taking
-    /// each next claim from `next` (told whether nothing is in flight, when an endgame
-    /// duplicate may be taken) as an answer comes in, until `next` has nothing more and
-    /// every answer is in. Returns whether any new chunk was stored. A failure ends the
-    /// stream: the remaining claims are released for another try.
-    pub(super) async fn fetch(
-        &self,
-        server: &mut Server,
-        source: Source,
-        mut next: impl FnMut(bool) -> Option<Claim>,
-    ) -> Result<bool, Error> {
-        let layout = *self.holdings.manifest().layout();
-        let mut window: VecDeque<Claim> = VecDeque::with_capacity(PIPELINE);
-        let mut stored = false;
-        let mut depth = Depth::new(layout.chunk_size());
-        loop {
-            while window.len() < depth.get() {
-                let Some(claim) = next(window.is_empty()) else {
-                    break;
-                };
-                let duplicate = claim.duplicate;
-                // The download cap paces requests: what is asked for is what will arrive.
-                // Never wait on it with answers outstanding (they would go unread): with
-                // requests in flight, ask for more only while the budget allows.
-                let expected = layout.chunk_len(claim.id).unwrap_or(0) as usize;
-                if window.is_empty() {
-                    self.me.limits.before_download(expected).await;
-                } else if !self.me.limits.try_download(expected) {
-                    break;
-                }
-                let Some(link) = server.link.as_mut() else {
-                    return Ok(stored);
-                };
-                if let Err(e) = link.request(claim.id).await {
-                    server.fault(&e);
-                    return Ok(stored);
-                }
-                window.push_back(claim);
-                if duplicate {
-                    break;
-                }
-            }
-            let Some(claim) = window.pop_front() else { break };
-            let Some(link) = server.link.as_mut() else { break };
-            let (id, addr) = (claim.id, link.addr());
-            let data = match link.answer_for(id).await {
-                Ok(Fetched::Chunk(data)) => data,
-                // Only a neighbor's picks come from a list it sent.
-                Ok(Fetched::NotHave) if source == Source::Neighbor => {
-                    server.strike(&PeerError::ListedNotHeld(id));
-                    continue;
-                }
-                Ok(Fetched::NotHave) => continue,
-                Err(e) => {
-                    server.fault(&e);
-                    break;
-                }
-            };
-            depth.received(data.len());
-            stored |= self.store(server, id, data, addr, source).await?;
-            drop(claim);
-        }
-        Ok(stored)
-    }
-
-    /// Verifies and stores one received chunk, logging and counting it.
-    async fn store(
-        &self,
-        server: &mut Server,
-        id: ChunkId,
-        data: bytes::Bytes,
-        addr: std::net::SocketAddr,
-        source: Source,
-    ) -> Result<bool, Error> {
-        let bytes = data.len();
-        match self.holdings.add(id, data).await? {
-            Added::New => {
-                activity::chunk_received(addr, id, bytes, source);
-                // Only a stored chunk proves the server works: reset its redial backoff.
-                server.retry.reset();
-                let mut shared = lock(&self.shared);
-                match source {
-                    Source::Neighbor => {
-                        shared.fallback.delivered(Instant::now());
-                        shared.tally.from_neighbor += 1;
-                    }
-                    Source::Owner => shared.tally.from_owner += 1,
-                }
-                shared.recorded += 1;
-                if shared.recorded >= self.holdings.manifest().layout().chunk_count() {
-                    self.all_recorded.notify_one();
-                }
-                Ok(true)
-            }
-            Added::Duplicate => Ok(false),
-            Added::HashMismatch => {
-                activity::hash_failure(addr, id);
-                server.strike(&PeerError::HashMismatch(id));
-                Ok(false)
-            }
-        }
     }
 }

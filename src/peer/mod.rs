@@ -14,6 +14,8 @@ pub mod picker;
 pub mod presence;
 pub mod server;
 mod slots;
+mod storing;
+pub mod window;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
