@@ -265,7 +265,8 @@ impl Connection {
             let more = || rustix::net::send(stream, &head[sent..], SendFlags::MORE | SendFlags::NOSIGNAL);
             match stream.try_io(Interest::WRITABLE, || more().map_err(io::Error::from)) {
                 Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Not ready, or interrupted by a signal: try again.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -283,7 +284,8 @@ impl Connection {
                     ))
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Not ready, or interrupted by a signal: try again.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
                 Err(e) => return Err(e),
             }
         }

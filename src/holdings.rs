@@ -13,8 +13,8 @@
 //! summary from the committed set only: the summary never lists a chunk that is not on
 //! disk. A commit runs every [`SUMMARY_INTERVAL`] (the status task), when the set is
 //! complete, and at shutdown; as soon as [`MAX_STAGED`] chunks are staged the chunks are
-//! committed without the summary unless it is due (back-pressure that bounds the memory
-//! held to a few dozen chunks, while the summary is still rewritten at most every
+//! committed without the summary unless it is due (back-pressure that bounds the open
+//! files to a few dozen, while the summary is still rewritten at most every
 //! [`SUMMARY_INTERVAL`] and its cost stays linear in the file size).
 
 use std::collections::HashMap;

@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use super::{hash_file_at, io_err, ChunkStore, StoreError};
 use crate::chunk_set::ChunkSet;
 use crate::manifest::tree::{self, ChainingValue, CV_LEN, MAX_PIECES};
-use crate::manifest::ChunkId;
+use crate::manifest::{ChunkId, Layout};
 
 /// The file being joined: a temporary file in `tmp/`, the chunks already in it and, for
 /// layouts with pieces, the side file of their chaining values (chunk `id`'s at
-/// `id × MAX_PIECES × 32`).
+/// `id × max_pieces × 32`, 6 × 32 bytes per 100 KiB chunk).
 #[derive(Debug)]
 pub struct Partial {
     file: tempfile::NamedTempFile,
@@ -26,9 +26,9 @@ pub struct Partial {
     cvs: Option<tempfile::NamedTempFile>,
 }
 
-/// Where chunk `id`'s chaining values start in the side file.
-fn cv_slot(id: ChunkId) -> u64 {
-    u64::from(id) * (MAX_PIECES * CV_LEN) as u64
+/// Where chunk `id`'s chaining values start in the side file (room for the layout's most).
+fn cv_slot(layout: &Layout, id: ChunkId) -> u64 {
+    u64::from(id) * (tree::max_pieces(layout) * CV_LEN) as u64
 }
 
 impl ChunkStore {
@@ -69,8 +69,15 @@ impl ChunkStore {
             .write_all_at(data, offset)
             .map_err(io_err("write", &dest))?;
         if let Some(side) = &partial.cvs {
+            if cvs.len() > tree::max_pieces(self.manifest.layout()) {
+                let e = io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("chunk {id} has too many pieces"),
+                );
+                return Err(io_err("write", side.path())(e));
+            }
             side.as_file()
-                .write_all_at(&cvs.concat(), cv_slot(id))
+                .write_all_at(&cvs.concat(), cv_slot(self.manifest.layout(), id))
                 .map_err(io_err("write", side.path()))?;
         }
         partial.written.insert(id);
@@ -127,10 +134,7 @@ impl ChunkStore {
 
 /// The file's hash merged from the side file's chaining values, read in order; `None` if
 /// they do not fit the layout.
-fn tree_hash(
-    layout: &crate::manifest::Layout,
-    cvs: &tempfile::NamedTempFile,
-) -> Result<Option<[u8; 32]>, StoreError> {
+fn tree_hash(layout: &Layout, cvs: &tempfile::NamedTempFile) -> Result<Option<[u8; 32]>, StoreError> {
     let mut slot = vec![0u8; MAX_PIECES * CV_LEN];
     let mut values = Vec::new();
     let mut failed = None;
@@ -140,7 +144,7 @@ fn tree_hash(
         let count = tree::pieces(layout, id).len();
         match cvs
             .as_file()
-            .read_exact_at(&mut slot[..count * CV_LEN], cv_slot(id))
+            .read_exact_at(&mut slot[..count * CV_LEN], cv_slot(layout, id))
         {
             Ok(()) => values.extend(slot[..count * CV_LEN].chunks_exact(CV_LEN).map(|cv| {
                 let mut v = [0u8; CV_LEN];

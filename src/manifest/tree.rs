@@ -25,9 +25,22 @@ use super::{ChunkId, Layout};
 
 /// Bytes per chaining value.
 pub const CV_LEN: usize = 32;
-/// The most pieces one chunk splits into (a 100 KiB run on 4 KiB boundaries needs at most
-/// 10; checked for every chunk of the largest file in the tests).
+/// The most pieces one chunk splits into, for any layout (at most 9 in the small layouts;
+/// checked for every layout with pieces in the tests).
 pub const MAX_PIECES: usize = 16;
+/// The most pieces a 100 KiB chunk splits into (checked for every chunk of the largest
+/// file in the tests).
+pub const MAX_PIECES_FULL: usize = 6;
+
+/// The most pieces any chunk of `layout` splits into: the room kept per chunk for its
+/// chaining values.
+pub fn max_pieces(layout: &Layout) -> usize {
+    if layout.chunk_size() == super::CHUNK_SIZE {
+        MAX_PIECES_FULL
+    } else {
+        MAX_PIECES
+    }
+}
 
 /// The BLAKE3 derive-key context of a chunk hash made from pieces (see [`chunk_hash`]).
 pub const CHUNK_CONTEXT: &str = "swarmshare 2026-11-26 chunk hash from BLAKE3 tree pieces";
@@ -212,12 +225,32 @@ mod tests {
     }
 
     #[test]
+    fn small_layouts_stay_within_max_pieces() {
+        // Every chunk size with pieces below 100 KiB, with whole and partial last chunks.
+        for k in 1..100u64 {
+            for size in [5 * k * 1024, 5 * k * 1024 - 1 - (k * 1024 / 2)] {
+                let Ok(layout) = Layout::for_size(size) else {
+                    continue;
+                };
+                if !has_pieces(&layout) {
+                    continue;
+                }
+                for id in 0..layout.chunk_count() {
+                    let n = pieces(&layout, id).len();
+                    assert!(n <= max_pieces(&layout), "size {size} chunk {id}: {n} pieces");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn no_chunk_has_more_than_max_pieces_and_pieces_tile_the_file() {
         let layout = Layout::for_size(u64::from(MAX_CHUNKS) * 102_400 - 1).unwrap();
+        assert_eq!(max_pieces(&layout), MAX_PIECES_FULL);
         let mut next = 0;
         for id in 0..layout.chunk_count() {
             let p = pieces(&layout, id);
-            assert!(p.len() <= MAX_PIECES, "chunk {id}: {} pieces", p.len());
+            assert!(p.len() <= MAX_PIECES_FULL, "chunk {id}: {} pieces", p.len());
             for (offset, len) in p {
                 assert_eq!(offset, next);
                 assert!(len > 0);

@@ -303,8 +303,11 @@ impl Ctx {
             let addr = link.addr();
             match link.batch_chunk().await {
                 Ok(Some((id, data))) => {
+                    // In flight until stored, so no slot asks a neighbor for it meanwhile.
+                    let unclaimed = lock(&self.shared).in_flight.insert(id);
+                    let claim = unclaimed.then(|| self.claim(id, false));
                     let received = Received::new(id, data.len(), addr, Source::Owner);
-                    self.store_ahead(server, &mut storing, received, data, None)
+                    self.store_ahead(server, &mut storing, received, data, claim)
                         .await?;
                 }
                 Ok(None) => break,
@@ -315,24 +318,18 @@ impl Ctx {
         Ok(())
     }
 
-    /// Asks the owner for the peers it knows right away and every [`OWNER_PEX_EVERY`] (sooner
-    /// at first, see below),
-    /// on a connection of its own; this also tells the peer the owner's ID, so no slot
+    /// Asks the owner for the peers it knows right away, after 100 ms, then twice as long
+    /// each time up to every [`OWNER_PEX_EVERY`], on a connection of its own; this also tells the peer the owner's ID, so no slot
     /// takes the owner for a neighbor.
     async fn owner_pex_loop(self: Arc<Self>, mut server: Server) -> Result<(), Error> {
-        // Peers joining together learn of each other within a few round trips: while the
-        // book holds fewer peers than there are slots, the owner is asked again sooner.
+        // Peers joining together learn of each other within a few round trips: the owner
+        // is asked again after 100 ms, then twice as long each time, up to every 2 s.
         let mut every = POLL / 2;
         while self.running() {
             if server.connect(&self.holdings, &self.me).await {
                 lock(&self.shared).owner_id = server.peer_id();
                 self.exchange_peers(&mut server).await;
-                let known = self.me.book.len();
-                every = if known < lock(&self.shared).offers.len() {
-                    (every * 2).min(OWNER_PEX_EVERY)
-                } else {
-                    OWNER_PEX_EVERY
-                };
+                every = (every * 2).min(OWNER_PEX_EVERY);
                 if !self.idle(every).await {
                     break;
                 }

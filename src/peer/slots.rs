@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use tracing::debug;
 
@@ -85,10 +86,13 @@ impl Ctx {
         let mut server = pinned.map(|e| Server::new(Target::Endpoint(e), None, "download neighbor"));
         let mut last_pex: Option<Instant> = None;
         let mut last_useful = Instant::now();
+        // How many peers the book held when this slot's neighbor was chosen.
+        let mut book_seen = 0;
         while self.running() {
             let Some(s) = server.as_mut() else {
                 // Before looking, so a peer learned in between still wakes this slot.
                 let added = self.me.book.peer_added();
+                book_seen = self.me.book.len();
                 server = self
                     .assign(slot)
                     .map(|id| Server::new(Target::Peer(id), None, "neighbor"));
@@ -147,18 +151,23 @@ impl Ctx {
                 last_useful = Instant::now();
             } else if !is_pinned && last_useful.elapsed() >= patience {
                 // Nothing from this one for a while: meet another known peer, if any.
-                let old = server.take();
-                if let Some(next) = self.assign(slot) {
-                    debug!(slot, "rotating to another neighbor");
-                    if let Some(old) = &old {
-                        self.forget_offer(slot, old);
-                    }
-                    server = Some(Server::new(Target::Peer(next), None, "neighbor"));
+                if self.rotate(slot, &mut server) {
                     last_pex = None;
-                } else {
-                    server = old;
                 }
                 last_useful = Instant::now();
+            }
+            let known = self.me.book.len();
+            if !is_pinned && known > book_seen {
+                // The book has grown since this neighbor was chosen (peers still joining).
+                // Move with probability (known - seen) / known, so the choice stays uniform
+                // over every peer known: otherwise the first peers to join would be every
+                // slot's neighbor and the last ones would serve nobody.
+                let stay = rng.random_range(0..known) < book_seen;
+                book_seen = known;
+                if !stay && self.rotate(slot, &mut server) {
+                    last_pex = None;
+                    last_useful = Instant::now();
+                }
             }
             if !fetched && !self.idle(POLL).await {
                 break;
@@ -168,6 +177,19 @@ impl Ctx {
             self.release(slot, s);
         }
         Ok(())
+    }
+
+    /// Moves `slot` from its neighbor to another known peer no slot has, if there is one.
+    fn rotate(&self, slot: usize, server: &mut Option<Server>) -> bool {
+        let Some(next) = self.assign(slot) else {
+            return false;
+        };
+        debug!(slot, "rotating to another neighbor");
+        if let Some(old) = server.take() {
+            self.forget_offer(slot, &old);
+        }
+        *server = Some(Server::new(Target::Peer(next), None, "neighbor"));
+        true
     }
 
     /// Fetches from a connected neighbor what its last list offers, first asking for a

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
+use tracing::debug;
 
 use super::download::{lock, Claim, Ctx};
 use super::server::Server;
@@ -116,6 +117,12 @@ impl Ctx {
                 true
             }
             Added::Duplicate => false,
+            // Bad chunks that were still being stored when their sender was banned: the
+            // ban has been logged, they are not counted again.
+            Added::HashMismatch if server.is_banned() => {
+                debug!(chunk = id, peer = %from, "bad chunk from a banned server discarded");
+                false
+            }
             Added::HashMismatch => {
                 activity::hash_failure(from, id);
                 server.strike(&PeerError::HashMismatch(id));

@@ -70,7 +70,8 @@ impl Ctx {
         let mut stored = false;
         let mut depth = Depth::new(layout.chunk_size());
         let mut storing = Storing::default();
-        loop {
+        // Every way out goes through `store_all`: a chunk already received is recorded.
+        'stream: loop {
             while window.len() < depth.get() {
                 let Some(claim) = next(window.is_empty()) else {
                     break;
@@ -86,11 +87,11 @@ impl Ctx {
                     break;
                 }
                 let Some(link) = server.link.as_mut() else {
-                    return Ok(stored);
+                    break 'stream;
                 };
                 if let Err(e) = link.request(claim.id).await {
                     server.fault(&e);
-                    return Ok(stored);
+                    break 'stream;
                 }
                 window.push_back(claim);
                 if duplicate {

@@ -105,3 +105,47 @@ async fn a_chunk_file_that_ends_early_is_an_error_not_a_short_frame() {
     raw.read_to_end(&mut got).unwrap();
     assert_eq!(got.len(), wire::LEN_PREFIX + 5 + 1_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_file_chunks_to_a_slow_reader_line_up() {
+    let (mut conn, mut raw) = pair().await;
+    let mut want = Vec::new();
+    let mut bodies = Vec::new();
+    for id in 0..96u32 {
+        let len = if id % 7 == 6 {
+            1 + (id as usize * 977) % 102_400
+        } else {
+            102_400
+        };
+        let bytes = data(len, id as u8);
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        // file position at the end, like a staged file: sendfile must use its own offset.
+        bodies.push((id, Arc::new(file), len));
+        want.extend(encoded(&Message::Chunk {
+            id,
+            data: Bytes::from(bytes),
+        }));
+    }
+    let total = want.len();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::with_capacity(total);
+        let mut buf = [0u8; 7_001];
+        while got.len() < total {
+            let n = raw.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+            if got.len() % 5 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        got
+    });
+    for (id, file, len) in bodies {
+        conn.write_chunk(id, &ChunkBody::File { file, len })
+            .await
+            .unwrap();
+    }
+    let got = reader.join().unwrap();
+    assert!(got == want, "stream differs");
+}

@@ -85,6 +85,8 @@ enum Liar {
     Silent,
     /// Lists every chunk, answers a request for chunk N with chunk N+1 (correct bytes).
     Unrequested,
+    /// Answers the first MAX_STRIKES requests of a connection with zeros, then honestly.
+    BadThenGood,
 }
 
 /// A fake download neighbor for `manifest`'s swarm that behaves like `liar` on every
@@ -119,6 +121,7 @@ fn serve_lies(
     s.write_all(&hello.encode())?;
     s.read_exact(&mut [0u8; wire::HELLO_LEN])?;
     let layout = manifest.layout();
+    let mut requests = 0u32;
     loop {
         let mut len = [0u8; 4];
         s.read_exact(&mut len)?;
@@ -138,6 +141,23 @@ fn serve_lies(
                 Message::Chunk {
                     id,
                     data: data[start as usize..][..len as usize].to_vec().into(),
+                }
+            }
+            (Liar::BadThenGood, Some(MSG_REQUEST)) => {
+                requests += 1;
+                let id = id_of(&payload);
+                let (start, len) = (
+                    u64::from(id) * u64::from(layout.chunk_size()),
+                    layout.chunk_len(id).unwrap(),
+                );
+                let data = if requests <= MAX_STRIKES {
+                    vec![0u8; len as usize]
+                } else {
+                    std::fs::read(file).unwrap()[start as usize..][..len as usize].to_vec()
+                };
+                Message::Chunk {
+                    id,
+                    data: data.into(),
                 }
             }
             (Liar::BadBytes, Some(MSG_REQUEST)) => {
@@ -253,4 +273,26 @@ fn a_slow_pinned_neighbor_does_not_hold_up_the_last_chunks() {
         from_b <= 2,
         "the slow pinned neighbor delivered {from_b} of A's chunks"
     );
+}
+
+#[test]
+fn a_ban_mid_pipeline_leaves_no_stored_chunk_unrecorded() {
+    let mut swarm = Swarm::new(3_000_000, 1, 12).pure_ring();
+    let manifest = hash_file(&swarm.file, "payload.bin").unwrap();
+    swarm.start_owner(10);
+    let port = fake_neighbor(manifest.clone(), swarm.file.clone(), Liar::BadThenGood);
+    swarm.start_peer(0, port);
+    swarm.wait_all_complete(Duration::from_secs(90));
+    let chunks = manifest.layout().chunk_count();
+    let done = complete_event(swarm.peer(0));
+    let log = events_of(swarm.peer(0));
+    let received = log.iter().filter(|e| e["event"] == "chunk_received").count();
+    let failures = log.iter().filter(|e| e["event"] == "hash_failure").count();
+    assert_eq!(
+        failures as u32, MAX_STRIKES,
+        "the bad chunks, each counted once: {done}"
+    );
+    let total = done["from_neighbor"].as_u64().unwrap() + done["from_owner"].as_u64().unwrap();
+    assert_eq!(total, u64::from(chunks), "every chunk counted once: {done}");
+    assert_eq!(received as u32, chunks, "one chunk_received per chunk");
 }
