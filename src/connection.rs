@@ -5,17 +5,15 @@
 //! buffer grows only as bytes actually arrive, for frames within the limit in force.
 
 use std::future::Future;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use std::io::{self, IoSlice};
-
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::error::PeerError;
 use crate::manifest::ChunkId;
@@ -49,6 +47,13 @@ pub async fn with_timeout<T>(
     tokio::time::timeout(limit, fut)
         .await
         .unwrap_or(Err(PeerError::Timeout(what)))
+}
+
+/// Whether a non-blocking socket call should simply be made again: the socket was not
+/// ready after all, or a signal interrupted the call.
+#[cfg(target_os = "linux")]
+fn try_again(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
 }
 
 /// A chunk's bytes on their way out.
@@ -265,8 +270,7 @@ impl Connection {
             let more = || rustix::net::send(stream, &head[sent..], SendFlags::MORE | SendFlags::NOSIGNAL);
             match stream.try_io(Interest::WRITABLE, || more().map_err(io::Error::from)) {
                 Ok(n) => sent += n,
-                // Not ready, or interrupted by a signal: try again.
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                Err(e) if try_again(&e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -284,8 +288,7 @@ impl Connection {
                     ))
                 }
                 Ok(_) => {}
-                // Not ready, or interrupted by a signal: try again.
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                Err(e) if try_again(&e) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use super::{hash_file_at, io_err, ChunkStore, StoreError};
 use crate::chunk_set::ChunkSet;
-use crate::manifest::tree::{self, ChainingValue, CV_LEN, MAX_PIECES};
+use crate::manifest::tree::{self, ChainingValue, CV_LEN};
 use crate::manifest::{ChunkId, Layout};
 
 /// The file being joined: a temporary file in `tmp/`, the chunks already in it and, for
@@ -132,32 +132,24 @@ impl ChunkStore {
     }
 }
 
-/// The file's hash merged from the side file's chaining values, read in order; `None` if
-/// they do not fit the layout.
-fn tree_hash(layout: &Layout, cvs: &tempfile::NamedTempFile) -> Result<Option<[u8; 32]>, StoreError> {
-    let mut slot = vec![0u8; MAX_PIECES * CV_LEN];
-    let mut values = Vec::new();
+/// The file's hash merged from the side file's chaining values, read in order one chunk's
+/// at a time; `None` if they do not fit the layout.
+fn tree_hash(layout: &Layout, side: &tempfile::NamedTempFile) -> Result<Option<[u8; 32]>, StoreError> {
     let mut failed = None;
-    // One chunk's slot at a time: memory stays one slot plus the merge's stack.
     let all = (0..layout.chunk_count()).flat_map(|id| {
-        values.clear();
-        let count = tree::pieces(layout, id).len();
-        match cvs
-            .as_file()
-            .read_exact_at(&mut slot[..count * CV_LEN], cv_slot(layout, id))
-        {
-            Ok(()) => values.extend(slot[..count * CV_LEN].chunks_exact(CV_LEN).map(|cv| {
-                let mut v = [0u8; CV_LEN];
-                v.copy_from_slice(cv);
-                v
-            })),
-            Err(e) => failed = Some(e),
+        let mut slot = vec![0u8; tree::pieces(layout, id).len() * CV_LEN];
+        if let Err(e) = side.as_file().read_exact_at(&mut slot, cv_slot(layout, id)) {
+            failed.get_or_insert(e);
         }
-        std::mem::take(&mut values)
+        let values: Vec<ChainingValue> = slot
+            .chunks_exact(CV_LEN)
+            .filter_map(|cv| cv.try_into().ok())
+            .collect();
+        values
     });
     let hash = tree::root(layout, all);
     match failed {
-        Some(e) => Err(io_err("read", cvs.path())(e)),
+        Some(e) => Err(io_err("read", side.path())(e)),
         None => Ok(hash),
     }
 }

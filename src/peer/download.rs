@@ -319,8 +319,8 @@ impl Ctx {
     }
 
     /// Asks the owner for the peers it knows right away, after 100 ms, then twice as long
-    /// each time up to every [`OWNER_PEX_EVERY`], on a connection of its own; this also tells the peer the owner's ID, so no slot
-    /// takes the owner for a neighbor.
+    /// each time up to every [`OWNER_PEX_EVERY`], on a connection of its own; this also
+    /// tells the peer the owner's ID, so no slot takes the owner for a neighbor.
     async fn owner_pex_loop(self: Arc<Self>, mut server: Server) -> Result<(), Error> {
         // Peers joining together learn of each other within a few round trips: the owner
         // is asked again after 100 ms, then twice as long each time, up to every 2 s.
