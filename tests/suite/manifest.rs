@@ -164,3 +164,41 @@ fn manifest_refuses_names_that_are_not_one_plain_file_name() {
     let err = Manifest::decode(&bytes).unwrap_err();
     assert!(err.to_string().contains("path separator"), "{err}");
 }
+
+#[test]
+fn a_version_1_manifest_is_refused_naming_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = sample(dir.path(), &[7u8; 600_000]);
+    let mut old = m.encoded().to_vec();
+    assert_eq!(old[4], 2, "this build writes manifest version 2");
+    old[4] = 1;
+    let err = Manifest::decode(&old).unwrap_err();
+    assert_eq!(err, ManifestError::UnsupportedVersion(1));
+    let line = err.to_string();
+    assert!(
+        line.contains("version 1") && line.contains("reads version 2"),
+        "{line}"
+    );
+    assert!(!line.contains('\n'));
+
+    // A directory left by a version-1 run: `status` says why in one line, exits 2, and
+    // leaves every file as it was.
+    let node = dir.path().join("node");
+    let store = node.join(".swarmshare");
+    std::fs::create_dir_all(store.join("chunks")).unwrap();
+    std::fs::write(store.join("manifest"), &old).unwrap();
+    std::fs::write(store.join("chunks").join("0000000"), [7u8; 102_400]).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmshare"))
+        .args(["status", node.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("unsupported manifest version 1"), "{stderr}");
+    assert_eq!(std::fs::read(store.join("manifest")).unwrap(), old);
+    assert_eq!(
+        std::fs::read(store.join("chunks").join("0000000")).unwrap(),
+        [7u8; 102_400]
+    );
+}
