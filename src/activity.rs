@@ -131,12 +131,13 @@ pub fn owner_batch(peer: SocketAddr, chunks: u32, first: Option<ChunkId>, last: 
 }
 
 /// No chunk arrived for a while: what the peer is still missing.
-pub fn waiting(have: &ChunkSet) {
+pub fn waiting(have: &ChunkSet, state: &str) {
     warn!(
         event = "waiting",
         missing = have.len() - have.count(),
         chunks = %have.missing_ranges(20),
-        "still waiting for chunks that no reachable node has sent"
+        state,
+        "still waiting for chunks"
     );
 }
 

@@ -1,98 +1,287 @@
 //! The address book: the peers a node knows of, keyed by [`PeerId`], each with the last
-//! address it was seen listening on.
+//! address it was seen listening on and how we know it.
 //!
-//! Fed by the hellos of incoming connections (the sender's IP and announced listening
-//! port), by the hellos of connections we open, and by `PEERS` answers. A peer that comes
-//! back from another address is the same entry with a new address. What a peer's own hello
-//! says (first hand) outranks gossip: a `PEERS` answer adds peers we do not know and may
-//! correct gossip, but never overwrites or refreshes a first-hand address, so a stale
-//! address cannot flap back after a peer moved. Bounded: beyond [`MAX_KNOWN`] entries the
-//! longest-unseen is forgotten.
+//! Three kinds of knowledge, strongest first:
+//! * **proven**: we dialled the address and the node there answered with that ID;
+//! * **heard**: the node connected to us and its hello announced the port (the IP is the
+//!   connection's, the port only claimed);
+//! * **gossip**: another node's `PEERS` answer named it. Gossip is *unproven*: it never
+//!   overwrites or refreshes a first-hand address, it is never passed on (a `PEERS` answer
+//!   lists first-hand entries only, so a lie travels one hop at most), at most
+//!   [`MAX_PER_SOURCE`] entries of one source are kept, and a source whose entries keep
+//!   failing ([`Source::believed`]) is not listened to any more and its entries go.
+//!
+//! A dial that fails removes an unproven entry and remembers the pair, so the same lie is
+//! not taken twice; an address where we reached ourselves, or where a proven peer already
+//! listens under another ID, is never taken from gossip. Bounded: beyond [`MAX_KNOWN`]
+//! entries gossip goes first, then the longest-unseen. No clock: recency is a counter, so
+//! the simulator drives the very same book.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::identity::PeerId;
 use crate::wire::PeerAddr;
 
 /// The most peers a book remembers.
-pub const MAX_KNOWN: usize = 1024;
+pub(crate) const MAX_KNOWN: usize = 1024;
+/// The most unproven entries one source may have in the book at once.
+pub(crate) const MAX_PER_SOURCE: usize = 64;
+/// Failed (ID, address) pairs remembered, so gossip cannot hand the same one back.
+const MAX_FAILED: usize = 4096;
+/// Sources whose record is kept.
+const MAX_SOURCES: usize = 1024;
 
-/// The peers a node knows.
-#[derive(Debug)]
-pub struct AddressBook {
-    me: PeerId,
-    entries: Mutex<HashMap<PeerId, Entry>>,
-    /// Signalled whenever a peer not in the book before is added.
-    added: tokio::sync::Notify,
+/// How the book knows an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// We dialled it and it answered with its ID.
+    Proven,
+    /// Its own hello, on a connection it opened to us.
+    Heard,
+    /// Another node's peer list named it.
+    Gossip(PeerId),
+}
+
+impl Known {
+    fn first_hand(self) -> bool {
+        !matches!(self, Known::Gossip(_))
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Known::Proven => 2,
+            Known::Heard => 1,
+            Known::Gossip(_) => 0,
+        }
+    }
+}
+
+/// A peer the book offers for dialling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    /// Its ID.
+    pub(crate) id: PeerId,
+    /// Where it listens, as far as we know.
+    pub(crate) addr: SocketAddr,
+    /// How we know.
+    pub(crate) known: Known,
+}
+
+/// What a source's gossip has been worth: of the entries it gave that were dialled, how
+/// many answered as named.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Source {
+    good: u32,
+    bad: u32,
+}
+
+impl Source {
+    /// Believed until its failures reach 3 and outnumber twice its successes.
+    pub(crate) fn believed(&self) -> bool {
+        self.bad < 3 || self.bad <= 2 * self.good
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     addr: SocketAddr,
-    seen: Instant,
-    first_hand: bool,
+    seen: u64,
+    known: Known,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<PeerId, Entry>,
+    /// The first-hand entry at each address.
+    by_addr: HashMap<SocketAddr, PeerId>,
+    /// How many gossip entries each source has in the book.
+    per_source: HashMap<PeerId, usize>,
+    sources: HashMap<PeerId, Source>,
+    /// Gossiped (ID, address) pairs that failed to answer as named.
+    failed: HashSet<(PeerId, SocketAddr)>,
+    failed_order: VecDeque<(PeerId, SocketAddr)>,
+    /// Addresses where we reached ourselves.
+    mine: HashSet<SocketAddr>,
+    /// A source whose word is never doubted (the owner).
+    trusted: Option<PeerId>,
+    clock: u64,
+}
+
+/// The peers a node knows.
+#[derive(Debug)]
+pub(crate) struct AddressBook {
+    me: PeerId,
+    inner: Mutex<Inner>,
+    /// Signalled whenever a peer not in the book before is added.
+    added: tokio::sync::Notify,
 }
 
 impl AddressBook {
     /// An empty book for the node `me` (never listed in it).
-    pub fn new(me: PeerId) -> AddressBook {
+    pub(crate) fn new(me: PeerId) -> AddressBook {
         AddressBook {
             me,
-            entries: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner::default()),
             added: tokio::sync::Notify::new(),
         }
     }
 
     /// This node's ID.
-    pub fn me(&self) -> PeerId {
+    pub(crate) fn me(&self) -> PeerId {
         self.me
     }
 
-    /// Records that `id` listens on `addr` now, first hand (from its own hello). Ignores
-    /// this node, unnamed peers and port 0.
-    pub fn learn(&self, id: PeerId, addr: SocketAddr) {
-        self.record(id, addr, true);
+    /// Never doubts `source` (the owner): its failures do not make it unbelieved.
+    pub(crate) fn trust(&self, source: PeerId) {
+        self.lock().trusted = Some(source);
     }
 
-    /// Records every entry of a `PEERS` answer (second hand).
-    pub fn learn_all(&self, peers: &[PeerAddr]) {
+    /// `id`'s own hello, on a connection it opened, says it listens on `addr`.
+    pub(crate) fn learn(&self, id: PeerId, addr: SocketAddr) {
+        self.record(id, addr, Known::Heard);
+    }
+
+    /// We dialled `addr` and `id` answered: the strongest knowledge there is.
+    pub(crate) fn proven(&self, id: PeerId, addr: SocketAddr) {
+        let source = {
+            let inner = self.lock();
+            match inner.entries.get(&id) {
+                Some(e) if e.addr == addr => match e.known {
+                    Known::Gossip(s) => Some(s),
+                    _ => None,
+                },
+                _ => None,
+            }
+        };
+        if let Some(s) = source {
+            self.lock().sources.entry(s).or_default().good += 1;
+        }
+        self.record(id, addr, Known::Proven);
+    }
+
+    /// Records every entry of `source`'s `PEERS` answer (second hand), unless `source` is
+    /// no longer believed.
+    pub(crate) fn learn_all(&self, source: PeerId, peers: &[PeerAddr]) {
+        if !self.believes(source) {
+            return;
+        }
         for p in peers {
-            self.record(p.id, p.addr, false);
+            self.record(p.id, p.addr, Known::Gossip(source));
         }
     }
 
-    fn record(&self, id: PeerId, addr: SocketAddr, first_hand: bool) {
+    /// Whether `source`'s gossip is still taken.
+    pub(crate) fn believes(&self, source: PeerId) -> bool {
+        let inner = self.lock();
+        inner.trusted == Some(source) || inner.sources.get(&source).is_none_or(Source::believed)
+    }
+
+    /// A dial to `id` at `addr` failed (nothing answered there, or another node did). An
+    /// unproven entry goes, counted against its source; a first-hand one stays (the peer
+    /// may be restarting) for the dialler's backoff to handle.
+    pub(crate) fn unreachable(&self, id: PeerId, addr: SocketAddr) {
+        let mut inner = self.lock();
+        let Some(entry) = inner.entries.get(&id).copied() else {
+            return;
+        };
+        let Known::Gossip(source) = entry.known else {
+            return;
+        };
+        if entry.addr != addr {
+            return;
+        }
+        inner.take(id);
+        if inner.failed.insert((id, addr)) {
+            inner.failed_order.push_back((id, addr));
+            if inner.failed_order.len() > MAX_FAILED {
+                if let Some(old) = inner.failed_order.pop_front() {
+                    inner.failed.remove(&old);
+                }
+            }
+        }
+        if inner.sources.len() >= MAX_SOURCES && !inner.sources.contains_key(&source) {
+            return;
+        }
+        let score = inner.sources.entry(source).or_default();
+        score.bad += 1;
+        let believed = score.believed() || inner.trusted == Some(source);
+        if !believed {
+            // Everything it told us goes with it.
+            let told: Vec<PeerId> = inner
+                .entries
+                .iter()
+                .filter(|(_, e)| e.known == Known::Gossip(source))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in told {
+                inner.take(id);
+            }
+        }
+    }
+
+    /// We reached ourselves at `addr`: never take it from gossip again.
+    pub(crate) fn myself(&self, addr: SocketAddr) {
+        let mut inner = self.lock();
+        if inner.mine.len() < 64 {
+            inner.mine.insert(addr);
+        }
+    }
+
+    fn record(&self, id: PeerId, addr: SocketAddr, known: Known) {
         if id == self.me || id == PeerId::NONE || addr.port() == 0 || addr.ip().is_unspecified() {
             return;
         }
-        let mut entries = self.lock();
-        let new = !entries.contains_key(&id);
-        if let Some(known) = entries.get(&id) {
-            if known.first_hand && !first_hand {
-                return;
-            }
-        } else if entries.len() >= MAX_KNOWN {
-            if let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.seen).map(|(k, _)| *k) {
-                entries.remove(&oldest);
+        let mut inner = self.lock();
+        match known {
+            Known::Gossip(source) if !inner.accepts_gossip(id, addr, source) => return,
+            Known::Gossip(_) => {}
+            // A claim never displaces a stronger one by another ID at the same address.
+            _ => {
+                let holder = inner
+                    .by_addr
+                    .get(&addr)
+                    .and_then(|other| inner.entries.get(other).map(|e| (*other, e.known)));
+                if holder.is_some_and(|(other, k)| other != id && k.rank() > known.rank()) {
+                    return;
+                }
             }
         }
-        let seen = match (first_hand, entries.get(&id)) {
-            // Gossip about a peer does not make it fresher.
-            (false, Some(known)) => known.seen,
-            _ => Instant::now(),
+        inner.clock += 1;
+        let now = inner.clock;
+        let new = match inner.entries.get(&id).copied() {
+            Some(old) => {
+                // Gossip about a peer neither overwrites first-hand knowledge nor makes it
+                // fresher; first-hand knowledge replaces anything weaker or older.
+                if !known.first_hand() && (old.known.first_hand() || old.addr == addr) {
+                    return;
+                }
+                let seen = if known.first_hand() { now } else { old.seen };
+                let known = if known.first_hand() && old.known.rank() > known.rank() && old.addr == addr {
+                    old.known
+                } else {
+                    known
+                };
+                inner.put(id, Entry { addr, seen, known });
+                false
+            }
+            None => {
+                if !inner.make_room(known) {
+                    return;
+                }
+                inner.put(
+                    id,
+                    Entry {
+                        addr,
+                        seen: now,
+                        known,
+                    },
+                );
+                true
+            }
         };
-        entries.insert(
-            id,
-            Entry {
-                addr,
-                seen,
-                first_hand,
-            },
-        );
-        drop(entries);
+        drop(inner);
         if new {
             self.added.notify_waiters();
         }
@@ -100,19 +289,52 @@ impl AddressBook {
 
     /// Completes when a peer not known before is added after this call (call it before
     /// looking in the book, so an addition in between is not missed).
-    pub fn peer_added(&self) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn peer_added(&self) -> tokio::sync::futures::Notified<'_> {
         self.added.notified()
     }
 
     /// Where `id` was last seen listening.
-    pub fn addr_of(&self, id: PeerId) -> Option<SocketAddr> {
-        self.lock().get(&id).map(|e| e.addr)
+    pub(crate) fn addr_of(&self, id: PeerId) -> Option<SocketAddr> {
+        self.lock().entries.get(&id).map(|e| e.addr)
     }
 
-    /// Up to `n` peers other than `except`, most recently seen first.
-    pub fn sample(&self, n: usize, except: PeerId) -> Vec<PeerAddr> {
-        let entries = self.lock();
-        let mut all: Vec<(&PeerId, &Entry)> = entries.iter().filter(|(id, _)| **id != except).collect();
+    /// Every peer known, for the dialler to choose from.
+    pub(crate) fn candidates(&self) -> Vec<Candidate> {
+        self.lock()
+            .entries
+            .iter()
+            .map(|(id, e)| Candidate {
+                id: *id,
+                addr: e.addr,
+                known: e.known,
+            })
+            .collect()
+    }
+
+    /// Up to `n` first-hand peers other than `except`, most recently seen first: what a
+    /// `PEERS` answer, the census and presence use. Gossip is never passed on.
+    pub(crate) fn sample(&self, n: usize, except: PeerId) -> Vec<PeerAddr> {
+        let inner = self.lock();
+        let mut all: Vec<(&PeerId, &Entry)> = inner
+            .entries
+            .iter()
+            .filter(|(id, e)| **id != except && e.known.first_hand())
+            .collect();
+        all.sort_by_key(|(_, e)| std::cmp::Reverse(e.seen));
+        all.into_iter()
+            .take(n)
+            .map(|(id, e)| PeerAddr {
+                id: *id,
+                addr: e.addr,
+            })
+            .collect()
+    }
+
+    /// Up to `n` peers other than `except`, first-hand or not, most recently seen first:
+    /// for a complete peer's announcements, whose dials prove what they reach.
+    pub(crate) fn sample_any(&self, n: usize, except: PeerId) -> Vec<PeerAddr> {
+        let inner = self.lock();
+        let mut all: Vec<(&PeerId, &Entry)> = inner.entries.iter().filter(|(id, _)| **id != except).collect();
         all.sort_by_key(|(_, e)| std::cmp::Reverse(e.seen));
         all.into_iter()
             .take(n)
@@ -124,16 +346,84 @@ impl AddressBook {
     }
 
     /// How many peers the book holds.
-    pub fn len(&self) -> usize {
-        self.lock().len()
+    pub(crate) fn len(&self) -> usize {
+        self.lock().entries.len()
     }
 
-    /// Whether the book is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn accepts_gossip(&self, id: PeerId, addr: SocketAddr, source: PeerId) -> bool {
+        if self.mine.contains(&addr) || self.failed.contains(&(id, addr)) {
+            return false;
+        }
+        // Two nodes cannot listen on one address: a first-hand owner of it wins.
+        if self.by_addr.get(&addr).is_some_and(|other| *other != id) {
+            return false;
+        }
+        let from_source = self.per_source.get(&source).copied().unwrap_or(0);
+        from_source < MAX_PER_SOURCE || self.entries.contains_key(&id)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, Entry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    fn put(&mut self, id: PeerId, entry: Entry) {
+        self.take(id);
+        match entry.known {
+            Known::Gossip(source) => *self.per_source.entry(source).or_default() += 1,
+            _ => {
+                if let Some(old) = self.by_addr.insert(entry.addr, id) {
+                    // Someone else was heard there before: the newer word wins.
+                    if old != id {
+                        self.take(old);
+                        self.by_addr.insert(entry.addr, id);
+                    }
+                }
+            }
+        }
+        self.entries.insert(id, entry);
+    }
+
+    fn take(&mut self, id: PeerId) -> Option<Entry> {
+        let entry = self.entries.remove(&id)?;
+        match entry.known {
+            Known::Gossip(source) => {
+                if let Some(n) = self.per_source.get_mut(&source) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_source.remove(&source);
+                    }
+                }
+            }
+            _ => {
+                if self.by_addr.get(&entry.addr) == Some(&id) {
+                    self.by_addr.remove(&entry.addr);
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    /// Frees a place for a new entry of kind `known` if the book is full: the oldest
+    /// gossip first, then the oldest heard entry; proven entries only for another proven.
+    /// False if there is no room for it.
+    fn make_room(&mut self, known: Known) -> bool {
+        if self.entries.len() < MAX_KNOWN {
+            return true;
+        }
+        let victim = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.known.rank() <= known.rank())
+            .min_by_key(|(_, e)| (e.known.rank(), e.seen))
+            .map(|(id, _)| *id);
+        match victim {
+            Some(id) => {
+                self.take(id);
+                true
+            }
+            None => false,
+        }
     }
 }

@@ -182,6 +182,42 @@ impl ChunkSet {
         out
     }
 
+    /// Up to `max` chunks that `theirs` holds (every chunk, if `None`) and `self` lacks,
+    /// scanning from byte `start` (any value; taken modulo the length) and wrapping: a
+    /// cheap random sample of the candidates when `start` is random, whatever the size.
+    pub fn sample_wanted(&self, theirs: Option<&ChunkSet>, start: usize, max: usize) -> Vec<ChunkId> {
+        let mut out = Vec::with_capacity(max.min(64));
+        if theirs.is_some_and(|t| t.len != self.len) || self.bits.is_empty() || max == 0 {
+            return out;
+        }
+        let words = self.bits.len().div_ceil(8);
+        let first = start % words;
+        for w in (first..words).chain(0..first) {
+            let lo = w * 8;
+            let hi = (lo + 8).min(self.bits.len());
+            let word = |bytes: &[u8]| {
+                let mut buf = [0u8; 8];
+                buf[..hi - lo].copy_from_slice(&bytes[lo..hi]);
+                u64::from_be_bytes(buf)
+            };
+            let offered = theirs.map_or(u64::MAX, |t| word(&t.bits));
+            let mut want = offered & !word(&self.bits);
+            while want != 0 {
+                let bit = want.leading_zeros();
+                want &= !(1u64 << (63 - bit));
+                let id = (lo as u32) * 8 + bit;
+                if id >= self.len {
+                    break;
+                }
+                out.push(id);
+                if out.len() >= max {
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
     /// The chunks `other` holds that `self` lacks: what `other` can give us.
     /// Sets over different chunk counts share nothing.
     pub fn wanted_from(&self, other: &ChunkSet) -> Vec<ChunkId> {

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use crate::chunk_store::StoreError;
 use crate::config::ConfigError;
 use crate::manifest::{ChunkId, HashFileError, ManifestError, SwarmId};
+use crate::wire::handshake::HelloRefused;
 use crate::wire::{DecodeError, HandshakeError, Role};
 
 /// A failure that stops a node.
@@ -196,6 +197,15 @@ pub enum PeerError {
     /// Reading a held chunk for a request failed: this connection ends, the node goes on.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<HelloRefused> for PeerError {
+    fn from(e: HelloRefused) -> PeerError {
+        match e {
+            HelloRefused::Role { expected, got } => PeerError::UnexpectedRole { expected, got },
+            HelloRefused::Swarm { ours, theirs } => PeerError::SwarmMismatch { ours, theirs },
+        }
+    }
 }
 
 impl PeerError {

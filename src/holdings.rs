@@ -44,7 +44,24 @@ pub enum Added {
 
 /// An add under way on a blocking thread (see [`Holdings::start_add`]).
 #[derive(Debug)]
-pub struct StartedAdd(tokio::task::JoinHandle<Result<(Added, usize, bool), StoreError>>);
+pub(crate) struct StartedAdd(tokio::task::JoinHandle<Result<AddDone, StoreError>>);
+
+/// A finished add, before the commit it may make due ([`Holdings::settle`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AddDone {
+    added: Added,
+    /// Chunks staged after it.
+    staged: usize,
+    /// Whether the set is complete after it.
+    complete: bool,
+}
+
+impl StartedAdd {
+    /// Waits for the add. Cancel-safe: dropped, the wait can be taken up again.
+    pub(crate) async fn wait(&mut self) -> Result<AddDone, Error> {
+        (&mut self.0).await.map_err(blocking_err)?.map_err(Error::from)
+    }
+}
 
 /// A node's chunks: disk store plus the verified set.
 #[derive(Debug)]
@@ -147,36 +164,39 @@ impl Holdings {
     ///
     /// Cancel-safe: the work runs on a blocking thread, so a caller dropped midway leaves
     /// the chunk either not stored or staged and visible.
-    pub async fn add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> Result<Added, Error> {
-        let started = self.start_add(id, data);
-        self.finish_add(started).await
+    pub(crate) async fn add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> Result<Added, Error> {
+        let done = self.start_add(id, data).wait().await?;
+        self.settle(done).await
     }
 
     /// The first half of [`Holdings::add`]: starts the verify-and-write on a blocking thread
     /// at once, so a caller can read the next chunk meanwhile. Dropping the result leaves
     /// the work to finish on its own (the chunk is then staged and visible, or not stored).
-    pub fn start_add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> StartedAdd {
+    pub(crate) fn start_add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> StartedAdd {
         let this = Arc::clone(self);
         StartedAdd(tokio::task::spawn_blocking(move || this.add_blocking(id, data)))
     }
 
-    /// The second half of [`Holdings::add`]: what the add did, once it is done (and the
-    /// commit it makes due, if any).
-    pub async fn finish_add(self: &Arc<Self>, started: StartedAdd) -> Result<Added, Error> {
-        let (added, staged, complete) = started.0.await.map_err(blocking_err)??;
-        if complete {
+    /// The second half of [`Holdings::add`]: what a finished add did, after the commit it
+    /// makes due, if any.
+    pub(crate) async fn settle(self: &Arc<Self>, done: AddDone) -> Result<Added, Error> {
+        if done.complete {
             self.commit().await?;
-        } else if staged >= MAX_STAGED {
+        } else if done.staged >= MAX_STAGED {
             self.commit_chunks().await?;
         }
-        Ok(added)
+        Ok(done.added)
     }
 
-    /// Returns what the add did, how many chunks are staged and whether the set is complete.
-    fn add_blocking(&self, id: ChunkId, data: Bytes) -> Result<(Added, usize, bool), StoreError> {
+    fn add_blocking(&self, id: ChunkId, data: Bytes) -> Result<AddDone, StoreError> {
+        let done = |added, staged, complete| AddDone {
+            added,
+            staged,
+            complete,
+        };
         // Verified even when held, so a bad sender is noticed either way.
         let Some(cvs) = self.manifest().verify_chunk_pieces(id, &data) else {
-            return Ok((Added::HashMismatch, 0, false));
+            return Ok(done(Added::HashMismatch, 0, false));
         };
         {
             let have = locked(&self.have);
@@ -184,7 +204,7 @@ impl Holdings {
             // Reserved before the write, so two tasks adding the same chunk at once write
             // it once.
             if have.contains(id) || staged.open.contains_key(&id) {
-                return Ok((Added::Duplicate, 0, false));
+                return Ok(done(Added::Duplicate, 0, false));
             }
             staged.open.insert(id, None);
         }
@@ -211,7 +231,7 @@ impl Holdings {
         staged.files.push(file);
         have.insert(id);
         self.count.send_replace(have.count());
-        Ok((Added::New, staged.files.len(), have.is_complete()))
+        Ok(done(Added::New, staged.files.len(), have.is_complete()))
     }
 
     /// Makes every staged chunk durable and rewrites the summary file if anything changed

@@ -28,6 +28,7 @@ pub mod config;
 pub mod connection;
 pub mod demo;
 pub mod error;
+mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod holdings;
@@ -39,6 +40,8 @@ pub mod peer;
 pub mod progress;
 pub mod rate;
 pub mod report;
+mod scheduler;
+pub mod sim;
 pub mod summary;
 pub mod task;
 pub mod upload;

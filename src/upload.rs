@@ -25,10 +25,9 @@ use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
-use crate::manifest::SwarmId;
 use crate::rate::Limits;
 use crate::task;
-use crate::wire::{Hello, Message, Role, MAX_PEERS};
+use crate::wire::{Hello, Message, MAX_PEERS};
 
 /// The most connections a node serves at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -113,23 +112,6 @@ pub fn node_addr(remote: SocketAddr, hello: &Hello) -> SocketAddr {
         0 => remote,
         port => SocketAddr::new(remote.ip(), port),
     }
-}
-
-/// Checks a client's hello for a fetch session on swarm `ours`.
-pub fn check_fetch_hello(hello: &Hello, ours: SwarmId) -> Result<(), PeerError> {
-    if hello.role != Role::Fetch {
-        return Err(PeerError::UnexpectedRole {
-            expected: "FETCH",
-            got: hello.role,
-        });
-    }
-    if hello.swarm != Some(ours) {
-        return Err(PeerError::SwarmMismatch {
-            ours,
-            theirs: hello.swarm,
-        });
-    }
-    Ok(())
 }
 
 /// Accepts connections until `token` is cancelled, running `handler` on each in its own

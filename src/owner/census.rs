@@ -15,7 +15,7 @@ use tracing::{debug, info};
 
 use super::Owner;
 use crate::config::Endpoint;
-use crate::peer::fetch::FetchLink;
+use crate::fetch::FetchLink;
 use crate::task;
 use crate::web::SwarmView;
 use crate::wire::MAX_PEERS;
@@ -60,7 +60,7 @@ pub async fn run(
             let list = async {
                 // Listening port 0: the census is not a peer to download from.
                 let mut link = FetchLink::open(&endpoint, owner.manifest(), 0, owner.book.me()).await?;
-                link.refresh_list(None).await.cloned()
+                link.list_now().await
             };
             match list.await {
                 Ok(list) => {

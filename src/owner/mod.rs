@@ -26,9 +26,10 @@ use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::manifest::{self, Manifest};
 use crate::rate::Limits;
-use crate::upload::{self, check_fetch_hello, node_addr};
+use crate::upload::{self, node_addr};
 use crate::web::{Role as ViewRole, SwarmView};
-use crate::wire::{self, Hello, Message, Role};
+use crate::wire::handshake::{self, Purpose};
+use crate::wire::{self, Message, Role};
 use batch::BatchPlanner;
 
 /// A prepared owner: the file is split and verified, ready to serve.
@@ -134,28 +135,11 @@ impl Owner {
 
     async fn serve(&self, mut conn: Connection, port: u16) -> Result<(), PeerError> {
         let swarm = self.manifest().swarm_id();
-        let mine = Hello {
-            role: Role::Owner,
-            listen_port: port,
-            swarm: Some(swarm),
-            peer: self.book.me(),
-        };
+        let mine = handshake::server_hello(Role::Owner, port, swarm, self.book.me());
         let hello = conn.handshake(&mine).await?;
         let peer = node_addr(conn.remote(), &hello);
         conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
-        let joining = match hello.role {
-            Role::Join if hello.swarm.is_none_or(|s| s == swarm) => true,
-            Role::Join => {
-                return Err(PeerError::SwarmMismatch {
-                    ours: swarm,
-                    theirs: hello.swarm,
-                })
-            }
-            _ => {
-                check_fetch_hello(&hello, swarm)?;
-                false
-            }
-        };
+        let joining = handshake::check_client(&hello, swarm)? == Purpose::Join;
         // Every peer of this swarm that reaches the owner (and listens) can be told about
         // the others; only after its hello passed the checks.
         if hello.listen_port != 0 {

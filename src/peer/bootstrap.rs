@@ -16,39 +16,44 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::fetch::FetchLink;
 use super::Me;
 use crate::chunk_store::ChunkStore;
 use crate::config::PeerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
+use crate::fetch::FetchLink;
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::manifest::Manifest;
 use crate::task::{self, Backoff};
-use crate::wire::{self, Hello, Message, Role};
+use crate::wire::{self, handshake, Message, Role};
 
 /// How long the owner may take to send the manifest or the next chunk of the batch.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A peer that has joined: its holdings, and its open link to the owner.
 #[derive(Debug)]
-pub struct Joined {
+pub(crate) struct Joined {
     /// The verified chunks, on disk.
-    pub holdings: Arc<Holdings>,
-    /// The owner's connection, now a fetch session (none when resumed).
-    pub owner: Option<FetchLink>,
+    pub(crate) holdings: Arc<Holdings>,
+    /// The owner's join connection, its batch still to be read (none when resumed or
+    /// joined through a peer).
+    pub(crate) batch: Option<FetchLink>,
     /// Whether the peer resumed from its directory instead of joining.
-    pub resumed: bool,
+    pub(crate) resumed: bool,
 }
 
 /// Resumes from the directory if an earlier run left a manifest there, else joins through
 /// the owner. `None` if cancelled first.
-pub async fn start(config: &PeerConfig, me: &Me, token: &CancellationToken) -> Result<Option<Joined>, Error> {
+pub(crate) async fn start(
+    config: &PeerConfig,
+    me: &Me,
+    token: &CancellationToken,
+) -> Result<Option<Joined>, Error> {
     if let Some(holdings) = resume(config, me).await? {
         return Ok(Some(Joined {
             holdings,
-            owner: None,
+            batch: None,
             resumed: true,
         }));
     }
@@ -151,12 +156,8 @@ async fn attempt(
     let via_peer = config.join.is_some();
     let addr = config.entry.resolve().await?;
     let mut conn = Connection::connect(addr).await?;
-    let hello = Hello {
-        role: Role::Join,
-        listen_port: me.port,
-        swarm: holdings.as_ref().map(|h| h.manifest().swarm_id()),
-        peer: me.id,
-    };
+    let swarm = holdings.as_ref().map(|h| h.manifest().swarm_id());
+    let hello = handshake::client_hello(Role::Join, me.port, swarm, me.id);
     let theirs = conn.handshake(&hello).await?;
     let acceptable = theirs.role == Role::Owner || (via_peer && theirs.role == Role::Peer);
     if !acceptable {
@@ -200,13 +201,13 @@ async fn attempt(
     if theirs.role == Role::Peer {
         me.book.learn(theirs.peer, addr);
     }
-    // The join link stays open as the owner link, its batch still to come: the download
-    // side reads it while the peer already trades with its neighbors. A link to a peer
-    // (an empty batch) is redialled as a neighbor from the address book.
-    let owner = (theirs.role == Role::Owner).then(|| FetchLink::joining(conn, &manifest, theirs.peer));
+    // The owner's batch is still to come on this connection: the download side reads it
+    // while the peer already trades with its neighbors. A link to a peer (an empty batch)
+    // is redialled as a neighbor from the address book.
+    let batch = (theirs.role == Role::Owner).then(|| FetchLink::joining(conn, &manifest, theirs.peer));
     Ok(Joined {
         holdings,
-        owner,
+        batch,
         resumed: false,
     })
 }

@@ -1,198 +1,190 @@
-//! The download side: the seed's client thread, grown into a small scheduler of tasks.
+//! The download side: thin drivers around the [`Scheduler`], which makes every decision.
 //!
-//! * **Neighbor slots** (`--neighbors`, default 4): each slot task keeps one neighbor
-//!   connected, asks for its chunk ID list whenever the last one offers nothing new,
-//!   requests a chunk (rarest first among what all neighbors offer), verifies and stores
-//!   it, and repeats. Slot 0 is pinned to the neighbor named on the command line (the
-//!   seed's ring), if any; the others take peers from the address book, one slot per
-//!   peer, and give a peer up for another when it cannot be reached or is banned.
-//! * The **owner task** keeps asking the owner which peers it knows (discovery), and
-//!   requests chunks from it only while the [`Fallback`] clock says the neighbors are not
-//!   delivering, preferring chunks no neighbor offers.
-//! * The **status task** keeps the summary file current and logs what is missing when
-//!   nothing arrives.
-//!
-//! They share one [`Shared`] state behind a mutex never held across an await. A chunk is
-//! picked and claimed in one step, so two tasks never fetch the same chunk at once, except
-//! in the endgame (the last few chunks), when a slot may duplicate a request already in
-//! flight elsewhere rather than wait on a slow neighbor.
+//! One task per link ([`super::link`]: the neighbor slots, the owner link) executes what
+//! the scheduler says (dial, request, ask for a list or peers, close), reads the answers,
+//! stores chunks, and reports each event back. Beside them run the **clock** (calls
+//! [`Scheduler::handle_timeout`] when due and wakes the links it names), the **batch**
+//! reader (the owner's batch on the join connection, if it is still coming), the **book
+//! watcher** (a new peer wakes the vacant slots) and the **status** task (the summary
+//! file every 250 ms, a `waiting` line every 5 s without progress). The scheduler sits
+//! behind one mutex that is never held across an await.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::Rng;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
 
-use super::fallback::Fallback;
-use super::fetch::FetchLink;
-use super::picker;
-use super::server::{Server, Target};
+use super::link;
 use super::storing::{Received, Storing};
 use super::Me;
 use crate::activity::{self, Source};
-use crate::chunk_set::ChunkSet;
 use crate::config::{Endpoint, PeerConfig};
 use crate::error::Error;
+use crate::fetch::FetchLink;
 use crate::holdings::{Holdings, SUMMARY_INTERVAL};
-use crate::identity::PeerId;
-use crate::manifest::ChunkId;
+use crate::scheduler::{LinkId, Role, Scheduler, Stats, Time};
 use crate::task;
 
 /// How long without a new chunk before the peer logs what it is still missing.
-pub const STATUS_EVERY: Duration = Duration::from_secs(5);
-/// How long a task with nothing to request waits before looking again.
-pub const POLL: Duration = Duration::from_millis(100);
-/// How long a neighbor may hold a list request until it has something new.
-pub const LIST_WAIT: Duration = Duration::from_secs(1);
-/// How often the owner is asked which peers it knows.
-pub const OWNER_PEX_EVERY: Duration = Duration::from_secs(2);
-/// How often a connected server is asked which peers it knows.
-pub const PEX_EVERY: Duration = Duration::from_secs(5);
-/// Failed dials after which an unpinned slot gives its peer up for another.
-pub const GIVE_UP_AFTER: u32 = 3;
-/// How long an unpinned slot keeps a neighbor that delivers nothing before it tries
-/// another known peer (there may be peers it has not met that hold what it lacks).
-pub const ROTATE_AFTER: Duration = Duration::from_secs(3);
-/// How long an unpinned slot keeps a neighbor that holds nothing this peer lacks.
-pub const ROTATE_USELESS: Duration = Duration::from_secs(1);
+pub(crate) const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Where the chunks came from.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Tally {
-    /// Chunks from the owner after the initial batch.
-    pub from_owner: u32,
+pub(crate) struct Tally {
+    /// Chunks from the owner (its batch included).
+    pub(crate) from_owner: u32,
     /// Chunks from neighbors.
-    pub from_neighbor: u32,
+    pub(crate) from_neighbor: u32,
 }
 
-/// State the tasks share; held only briefly, never across an await.
-#[derive(Debug)]
-pub(super) struct Shared {
-    /// Chunks held and, for the ones this side fetched, logged and counted.
-    pub(super) recorded: u32,
-    pub(super) in_flight: ChunkSet,
-    /// Each slot's neighbor's last list.
-    pub(super) offers: Vec<Option<ChunkSet>>,
-    /// Each slot's peer.
-    pub(super) assigned: Vec<Option<PeerId>>,
-    pub(super) banned: HashSet<PeerId>,
-    pub(super) owner_id: Option<PeerId>,
-    pub(super) fallback: Fallback,
-    pub(super) tally: Tally,
+/// What every download task shares.
+pub(super) struct Ctx {
+    pub(super) holdings: Arc<Holdings>,
+    pub(super) me: Me,
+    sched: Mutex<Scheduler>,
+    wakes: Vec<Notify>,
+    epoch: Instant,
+    pub(super) all_done: Notify,
+    pub(super) token: CancellationToken,
 }
 
-pub(super) fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
-}
+impl Ctx {
+    /// Time since the download began: the scheduler's clock.
+    pub(super) fn now(&self) -> Time {
+        self.epoch.elapsed()
+    }
 
-/// A chunk a task is fetching; released when dropped, even if the task is cancelled.
-#[derive(Debug)]
-pub(super) struct Claim {
-    shared: Arc<Mutex<Shared>>,
-    pub(super) id: ChunkId,
-    /// An endgame duplicate: the chunk's first claim is someone else's to release.
-    pub(super) duplicate: bool,
-}
+    fn lock(&self) -> MutexGuard<'_, Scheduler> {
+        self.sched.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if !self.duplicate {
-            lock(&self.shared).in_flight.remove(self.id);
+    /// Runs `f` on the scheduler, then wakes every link it names (but `caller`, which
+    /// polls anyway).
+    pub(super) fn with<R>(&self, caller: Option<LinkId>, f: impl FnOnce(&mut Scheduler, Time) -> R) -> R {
+        let mut sched = self.lock();
+        let out = f(&mut sched, self.now());
+        let woken = sched.take_woken();
+        let complete = sched.held().is_complete();
+        drop(sched);
+        for l in woken {
+            if Some(l) != caller {
+                if let Some(w) = self.wakes.get(l) {
+                    w.notify_one();
+                }
+            }
         }
+        if complete {
+            self.all_done.notify_one();
+        }
+        out
+    }
+
+    /// Completes when `link` is woken.
+    pub(super) fn woken(&self, link: LinkId) -> tokio::sync::futures::Notified<'_> {
+        self.wakes[link].notified()
+    }
+
+    pub(super) fn running(&self) -> bool {
+        !self.token.is_cancelled()
     }
 }
 
 /// The download side.
 #[derive(Debug)]
-pub struct Download {
+pub(crate) struct Download {
     holdings: Arc<Holdings>,
     me: Me,
-    shared: Arc<Mutex<Shared>>,
-    all_recorded: Arc<Notify>,
-    owner: Option<Server>,
+    owner: Option<Endpoint>,
     pinned: Option<Endpoint>,
     slots: usize,
+    batch: Option<FetchLink>,
+    stats: Arc<Mutex<Stats>>,
 }
 
 impl Download {
-    /// A download side for `holdings`, with the owner link left by the join, if any.
-    pub fn new(
+    /// A download side for `holdings`, with the owner's batch still to read on `batch`.
+    pub(crate) fn new(
         holdings: Arc<Holdings>,
         me: Me,
         config: &PeerConfig,
-        owner_link: Option<FetchLink>,
+        batch: Option<FetchLink>,
     ) -> Download {
-        let chunks = holdings.manifest().layout().chunk_count();
-        let recorded = holdings.snapshot().count();
-        let owner = match (config.owner.clone(), owner_link) {
-            (Some(e), link) => Some(Server::new(Target::Endpoint(e), link, "owner")),
-            (None, _) => None,
-        };
-        let slots = config.neighbors;
         Download {
             holdings,
             me,
-            shared: Arc::new(Mutex::new(Shared {
-                recorded,
-                in_flight: ChunkSet::empty(chunks),
-                offers: vec![None; slots],
-                assigned: vec![None; slots],
-                banned: HashSet::new(),
-                owner_id: None,
-                fallback: Fallback::new(Instant::now()),
-                tally: Tally::default(),
-            })),
-            all_recorded: Arc::new(Notify::new()),
-            owner,
+            owner: config.owner.clone(),
             pinned: config.neighbor.clone(),
-            slots,
+            slots: config.neighbors,
+            batch,
+            stats: Arc::default(),
         }
     }
 
     /// Where the chunks came from so far.
-    pub fn tally(&self) -> Tally {
-        lock(&self.shared).tally
+    pub(crate) fn tally(&self) -> Tally {
+        let s = *self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        Tally {
+            from_owner: s.from_owner,
+            from_neighbor: s.from_neighbor,
+        }
     }
 
     /// Runs until every chunk is held (true) or `token` is cancelled (false). Once the
-    /// last chunk is stored and recorded, every task ends at once, whatever it is waiting
-    /// on: a slow server must not delay the finished peer.
-    pub async fn run(&mut self, token: &CancellationToken) -> Result<bool, Error> {
+    /// last chunk is stored, every task ends at once, whatever it is waiting on.
+    pub(crate) async fn run(&mut self, token: &CancellationToken) -> Result<bool, Error> {
+        let mut roles = vec![Role::Neighbor; self.slots];
+        let mut endpoints: Vec<Option<Endpoint>> = vec![None; self.slots];
+        if let Some(pinned) = self.pinned.take() {
+            roles[0] = Role::Pinned;
+            endpoints[0] = Some(pinned);
+        }
+        if let Some(owner) = self.owner.clone() {
+            roles.push(Role::Owner);
+            endpoints.push(Some(owner));
+        }
+        let mut sched = Scheduler::new(
+            self.me.id,
+            Arc::clone(&self.me.book),
+            &roles,
+            self.holdings.snapshot(),
+            rand::rng().random(),
+            Duration::ZERO,
+        );
+        if let Some(batch) = &self.batch {
+            sched.set_owner(batch.peer_id());
+        }
         let ctx = Arc::new(Ctx {
             holdings: Arc::clone(&self.holdings),
             me: self.me.clone(),
-            shared: Arc::clone(&self.shared),
-            all_recorded: Arc::clone(&self.all_recorded),
+            sched: Mutex::new(sched),
+            wakes: roles.iter().map(|_| Notify::new()).collect(),
+            epoch: Instant::now(),
+            all_done: Notify::new(),
             token: token.child_token(),
         });
         let mut tasks = JoinSet::new();
-        for slot in 0..self.slots {
-            let pinned = if slot == 0 { self.pinned.take() } else { None };
-            let span = info_span!("download", slot);
-            tasks.spawn(Arc::clone(&ctx).slot_loop(slot, pinned).instrument(span));
+        for (id, (role, endpoint)) in roles.iter().zip(endpoints).enumerate() {
+            let span = match role {
+                Role::Owner => info_span!("download", from = "owner"),
+                _ => info_span!("download", slot = id),
+            };
+            tasks.spawn(link::run(Arc::clone(&ctx), id, *role, endpoint).instrument(span));
         }
-        if let Some(owner) = self.owner.take() {
-            // Discovery runs on its own connection, so peers are met while the owner's
-            // batch is still streaming in on the JOIN connection.
-            let pex = Server::new(owner.target().clone(), None, "owner (peer lists)");
-            tasks.spawn(
-                Arc::clone(&ctx)
-                    .owner_pex_loop(pex)
-                    .instrument(info_span!("download", from = "owner-pex")),
-            );
-            tasks.spawn(
-                Arc::clone(&ctx)
-                    .owner_loop(owner)
-                    .instrument(info_span!("download", from = "owner")),
-            );
+        if let Some(batch) = self.batch.take() {
+            let span = info_span!("download", from = "owner-batch");
+            tasks.spawn(receive_batch(Arc::clone(&ctx), batch).instrument(span));
         }
-        tasks.spawn(Arc::clone(&ctx).status_loop().in_current_span());
+        tasks.spawn(clock(Arc::clone(&ctx)).in_current_span());
+        tasks.spawn(watch_book(Arc::clone(&ctx)).in_current_span());
+        tasks.spawn(status(Arc::clone(&ctx), Arc::clone(&self.stats)).in_current_span());
         let ended = loop {
+            if self.holdings.is_complete() && ctx.with(None, |s, _| s.held().is_complete()) {
+                break Ok(());
+            }
             tokio::select! {
                 joined = tasks.join_next() => match joined {
                     None => break Ok(()),
@@ -203,9 +195,10 @@ impl Download {
                         source: std::io::Error::other(e),
                     }),
                 },
-                () = ctx.all_recorded.notified() => break Ok(()),
+                () = ctx.all_done.notified() => {}
             }
         };
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = ctx.with(None, |s, _| s.stats());
         ctx.token.cancel();
         tasks.shutdown().await;
         ended?;
@@ -213,164 +206,78 @@ impl Download {
     }
 }
 
-/// What every task shares.
-pub(super) struct Ctx {
-    pub(super) holdings: Arc<Holdings>,
-    pub(super) me: Me,
-    pub(super) shared: Arc<Mutex<Shared>>,
-    pub(super) all_recorded: Arc<Notify>,
-    token: CancellationToken,
+/// Calls the scheduler's timeout handling whenever it is due.
+async fn clock(ctx: Arc<Ctx>) -> Result<(), Error> {
+    loop {
+        let next = ctx.with(None, |s, now| s.next_timeout(now).map(|t| t.saturating_sub(now)));
+        let Some(wait) = next else { return Ok(()) };
+        if !task::sleep(&ctx.token, wait).await {
+            return Ok(());
+        }
+        ctx.with(None, |s, now| s.handle_timeout(now));
+    }
 }
 
-impl Ctx {
-    pub(super) fn running(&self) -> bool {
-        !self.token.is_cancelled() && !self.holdings.is_complete()
-    }
-
-    /// Waits `d`; false if cancelled meanwhile.
-    pub(super) async fn idle(&self, d: Duration) -> bool {
-        task::sleep(&self.token, d).await
-    }
-
-    /// Waits `d` or until `wake` completes; false if cancelled meanwhile.
-    pub(super) async fn idle_or(&self, d: Duration, wake: impl std::future::Future) -> bool {
-        task::sleep_or(&self.token, d, wake).await
-    }
-
-    /// Picks and claims a chunk in one step, under the lock. `pick` sees every chunk held
-    /// or in flight. When it finds nothing and only a few chunks are missing (the
-    /// endgame), `endgame` may pick a chunk already in flight elsewhere.
-    pub(super) fn claim_with(
-        &self,
-        pick: impl Fn(&ChunkSet, &Shared) -> Option<ChunkId>,
-        endgame: bool,
-    ) -> Option<Claim> {
-        let mut shared = lock(&self.shared);
-        let held = self.holdings.snapshot();
-        let mut taken = held.clone();
-        taken.union_with(&shared.in_flight);
-        if let Some(id) = pick(&taken, &shared) {
-            shared.in_flight.insert(id);
-            return Some(self.claim(id, false));
-        }
-        // The endgame: every missing chunk is already being fetched (or only a few are
-        // missing), so an idle task may fetch one a slower link is still bringing.
-        let missing = held.len() - held.count();
-        let in_flight = shared.in_flight.count();
-        if endgame && (missing <= in_flight || missing as usize <= shared.offers.len().max(2)) {
-            return pick(&held, &shared).map(|id| self.claim(id, true));
-        }
-        None
-    }
-
-    pub(super) fn claim(&self, id: ChunkId, duplicate: bool) -> Claim {
-        Claim {
-            shared: Arc::clone(&self.shared),
-            id,
-            duplicate,
+/// A peer new to the book wakes the vacant slots.
+async fn watch_book(ctx: Arc<Ctx>) -> Result<(), Error> {
+    let book = Arc::clone(&ctx.me.book);
+    loop {
+        tokio::select! {
+            _ = ctx.token.cancelled() => return Ok(()),
+            () = book.peer_added() => ctx.with(None, |s, now| s.book_grew(now)),
         }
     }
 }
 
-impl Ctx {
-    /// Every [`SUMMARY_INTERVAL`] brings the summary file up to date; every
-    /// [`STATUS_EVERY`] without a new chunk logs the missing chunk IDs.
-    async fn status_loop(self: Arc<Self>) -> Result<(), Error> {
-        let mut last = self.holdings.snapshot().count();
-        let mut since = Instant::now();
-        while self.running() {
-            if !self.idle(SUMMARY_INTERVAL).await {
-                break;
-            }
-            self.holdings.commit().await?;
-            let have = self.holdings.snapshot();
-            if have.count() != last {
-                last = have.count();
-                since = Instant::now();
-            } else if since.elapsed() >= STATUS_EVERY && !have.is_complete() {
-                activity::waiting(&have);
-                since = Instant::now();
-            }
+/// Keeps the summary file current and says what is missing when nothing arrives.
+async fn status(ctx: Arc<Ctx>, stats: Arc<Mutex<Stats>>) -> Result<(), Error> {
+    let mut last = ctx.holdings.snapshot().count();
+    let mut since = Instant::now();
+    while task::sleep(&ctx.token, SUMMARY_INTERVAL).await {
+        ctx.holdings.commit().await?;
+        *stats.lock().unwrap_or_else(PoisonError::into_inner) = ctx.with(None, |s, _| s.stats());
+        let have = ctx.holdings.snapshot();
+        if have.count() != last {
+            last = have.count();
+            since = Instant::now();
+        } else if since.elapsed() >= STATUS_EVERY && !have.is_complete() {
+            let why = ctx.with(None, |s, _| s.waiting());
+            activity::waiting(&have, &why);
+            since = Instant::now();
         }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// Reads the owner's batch on the JOIN connection, if it is still coming, storing each
-    /// chunk as it arrives (the slots trade meanwhile).
-    async fn receive_batch(&self, server: &mut Server) -> Result<(), Error> {
-        let mut storing = Storing::default();
-        while let Some(link) = server.link.as_mut().filter(|l| l.in_batch()) {
-            let addr = link.addr();
-            match link.batch_chunk().await {
-                Ok(Some((id, data))) => {
-                    // In flight until stored, so no slot asks a neighbor for it meanwhile.
-                    let unclaimed = lock(&self.shared).in_flight.insert(id);
-                    let claim = unclaimed.then(|| self.claim(id, false));
-                    let received = Received::new(id, data.len(), addr, Source::Owner);
-                    self.store_ahead(server, &mut storing, received, data, claim)
-                        .await?;
+/// Reads the owner's batch on the join connection, storing each chunk as it arrives (the
+/// links trade meanwhile); the connection is closed after `BATCH_END`.
+async fn receive_batch(ctx: Arc<Ctx>, mut batch: FetchLink) -> Result<(), Error> {
+    let mut storing = Storing::default();
+    let (owner, addr) = (batch.peer_id(), batch.addr());
+    loop {
+        let next = tokio::select! {
+            _ = ctx.token.cancelled() => break,
+            next = batch.batch_chunk() => next,
+        };
+        match next {
+            Ok(Some((id, data))) => {
+                ctx.with(None, |s, _| s.pushed(id));
+                let received = Received::new(id, data.len(), addr, owner, Source::Owner);
+                storing.push(&ctx.holdings, received, data);
+                while storing.full() {
+                    storing.finish_oldest(&ctx, None).await?;
                 }
-                Ok(None) => break,
-                Err(e) => server.fault(&e),
             }
-        }
-        self.store_all(server, &mut storing).await?;
-        Ok(())
-    }
-
-    /// Asks the owner for the peers it knows right away, after 100 ms, then twice as long
-    /// each time up to every [`OWNER_PEX_EVERY`], on a connection of its own; this also
-    /// tells the peer the owner's ID, so no slot takes the owner for a neighbor.
-    async fn owner_pex_loop(self: Arc<Self>, mut server: Server) -> Result<(), Error> {
-        // Peers joining together learn of each other within a few round trips: the owner
-        // is asked again after 100 ms, then twice as long each time, up to every 2 s.
-        let mut every = POLL / 2;
-        while self.running() {
-            if server.connect(&self.holdings, &self.me).await {
-                lock(&self.shared).owner_id = server.peer_id();
-                self.exchange_peers(&mut server).await;
-                every = (every * 2).min(OWNER_PEX_EVERY);
-                if !self.idle(every).await {
-                    break;
-                }
-            } else if !self.idle(POLL * 5).await {
+            Ok(None) => break,
+            Err(e) => {
+                warn!(owner = %addr, cause = %e, "the owner's batch was cut short");
                 break;
             }
         }
-        Ok(())
     }
-
-    /// The owner's batch first; then chunks from the owner only on fallback.
-    async fn owner_loop(self: Arc<Self>, mut server: Server) -> Result<(), Error> {
-        self.receive_batch(&mut server).await?;
-        let rng = std::cell::RefCell::new(SmallRng::from_os_rng());
-        let mut asking = false;
-        while self.running() {
-            let use_owner = lock(&self.shared).fallback.use_owner(Instant::now());
-            if use_owner != asking {
-                asking = use_owner;
-                if asking {
-                    info!("neighbors are not delivering; asking the owner");
-                } else {
-                    info!("neighbors are delivering again; owner left alone");
-                }
-            }
-            let mut fetched = false;
-            if asking && server.connect(&self.holdings, &self.me).await {
-                lock(&self.shared).owner_id = server.peer_id();
-                let claim = self.claim_with(
-                    |taken, shared| picker::from_owner(taken, &shared.offers, &mut *rng.borrow_mut()),
-                    false,
-                );
-                if let Some(claim) = claim {
-                    let mut one = Some(claim);
-                    fetched = self.fetch(&mut server, Source::Owner, |_| one.take()).await?;
-                }
-            }
-            if !fetched && !self.idle(POLL).await {
-                break;
-            }
-        }
-        Ok(())
+    debug!("owner batch done");
+    while !storing.is_empty() {
+        storing.finish_oldest(&ctx, None).await?;
     }
+    Ok(())
 }

@@ -6,16 +6,11 @@
 //! * the upload server ([`crate::upload`]), started once the manifest is known;
 //! * the download side ([`download::Download`]), on the peer's main task.
 
-pub mod bootstrap;
-pub mod download;
-pub mod fallback;
-pub mod fetch;
-pub mod picker;
-pub mod presence;
-pub mod server;
-mod slots;
+mod bootstrap;
+mod download;
+mod link;
+mod presence;
 mod storing;
-pub mod window;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,9 +33,10 @@ use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::rate::Limits;
-use crate::upload::{self, check_fetch_hello, node_addr, Served};
+use crate::upload::{self, node_addr, Served};
 use crate::web::{Role as ViewRole, SwarmView};
-use crate::wire::{self, Hello, Message, Role};
+use crate::wire::handshake::{self, Purpose};
+use crate::wire::{self, Message, Role};
 use download::Download;
 
 /// What a finished peer reports.
@@ -112,12 +108,6 @@ impl Peer {
         let mut peer = Peer::with_listener(config, listener)?;
         peer.web = web;
         Ok(peer)
-    }
-
-    /// Serves the web view on `listener` once running.
-    pub fn with_web(mut self, listener: TcpListener) -> Peer {
-        self.web = Some(listener);
-        self
     }
 
     /// Uses a listener bound by the caller (the demo binds port 0 for every peer first).
@@ -216,7 +206,7 @@ impl Peer {
             report_progress(Arc::clone(&holdings), self.progress.clone(), token.clone()).in_current_span(),
         );
 
-        let mut download = Download::new(Arc::clone(&holdings), me.clone(), &self.config, joined.owner);
+        let mut download = Download::new(Arc::clone(&holdings), me.clone(), &self.config, joined.batch);
         let outcome = tokio::select! {
             _ = token.cancelled() => Ok(false),
             done = download.run(&token) => done,
@@ -332,22 +322,16 @@ async fn report_progress(
 /// through this one (it gets the manifest and an empty batch, then fetches like anyone).
 async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -> Result<(), PeerError> {
     let swarm = holdings.manifest().swarm_id();
-    let mine = Hello {
-        role: Role::Peer,
-        listen_port: me.port,
-        swarm: Some(swarm),
-        peer: me.id,
-    };
-    let hello = conn.handshake(&mine).await?;
+    let hello = conn
+        .handshake(&handshake::server_hello(Role::Peer, me.port, swarm, me.id))
+        .await?;
     let peer = node_addr(conn.remote(), &hello);
-    if hello.role == Role::Join && hello.swarm.is_none_or(|s| s == swarm) {
+    if handshake::check_client(&hello, swarm)? == Purpose::Join {
         conn.write_message(&Message::Manifest(Bytes::copy_from_slice(
             holdings.manifest().encoded(),
         )))
         .await?;
         conn.write_message(&Message::BatchEnd { count: 0 }).await?;
-    } else {
-        check_fetch_hello(&hello, swarm)?;
     }
     conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
     // A client that does not listen (the owner's census) is nobody to download from, and

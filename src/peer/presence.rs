@@ -9,30 +9,45 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::fetch::FetchLink;
 use super::Me;
 use crate::config::Endpoint;
+use crate::fetch::FetchLink;
 use crate::holdings::Holdings;
 use crate::task;
 
 /// How often a complete peer announces itself.
-pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(3);
+pub(crate) const ANNOUNCE_EVERY: Duration = Duration::from_secs(3);
 /// How many known peers it contacts each time.
-pub const ANNOUNCE_TO: usize = 8;
+pub(crate) const ANNOUNCE_TO: usize = 8;
 
 /// Announces until `token` is cancelled.
-pub async fn announce(me: Me, holdings: Arc<Holdings>, token: CancellationToken) {
+pub(crate) async fn announce(me: Me, holdings: Arc<Holdings>, token: CancellationToken) {
     while task::sleep(&token, ANNOUNCE_EVERY).await {
-        for peer in me.book.sample(ANNOUNCE_TO, me.id) {
+        // Gossip too: a complete peer may have met nobody first-hand, and each dial proves
+        // (or disproves) what the book was told.
+        for peer in me.book.sample_any(ANNOUNCE_TO, me.id) {
             let endpoint = Endpoint::from_addr(peer.addr);
             let swap = async {
                 let mut link = FetchLink::open(&endpoint, holdings.manifest(), me.port, me.id).await?;
-                link.peers().await
+                Ok::<_, crate::error::PeerError>((link.peer_id(), link.peers_now().await?))
             };
             match tokio::time::timeout(Duration::from_secs(5), swap).await {
-                Ok(Ok(peers)) => me.book.learn_all(&peers),
-                Ok(Err(e)) => debug!(peer = %peer.addr, cause = %e, "announce: not reachable"),
-                Err(_) => debug!(peer = %peer.addr, "announce: timed out"),
+                Ok(Ok((source, peers))) => {
+                    if source == peer.id {
+                        me.book.proven(source, peer.addr);
+                        me.book.learn_all(source, &peers);
+                    } else {
+                        me.book.unreachable(peer.id, peer.addr);
+                    }
+                }
+                Ok(Err(e)) => {
+                    me.book.unreachable(peer.id, peer.addr);
+                    debug!(peer = %peer.addr, cause = %e, "announce: not reachable");
+                }
+                Err(_) => {
+                    me.book.unreachable(peer.id, peer.addr);
+                    debug!(peer = %peer.addr, "announce: timed out");
+                }
             }
         }
     }

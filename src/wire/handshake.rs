@@ -107,3 +107,94 @@ impl Hello {
         })
     }
 }
+
+/// The hello a client sends: `role` is [`Role::Join`] or [`Role::Fetch`]; `swarm` is
+/// `None` only for a joining peer that does not know the swarm yet.
+pub fn client_hello(role: Role, listen_port: u16, swarm: Option<SwarmId>, peer: PeerId) -> Hello {
+    Hello {
+        role,
+        listen_port,
+        swarm,
+        peer,
+    }
+}
+
+/// The hello a fetching client sends.
+pub fn fetch_hello(listen_port: u16, swarm: SwarmId, peer: PeerId) -> Hello {
+    client_hello(Role::Fetch, listen_port, Some(swarm), peer)
+}
+
+/// The hello a server sends: `role` is [`Role::Owner`] or [`Role::Peer`].
+pub fn server_hello(role: Role, listen_port: u16, swarm: SwarmId, peer: PeerId) -> Hello {
+    Hello {
+        role,
+        listen_port,
+        swarm: Some(swarm),
+        peer,
+    }
+}
+
+/// Why a well-formed hello does not fit the connection.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HelloRefused {
+    /// The other side announced a role that does not fit this connection.
+    #[error("unexpected role {got:?} (expected {expected})")]
+    Role {
+        /// What was acceptable.
+        expected: &'static str,
+        /// What arrived.
+        got: Role,
+    },
+    /// The other side speaks for another swarm.
+    #[error("swarm mismatch: we serve {ours}, they sent {}", theirs.map_or("none".to_owned(), |t| t.to_string()))]
+    Swarm {
+        /// Our swarm.
+        ours: SwarmId,
+        /// Theirs.
+        theirs: Option<SwarmId>,
+    },
+}
+
+/// What a client that passed [`check_client`] came for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The manifest and a batch, then fetching.
+    Join,
+    /// Fetching only.
+    Fetch,
+}
+
+/// Checks a client's hello at a server of swarm `ours`: `JOIN` with our swarm ID or none,
+/// `FETCH` only with ours.
+pub fn check_client(hello: &Hello, ours: SwarmId) -> Result<Purpose, HelloRefused> {
+    let swarm_ok = hello.swarm == Some(ours);
+    match hello.role {
+        Role::Join if swarm_ok || hello.swarm.is_none() => Ok(Purpose::Join),
+        Role::Fetch if swarm_ok => Ok(Purpose::Fetch),
+        Role::Join | Role::Fetch => Err(HelloRefused::Swarm {
+            ours,
+            theirs: hello.swarm,
+        }),
+        got => Err(HelloRefused::Role {
+            expected: "JOIN or FETCH",
+            got,
+        }),
+    }
+}
+
+/// Checks a server's hello on a fetch session for swarm `ours`: an owner or a peer of it.
+pub fn check_server(hello: &Hello, ours: SwarmId) -> Result<(), HelloRefused> {
+    if !matches!(hello.role, Role::Owner | Role::Peer) {
+        return Err(HelloRefused::Role {
+            expected: "OWNER or PEER",
+            got: hello.role,
+        });
+    }
+    if hello.swarm != Some(ours) {
+        return Err(HelloRefused::Swarm {
+            ours,
+            theirs: hello.swarm,
+        });
+    }
+    Ok(())
+}

@@ -1,79 +1,21 @@
-//! When a peer asks the owner instead of its download neighbor: the pure clock, then real
-//! processes against neighbors that are late, lie, send bad bytes or say nothing.
+//! When a peer asks the owner instead of its download neighbor: real processes against
+//! neighbors that are late, lie, send bad bytes or say nothing.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+/// PROTOCOL.md: "At 3 strikes the client closes the connection and does not dial that
+/// node again".
+const MAX_STRIKES: u32 = 3;
+
 use bytes::BytesMut;
 use swarmshare::chunk_set::ChunkSet;
 use swarmshare::manifest::{hash_file, Manifest};
-use swarmshare::peer::fallback::{Fallback, RATE_WINDOW};
-use swarmshare::peer::server::MAX_STRIKES;
 use swarmshare::wire::message::{MSG_LIST_REQUEST, MSG_REQUEST};
 use swarmshare::wire::{self, Hello, Message, Role};
 
 use super::swarm::{complete_event, events_of, Swarm};
-
-const STALL: Duration = Duration::from_secs(2);
-const GRACE: Duration = Duration::from_secs(10);
-
-#[test]
-fn a_neighbor_never_reached_gets_the_grace_period() {
-    let t0 = Instant::now();
-    let f = Fallback::with_limits(t0, STALL, GRACE);
-    assert!(
-        !f.use_owner(t0 + STALL * 3),
-        "stall does not apply before a connection"
-    );
-    assert!(!f.use_owner(t0 + GRACE - Duration::from_millis(1)));
-    assert!(f.use_owner(t0 + GRACE));
-}
-
-#[test]
-fn a_reached_neighbor_must_deliver_and_reconnecting_does_not_count() {
-    let t0 = Instant::now();
-    let mut f = Fallback::with_limits(t0, STALL, GRACE);
-    f.connected(t0 + Duration::from_secs(1));
-    assert!(!f.use_owner(t0 + Duration::from_millis(2900)));
-    assert!(
-        f.use_owner(t0 + Duration::from_secs(3)),
-        "connected, then nothing for STALL"
-    );
-    // A neighbor that drops and reconnects without delivering stays stalled.
-    f.connected(t0 + Duration::from_secs(4));
-    assert!(f.use_owner(t0 + Duration::from_secs(4)));
-    f.delivered(t0 + Duration::from_secs(5));
-    assert!(
-        !f.use_owner(t0 + Duration::from_secs(6)),
-        "a delivery restarts the clock"
-    );
-    assert!(f.use_owner(t0 + Duration::from_secs(7)));
-}
-
-#[test]
-fn a_neighbor_that_drips_chunks_does_not_keep_the_owner_away() {
-    let t0 = Instant::now();
-    let mut f = Fallback::with_limits(t0, STALL, GRACE);
-    f.connected(t0);
-    // One chunk every 1.9 s: never a 2 s stall, but far below the rate floor.
-    let mut t = t0;
-    for _ in 0..5 {
-        t += Duration::from_millis(1900);
-        f.delivered(t);
-    }
-    assert!(t - t0 >= RATE_WINDOW - Duration::from_millis(500));
-    assert!(f.use_owner(t + Duration::from_millis(600)), "too slow to rely on");
-    // A neighbor delivering well is relied on alone, however long it runs.
-    let mut g = Fallback::with_limits(t0, STALL, GRACE);
-    g.connected(t0);
-    let mut t = t0;
-    for _ in 0..300 {
-        t += Duration::from_millis(100);
-        g.delivered(t);
-        assert!(!g.use_owner(t));
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Liar {
@@ -269,6 +211,7 @@ fn a_slow_pinned_neighbor_does_not_hold_up_the_last_chunks() {
         .count();
     let report = complete_event(swarm.peer(a));
     println!("A: {from_b} chunks from the slow neighbor; {report}");
+    let _ = std::fs::copy(&swarm.peer(a).stdout, "/tmp/slowA.out");
     assert!(
         from_b <= 2,
         "the slow pinned neighbor delivered {from_b} of A's chunks"

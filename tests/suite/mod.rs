@@ -1,5 +1,4 @@
 mod batch;
-mod book;
 mod chunk_set;
 mod cli;
 mod connection;
@@ -11,7 +10,6 @@ mod hostile;
 mod long_poll;
 mod manifest;
 mod netns;
-mod picker;
 mod rate;
 mod status;
 mod store;

@@ -1,0 +1,253 @@
+//! `FetchLink`: the client end of a fetch session, used by a peer's links, the owner's
+//! census and a complete peer's presence announcements.
+//!
+//! It owns one connection and the answers it still expects, in the order the server will
+//! send them (the server answers requests one by one, in order): a request goes out with
+//! [`FetchLink::send`], and [`FetchLink::read_answer`] reads the next answer and checks it
+//! is the one expected (a `CHUNK` for the chunk requested, a `LIST` over the swarm's chunk
+//! count); anything else is a [`PeerError`] violation. Reading is cancel-safe: an answer
+//! half read when the caller gives up is finished by the next call, and the time limit
+//! counts from when the request was sent, not from each call.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::activity;
+use crate::chunk_set::ChunkSet;
+use crate::config::Endpoint;
+use crate::connection::Connection;
+use crate::error::PeerError;
+use crate::identity::PeerId;
+use crate::manifest::{ChunkId, Manifest};
+use crate::wire::{self, handshake, Message, PeerAddr, Role};
+
+/// How long the owner may take to send the next chunk of its batch.
+pub(crate) const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one request may wait for its answer (a long poll: plus its wait).
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request sent to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// `LIST_REQUEST`, or `LIST_WAIT` with the wait.
+    List(Option<Duration>),
+    /// `REQUEST(chunk)`.
+    Chunk(ChunkId),
+    /// `PEERS_REQUEST`.
+    Peers,
+}
+
+/// An answer, checked against the request it answers.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The server's chunk ID list.
+    List(ChunkSet),
+    /// The chunk's bytes, not yet verified.
+    Chunk(ChunkId, Bytes),
+    /// The server does not hold the chunk.
+    NotHave(ChunkId),
+    /// Peers the server knows.
+    Peers(Vec<PeerAddr>),
+}
+
+/// A fetch session's client end.
+#[derive(Debug)]
+pub(crate) struct FetchLink {
+    conn: Connection,
+    chunk_count: u32,
+    server: PeerId,
+    owner: bool,
+    /// The owner's batch is still arriving on this (JOIN) connection.
+    in_batch: bool,
+    expected: VecDeque<(Ask, Instant)>,
+    /// When the last answer arrived: the next one's clock starts no earlier.
+    last_answer: Instant,
+}
+
+impl FetchLink {
+    /// Dials `endpoint` and opens a fetch session for `manifest`'s swarm, announcing
+    /// `listen_port` (0: not a peer to download from) and `me`.
+    pub(crate) async fn open(
+        endpoint: &Endpoint,
+        manifest: &Manifest,
+        listen_port: u16,
+        me: PeerId,
+    ) -> Result<FetchLink, PeerError> {
+        let addr = endpoint.resolve().await?;
+        let mut conn = Connection::connect(addr).await?;
+        let swarm = manifest.swarm_id();
+        let theirs = conn
+            .handshake(&handshake::fetch_hello(listen_port, swarm, me))
+            .await?;
+        handshake::check_server(&theirs, swarm)?;
+        let mut link = FetchLink::from_connection(conn, manifest, theirs.peer);
+        link.owner = theirs.role == Role::Owner;
+        Ok(link)
+    }
+
+    /// Continues on a connection whose handshake is done, with the server's peer ID.
+    fn from_connection(mut conn: Connection, manifest: &Manifest, server: PeerId) -> FetchLink {
+        conn.set_max_frame(wire::max_frame_len(manifest.layout()));
+        FetchLink {
+            conn,
+            chunk_count: manifest.layout().chunk_count(),
+            server,
+            owner: false,
+            in_batch: false,
+            expected: VecDeque::new(),
+            last_answer: Instant::now(),
+        }
+    }
+
+    /// Continues on a JOIN connection to the owner whose batch has not been read yet; the
+    /// caller reads it with [`FetchLink::batch_chunk`].
+    pub(crate) fn joining(conn: Connection, manifest: &Manifest, server: PeerId) -> FetchLink {
+        let mut link = FetchLink::from_connection(conn, manifest, server);
+        link.owner = true;
+        link.in_batch = true;
+        link
+    }
+
+    /// The next chunk of the owner's batch, or `None` at `BATCH_END` (logged).
+    pub(crate) async fn batch_chunk(&mut self) -> Result<Option<(ChunkId, Bytes)>, PeerError> {
+        const STATE: &str = "receiving the owner's batch";
+        if !self.in_batch {
+            return Ok(None);
+        }
+        let msg = self
+            .conn
+            .read_message(BATCH_TIMEOUT, STATE)
+            .await?
+            .ok_or(PeerError::Closed(STATE))?;
+        match msg {
+            Message::Chunk { id, .. } if id >= self.chunk_count => Err(PeerError::ChunkOutOfRange {
+                id,
+                count: self.chunk_count,
+            }),
+            Message::Chunk { id, data } => Ok(Some((id, data))),
+            Message::BatchEnd { count } => {
+                self.in_batch = false;
+                activity::owner_batch(self.addr(), count, None, None);
+                Ok(None)
+            }
+            other => Err(PeerError::UnexpectedMessage {
+                state: STATE,
+                got: other.name(),
+            }),
+        }
+    }
+
+    /// Whether the server is the owner (from its hello).
+    pub(crate) fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    /// The server's peer ID, as its hello gave it.
+    pub(crate) fn peer_id(&self) -> PeerId {
+        self.server
+    }
+
+    /// The server's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.conn.remote()
+    }
+
+    /// Whether an answer is still to come.
+    pub(crate) fn expecting(&self) -> bool {
+        !self.expected.is_empty()
+    }
+
+    /// Chunk requests still unanswered.
+    pub(crate) fn chunks_outstanding(&self) -> usize {
+        self.expected
+            .iter()
+            .filter(|(a, _)| matches!(a, Ask::Chunk(_)))
+            .count()
+    }
+
+    /// Sends a request (logging a chunk request); its answer comes in order.
+    pub(crate) async fn send(&mut self, ask: Ask) -> Result<(), PeerError> {
+        let msg = match ask {
+            Ask::List(None) => Message::ListRequest,
+            Ask::List(Some(w)) => Message::ListWait(u32::try_from(w.as_millis()).unwrap_or(u32::MAX)),
+            Ask::Chunk(id) => Message::Request(id),
+            Ask::Peers => Message::PeersRequest,
+        };
+        self.conn.write_message(&msg).await?;
+        if let Ask::Chunk(id) = ask {
+            activity::request_sent(self.addr(), id);
+        }
+        self.expected.push_back((ask, Instant::now()));
+        Ok(())
+    }
+
+    /// Reads the answer to the oldest request, within [`REQUEST_TIMEOUT`] (plus a long
+    /// poll's wait) of when it was sent or the answer before it arrived, whichever is
+    /// later (a server answers one request at a time). Logs a received list.
+    pub(crate) async fn read_answer(&mut self) -> Result<Answer, PeerError> {
+        const STATE: &str = "waiting for an answer";
+        let Some(&(ask, sent)) = self.expected.front() else {
+            return Err(PeerError::Closed("(no request outstanding)"));
+        };
+        let limit = REQUEST_TIMEOUT
+            + match ask {
+                Ask::List(Some(w)) => w,
+                _ => Duration::ZERO,
+            };
+        let idle = (sent.max(self.last_answer) + limit).saturating_duration_since(Instant::now());
+        let msg = self
+            .conn
+            .read_message(idle, STATE)
+            .await?
+            .ok_or(PeerError::Closed(STATE))?;
+        self.expected.pop_front();
+        self.last_answer = Instant::now();
+        let answer = match (ask, msg) {
+            (Ask::List(_), Message::List(list)) if list.len() == self.chunk_count => {
+                activity::list_received(self.addr(), list.count());
+                Answer::List(list)
+            }
+            (Ask::List(_), Message::List(list)) => {
+                return Err(PeerError::ListLength {
+                    expected: self.chunk_count,
+                    got: list.len(),
+                })
+            }
+            (Ask::Chunk(id), Message::Chunk { id: got, data }) if got == id => Answer::Chunk(id, data),
+            (Ask::Chunk(id), Message::NotHave(got)) if got == id => Answer::NotHave(id),
+            (Ask::Chunk(requested), Message::Chunk { id: got, .. } | Message::NotHave(got)) => {
+                return Err(PeerError::Unrequested { requested, got })
+            }
+            (Ask::Peers, Message::Peers(peers)) => Answer::Peers(peers),
+            (_, other) => {
+                return Err(PeerError::UnexpectedMessage {
+                    state: STATE,
+                    got: other.name(),
+                })
+            }
+        };
+        Ok(answer)
+    }
+
+    /// Asks for the server's list and waits for it (one request at a time).
+    pub(crate) async fn list_now(&mut self) -> Result<ChunkSet, PeerError> {
+        self.send(Ask::List(None)).await?;
+        match self.read_answer().await? {
+            Answer::List(list) => Ok(list),
+            _ => Err(PeerError::Closed("(expected a list)")),
+        }
+    }
+
+    /// Asks which peers the server knows and waits for the answer.
+    pub(crate) async fn peers_now(&mut self) -> Result<Vec<PeerAddr>, PeerError> {
+        self.send(Ask::Peers).await?;
+        match self.read_answer().await? {
+            Answer::Peers(peers) => Ok(peers),
+            _ => Err(PeerError::Closed("(expected a peer list)")),
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! One link's task: the scheduler's hands on one connection. It does what
+//! [`Scheduler::poll`](crate::scheduler::Scheduler::poll) says, then waits for whichever
+//! comes first: an answer on the connection, a stored chunk, or a wake-up from the
+//! scheduler; and reports each back as an [`Event`]. It decides nothing itself except what
+//! only it can see: the download cap (a request it may not send yet is handed back).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::download::Ctx;
+use super::storing::{Received, Storing};
+use crate::activity::Source;
+use crate::config::Endpoint;
+use crate::error::{Error, PeerError};
+use crate::fetch::{Answer, Ask, FetchLink};
+use crate::scheduler::{Action, Close, DialFailure, Event, LinkId, Role, Target};
+
+/// Runs `link` (with `role`; `endpoint` for a pinned or owner link) until cancelled.
+pub(super) async fn run(
+    ctx: Arc<Ctx>,
+    link: LinkId,
+    role: Role,
+    endpoint: Option<Endpoint>,
+) -> Result<(), Error> {
+    let mut conn: Option<FetchLink> = None;
+    let mut storing = Storing::default();
+    let mut failures = 0u32;
+    let what = match role {
+        Role::Owner => "owner",
+        Role::Pinned => "download neighbor",
+        Role::Neighbor => "neighbor",
+    };
+    while ctx.running() {
+        act(&ctx, link, what, endpoint.as_ref(), &mut conn, &mut failures).await;
+        let expecting = conn.as_ref().is_some_and(FetchLink::expecting) && !storing.full();
+        tokio::select! {
+            _ = ctx.token.cancelled() => break,
+            () = ctx.woken(link) => {}
+            done = storing.oldest(), if !storing.is_empty() => storing.record(&ctx, Some(link), done?).await?,
+            answer = read(&mut conn), if expecting => {
+                if let Err(e) = on_answer(&ctx, link, &mut conn, &mut storing, answer) {
+                    lost(&ctx, link, what, &mut conn, &e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn read(conn: &mut Option<FetchLink>) -> Result<Answer, PeerError> {
+    match conn.as_mut() {
+        Some(c) => c.read_answer().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Carries out the scheduler's actions for `link` until it has none.
+async fn act(
+    ctx: &Ctx,
+    link: LinkId,
+    what: &'static str,
+    endpoint: Option<&Endpoint>,
+    conn: &mut Option<FetchLink>,
+    failures: &mut u32,
+) {
+    while let Some(action) = ctx.with(Some(link), |s, now| s.poll(link, now)) {
+        let sent = match action {
+            Action::Dial { target, timeout } => {
+                let (event, link_up) = dial(ctx, target, endpoint, timeout, what, failures).await;
+                *conn = link_up;
+                ctx.with(Some(link), |s, now| s.handle(now, link, event));
+                continue;
+            }
+            Action::Close(why) => {
+                if let Some(c) = conn.take() {
+                    match why {
+                        Close::Banned => warn!(
+                            server = what,
+                            addr = %c.addr(),
+                            "banned for the rest of this session: too many bad chunks or violations"
+                        ),
+                        _ => debug!(server = what, addr = %c.addr(), why = why.as_str(), "closing the link"),
+                    }
+                }
+                continue;
+            }
+            Action::Request(id) => {
+                let Some(c) = conn.as_mut() else { continue };
+                let len = ctx.holdings.manifest().layout().chunk_len(id).unwrap_or(0) as usize;
+                // The download cap paces requests: what is asked for is what will arrive.
+                // Never wait on it with answers outstanding (they would go unread).
+                if c.chunks_outstanding() == 0 {
+                    ctx.me.limits.before_download(len).await;
+                } else if !ctx.me.limits.try_download(len) {
+                    ctx.with(Some(link), |s, now| s.handle(now, link, Event::Unsent(id)));
+                    return;
+                }
+                c.send(Ask::Chunk(id)).await
+            }
+            Action::AskList(wait) => match conn.as_mut() {
+                Some(c) => c.send(Ask::List(wait)).await,
+                None => continue,
+            },
+            Action::AskPeers => match conn.as_mut() {
+                Some(c) => c.send(Ask::Peers).await,
+                None => continue,
+            },
+        };
+        if let Err(e) = sent {
+            lost(ctx, link, what, conn, &e);
+        }
+    }
+}
+
+/// Dials `target` and exchanges hellos within `timeout`.
+async fn dial(
+    ctx: &Ctx,
+    target: Target,
+    endpoint: Option<&Endpoint>,
+    timeout: Duration,
+    what: &'static str,
+    failures: &mut u32,
+) -> (Event<'static>, Option<FetchLink>) {
+    let (endpoint, expected) = match (target, endpoint) {
+        (Target::Peer { id, addr }, _) => (Endpoint::from_addr(addr), Some(id)),
+        (Target::Configured, Some(e)) => (e.clone(), None),
+        (Target::Configured, None) => return (Event::DialFailed(DialFailure::Refused), None),
+    };
+    let me = &ctx.me;
+    let open = FetchLink::open(&endpoint, ctx.holdings.manifest(), me.port, me.id);
+    let result = tokio::time::timeout(timeout, open)
+        .await
+        .unwrap_or(Err(PeerError::Timeout("connecting")));
+    let failure = match result {
+        Ok(link) if link.peer_id() == me.id => {
+            warn!(server = what, addr = %link.addr(), "this is ourselves; not using it");
+            DialFailure::Myself
+        }
+        Ok(link) if expected.is_some_and(|id| id != link.peer_id()) => DialFailure::WrongPeer(link.peer_id()),
+        Ok(link) => {
+            *failures = 0;
+            info!(server = what, addr = %link.addr(), peer = %link.peer_id().short(), "connected");
+            let event = Event::Connected {
+                peer: link.peer_id(),
+                addr: link.addr(),
+                owner: link.is_owner(),
+            };
+            return (event, Some(link));
+        }
+        Err(e) => {
+            *failures += 1;
+            if expected.is_none() && (*failures == 1 || *failures % 20 == 0) {
+                info!(server = what, target = %endpoint, cause = %e, "not reachable yet; retrying");
+            } else {
+                debug!(server = what, target = %endpoint, cause = %e, "not reachable");
+            }
+            match e {
+                PeerError::SwarmMismatch { .. }
+                | PeerError::UnexpectedRole { .. }
+                | PeerError::Handshake(_) => DialFailure::Refused,
+                _ => DialFailure::Unreachable,
+            }
+        }
+    };
+    (Event::DialFailed(failure), None)
+}
+
+/// Handles one answer: a list, a chunk (stored while the link reads on), a refusal, peers.
+fn on_answer(
+    ctx: &Ctx,
+    link: LinkId,
+    conn: &mut Option<FetchLink>,
+    storing: &mut Storing,
+    answer: Result<Answer, PeerError>,
+) -> Result<(), PeerError> {
+    let answer = answer?;
+    let Some(c) = conn.as_ref() else { return Ok(()) };
+    let (peer, addr) = (c.peer_id(), c.addr());
+    match answer {
+        Answer::List(list) => {
+            if let Some(view) = &ctx.me.view {
+                // The address it listens on, as the book has it (not our dial's port).
+                view.observe(peer, ctx.me.book.addr_of(peer).unwrap_or(addr), &list);
+            }
+            ctx.with(Some(link), |s, now| s.handle(now, link, Event::List(&list)));
+        }
+        Answer::Chunk(id, data) => {
+            ctx.with(Some(link), |s, now| s.handle(now, link, Event::Arrived(id)));
+            let source = if c.is_owner() {
+                Source::Owner
+            } else {
+                Source::Neighbor
+            };
+            storing.push(
+                &ctx.holdings,
+                Received::new(id, data.len(), addr, peer, source),
+                data,
+            );
+        }
+        Answer::NotHave(id) => ctx.with(Some(link), |s, now| s.handle(now, link, Event::NotHave(id))),
+        Answer::Peers(peers) => {
+            debug!(server = %addr, peers = peers.len(), "peer list received");
+            ctx.me.book.learn_all(peer, &peers);
+            ctx.with(Some(link), |s, now| s.handle(now, link, Event::Peers));
+        }
+    }
+    Ok(())
+}
+
+/// The connection failed: drop it and tell the scheduler.
+fn lost(ctx: &Ctx, link: LinkId, what: &'static str, conn: &mut Option<FetchLink>, cause: &PeerError) {
+    if let Some(c) = conn.take() {
+        warn!(server = what, addr = %c.addr(), %cause, "connection lost");
+    }
+    let violation = cause.is_violation();
+    ctx.with(Some(link), |s, now| {
+        s.handle(now, link, Event::Closed { violation })
+    });
+}

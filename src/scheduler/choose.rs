@@ -1,0 +1,98 @@
+//! Which peer a vacant neighbor slot dials. Pure: the book's candidates, what the other
+//! slots hold and the judgments go in, one candidate comes out.
+//!
+//! Slots are spread across addresses, not identities: an address is chosen first, uniformly
+//! among those below their share of the slots (`ceil(slots / addresses)`), then a peer at
+//! it, uniformly. Suspect addresses (their peers failed far more than they delivered) are
+//! left out while any other has a candidate. So thirty identities at one address take at
+//! most that address's share of the slots, and lose even that once they have failed, while
+//! peers that share one address honestly (a host running several, a loopback test) still
+//! fill every slot when nobody else is there.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use rand::seq::IndexedRandom;
+use rand::Rng;
+
+use super::judge::Judge;
+use super::Time;
+use crate::book::Candidate;
+use crate::identity::PeerId;
+
+/// What the other slots hold: a peer (if known yet) and the address it is at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Busy {
+    pub(crate) peer: Option<PeerId>,
+    pub(crate) ip: IpAddr,
+}
+
+/// Everything a choice looks at.
+pub(crate) struct Choice<'a> {
+    pub(crate) candidates: &'a [Candidate],
+    pub(crate) busy: &'a [Busy],
+    pub(crate) judge: &'a Judge,
+    /// Never a neighbor: this node, the owner.
+    pub(crate) excluded: &'a [PeerId],
+    pub(crate) slots: usize,
+    pub(crate) now: Time,
+}
+
+impl Choice<'_> {
+    fn eligible(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates.iter().filter(|c| {
+            !self.excluded.contains(&c.id)
+                && !self.busy.iter().any(|b| b.peer == Some(c.id))
+                && self.judge.ready(c.id, self.now)
+        })
+    }
+
+    /// Whether some peer could be chosen now.
+    pub(crate) fn any(&self) -> bool {
+        self.pick(&mut NoRng).is_some()
+    }
+
+    /// A peer for the slot, if any may be dialled now.
+    pub(crate) fn pick(&self, rng: &mut impl Rng) -> Option<Candidate> {
+        let mut by_ip: HashMap<IpAddr, Vec<&Candidate>> = HashMap::new();
+        for c in self.eligible() {
+            by_ip.entry(c.addr.ip()).or_default().push(c);
+        }
+        if by_ip.is_empty() {
+            return None;
+        }
+        if by_ip.keys().any(|ip| !self.judge.suspect(*ip)) {
+            by_ip.retain(|ip, _| !self.judge.suspect(*ip));
+        }
+        let mut ips: Vec<IpAddr> = by_ip.keys().copied().collect();
+        for b in self.busy {
+            if !ips.contains(&b.ip) && !self.judge.suspect(b.ip) {
+                ips.push(b.ip);
+            }
+        }
+        let share = self.slots.div_ceil(ips.len().max(1)).max(1);
+        let used = |ip: &IpAddr| self.busy.iter().filter(|b| b.ip == *ip).count();
+        let mut open: Vec<IpAddr> = by_ip.keys().copied().filter(|ip| used(ip) < share).collect();
+        // A fixed order, so a seeded choice is the same choice every run.
+        open.sort_unstable();
+        let ip = *open.choose(rng)?;
+        let mut at = by_ip.remove(&ip)?;
+        at.sort_unstable_by_key(|c| c.id.0);
+        at.choose(rng).map(|c| **c)
+    }
+}
+
+/// An `Rng` for "is there any": always the first choice.
+struct NoRng;
+
+impl rand::RngCore for NoRng {
+    fn next_u32(&mut self) -> u32 {
+        0
+    }
+    fn next_u64(&mut self) -> u64 {
+        0
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        dst.fill(0);
+    }
+}

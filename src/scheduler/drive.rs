@@ -1,0 +1,356 @@
+//! The scheduler's outputs: what a link does next ([`Scheduler::poll`]) and what the
+//! passing of time decides ([`Scheduler::handle_timeout`], [`Scheduler::next_timeout`]).
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::choose::{Busy, Choice};
+use super::link::{Request, Session, State};
+use super::pick::{self, Others};
+use super::{
+    Action, Close, Known, LinkId, Role, Scheduler, Target, Time, DIAL, FIRST_LIST_LATE, LIST_LATE, LIST_WAIT,
+    MAX_COPIES, OWNER_PEX_EVERY, PEX_EVERY, ROTATE_AFTER, ROTATE_USELESS, STALL_FACTOR, STALL_MIN, TICK,
+    UNPROVEN_DIAL, VACANT_RETRY,
+};
+use crate::identity::PeerId;
+use crate::manifest::ChunkId;
+
+impl Scheduler {
+    /// The next thing `link` should do at `now`, if anything. Call until `None`, then again
+    /// when the link is woken or an answer arrives.
+    pub(crate) fn poll(&mut self, link: LinkId, now: Time) -> Option<Action> {
+        if link >= self.links.len() || self.held.is_complete() {
+            return None;
+        }
+        match &mut self.links[link].state {
+            State::Vacant { retry_at } if *retry_at <= now => self.dial(link, now),
+            State::Vacant { .. } | State::Dialing { .. } => None,
+            State::Up(s) => {
+                if let Some(close) = s.closing.take() {
+                    return Some(self.close(link, close, now));
+                }
+                if s.next_pex <= now && !s.peers_asked {
+                    s.peers_asked = true;
+                    let l = &mut self.links[link];
+                    let every = match l.role {
+                        Role::Owner => {
+                            let every = l.pex_every;
+                            l.pex_every = (every * 2).min(OWNER_PEX_EVERY);
+                            every
+                        }
+                        _ => PEX_EVERY,
+                    };
+                    l.next_pex = now + every;
+                    if let State::Up(s) = &mut l.state {
+                        s.next_pex = l.next_pex;
+                    }
+                    return Some(Action::AskPeers);
+                }
+                if s.requests.len() >= s.window() {
+                    return None;
+                }
+                if let Some(c) = self.pick_fresh(link, now) {
+                    return Some(self.request(link, c, now));
+                }
+                let s = self.session(link)?;
+                if !s.owner && s.list_asked.is_none() {
+                    let wait = s.list.is_some().then_some(LIST_WAIT);
+                    s.list_asked = Some((now, wait.unwrap_or(Duration::ZERO)));
+                    return Some(Action::AskList(wait));
+                }
+                let c = self.pick_late(link, now)?;
+                Some(self.request(link, c, now))
+            }
+        }
+    }
+
+    fn request(&mut self, link: LinkId, c: ChunkId, now: Time) -> Action {
+        if self.taken.contains(c) {
+            self.stats.second_requests += 1;
+        }
+        if let Some(s) = self.session(link) {
+            s.requests.push_back(Request { chunk: c, sent: now });
+        }
+        let i = c as usize;
+        self.inflight[i] = self.inflight[i].saturating_add(1);
+        self.refresh(c);
+        Action::Request(c)
+    }
+
+    fn close(&mut self, link: LinkId, why: Close, now: Time) -> Action {
+        let l = &mut self.links[link];
+        let retry_at = match (l.role, why) {
+            (Role::Neighbor, _) => now,
+            // A configured endpoint that turned out to be banned or the owner is not
+            // dialled again this run.
+            (_, Close::Banned | Close::IsOwner) => now + Duration::from_secs(86_400 * 365),
+            _ => now + l.retry,
+        };
+        if let State::Up(s) = std::mem::replace(&mut l.state, State::Vacant { retry_at }) {
+            match why {
+                Close::Idle | Close::Stalled if s.delivered == 0 => {
+                    self.judge.failed(s.peer, Some(s.ip), now)
+                }
+                Close::Idle | Close::Stalled => self.judge.failed(s.peer, None, now),
+                Close::Rotate | Close::Duplicate => self.judge.rested(s.peer, now),
+                Close::Banned | Close::IsOwner => {}
+            }
+            self.release(s.requests);
+        }
+        Action::Close(why)
+    }
+
+    fn busy(&self, except: LinkId) -> Vec<Busy> {
+        let mut busy = Vec::new();
+        for (i, l) in self.links.iter().enumerate() {
+            if i == except || l.role == Role::Owner {
+                continue;
+            }
+            match &l.state {
+                State::Up(s) => busy.push(Busy {
+                    peer: Some(s.peer),
+                    ip: s.ip,
+                }),
+                State::Dialing {
+                    target: Target::Peer { id, addr },
+                    ..
+                } => busy.push(Busy {
+                    peer: Some(*id),
+                    ip: addr.ip(),
+                }),
+                _ => {}
+            }
+        }
+        busy
+    }
+
+    fn excluded(&self, also: Option<PeerId>) -> Vec<PeerId> {
+        [Some(self.me), self.owner, also].into_iter().flatten().collect()
+    }
+
+    fn dial(&mut self, link: LinkId, now: Time) -> Option<Action> {
+        let (target, timeout) = match self.links[link].role {
+            Role::Pinned | Role::Owner => (Target::Configured, DIAL),
+            Role::Neighbor => {
+                let candidates = self.book.candidates();
+                let (busy, excluded) = (self.busy(link), self.excluded(None));
+                let choice = Choice {
+                    candidates: &candidates,
+                    busy: &busy,
+                    judge: &self.judge,
+                    excluded: &excluded,
+                    slots: self.neighbor_slots,
+                    now,
+                };
+                let Some(c) = choice.pick(&mut self.rng) else {
+                    self.links[link].state = State::Vacant {
+                        retry_at: now + VACANT_RETRY,
+                    };
+                    return None;
+                };
+                let timeout = if matches!(c.known, Known::Gossip(_)) {
+                    UNPROVEN_DIAL
+                } else {
+                    DIAL
+                };
+                (
+                    Target::Peer {
+                        id: c.id,
+                        addr: c.addr,
+                    },
+                    timeout,
+                )
+            }
+        };
+        self.links[link].state = State::Dialing { target, since: now };
+        Some(Action::Dial { target, timeout })
+    }
+
+    /// Whether another peer than `current` could take `link`'s slot now.
+    fn could_move(&self, link: LinkId, current: PeerId, now: Time) -> bool {
+        let candidates = self.book.candidates();
+        let (busy, excluded) = (self.busy(link), self.excluded(Some(current)));
+        Choice {
+            candidates: &candidates,
+            busy: &busy,
+            judge: &self.judge,
+            excluded: &excluded,
+            slots: self.neighbor_slots,
+            now,
+        }
+        .any()
+    }
+
+    fn others(&self, except: LinkId, now: Time) -> (Others<'_>, Option<&Session>) {
+        let mut sessions = Vec::new();
+        let mut me = None;
+        for (i, l) in self.links.iter().enumerate() {
+            if let State::Up(s) = &l.state {
+                if i == except {
+                    me = Some(&**s);
+                } else {
+                    sessions.push(&**s);
+                }
+            }
+        }
+        let others = Others {
+            sessions,
+            typical: self.typical,
+            now,
+        };
+        (others, me)
+    }
+
+    /// A chunk nobody is fetching: rarest first from a neighbor's list; from the owner,
+    /// one the neighbors would be slow to bring.
+    fn pick_fresh(&mut self, link: LinkId, now: Time) -> Option<ChunkId> {
+        let mut rng = std::mem::replace(&mut self.rng, rand::SeedableRng::seed_from_u64(0));
+        let fallback = self.fallback.use_owner(now);
+        let picked = {
+            let (others, me) = self.others(link, now);
+            let me = me?;
+            if me.owner {
+                pick::from_owner(me, &others, &self.taken, fallback, &mut rng)
+            } else {
+                let lists: Vec<_> = others
+                    .sessions
+                    .iter()
+                    .filter(|s| !s.owner)
+                    .filter_map(|s| s.list.as_ref())
+                    .chain(me.list.as_ref())
+                    .collect();
+                me.list
+                    .as_ref()
+                    .and_then(|list| pick::rarest(&self.taken, list, &lists, &mut rng))
+            }
+        };
+        self.rng = rng;
+        picked
+    }
+
+    /// A chunk requested elsewhere that this link would bring clearly sooner.
+    fn pick_late(&mut self, link: LinkId, now: Time) -> Option<ChunkId> {
+        let endgame = self.endgame();
+        let (others, me) = self.others(link, now);
+        let me = me?;
+        let margin = match (endgame, me.owner) {
+            (true, _) => Some(Duration::ZERO),
+            (false, true) => Some(super::OWNER_PATIENCE),
+            (false, false) => None,
+        };
+        let usable = |c: ChunkId| {
+            let i = c as usize;
+            !self.held.contains(c) && self.arriving[i] == 0 && self.inflight[i] < MAX_COPIES
+        };
+        pick::late(me, &others, margin, usable)
+    }
+
+    /// Decides what time alone decides: late answers, stalled links, rotation; and wakes
+    /// links that may now have something to do.
+    pub(crate) fn handle_timeout(&mut self, now: Time) {
+        if self.held.is_complete() {
+            return;
+        }
+        let typical = self.typical;
+        let known = self.book.len();
+        for link in 0..self.links.len() {
+            let role = self.links[link].role;
+            let closing = match &mut self.links[link].state {
+                State::Vacant { retry_at } => {
+                    if *retry_at <= now {
+                        self.woken[link] = true;
+                    }
+                    continue;
+                }
+                State::Dialing { .. } => continue,
+                State::Up(s) if s.closing.is_some() => continue,
+                State::Up(s) => {
+                    let closing = late_or_stalled(s, now, typical, role == Role::Neighbor);
+                    if s.requests.len() < s.window() || s.next_pex <= now {
+                        self.woken[link] = true;
+                    }
+                    if closing.is_some() || role != Role::Neighbor {
+                        closing
+                    } else {
+                        let idle = s
+                            .useless_since
+                            .is_some_and(|t| now.saturating_sub(t) >= ROTATE_USELESS)
+                            || now.saturating_sub(s.last_useful) >= ROTATE_AFTER;
+                        let grown = known > s.book_seen;
+                        let seen = s.book_seen;
+                        s.book_seen = s.book_seen.max(known);
+                        // The book has grown since this neighbor was chosen: move with
+                        // probability (known - seen) / known, so the choice stays uniform
+                        // over every peer known and late joiners get downloaders too.
+                        let moved = grown && self.rng.random_range(0..known) >= seen;
+                        (idle || moved).then_some(Close::Rotate)
+                    }
+                }
+            };
+            let Some(close) = closing else { continue };
+            if close == Close::Rotate {
+                let Some(peer) = self.peer_of(link) else { continue };
+                if !self.could_move(link, peer, now) {
+                    if let Some(s) = self.session(link) {
+                        s.last_useful = now;
+                        s.useless_since = s.useless_since.map(|_| now);
+                    }
+                    continue;
+                }
+            }
+            if let Some(s) = self.session(link) {
+                s.closing = Some(close);
+            }
+            self.woken[link] = true;
+        }
+    }
+
+    /// When [`Scheduler::handle_timeout`] should run next.
+    pub(crate) fn next_timeout(&self, now: Time) -> Option<Time> {
+        (!self.held.is_complete()).then_some(now + TICK)
+    }
+
+    /// What the download is waiting for, for the `waiting` log line.
+    pub(crate) fn waiting(&self) -> String {
+        let mut up = 0;
+        let mut requested = 0;
+        let mut owner = "no owner link";
+        for l in &self.links {
+            match (&l.state, l.role) {
+                (State::Up(s), Role::Owner) => {
+                    owner = "the owner is connected";
+                    requested += s.requests.len();
+                }
+                (State::Up(s), _) => {
+                    up += 1;
+                    requested += s.requests.len();
+                }
+                (_, Role::Owner) => owner = "the owner is not reachable",
+                _ => {}
+            }
+        }
+        format!("{up} neighbor(s) connected, {owner}, {requested} request(s) outstanding")
+    }
+}
+
+/// Whether a session missed an answer: a list request past its limit, or (with
+/// `judge_stall`) a head request silent for [`STALL_FACTOR`] times the link's pace (at
+/// least [`STALL_MIN`]).
+fn late_or_stalled(s: &Session, now: Time, typical: Duration, judge_stall: bool) -> Option<Close> {
+    if let Some((at, wait)) = s.list_asked {
+        let limit = wait
+            + if s.list.is_none() {
+                FIRST_LIST_LATE
+            } else {
+                LIST_LATE
+            };
+        if now.saturating_sub(at) > limit {
+            return Some(Close::Idle);
+        }
+    }
+    // The seed's neighbor and the owner are kept however slow (the connection's own limits
+    // end a dead one); the others must keep pace or give their slot to someone else.
+    let stall = STALL_MIN.max(s.per_chunk(typical) * STALL_FACTOR);
+    (judge_stall && s.silence(now) > stall).then_some(Close::Stalled)
+}

@@ -1,0 +1,256 @@
+//! One link of the download side as the scheduler sees it: an explicit state
+//! (`Vacant → Dialing → Up → Vacant`), and for an `Up` link its session: the server's last
+//! list, the requests outstanding in the order the server answers them, and the link's
+//! measured pace, from which its window and the expected arrival of each request follow.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::{Time, DEFAULT_PACE, IN_FLIGHT_TIME, PIPELINE, PIPELINE_START};
+use crate::chunk_set::ChunkSet;
+use crate::identity::PeerId;
+use crate::manifest::ChunkId;
+
+/// What a link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A neighbor slot the scheduler fills from the address book.
+    Neighbor,
+    /// The neighbor named on the command line (the seed's ring): always this endpoint.
+    Pinned,
+    /// The owner: a holder of every chunk, asked only when the neighbors would be slower.
+    Owner,
+}
+
+/// Whom a dial is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The endpoint the link was configured with (the owner, the pinned neighbor).
+    Configured,
+    /// A peer from the address book, at the address it had there.
+    Peer {
+        /// The peer that should answer.
+        id: PeerId,
+        /// Where to dial.
+        addr: std::net::SocketAddr,
+    },
+}
+
+/// A link's state.
+#[derive(Debug)]
+pub(crate) enum State {
+    /// No connection; the next dial may start at `retry_at`.
+    Vacant { retry_at: Time },
+    /// A dial (connect and hello) is under way.
+    Dialing { target: Target, since: Time },
+    /// Connected, hellos exchanged.
+    Up(Box<Session>),
+}
+
+/// One outstanding chunk request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request {
+    pub(crate) chunk: ChunkId,
+    pub(crate) sent: Time,
+}
+
+/// How fast a link delivers: an average of the time each chunk spent at the head of the
+/// link's queue, so a link kept busy measures its throughput.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    per_chunk: Option<Duration>,
+    /// The last delivery, or when the link was last idle: the head request's clock starts
+    /// at the later of this and its own sending.
+    last_progress: Time,
+}
+
+impl Pace {
+    fn new(now: Time) -> Pace {
+        Pace {
+            per_chunk: None,
+            last_progress: now,
+        }
+    }
+
+    /// The measured time per chunk, if any chunk has arrived.
+    pub(crate) fn measured(&self) -> Option<Duration> {
+        self.per_chunk
+    }
+
+    fn delivered(&mut self, now: Time, sent: Time) {
+        let sample = now.saturating_sub(self.last_progress.max(sent));
+        self.per_chunk = Some(match self.per_chunk {
+            None => sample,
+            // A short memory: a link that slows down is noticed within a few chunks.
+            Some(old) => old.mul_f64(0.7) + sample.mul_f64(0.3),
+        });
+        self.last_progress = now;
+    }
+}
+
+/// A connected link's session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) peer: PeerId,
+    pub(crate) ip: IpAddr,
+    /// The server is the owner: it holds everything and is not asked for lists.
+    pub(crate) owner: bool,
+    pub(crate) since: Time,
+    /// The server's last list (the owner's is full).
+    pub(crate) list: Option<ChunkSet>,
+    /// A list request outstanding: when it was sent and how long the server may hold it.
+    pub(crate) list_asked: Option<(Time, Duration)>,
+    /// A peer-list request is outstanding.
+    pub(crate) peers_asked: bool,
+    pub(crate) next_pex: Time,
+    pub(crate) requests: VecDeque<Request>,
+    pub(crate) pace: Pace,
+    /// The last chunk from it that was new to us (or when the session began).
+    pub(crate) last_useful: Time,
+    /// Since when its list has offered nothing we lack, if it does not now.
+    pub(crate) useless_since: Option<Time>,
+    /// Chunks from it that were new to us, this session.
+    pub(crate) delivered: u32,
+    /// A close the scheduler decided, handed to the driver at its next poll.
+    pub(crate) closing: Option<Close>,
+    /// How many candidates the book held when this neighbor was chosen.
+    pub(crate) book_seen: usize,
+}
+
+/// Why the scheduler closes a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// It did not answer a request in time: it holds a slot without delivering.
+    Idle,
+    /// Its head request went unanswered far past the link's pace.
+    Stalled,
+    /// Another known peer may serve better (nothing new from this one for a while, or the
+    /// book has grown).
+    Rotate,
+    /// It broke the protocol or sent bad chunks too often.
+    Banned,
+    /// It is the owner (a neighbor slot is not for the owner).
+    IsOwner,
+    /// Another slot is already connected to it.
+    Duplicate,
+}
+
+impl Close {
+    /// A short name for logs.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Close::Idle => "it did not answer in time",
+            Close::Stalled => "its requests stalled",
+            Close::Rotate => "rotating to another neighbor",
+            Close::Banned => "banned: too many bad chunks or violations",
+            Close::IsOwner => "it is the owner",
+            Close::Duplicate => "another slot already has it",
+        }
+    }
+}
+
+impl Session {
+    pub(crate) fn new(peer: PeerId, ip: IpAddr, owner: bool, chunks: u32, now: Time) -> Session {
+        Session {
+            peer,
+            ip,
+            owner,
+            since: now,
+            list: owner.then(|| ChunkSet::full(chunks)),
+            list_asked: None,
+            peers_asked: false,
+            next_pex: now,
+            requests: VecDeque::new(),
+            pace: Pace::new(now),
+            last_useful: now,
+            useless_since: None,
+            delivered: 0,
+            closing: None,
+            book_seen: 0,
+        }
+    }
+
+    /// The time per chunk to plan with: measured, or `typical` (what the other links
+    /// deliver) before anything has arrived.
+    pub(crate) fn per_chunk(&self, typical: Duration) -> Duration {
+        self.pace.per_chunk.unwrap_or(typical)
+    }
+
+    /// How long the head request has waited (zero when nothing is outstanding).
+    pub(crate) fn silence(&self, now: Time) -> Duration {
+        match self.requests.front() {
+            Some(head) => now.saturating_sub(self.pace.last_progress.max(head.sent)),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The pace the link shows now: its measured pace, or slower if the head request has
+    /// already waited longer than that.
+    pub(crate) fn effective(&self, now: Time, typical: Duration) -> Duration {
+        self.per_chunk(typical).max(self.silence(now))
+    }
+
+    /// When the `i`-th outstanding request (0 = head) is expected to arrive. A head request
+    /// within its expected time is expected at the rest of it; one already past its time
+    /// is expected to take as long again as it has waited.
+    pub(crate) fn expected(&self, i: usize, now: Time, typical: Duration) -> Time {
+        let p = self.per_chunk(typical);
+        let s = self.silence(now);
+        let head = if s < p { p - s } else { s };
+        now + head + self.effective(now, typical) * i as u32
+    }
+
+    /// When a request made now would arrive.
+    pub(crate) fn expected_new(&self, now: Time, typical: Duration) -> Time {
+        if self.requests.is_empty() {
+            return now + self.per_chunk(typical);
+        }
+        self.expected(self.requests.len(), now, typical)
+    }
+
+    /// How many requests to keep in flight: a few at first, then 2 plus what the link
+    /// delivers in [`IN_FLIGHT_TIME`]; one on a link slower than a chunk a second.
+    pub(crate) fn window(&self) -> usize {
+        match self.pace.per_chunk {
+            None => PIPELINE_START,
+            Some(p) if p >= Duration::from_secs(1) => 1,
+            Some(p) => {
+                let per_window = IN_FLIGHT_TIME.as_secs_f64() / p.as_secs_f64().max(1e-6);
+                (2 + per_window as usize).clamp(2, PIPELINE)
+            }
+        }
+    }
+
+    /// Whether `chunk` is requested on this link.
+    pub(crate) fn has_request(&self, chunk: ChunkId) -> bool {
+        self.requests.iter().any(|r| r.chunk == chunk)
+    }
+
+    /// Removes the request for `chunk` (an answer arrived); records the pace if it was a
+    /// chunk. Returns whether it was outstanding.
+    pub(crate) fn answered(&mut self, chunk: ChunkId, now: Time, delivered: bool) -> bool {
+        let Some(i) = self.requests.iter().position(|r| r.chunk == chunk) else {
+            return false;
+        };
+        let Some(req) = self.requests.remove(i) else {
+            return false;
+        };
+        if delivered {
+            self.pace.delivered(now, req.sent);
+        } else {
+            self.pace.last_progress = now;
+        }
+        true
+    }
+
+    /// Whether the server offers `chunk` (the owner offers everything).
+    pub(crate) fn offers(&self, chunk: ChunkId) -> bool {
+        self.list.as_ref().is_some_and(|l| l.contains(chunk))
+    }
+}
+
+/// Default pace before any link has delivered anything.
+pub(crate) fn default_pace() -> Duration {
+    DEFAULT_PACE
+}
