@@ -46,7 +46,7 @@ struct Args {
     #[arg(long, default_value_t = 1.0)]
     join_window: f64,
     /// Neighbor slots per peer.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = swarmshare::config::DEFAULT_NEIGHBORS)]
     neighbors: usize,
     /// The owner's --peers (batch size); default: the number of peers.
     #[arg(long)]
@@ -57,6 +57,9 @@ struct Args {
     /// One JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Print the swarm's progress every simulated second on stderr.
+    #[arg(long)]
+    trace: bool,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         neighbors: a.neighbors.max(1),
         owner_peers: a.owner_peers,
         seed: a.seed,
+        trace: a.trace,
         ..SimConfig::default()
     };
     let r = sim::run(&config);

@@ -311,8 +311,28 @@ impl AddressBook {
             .collect()
     }
 
-    /// Up to `n` first-hand peers other than `except`, most recently seen first: what a
-    /// `PEERS` answer, the census and presence use. Gossip is never passed on.
+    /// Up to `n` first-hand peers other than `except`, chosen at random: a `PEERS`
+    /// answer. Random, so that over a few answers every peer is heard of, not only the
+    /// latest to arrive; gossip is never passed on.
+    pub(crate) fn gossip(&self, n: usize, except: PeerId, rng: &mut impl rand::Rng) -> Vec<PeerAddr> {
+        let inner = self.lock();
+        let all: Vec<PeerAddr> = inner
+            .entries
+            .iter()
+            .filter(|(id, e)| **id != except && e.known.first_hand())
+            .map(|(id, e)| PeerAddr {
+                id: *id,
+                addr: e.addr,
+            })
+            .collect();
+        drop(inner);
+        rand::seq::IndexedRandom::choose_multiple(all.as_slice(), rng, n)
+            .copied()
+            .collect()
+    }
+
+    /// Up to `n` first-hand peers other than `except`, most recently seen first: whom the
+    /// owner's census counts.
     pub(crate) fn sample(&self, n: usize, except: PeerId) -> Vec<PeerAddr> {
         let inner = self.lock();
         let mut all: Vec<(&PeerId, &Entry)> = inner

@@ -285,6 +285,10 @@ pub struct PeerConfig {
     pub http: Option<SocketAddr>,
 }
 
+/// How many neighbors a peer downloads from at once unless told otherwise (and how many
+/// downloaders it serves: see `admission`).
+pub const DEFAULT_NEIGHBORS: usize = 8;
+
 /// The most download neighbors a peer may use at once.
 pub const MAX_NEIGHBORS: usize = 32;
 

@@ -130,6 +130,38 @@ impl Connection {
         self.max_frame = max;
     }
 
+    /// Reads the client's hello, then sends the one `answer` makes of it, within
+    /// [`HANDSHAKE_TIMEOUT`] (a server: its hello may depend on what the client wants).
+    pub async fn answer_handshake(
+        &mut self,
+        answer: impl FnOnce(&Hello) -> Hello,
+    ) -> Result<Hello, PeerError> {
+        with_timeout("in the handshake", HANDSHAKE_TIMEOUT, async {
+            let theirs = self.read_hello().await?;
+            self.stream
+                .write_all(&answer(&theirs).encode())
+                .await
+                .map_err(PeerError::io("sending hello"))?;
+            Ok(theirs)
+        })
+        .await
+    }
+
+    async fn read_hello(&mut self) -> Result<Hello, PeerError> {
+        let mut theirs = [0u8; HELLO_LEN];
+        self.stream
+            .read_exact(&mut theirs)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => PeerError::Closed("during the handshake"),
+                _ => PeerError::Io {
+                    what: "reading hello",
+                    source: e,
+                },
+            })?;
+        Ok(Hello::decode(&theirs)?)
+    }
+
     /// Sends our hello and reads theirs, within [`HANDSHAKE_TIMEOUT`].
     pub async fn handshake(&mut self, mine: &Hello) -> Result<Hello, PeerError> {
         with_timeout("in the handshake", HANDSHAKE_TIMEOUT, async {
@@ -137,18 +169,7 @@ impl Connection {
                 .write_all(&mine.encode())
                 .await
                 .map_err(PeerError::io("sending hello"))?;
-            let mut theirs = [0u8; HELLO_LEN];
-            self.stream
-                .read_exact(&mut theirs)
-                .await
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::UnexpectedEof => PeerError::Closed("during the handshake"),
-                    _ => PeerError::Io {
-                        what: "reading hello",
-                        source: e,
-                    },
-                })?;
-            Ok(Hello::decode(&theirs)?)
+            self.read_hello().await
         })
         .await
     }

@@ -191,6 +191,9 @@ pub enum PeerError {
         /// What came.
         got: ChunkId,
     },
+    /// The server serves as many downloaders as it takes; try another.
+    #[error("the peer is busy: it serves as many downloaders as it takes")]
+    Busy,
     /// The server listed a chunk, then answered NOT_HAVE for it.
     #[error("chunk {0} was listed, then refused with NOT_HAVE")]
     ListedNotHeld(ChunkId),
@@ -204,6 +207,7 @@ impl From<HelloRefused> for PeerError {
         match e {
             HelloRefused::Role { expected, got } => PeerError::UnexpectedRole { expected, got },
             HelloRefused::Swarm { ours, theirs } => PeerError::SwarmMismatch { ours, theirs },
+            HelloRefused::Busy => PeerError::Busy,
         }
     }
 }

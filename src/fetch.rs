@@ -70,18 +70,20 @@ pub(crate) struct FetchLink {
 
 impl FetchLink {
     /// Dials `endpoint` and opens a fetch session for `manifest`'s swarm, announcing
-    /// `listen_port` (0: not a peer to download from) and `me`.
+    /// `listen_port` (0: not a peer to download from) and `me`; `neighbor` if the server is
+    /// our configured download neighbor.
     pub(crate) async fn open(
         endpoint: &Endpoint,
         manifest: &Manifest,
         listen_port: u16,
         me: PeerId,
+        neighbor: bool,
     ) -> Result<FetchLink, PeerError> {
         let addr = endpoint.resolve().await?;
         let mut conn = Connection::connect(addr).await?;
         let swarm = manifest.swarm_id();
         let theirs = conn
-            .handshake(&handshake::fetch_hello(listen_port, swarm, me))
+            .handshake(&handshake::fetch_hello(listen_port, swarm, me, neighbor))
             .await?;
         handshake::check_server(&theirs, swarm)?;
         let mut link = FetchLink::from_connection(conn, manifest, theirs.peer);

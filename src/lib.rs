@@ -21,6 +21,7 @@
 #![warn(unreachable_pub)]
 
 pub mod activity;
+mod admission;
 pub mod book;
 pub mod chunk_set;
 pub mod chunk_store;

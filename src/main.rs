@@ -143,7 +143,7 @@ struct PeerArgs {
     #[arg(long, value_name = "HOST:PORT")]
     join: Option<Endpoint>,
     /// How many neighbors to download from at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = swarmshare::config::DEFAULT_NEIGHBORS)]
     neighbors: usize,
     /// Cap on upload, bytes per second across all connections (10MB, 500KiB, 1000000).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]

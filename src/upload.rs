@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn};
 
 use crate::activity;
+use crate::admission::Ticket;
 use crate::book::AddressBook;
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
@@ -168,30 +169,60 @@ pub async fn accept_loop<F, Fut>(
     }
 }
 
-/// Answers `LIST_REQUEST` and `REQUEST` messages on `conn` until the client closes.
-/// `peer` names the client in the activity log.
-pub async fn serve_requests(
-    conn: &mut Connection,
-    holdings: &Arc<Holdings>,
-    book: &AddressBook,
-    client: (PeerId, SocketAddr),
-    limits: &Limits,
-    served: Option<&Served>,
-) -> Result<(), PeerError> {
-    let (client_id, peer) = client;
+/// What a served fetch session needs.
+pub(crate) struct Serving<'a> {
+    /// What this node holds.
+    pub(crate) holdings: &'a Arc<Holdings>,
+    /// Whom it knows (for `PEERS`).
+    pub(crate) book: &'a AddressBook,
+    /// The client's ID and the address that names it in the activity log.
+    pub(crate) client: (PeerId, SocketAddr),
+    /// The node's rate limits.
+    pub(crate) limits: &'a Limits,
+    /// Where a peer records that it was asked for something.
+    pub(crate) served: Option<&'a Served>,
+    /// The client's downloader seat, if it holds one (the session ends if it is taken).
+    pub(crate) seat: Option<&'a Ticket>,
+}
+
+/// Answers requests on `conn` until the client closes, goes idle or loses its seat.
+pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Result<(), PeerError> {
+    let Serving {
+        holdings,
+        book,
+        client: (client_id, peer),
+        limits,
+        served,
+        seat,
+    } = s;
     let count = holdings.manifest().layout().chunk_count();
     // How many chunks the last list sent on this connection named (sets only grow).
     let mut listed = 0;
+    let never = CancellationToken::new();
+    let evicted = seat.map_or(&never, |t| &t.evicted);
     loop {
-        let Some(msg) = conn.read_message(IDLE_TIMEOUT, "waiting for a request").await? else {
+        let read = tokio::select! {
+            () = evicted.cancelled() => {
+                debug!(%peer, "seat given to another downloader");
+                return Ok(());
+            }
+            read = conn.read_message(IDLE_TIMEOUT, "waiting for a request") => read,
+        };
+        let Some(msg) = read? else {
             debug!(%peer, "client closed the connection");
             return Ok(());
         };
         // Lists and chunks show a need; peer lists (presence announcements) do not.
-        if let (Some(served), Message::ListRequest | Message::ListWait(_) | Message::Request(_)) =
-            (served, &msg)
-        {
-            served.touch();
+        if matches!(
+            msg,
+            Message::ListRequest | Message::ListWait(_) | Message::Request(_)
+        ) {
+            if let Some(served) = served {
+                served.touch();
+            }
+            if let Some(seat) = seat {
+                seat.touch();
+            }
         }
         match msg {
             Message::ListRequest | Message::ListWait(_) => {
@@ -220,7 +251,7 @@ pub async fn serve_requests(
                 }
             }
             Message::PeersRequest => {
-                let peers = book.sample(MAX_PEERS, client_id);
+                let peers = book.gossip(MAX_PEERS, client_id, &mut rand::rng());
                 debug!(%peer, peers = peers.len(), "peer list sent");
                 conn.write_message(&Message::Peers(peers)).await?;
             }

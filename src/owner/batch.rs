@@ -1,7 +1,9 @@
 //! The owner's hand-out policy: which chunks each arriving peer gets first.
 //!
-//! Least-handed-out first (ties to the lowest ID), so the first `N` peers together receive
-//! every chunk exactly once before any chunk is handed out twice. Pure and deterministic.
+//! The first `N` peers (the owner's `--peers`) get near-equal shares of the file
+//! (`floor` or `ceil` of `chunks / N`, at least one chunk), which together hand out every
+//! chunk exactly once; later peers get `ceil(chunks / N)` chunks, least-handed-out first
+//! (ties to the lowest ID). Pure and deterministic.
 
 use crate::manifest::ChunkId;
 
@@ -10,6 +12,8 @@ use crate::manifest::ChunkId;
 pub struct BatchPlanner {
     handed_out: Vec<u32>,
     batch_size: u32,
+    peers: u32,
+    batches: u32,
 }
 
 impl BatchPlanner {
@@ -19,10 +23,12 @@ impl BatchPlanner {
         BatchPlanner {
             handed_out: vec![0; chunk_count as usize],
             batch_size: chunk_count.div_ceil(peers.max(1)),
+            peers: peers.max(1),
+            batches: 0,
         }
     }
 
-    /// Chunks per batch.
+    /// Chunks per batch once the first round is handed out (and at most in it).
     pub fn batch_size(&self) -> u32 {
         self.batch_size
     }
@@ -32,7 +38,19 @@ impl BatchPlanner {
         let mut ids: Vec<ChunkId> = (0..self.handed_out.len() as u32).collect();
         // Stable sort: among equals, the lower ID first.
         ids.sort_by_key(|&id| self.handed_out[id as usize]);
-        ids.truncate(self.batch_size as usize);
+        let size = if self.batches < self.peers {
+            // Share k of `peers` near-equal shares: the round adds up to the whole file.
+            let (k, p, n) = (
+                u64::from(self.batches),
+                u64::from(self.peers),
+                self.handed_out.len() as u64,
+            );
+            (((k + 1) * n / p - k * n / p) as usize).max(1)
+        } else {
+            self.batch_size as usize
+        };
+        self.batches = self.batches.saturating_add(1);
+        ids.truncate(size);
         ids.sort_unstable();
         for &id in &ids {
             self.handed_out[id as usize] += 1;

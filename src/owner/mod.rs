@@ -136,7 +136,7 @@ impl Owner {
     async fn serve(&self, mut conn: Connection, port: u16) -> Result<(), PeerError> {
         let swarm = self.manifest().swarm_id();
         let mine = handshake::server_hello(Role::Owner, port, swarm, self.book.me());
-        let hello = conn.handshake(&mine).await?;
+        let hello = conn.answer_handshake(|_| mine).await?;
         let peer = node_addr(conn.remote(), &hello);
         conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
         let joining = handshake::check_client(&hello, swarm)? == Purpose::Join;
@@ -148,15 +148,15 @@ impl Owner {
         if joining {
             self.send_batch(&mut conn, peer).await?;
         }
-        upload::serve_requests(
-            &mut conn,
-            &self.holdings,
-            &self.book,
-            (hello.peer, peer),
-            &self.limits,
-            None,
-        )
-        .await
+        let serving = upload::Serving {
+            holdings: &self.holdings,
+            book: &self.book,
+            client: (hello.peer, peer),
+            limits: &self.limits,
+            served: None,
+            seat: None,
+        };
+        upload::serve_requests(&mut conn, serving).await
     }
 
     async fn send_batch(&self, conn: &mut Connection, peer: std::net::SocketAddr) -> Result<(), PeerError> {

@@ -254,6 +254,7 @@ async fn status(ctx: Arc<Ctx>, stats: Arc<Mutex<Stats>>) -> Result<(), Error> {
 async fn receive_batch(ctx: Arc<Ctx>, mut batch: FetchLink) -> Result<(), Error> {
     let mut storing = Storing::default();
     let (owner, addr) = (batch.peer_id(), batch.addr());
+    ctx.with(None, |s, now| s.batch_streaming(true, now));
     loop {
         let next = tokio::select! {
             _ = ctx.token.cancelled() => break,
@@ -261,7 +262,7 @@ async fn receive_batch(ctx: Arc<Ctx>, mut batch: FetchLink) -> Result<(), Error>
         };
         match next {
             Ok(Some((id, data))) => {
-                ctx.with(None, |s, _| s.pushed(id));
+                ctx.with(None, |s, now| s.pushed(id, now));
                 let received = Received::new(id, data.len(), addr, owner, Source::Owner);
                 storing.push(&ctx.holdings, received, data);
                 while storing.full() {
@@ -276,6 +277,7 @@ async fn receive_batch(ctx: Arc<Ctx>, mut batch: FetchLink) -> Result<(), Error>
         }
     }
     debug!("owner batch done");
+    ctx.with(None, |s, now| s.batch_streaming(false, now));
     while !storing.is_empty() {
         storing.finish_oldest(&ctx, None).await?;
     }

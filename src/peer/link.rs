@@ -17,6 +17,9 @@ use crate::error::{Error, PeerError};
 use crate::fetch::{Answer, Ask, FetchLink};
 use crate::scheduler::{Action, Close, DialFailure, Event, LinkId, Role, Target};
 
+/// How a pinned link is named in logs.
+const PINNED: &str = "download neighbor";
+
 /// Runs `link` (with `role`; `endpoint` for a pinned or owner link) until cancelled.
 pub(super) async fn run(
     ctx: Arc<Ctx>,
@@ -29,7 +32,7 @@ pub(super) async fn run(
     let mut failures = 0u32;
     let what = match role {
         Role::Owner => "owner",
-        Role::Pinned => "download neighbor",
+        Role::Pinned => PINNED,
         Role::Neighbor => "neighbor",
     };
     while ctx.running() {
@@ -129,7 +132,8 @@ async fn dial(
         (Target::Configured, None) => return (Event::DialFailed(DialFailure::Refused), None),
     };
     let me = &ctx.me;
-    let open = FetchLink::open(&endpoint, ctx.holdings.manifest(), me.port, me.id);
+    let neighbor = what == PINNED;
+    let open = FetchLink::open(&endpoint, ctx.holdings.manifest(), me.port, me.id, neighbor);
     let result = tokio::time::timeout(timeout, open)
         .await
         .unwrap_or(Err(PeerError::Timeout("connecting")));

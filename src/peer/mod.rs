@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, info_span, Instrument};
+use tracing::{debug, info, info_span, Instrument};
 
 use crate::activity;
 use crate::book::AddressBook;
@@ -95,6 +95,8 @@ pub struct Me {
     pub limits: Limits,
     /// When its upload side last answered a request.
     pub served: Arc<Served>,
+    /// The downloaders its upload side serves.
+    pub(crate) downloaders: Arc<crate::admission::Downloaders>,
     /// The web view it feeds, if `--http` was given (set once the store is open).
     pub view: Option<Arc<SwarmView>>,
 }
@@ -125,6 +127,7 @@ impl Peer {
             book: Arc::new(AddressBook::new(id)),
             limits: Limits::new(config.upload_limit, config.download_limit),
             served: Arc::new(Served::default()),
+            downloaders: Arc::default(),
             view: None,
         };
         Ok(Peer {
@@ -322,11 +325,32 @@ async fn report_progress(
 /// through this one (it gets the manifest and an empty batch, then fetches like anyone).
 async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -> Result<(), PeerError> {
     let swarm = holdings.manifest().swarm_id();
+    // A peer's fetch session takes a downloader seat; without one it is told we are busy.
+    let ip = conn.remote().ip();
+    let mut seat = None;
     let hello = conn
-        .handshake(&handshake::server_hello(Role::Peer, me.port, swarm, me.id))
+        .answer_handshake(|theirs| {
+            let role = match handshake::check_client(theirs, swarm) {
+                Ok(Purpose::Fetch { neighbor }) if theirs.listen_port != 0 => {
+                    seat = me.downloaders.admit(ip, neighbor);
+                    if seat.is_some() {
+                        Role::Peer
+                    } else {
+                        Role::Busy
+                    }
+                }
+                _ => Role::Peer,
+            };
+            handshake::server_hello(role, me.port, swarm, me.id)
+        })
         .await?;
     let peer = node_addr(conn.remote(), &hello);
-    if handshake::check_client(&hello, swarm)? == Purpose::Join {
+    let purpose = handshake::check_client(&hello, swarm)?;
+    if matches!(purpose, Purpose::Fetch { .. }) && hello.listen_port != 0 && seat.is_none() {
+        debug!(%peer, "busy: every downloader seat is taken");
+        return Ok(());
+    }
+    if purpose == Purpose::Join {
         conn.write_message(&Message::Manifest(Bytes::copy_from_slice(
             holdings.manifest().encoded(),
         )))
@@ -341,13 +365,13 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
         me.book.learn(hello.peer, peer);
     }
     let served = is_peer.then_some(&*me.served);
-    upload::serve_requests(
-        &mut conn,
-        &holdings,
-        &me.book,
-        (hello.peer, peer),
-        &me.limits,
+    let serving = upload::Serving {
+        holdings: &holdings,
+        book: &me.book,
+        client: (hello.peer, peer),
+        limits: &me.limits,
         served,
-    )
-    .await
+        seat: seat.as_ref(),
+    };
+    upload::serve_requests(&mut conn, serving).await
 }

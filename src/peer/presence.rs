@@ -28,7 +28,7 @@ pub(crate) async fn announce(me: Me, holdings: Arc<Holdings>, token: Cancellatio
         for peer in me.book.sample_any(ANNOUNCE_TO, me.id) {
             let endpoint = Endpoint::from_addr(peer.addr);
             let swap = async {
-                let mut link = FetchLink::open(&endpoint, holdings.manifest(), me.port, me.id).await?;
+                let mut link = FetchLink::open(&endpoint, holdings.manifest(), me.port, me.id, false).await?;
                 Ok::<_, crate::error::PeerError>((link.peer_id(), link.peers_now().await?))
             };
             match tokio::time::timeout(Duration::from_secs(5), swap).await {
@@ -40,6 +40,8 @@ pub(crate) async fn announce(me: Me, holdings: Arc<Holdings>, token: Cancellatio
                         me.book.unreachable(peer.id, peer.addr);
                     }
                 }
+                // Busy is alive: it answered with its hello.
+                Ok(Err(crate::error::PeerError::Busy)) => me.book.proven(peer.id, peer.addr),
                 Ok(Err(e)) => {
                     me.book.unreachable(peer.id, peer.addr);
                     debug!(peer = %peer.addr, cause = %e, "announce: not reachable");

@@ -10,8 +10,8 @@ use super::link::{Request, Session, State};
 use super::pick::{self, Others};
 use super::{
     Action, Close, Known, LinkId, Role, Scheduler, Target, Time, DIAL, FIRST_LIST_LATE, LIST_LATE, LIST_WAIT,
-    MAX_COPIES, OWNER_PEX_EVERY, PEX_EVERY, ROTATE_AFTER, ROTATE_USELESS, STALL_FACTOR, STALL_MIN, TICK,
-    UNPROVEN_DIAL, VACANT_RETRY,
+    MAX_COPIES, OWNER_PEX_EVERY, PEX_EVERY, ROTATE_AFTER, ROTATE_USELESS, SLOW_EVERY, SLOW_RATIO,
+    STALL_FACTOR, STALL_MIN, TICK, UNPROVEN_DIAL, VACANT_RETRY,
 };
 use crate::identity::PeerId;
 use crate::manifest::ChunkId;
@@ -163,7 +163,7 @@ impl Scheduler {
                 )
             }
         };
-        self.links[link].state = State::Dialing { target, since: now };
+        self.links[link].state = State::Dialing { target };
         Some(Action::Dial { target, timeout })
     }
 
@@ -206,7 +206,10 @@ impl Scheduler {
     /// one the neighbors would be slow to bring.
     fn pick_fresh(&mut self, link: LinkId, now: Time) -> Option<ChunkId> {
         let mut rng = std::mem::replace(&mut self.rng, rand::SeedableRng::seed_from_u64(0));
-        let fallback = self.fallback.use_owner(now);
+        // While the owner's batch streams in, the owner is busy handing out the file: a
+        // chunk nobody offers yet is most likely on its way to someone in a batch, and
+        // asking for it again would only slow every batch down.
+        let fallback = !self.batch.streaming && self.fallback.use_owner(now);
         let picked = {
             let (others, me) = self.others(link, now);
             let me = me?;
@@ -304,11 +307,83 @@ impl Scheduler {
             }
             self.woken[link] = true;
         }
+        self.rotate_slowest(now);
+    }
+
+    /// Every [`SLOW_EVERY`], swaps the slowest unpinned neighbor for another peer if it is
+    /// [`SLOW_RATIO`] times slower than the median of the others.
+    fn rotate_slowest(&mut self, now: Time) {
+        if now.saturating_sub(self.last_slow_check) < SLOW_EVERY {
+            return;
+        }
+        self.last_slow_check = now;
+        let mut paces: Vec<(LinkId, Duration)> = Vec::new();
+        for (i, l) in self.links.iter().enumerate() {
+            if let (Role::Neighbor, State::Up(s)) = (l.role, &l.state) {
+                if let Some(p) = s.pace.measured() {
+                    if s.closing.is_none() && now.saturating_sub(s.since) >= SLOW_EVERY {
+                        paces.push((i, p));
+                    }
+                }
+            }
+        }
+        if paces.len() < 3 {
+            return;
+        }
+        paces.sort_by_key(|&(_, p)| p);
+        let median = paces[paces.len() / 2].1;
+        let Some(&(link, slowest)) = paces.last() else {
+            return;
+        };
+        if slowest.as_secs_f64() <= median.as_secs_f64() * SLOW_RATIO {
+            return;
+        }
+        let Some(peer) = self.peer_of(link) else { return };
+        if self.could_move(link, peer, now) {
+            if let Some(s) = self.session(link) {
+                s.closing = Some(Close::Rotate);
+            }
+            self.woken[link] = true;
+        }
     }
 
     /// When [`Scheduler::handle_timeout`] should run next.
     pub(crate) fn next_timeout(&self, now: Time) -> Option<Time> {
         (!self.held.is_complete()).then_some(now + TICK)
+    }
+
+    /// Each link's state in one line, for debugging and the simulator's trace.
+    pub(crate) fn describe(&self, now: Time) -> String {
+        let mut out = format!(
+            "held {} taken {} typical {:?}:",
+            self.held.count(),
+            self.taken.count(),
+            self.typical
+        );
+        for l in &self.links {
+            match &l.state {
+                State::Vacant { retry_at } => out += &format!(" [vacant {:?}]", retry_at.saturating_sub(now)),
+                State::Dialing { .. } => out += " [dialing]",
+                State::Up(s) => {
+                    let wanted = s
+                        .list
+                        .as_ref()
+                        .map_or(0, |list| self.taken.sample_wanted(Some(list), 0, 10_000).len());
+                    out += &format!(
+                        " [{} list {} new {} req {} win {} pace {:?} silence {:?}{}]",
+                        s.peer.short(),
+                        s.list.as_ref().map_or(0, |l| l.count()),
+                        wanted,
+                        s.requests.len(),
+                        s.window(),
+                        s.pace.measured(),
+                        s.silence(now),
+                        if s.list_asked.is_some() { " asking" } else { "" }
+                    )
+                }
+            }
+        }
+        out
     }
 
     /// What the download is waiting for, for the `waiting` log line.

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{Time, DEFAULT_PACE, IN_FLIGHT_TIME, PIPELINE, PIPELINE_START};
+use super::{Time, IN_FLIGHT_TIME, PIPELINE, PIPELINE_START};
 use crate::chunk_set::ChunkSet;
 use crate::identity::PeerId;
 use crate::manifest::ChunkId;
@@ -43,7 +43,7 @@ pub(crate) enum State {
     /// No connection; the next dial may start at `retry_at`.
     Vacant { retry_at: Time },
     /// A dial (connect and hello) is under way.
-    Dialing { target: Target, since: Time },
+    Dialing { target: Target },
     /// Connected, hellos exchanged.
     Up(Box<Session>),
 }
@@ -116,6 +116,8 @@ pub(crate) struct Session {
     pub(crate) closing: Option<Close>,
     /// How many candidates the book held when this neighbor was chosen.
     pub(crate) book_seen: usize,
+    /// The pace to assume before this link measured its own (the owner's, from its batch).
+    pub(crate) prior: Option<Duration>,
 }
 
 /// Why the scheduler closes a link.
@@ -168,13 +170,14 @@ impl Session {
             delivered: 0,
             closing: None,
             book_seen: 0,
+            prior: None,
         }
     }
 
     /// The time per chunk to plan with: measured, or `typical` (what the other links
     /// deliver) before anything has arrived.
     pub(crate) fn per_chunk(&self, typical: Duration) -> Duration {
-        self.pace.per_chunk.unwrap_or(typical)
+        self.pace.per_chunk.or(self.prior).unwrap_or(typical)
     }
 
     /// How long the head request has waited (zero when nothing is outstanding).
@@ -212,7 +215,7 @@ impl Session {
     /// How many requests to keep in flight: a few at first, then 2 plus what the link
     /// delivers in [`IN_FLIGHT_TIME`]; one on a link slower than a chunk a second.
     pub(crate) fn window(&self) -> usize {
-        match self.pace.per_chunk {
+        match self.pace.per_chunk.or(self.prior) {
             None => PIPELINE_START,
             Some(p) if p >= Duration::from_secs(1) => 1,
             Some(p) => {
@@ -248,9 +251,4 @@ impl Session {
     pub(crate) fn offers(&self, chunk: ChunkId) -> bool {
         self.list.as_ref().is_some_and(|l| l.contains(chunk))
     }
-}
-
-/// Default pace before any link has delivered anything.
-pub(crate) fn default_pace() -> Duration {
-    DEFAULT_PACE
 }

@@ -48,7 +48,6 @@ use crate::chunk_set::ChunkSet;
 use crate::identity::PeerId;
 use crate::manifest::ChunkId;
 use fallback::Fallback;
-pub(crate) use judge::MAX_STRIKES;
 use judge::{Judge, Struck};
 pub(crate) use link::{Close, Role, Target};
 use link::{Request, Session, State};
@@ -91,6 +90,11 @@ pub(crate) const PEX_EVERY: Duration = Duration::from_secs(5);
 pub(crate) const OWNER_PEX_FIRST: Duration = Duration::from_millis(100);
 /// ...up to this.
 pub(crate) const OWNER_PEX_EVERY: Duration = Duration::from_secs(2);
+/// How often a peer looks for its slowest neighbor...
+pub(crate) const SLOW_EVERY: Duration = Duration::from_secs(2);
+/// ...and swaps it for another when it is this many times slower than the median: a
+/// busy server's clients move away, an idle one's come, so load evens out.
+pub(crate) const SLOW_RATIO: f64 = 2.0;
 /// How often the scheduler wants [`Scheduler::handle_timeout`] while downloading.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
 /// How long a slot with no candidate waits before looking again (a new peer in the book
@@ -112,6 +116,8 @@ pub(crate) enum DialFailure {
     Myself,
     /// Another peer answered there.
     WrongPeer(PeerId),
+    /// The peer answered, but serves as many downloaders as it takes right now.
+    Busy,
 }
 
 /// What storing a received chunk came to.
@@ -210,6 +216,17 @@ pub(crate) struct Scheduler {
     woken: Vec<bool>,
     neighbor_slots: usize,
     stats: Stats,
+    batch: Batch,
+    last_slow_check: Time,
+}
+
+/// The owner's batch as this node receives it: whether it is still coming, and the pace
+/// of its chunks (what the owner gives each peer while it hands out the file).
+#[derive(Debug, Default)]
+struct Batch {
+    streaming: bool,
+    last: Option<Time>,
+    pace: Option<Duration>,
 }
 
 impl Scheduler {
@@ -249,6 +266,8 @@ impl Scheduler {
             woken: vec![true; roles.len()],
             neighbor_slots: roles.iter().filter(|r| **r != Role::Owner).count(),
             stats: Stats::default(),
+            batch: Batch::default(),
+            last_slow_check: now,
         }
     }
 
@@ -416,6 +435,9 @@ impl Scheduler {
         s.closing = closing;
         s.book_seen = self.book.len();
         s.next_pex = self.links[link].next_pex;
+        if is_owner {
+            s.prior = self.batch.pace;
+        }
         self.links[link].state = State::Up(Box::new(s));
     }
 
@@ -429,6 +451,13 @@ impl Scheduler {
                     DialFailure::Myself => self.book.myself(addr),
                     DialFailure::WrongPeer(actual) if Some(actual) != self.owner && actual != self.me => {
                         self.book.proven(actual, addr);
+                    }
+                    DialFailure::Busy => {
+                        // Alive and honest, only full: the book keeps it, others go first.
+                        self.book.proven(id, addr);
+                        self.judge.rested(id, now);
+                        self.links[link].state = State::Vacant { retry_at: now };
+                        return;
                     }
                     _ => {}
                 }
@@ -504,8 +533,28 @@ impl Scheduler {
         }
     }
 
-    /// The owner's batch brought `chunk` (not requested): it is being stored.
-    pub(crate) fn pushed(&mut self, chunk: ChunkId) {
+    /// The owner's batch is coming (from `now`), or has ended.
+    pub(crate) fn batch_streaming(&mut self, streaming: bool, now: Time) {
+        self.batch.streaming = streaming;
+        self.batch.last = Some(now);
+    }
+
+    /// The owner's batch brought `chunk` (not requested) at `now`: it is being stored.
+    pub(crate) fn pushed(&mut self, chunk: ChunkId, now: Time) {
+        if let Some(last) = self.batch.last {
+            let sample = now.saturating_sub(last);
+            let pace = self
+                .batch
+                .pace
+                .map_or(sample, |p| p.mul_f64(0.7) + sample.mul_f64(0.3));
+            self.batch.pace = Some(pace);
+            for l in &mut self.links {
+                if let (Role::Owner, State::Up(s)) = (l.role, &mut l.state) {
+                    s.prior = Some(pace);
+                }
+            }
+        }
+        self.batch.last = Some(now);
         if let Some(a) = self.arriving.get_mut(chunk as usize) {
             *a = a.saturating_add(1);
             self.refresh(chunk);
@@ -549,10 +598,18 @@ impl Scheduler {
                 }
             }
             Outcome::Duplicate => self.stats.duplicates += 1,
-            Outcome::Bad => self.strike(from),
+            // Bad bytes: the chunk is wanted again, from anyone.
+            Outcome::Bad => {
+                self.strike(from);
+                self.wake_all();
+            }
         }
+        let endgame = self.endgame();
         self.refresh(chunk);
-        self.wake_all();
+        if self.endgame() && !endgame {
+            // The last few chunks: every link may now help with what others are fetching.
+            self.wake_all();
+        }
     }
 }
 

@@ -55,21 +55,6 @@ pub(crate) struct Others<'a> {
 }
 
 impl Others<'_> {
-    /// When each chunk requested on another link is expected, the soonest copy counting.
-    fn in_flight(&self) -> Vec<(ChunkId, Time)> {
-        let mut out: Vec<(ChunkId, Time)> = Vec::new();
-        for s in &self.sessions {
-            for (i, r) in s.requests.iter().enumerate() {
-                let eta = s.expected(i, self.now, self.typical);
-                match out.iter_mut().find(|(c, _)| *c == r.chunk) {
-                    Some((_, t)) => *t = (*t).min(eta),
-                    None => out.push((r.chunk, eta)),
-                }
-            }
-        }
-        out
-    }
-
     /// The soonest a neighbor offering `chunk` would bring it if asked now.
     fn best_new(&self, chunk: ChunkId) -> Option<Time> {
         self.sessions
@@ -80,28 +65,42 @@ impl Others<'_> {
     }
 }
 
-/// A chunk in flight elsewhere that `link` (its session `me`) would bring sooner by at
+/// A chunk in flight elsewhere that this link (its session `me`) would bring sooner by at
 /// least `margin` (`None`: half its own expected time). `usable` says whether a chunk is
-/// still wanted and may take another copy.
+/// still wanted and may take another copy (so it has exactly one request out, whose
+/// expected arrival is the chunk's).
 pub(crate) fn late(
     me: &Session,
     others: &Others<'_>,
     margin: Option<Duration>,
     usable: impl Fn(ChunkId) -> bool,
 ) -> Option<ChunkId> {
-    let mine = me.expected_new(others.now, others.typical);
-    let need = margin.unwrap_or_else(|| (mine - others.now).max(STEAL_MARGIN * 2) / 2);
-    others
-        .in_flight()
-        .into_iter()
-        .filter(|&(c, _)| me.offers(c) && !me.has_request(c) && usable(c))
-        .filter_map(|(c, eta)| {
-            eta.checked_sub(mine)
-                .filter(|gain| *gain > need)
-                .map(|gain| (c, gain))
-        })
-        .max_by_key(|&(_, gain)| gain)
-        .map(|(c, _)| c)
+    let (now, typical) = (others.now, others.typical);
+    let mine = me.expected_new(now, typical);
+    let need = margin.unwrap_or_else(|| (mine - now).max(STEAL_MARGIN * 2) / 2);
+    let threshold = mine + need;
+    let mut best: Option<(ChunkId, Time)> = None;
+    for s in &others.sessions {
+        let n = s.requests.len();
+        // Expected arrivals grow along a queue: skip a session whose last is not late
+        // enough, and start at the first request that is.
+        if n == 0 || s.expected(n - 1, now, typical) <= threshold {
+            continue;
+        }
+        let first = (0..n)
+            .find(|&i| s.expected(i, now, typical) > threshold)
+            .unwrap_or(n);
+        for (i, r) in s.requests.iter().enumerate().skip(first) {
+            if !me.offers(r.chunk) || me.has_request(r.chunk) || !usable(r.chunk) {
+                continue;
+            }
+            let eta = s.expected(i, now, typical);
+            if best.is_none_or(|(_, t)| eta > t) {
+                best = Some((r.chunk, eta));
+            }
+        }
+    }
+    best.map(|(c, _)| c)
 }
 
 /// A chunk to ask the owner (its session `owner`) for that is not `taken`: one no
@@ -115,6 +114,14 @@ pub(crate) fn from_owner(
     rng: &mut impl Rng,
 ) -> Option<ChunkId> {
     let eta = owner.expected_new(others.now, others.typical);
+    // Only slow neighbors make offered chunks the owner's: none, and no fallback, no pick.
+    let slow_any = others
+        .sessions
+        .iter()
+        .any(|s| !s.owner && s.expected_new(others.now, others.typical).saturating_sub(eta) > OWNER_PATIENCE);
+    if !fallback && !slow_any {
+        return None;
+    }
     let sample = taken.sample_wanted(None, rng.random::<u32>() as usize, RARITY_SAMPLE);
     let mut unoffered = Vec::new();
     let mut slow = Vec::new();

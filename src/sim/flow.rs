@@ -1,138 +1,50 @@
-//! Fluid bandwidth: every node's upload cap is shared equally among the chunks it is
-//! sending at that moment, and its download cap among the chunks it is receiving; a
-//! transfer moves at the smaller of its two shares. When a node starts or ends a transfer,
-//! the shares of the others at that node change, and their finishing times are worked out
-//! again (an event already queued for the old time is recognised as stale by its version).
+//! Bandwidth as swarmshare spends it: a node's upload cap is a token bucket that lets one
+//! whole chunk through at a time (`--upload-limit` takes a chunk's worth of tokens before
+//! the chunk is written, and the chunk then goes at line rate), so a node's uploads are
+//! served one after another, in the order they were asked for, each taking
+//! `chunk / upload`. A download cap paces the same way on the receiving side: a chunk
+//! arrives no sooner than `chunk / download` after the one before it.
 
 use super::NodeId;
 use crate::scheduler::Time;
 
-/// A transfer's handle.
-pub(super) type FlowId = usize;
-
-#[derive(Debug)]
-struct Flow {
-    src: NodeId,
-    dst: NodeId,
-    remaining: f64,
-    rate: f64,
-    since: Time,
-    version: u64,
-}
-
-/// When a transfer will finish, for the event queue.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Due {
-    pub(super) flow: FlowId,
-    pub(super) version: u64,
-    pub(super) at: Time,
-}
-
-/// Every transfer under way.
+/// When each node's upload and download are next free.
 #[derive(Debug, Default)]
-pub(super) struct Flows {
-    flows: Vec<Option<Flow>>,
-    free: Vec<FlowId>,
-    up: Vec<Vec<FlowId>>,
-    down: Vec<Vec<FlowId>>,
+pub(super) struct Links {
     up_cap: Vec<f64>,
     down_cap: Vec<f64>,
+    up_free: Vec<Time>,
+    down_free: Vec<Time>,
 }
 
-impl Flows {
+fn secs(bytes: f64, rate: f64) -> Time {
+    if rate.is_infinite() || bytes <= 0.0 {
+        Time::ZERO
+    } else {
+        Time::from_secs_f64((bytes / rate).min(1e9))
+    }
+}
+
+impl Links {
     /// A node with these caps in bytes per second (`f64::INFINITY`: none).
     pub(super) fn add_node(&mut self, up: f64, down: f64) {
-        self.up.push(Vec::new());
-        self.down.push(Vec::new());
         self.up_cap.push(up);
         self.down_cap.push(down);
+        self.up_free.push(Time::ZERO);
+        self.down_free.push(Time::ZERO);
     }
 
-    /// Whether `flow` is current at `version`.
-    pub(super) fn is_current(&self, flow: FlowId, version: u64) -> bool {
-        matches!(self.flows.get(flow), Some(Some(f)) if f.version == version)
-    }
-
-    /// Starts moving `bytes` from `src` to `dst`; returns the finishing times that changed.
-    pub(super) fn start(
-        &mut self,
-        now: Time,
-        src: NodeId,
-        dst: NodeId,
-        bytes: f64,
-        due: &mut Vec<Due>,
-    ) -> FlowId {
-        let flow = Flow {
-            src,
-            dst,
-            remaining: bytes,
-            rate: 0.0,
-            since: now,
-            version: 0,
-        };
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.flows[id] = Some(flow);
-                id
-            }
-            None => {
-                self.flows.push(Some(flow));
-                self.flows.len() - 1
-            }
-        };
-        self.up[src].push(id);
-        self.down[dst].push(id);
-        self.rerate(now, src, dst, due);
-        id
-    }
-
-    /// Ends `flow` (finished or cancelled); returns the finishing times that changed.
-    pub(super) fn end(&mut self, now: Time, flow: FlowId, due: &mut Vec<Due>) {
-        let Some(Some(f)) = self.flows.get_mut(flow).map(Option::take) else {
-            return;
-        };
-        self.free.push(flow);
-        self.up[f.src].retain(|&x| x != flow);
-        self.down[f.dst].retain(|&x| x != flow);
-        self.rerate(now, f.src, f.dst, due);
-    }
-
-    fn rerate(&mut self, now: Time, src: NodeId, dst: NodeId, due: &mut Vec<Due>) {
-        let mut touched: Vec<FlowId> = self.up[src].clone();
-        for &f in &self.down[dst] {
-            if !touched.contains(&f) {
-                touched.push(f);
-            }
+    /// Sends `bytes` from `src` to `dst`, asked for at `now`: when the last byte leaves.
+    pub(super) fn send(&mut self, now: Time, src: NodeId, dst: NodeId, bytes: f64) -> Time {
+        let start = now.max(self.up_free[src]);
+        let sent = start + secs(bytes, self.up_cap[src]);
+        self.up_free[src] = sent;
+        if self.down_cap[dst].is_infinite() {
+            return sent;
         }
-        for id in touched {
-            let Some(Some(f)) = self.flows.get(id) else {
-                continue;
-            };
-            let share = |cap: f64, n: usize| cap / n.max(1) as f64;
-            let rate = share(self.up_cap[f.src], self.up[f.src].len())
-                .min(share(self.down_cap[f.dst], self.down[f.dst].len()));
-            let Some(Some(f)) = self.flows.get_mut(id) else {
-                continue;
-            };
-            let elapsed = now.saturating_sub(f.since).as_secs_f64();
-            if f.rate.is_finite() {
-                f.remaining = (f.remaining - f.rate * elapsed).max(0.0);
-            } else {
-                f.remaining = 0.0;
-            }
-            f.rate = rate;
-            f.since = now;
-            f.version += 1;
-            let secs = if rate.is_infinite() || f.remaining <= 0.0 {
-                0.0
-            } else {
-                f.remaining / rate
-            };
-            due.push(Due {
-                flow: id,
-                version: f.version,
-                at: now + Time::from_secs_f64(secs.min(1e9)),
-            });
-        }
+        // Requests are paced in the order they are made, as `--download-limit` does.
+        let received = sent.max(self.down_free[dst] + secs(bytes, self.down_cap[dst]));
+        self.down_free[dst] = received;
+        received
     }
 }

@@ -55,6 +55,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// Give up (and report the peers still incomplete) after this much simulated time.
     pub limit: Duration,
+    /// Print the swarm's progress every simulated second on stderr.
+    pub trace: bool,
 }
 
 impl Default for SimConfig {
@@ -71,10 +73,11 @@ impl Default for SimConfig {
             away: Duration::from_secs(30),
             latency: Duration::from_millis(5),
             join_window: Duration::from_secs(1),
-            neighbors: 4,
+            neighbors: crate::config::DEFAULT_NEIGHBORS,
             owner_peers: None,
             seed: 1,
             limit: Duration::from_secs(3600),
+            trace: false,
         }
     }
 }

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::flow::{Due, FlowId, Flows};
+use super::flow::Links;
 use super::{lower_bound, quantile, NodeId, SimConfig, SimReport};
+use crate::admission::{admit, Admit, Seat};
 use crate::book::AddressBook;
 use crate::chunk_set::ChunkSet;
 use crate::identity::PeerId;
@@ -67,12 +68,17 @@ struct Node {
     churns: bool,
     /// The owner's batch connection, while it streams.
     batch: Option<ConnId>,
+    /// Chunks sent.
+    sent: u64,
+    /// Fetch sessions of peers this node serves now (its downloader seats).
+    seated: Vec<ConnId>,
 }
 
 #[derive(Debug)]
 enum Serving {
     Idle,
-    Flow(FlowId, ChunkId, bool),
+    /// Sending a chunk (pushed: part of the owner's batch); the version names the event.
+    Sending(ChunkId, bool, u64),
     Wait(u64),
 }
 
@@ -86,6 +92,8 @@ struct Conn {
     serving: Serving,
     listed: u32,
     alive: bool,
+    /// When the client last asked for something (a downloader seat in use).
+    last_ask: Time,
 }
 
 #[derive(Debug)]
@@ -105,8 +113,8 @@ enum Ev {
         conn: ConnId,
         reply: Reply,
     },
-    FlowDone {
-        flow: FlowId,
+    Sent {
+        conn: ConnId,
         version: u64,
     },
     WaitOver {
@@ -124,11 +132,13 @@ enum Ev {
     Return(NodeId),
 }
 
+/// A queued event: its time and a sequence number (ties in order of queueing); the event
+/// itself waits in a slab, so the heap moves 24 bytes, not the event.
 #[derive(Debug)]
 struct Queued {
     at: Time,
     seq: u64,
-    ev: Ev,
+    slot: usize,
 }
 
 impl PartialEq for Queued {
@@ -156,18 +166,19 @@ pub(super) struct World {
     nodes: Vec<Node>,
     by_addr: HashMap<SocketAddr, NodeId>,
     conns: Vec<Conn>,
-    flows: Flows,
+    links: Links,
     queue: BinaryHeap<Reverse<Queued>>,
+    slab: Vec<Option<Ev>>,
+    free: Vec<usize>,
     seq: u64,
+    /// Peers not complete yet.
+    pending: usize,
     now: Time,
     rng: SmallRng,
     planner: BatchPlanner,
     owner_sent: f64,
     duplicates: u64,
     events: u64,
-    due: Vec<Due>,
-    /// The connection each flow serves.
-    flow_conn: Vec<ConnId>,
     bound: f64,
 }
 
@@ -188,16 +199,17 @@ impl World {
             nodes: Vec::new(),
             by_addr: HashMap::new(),
             conns: Vec::new(),
-            flows: Flows::default(),
+            links: Links::default(),
             queue: BinaryHeap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
             seq: 0,
+            pending: config.peers,
             now: Duration::ZERO,
             planner: BatchPlanner::new(chunks, config.owner_peers.unwrap_or(config.peers as u32)),
             owner_sent: 0.0,
             duplicates: 0,
             events: 0,
-            due: Vec::new(),
-            flow_conn: Vec::new(),
             bound: 0.0,
             rng: SmallRng::seed_from_u64(rng.random()),
             config: config.clone(),
@@ -267,38 +279,35 @@ impl World {
             completed: None,
             churns: false,
             batch: None,
+            sent: 0,
+            seated: Vec::new(),
         });
-        self.flows.add_node(up, down);
+        self.links.add_node(up, down);
         self.by_addr.insert(addr, self.nodes.len() - 1);
         self.nodes.len() - 1
     }
 
     fn push(&mut self, at: Time, ev: Ev) {
         self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i] = Some(ev);
+                i
+            }
+            None => {
+                self.slab.push(Some(ev));
+                self.slab.len() - 1
+            }
+        };
         self.queue.push(Reverse(Queued {
             at,
             seq: self.seq,
-            ev,
+            slot,
         }));
     }
 
     fn later(&mut self, ev: Ev) {
         self.push(self.now + self.config.latency, ev);
-    }
-
-    fn push_due(&mut self) {
-        let due = std::mem::take(&mut self.due);
-        for d in &due {
-            self.push(
-                d.at,
-                Ev::FlowDone {
-                    flow: d.flow,
-                    version: d.version,
-                },
-            );
-        }
-        self.due = due;
-        self.due.clear();
     }
 
     pub(super) fn run(mut self) -> SimReport {
@@ -307,14 +316,17 @@ impl World {
             if q.at > self.config.limit {
                 break;
             }
+            let Some(ev) = self.slab.get_mut(q.slot).and_then(Option::take) else {
+                continue;
+            };
+            self.free.push(q.slot);
+            if self.config.trace && q.at.as_secs() > self.now.as_secs() {
+                self.trace();
+            }
             self.now = q.at;
             self.events += 1;
-            self.step(q.ev);
-            if self
-                .nodes
-                .iter()
-                .all(|n| n.kind != Kind::Peer || n.completed.is_some())
-            {
+            self.step(ev);
+            if self.pending == 0 {
                 break;
             }
         }
@@ -332,12 +344,15 @@ impl World {
             } => self.dialed(client, gen, link, target),
             Ev::Arrive { conn, ask } => {
                 if self.conns[conn].alive {
+                    if !matches!(ask, Ask::Peers) {
+                        self.conns[conn].last_ask = self.now;
+                    }
                     self.conns[conn].queue.push_back(ask);
                     self.serve(conn);
                 }
             }
             Ev::Reply { conn, reply } => self.reply(conn, reply),
-            Ev::FlowDone { flow, version } => self.flow_done(flow, version),
+            Ev::Sent { conn, version } => self.sent(conn, version),
             Ev::WaitOver { conn, version } => {
                 if matches!(self.conns[conn].serving, Serving::Wait(v) if v == version) {
                     self.answer_list(conn);
@@ -397,7 +412,9 @@ impl World {
             self.now,
         );
         sched.set_owner(owner_id);
+        sched.batch_streaming(join, self.now);
         n.sched = Some(sched);
+        let all = true;
         n.links = vec![None; self.roles.len()];
         if join {
             let (id, addr) = (n.id, n.addr);
@@ -410,7 +427,7 @@ impl World {
             }
             self.serve(conn);
         }
-        self.drive(node);
+        self.drive_links(node, all);
     }
 
     fn open(&mut self, client: NodeId, link: Option<LinkId>, server: NodeId) -> ConnId {
@@ -422,6 +439,7 @@ impl World {
             serving: Serving::Idle,
             listed: 0,
             alive: true,
+            last_ask: self.now,
         });
         self.conns.len() - 1
     }
@@ -435,18 +453,31 @@ impl World {
         c.alive = false;
         c.queue = VecDeque::new();
         let server = c.server;
-        if let Serving::Flow(flow, _, _) = std::mem::replace(&mut c.serving, Serving::Idle) {
-            self.flows.end(self.now, flow, &mut self.due);
-            self.push_due();
-        }
+        self.nodes[server].seated.retain(|&x| x != conn);
+        c.serving = Serving::Idle;
         self.nodes[server].waiters.retain(|&w| w != conn);
     }
 
-    /// Asks each of `node`'s links what to do until none has anything.
+    /// Asks `node`'s woken links (all of them with `all`) what to do, until none has
+    /// anything: what the real link tasks do when notified.
     fn drive(&mut self, node: NodeId) {
-        for _ in 0..8 {
-            let mut acted = false;
-            for link in 0..self.roles.len() {
+        self.drive_links(node, false);
+    }
+
+    fn drive_links(&mut self, node: NodeId, all: bool) {
+        let mut links: Vec<LinkId> = if all {
+            (0..self.roles.len()).collect()
+        } else {
+            match self.nodes[node].sched.as_mut() {
+                Some(s) => s.take_woken(),
+                None => return,
+            }
+        };
+        for _ in 0..64 {
+            if links.is_empty() {
+                break;
+            }
+            for &link in &links {
                 loop {
                     let now = self.now;
                     let Some(sched) = self.nodes[node].sched.as_mut() else {
@@ -455,17 +486,13 @@ impl World {
                     let Some(action) = sched.poll(link, now) else {
                         break;
                     };
-                    acted = true;
                     self.act(node, link, action);
                 }
             }
-            let woken = match self.nodes[node].sched.as_mut() {
-                Some(s) => !s.take_woken().is_empty(),
+            links = match self.nodes[node].sched.as_mut() {
+                Some(s) => s.take_woken(),
                 None => return,
             };
-            if !acted && !woken {
-                break;
-            }
         }
         let now = self.now;
         let next = self.nodes[node].sched.as_ref().and_then(|s| s.next_timeout(now));
@@ -536,8 +563,12 @@ impl World {
             Some(s) if matches!(target, Target::Peer { id, .. } if id != self.nodes[s].id) => {
                 Event::DialFailed(DialFailure::WrongPeer(self.nodes[s].id))
             }
+            Some(s) if s != 0 && !self.seat(s, client) => Event::DialFailed(DialFailure::Busy),
             Some(s) => {
                 let conn = self.open(client, Some(link), s);
+                if s != 0 {
+                    self.nodes[s].seated.push(conn);
+                }
                 self.nodes[client].links[link] = Some(conn);
                 let (id, addr) = (self.nodes[client].id, self.nodes[client].addr);
                 self.nodes[s].book.learn(id, addr);
@@ -555,6 +586,30 @@ impl World {
         self.drive(client);
     }
 
+    /// Whether `server` gives `client` a downloader seat (the real peer's admission rule),
+    /// closing the session it takes the seat from, if any.
+    fn seat(&mut self, server: NodeId, client: NodeId) -> bool {
+        let seats: Vec<Seat> = self.nodes[server]
+            .seated
+            .iter()
+            .map(|&c| Seat {
+                ip: self.nodes[self.conns[c].client].addr.ip(),
+                neighbor: false,
+                idle: self.now.saturating_sub(self.conns[c].last_ask),
+            })
+            .collect();
+        match admit(&seats, self.nodes[client].addr.ip(), false) {
+            Admit::Yes { .. } => true,
+            Admit::Busy => false,
+            Admit::Evict(i) => {
+                let old = self.nodes[server].seated[i];
+                self.close(old);
+                self.later(Ev::Gone { conn: old });
+                true
+            }
+        }
+    }
+
     /// The server answers what is at the head of the connection's queue, in order.
     fn serve(&mut self, conn: ConnId) {
         loop {
@@ -570,13 +625,14 @@ impl World {
             match ask {
                 Ask::Chunk(id) | Ask::Push(id) if self.nodes[server].held.contains(id) => {
                     let bytes = f64::from(self.layout.chunk_len(id).unwrap_or(0));
-                    let flow = self.flows.start(self.now, server, client, bytes, &mut self.due);
-                    self.push_due();
-                    if self.flow_conn.len() <= flow {
-                        self.flow_conn.resize(flow + 1, 0);
+                    let done = self.links.send(self.now, server, client, bytes);
+                    let version = self.seq;
+                    let push = matches!(ask, Ask::Push(_));
+                    self.conns[conn].serving = Serving::Sending(id, push, version);
+                    if server == 0 {
+                        self.owner_sent += bytes;
                     }
-                    self.flow_conn[flow] = conn;
-                    self.conns[conn].serving = Serving::Flow(flow, id, matches!(ask, Ask::Push(_)));
+                    self.push(done, Ev::Sent { conn, version });
                     return;
                 }
                 Ask::Chunk(id) => self.later(Ev::Reply {
@@ -599,7 +655,10 @@ impl World {
                     }
                 }
                 Ask::Peers => {
-                    let peers = self.nodes[server].book.sample(MAX_PEERS, self.nodes[client].id);
+                    let peers =
+                        self.nodes[server]
+                            .book
+                            .gossip(MAX_PEERS, self.nodes[client].id, &mut self.rng);
                     self.later(Ev::Reply {
                         conn,
                         reply: Reply::Peers(peers),
@@ -621,22 +680,18 @@ impl World {
         });
     }
 
-    fn flow_done(&mut self, flow: FlowId, version: u64) {
-        if !self.flows.is_current(flow, version) {
-            return;
-        }
-        self.flows.end(self.now, flow, &mut self.due);
-        self.push_due();
-        let Some(&conn) = self.flow_conn.get(flow) else {
+    /// The last byte of a chunk left the server (and reached the client's side of the
+    /// link: the reply arrives a latency later).
+    fn sent(&mut self, conn: ConnId, version: u64) {
+        let Serving::Sending(id, push, v) = self.conns[conn].serving else {
             return;
         };
-        let Serving::Flow(_, id, push) = std::mem::replace(&mut self.conns[conn].serving, Serving::Idle)
-        else {
+        if v != version || !self.conns[conn].alive {
             return;
-        };
-        if self.conns[conn].server == 0 {
-            self.owner_sent += f64::from(self.layout.chunk_len(id).unwrap_or(0));
         }
+        self.conns[conn].serving = Serving::Idle;
+        let server = self.conns[conn].server;
+        self.nodes[server].sent += 1;
         let reply = if push { Reply::Pushed(id) } else { Reply::Chunk(id) };
         self.later(Ev::Reply { conn, reply });
         self.serve(conn);
@@ -660,7 +715,10 @@ impl World {
         };
         match (reply, link) {
             (Reply::Pushed(id), _) => {
-                sched.pushed(id);
+                sched.pushed(id, now);
+                if self.conns[conn].queue.is_empty() && matches!(self.conns[conn].serving, Serving::Idle) {
+                    sched.batch_streaming(false, now);
+                }
                 self.store(client, id, server_id);
             }
             (Reply::Chunk(id), Some(l)) => {
@@ -709,7 +767,17 @@ impl World {
 
     /// A peer holds everything: its download side ends, its server goes on.
     fn complete(&mut self, node: NodeId) {
+        if self.config.trace {
+            if let Some(s) = self.nodes[node].sched.as_ref() {
+                eprintln!(
+                    "t={:.3} node {node} complete: {:?}",
+                    self.now.as_secs_f64(),
+                    s.stats()
+                );
+            }
+        }
         self.nodes[node].completed = Some(self.now);
+        self.pending -= 1;
         let links = std::mem::take(&mut self.nodes[node].links);
         for c in links.into_iter().flatten() {
             self.close(c);
@@ -757,7 +825,98 @@ impl World {
         self.push(self.now + self.config.away, Ev::Return(node));
     }
 
+    fn trace(&self) {
+        let peers = self.nodes.iter().filter(|n| n.kind == Kind::Peer);
+        let held: u64 = peers.clone().map(|n| u64::from(n.held.count())).sum();
+        let done = peers.filter(|n| n.completed.is_some()).count();
+        eprintln!(
+            "t={:>6.1}s held={held} done={done} owner_sent/F={:.3} dups={} queue={}",
+            self.now.as_secs_f64(),
+            self.owner_sent / self.layout.file_size() as f64,
+            self.duplicates,
+            self.queue.len()
+        );
+        let mut indeg = vec![0usize; self.nodes.len()];
+        for c in self
+            .conns
+            .iter()
+            .filter(|c| c.alive && c.link.is_some() && c.server != 0)
+        {
+            indeg[c.server] += 1;
+        }
+        let mut d: Vec<usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.kind == Kind::Peer && n.alive)
+            .map(|(i, _)| indeg[i])
+            .collect();
+        d.sort_unstable();
+        if !d.is_empty() {
+            eprintln!(
+                "  in-degree: min {} p10 {} p50 {} p90 {} max {}",
+                d[0],
+                d[d.len() / 10],
+                d[d.len() / 2],
+                d[d.len() * 9 / 10],
+                d[d.len() - 1]
+            );
+            if let Some(low) = (1..self.nodes.len())
+                .filter(|&i| self.nodes[i].kind == Kind::Peer && self.nodes[i].alive)
+                .min_by_key(|&i| indeg[i])
+            {
+                let id = self.nodes[low].id;
+                let knowers = self.nodes.iter().filter(|n| n.book.addr_of(id).is_some()).count();
+                let books: Vec<usize> = self.nodes.iter().take(6).map(|n| n.book.len()).collect();
+                eprintln!(
+                    "  lowest node {low} known by {knowers}; book sizes {books:?}; held {}",
+                    self.nodes[low].held.count()
+                );
+                if let Some(s) = self.nodes[low].sched.as_ref() {
+                    eprintln!("    {}", s.describe(self.now));
+                }
+            }
+        }
+    }
+
     fn report(&self, wall: f64) -> SimReport {
+        if self.config.trace {
+            let mut sent: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|n| n.kind == Kind::Peer)
+                .map(|n| n.sent)
+                .collect();
+            sent.sort_unstable();
+            let q = |f: f64| sent[((sent.len() - 1) as f64 * f) as usize];
+            eprintln!(
+                "chunks sent per peer: min {} p10 {} p50 {} p90 {} max {}",
+                q(0.0),
+                q(0.1),
+                q(0.5),
+                q(0.9),
+                q(1.0)
+            );
+            let mut by: Vec<(u64, usize)> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.kind == Kind::Peer)
+                .map(|(i, n)| (n.sent, i))
+                .collect();
+            by.sort_unstable();
+            for (sent, i) in by.iter().take(6) {
+                let servers = self
+                    .conns
+                    .iter()
+                    .filter(|c| c.server == *i && c.link.is_some())
+                    .count();
+                eprintln!(
+                    "  node {i}: sent {sent}, served {servers} connections in all, done {:?}",
+                    self.nodes[*i].completed
+                );
+            }
+        }
         let peers: Vec<&Node> = self.nodes.iter().filter(|n| n.kind == Kind::Peer).collect();
         let ratio = |n: &&Node| {
             n.completed

@@ -1,6 +1,6 @@
 //! The hello both sides send first: who they are and which swarm they speak for.
 //!
-//! Fixed 56 bytes: `"SWSH"`, version `2`, role, listening port (`u16`, big-endian, 0 when
+//! Fixed 56 bytes: `"SWSH"`, version `5`, role, listening port (`u16`, big-endian, 0 when
 //! not listening), the 32-byte swarm ID (all zero when a joining peer does not know it
 //! yet) and the sender's 16-byte peer ID (all zero when it has none). Checking it is the
 //! caller's job: [`Hello::decode`] only parses.
@@ -11,7 +11,7 @@ use crate::manifest::{SwarmId, HASH_LEN};
 /// The handshake's magic bytes.
 pub const MAGIC: [u8; 4] = *b"SWSH";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// The hello's length in bytes.
 pub const HELLO_LEN: usize = 8 + HASH_LEN + PEER_ID_LEN;
 
@@ -27,6 +27,11 @@ pub enum Role {
     Owner = 3,
     /// The server is a peer.
     Peer = 4,
+    /// A fetching client whose configured download neighbor this server is (the seed's
+    /// ring): a server keeps a few seats for these beyond its downloader limit.
+    FetchNeighbor = 5,
+    /// The server is a peer serving as many downloaders as it takes: it closes at once.
+    Busy = 6,
 }
 
 impl Role {
@@ -36,6 +41,8 @@ impl Role {
             2 => Role::Fetch,
             3 => Role::Owner,
             4 => Role::Peer,
+            5 => Role::FetchNeighbor,
+            6 => Role::Busy,
             _ => return None,
         })
     }
@@ -119,9 +126,15 @@ pub fn client_hello(role: Role, listen_port: u16, swarm: Option<SwarmId>, peer: 
     }
 }
 
-/// The hello a fetching client sends.
-pub fn fetch_hello(listen_port: u16, swarm: SwarmId, peer: PeerId) -> Hello {
-    client_hello(Role::Fetch, listen_port, Some(swarm), peer)
+/// The hello a fetching client sends; `neighbor` if the server is its configured download
+/// neighbor.
+pub fn fetch_hello(listen_port: u16, swarm: SwarmId, peer: PeerId, neighbor: bool) -> Hello {
+    let role = if neighbor {
+        Role::FetchNeighbor
+    } else {
+        Role::Fetch
+    };
+    client_hello(role, listen_port, Some(swarm), peer)
 }
 
 /// The hello a server sends: `role` is [`Role::Owner`] or [`Role::Peer`].
@@ -153,6 +166,9 @@ pub enum HelloRefused {
         /// Theirs.
         theirs: Option<SwarmId>,
     },
+    /// The server serves as many downloaders as it takes.
+    #[error("the peer is busy: it serves as many downloaders as it takes")]
+    Busy,
 }
 
 /// What a client that passed [`check_client`] came for.
@@ -160,8 +176,11 @@ pub enum HelloRefused {
 pub enum Purpose {
     /// The manifest and a batch, then fetching.
     Join,
-    /// Fetching only.
-    Fetch,
+    /// Fetching only; `neighbor` if it names this server as its download neighbor.
+    Fetch {
+        /// The client's configured download neighbor is this server.
+        neighbor: bool,
+    },
 }
 
 /// Checks a client's hello at a server of swarm `ours`: `JOIN` with our swarm ID or none,
@@ -170,8 +189,9 @@ pub fn check_client(hello: &Hello, ours: SwarmId) -> Result<Purpose, HelloRefuse
     let swarm_ok = hello.swarm == Some(ours);
     match hello.role {
         Role::Join if swarm_ok || hello.swarm.is_none() => Ok(Purpose::Join),
-        Role::Fetch if swarm_ok => Ok(Purpose::Fetch),
-        Role::Join | Role::Fetch => Err(HelloRefused::Swarm {
+        Role::Fetch if swarm_ok => Ok(Purpose::Fetch { neighbor: false }),
+        Role::FetchNeighbor if swarm_ok => Ok(Purpose::Fetch { neighbor: true }),
+        Role::Join | Role::Fetch | Role::FetchNeighbor => Err(HelloRefused::Swarm {
             ours,
             theirs: hello.swarm,
         }),
@@ -182,8 +202,12 @@ pub fn check_client(hello: &Hello, ours: SwarmId) -> Result<Purpose, HelloRefuse
     }
 }
 
-/// Checks a server's hello on a fetch session for swarm `ours`: an owner or a peer of it.
+/// Checks a server's hello on a fetch session for swarm `ours`: an owner or a peer of it
+/// (one that is busy is refused with [`HelloRefused::Busy`]).
 pub fn check_server(hello: &Hello, ours: SwarmId) -> Result<(), HelloRefused> {
+    if hello.role == Role::Busy {
+        return Err(HelloRefused::Busy);
+    }
     if !matches!(hello.role, Role::Owner | Role::Peer) {
         return Err(HelloRefused::Role {
             expected: "OWNER or PEER",
