@@ -237,9 +237,11 @@ impl Scheduler {
         let endgame = self.endgame();
         let (others, me) = self.others(link, now);
         let me = me?;
-        let margin = match (endgame, me.owner) {
-            (true, _) => Some(Duration::ZERO),
-            (false, true) => Some(super::OWNER_PATIENCE),
+        // The owner is asked only for what the neighbors would be clearly late with, even
+        // in the endgame: its upload is the swarm's scarcest.
+        let margin = match (me.owner, endgame) {
+            (true, _) => Some(super::OWNER_PATIENCE),
+            (false, true) => Some(Duration::ZERO),
             (false, false) => None,
         };
         let usable = |c: ChunkId| {
