@@ -98,6 +98,8 @@ struct Inner {
     by_addr: HashMap<SocketAddr, PeerId>,
     /// How many gossip entries each source has in the book.
     per_source: HashMap<PeerId, usize>,
+    /// Entries known first-hand or from the trusted source.
+    vouched: usize,
     sources: HashMap<PeerId, Source>,
     /// Gossiped (ID, address) pairs that failed to answer as named.
     failed: HashSet<(PeerId, SocketAddr)>,
@@ -135,7 +137,17 @@ impl AddressBook {
 
     /// Never doubts `source` (the owner): its failures do not make it unbelieved.
     pub(crate) fn trust(&self, source: PeerId) {
-        self.lock().trusted = Some(source);
+        let mut inner = self.lock();
+        if inner.trusted != Some(source) {
+            inner.trusted = Some(source);
+            inner.vouched = inner.entries.values().filter(|e| inner.vouches(e)).count();
+        }
+    }
+
+    /// How many peers the book knows first-hand or from the trusted source (the owner):
+    /// what a growing swarm adds, and what no liar can inflate.
+    pub(crate) fn vouched_len(&self) -> usize {
+        self.lock().vouched
     }
 
     /// `id`'s own hello, on a connection it opened, says it listens on `addr`.
@@ -388,8 +400,18 @@ impl Inner {
         from_source < MAX_PER_SOURCE || self.entries.contains_key(&id)
     }
 
+    fn vouches(&self, e: &Entry) -> bool {
+        match e.known {
+            Known::Gossip(source) => self.trusted == Some(source),
+            _ => true,
+        }
+    }
+
     fn put(&mut self, id: PeerId, entry: Entry) {
         self.take(id);
+        if self.vouches(&entry) {
+            self.vouched += 1;
+        }
         match entry.known {
             Known::Gossip(source) => *self.per_source.entry(source).or_default() += 1,
             _ => {
@@ -407,6 +429,9 @@ impl Inner {
 
     fn take(&mut self, id: PeerId) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
+        if self.vouches(&entry) {
+            self.vouched -= 1;
+        }
         match entry.known {
             Known::Gossip(source) => {
                 if let Some(n) = self.per_source.get_mut(&source) {

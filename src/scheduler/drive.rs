@@ -258,7 +258,7 @@ impl Scheduler {
             return;
         }
         let typical = self.typical;
-        let known = self.book.len();
+        let known = self.book.vouched_len();
         for link in 0..self.links.len() {
             let role = self.links[link].role;
             let closing = match &mut self.links[link].state {

@@ -433,7 +433,7 @@ impl Scheduler {
         }
         let mut s = Session::new(peer, addr.ip(), is_owner, self.held.len(), now);
         s.closing = closing;
-        s.book_seen = self.book.len();
+        s.book_seen = self.book.vouched_len();
         s.next_pex = self.links[link].next_pex;
         if is_owner {
             s.prior = self.batch.pace;
