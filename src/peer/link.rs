@@ -36,7 +36,16 @@ pub(super) async fn run(
         Role::Neighbor => "neighbor",
     };
     while ctx.running() {
-        act(&ctx, link, what, endpoint.as_ref(), &mut conn, &mut failures).await;
+        act(
+            &ctx,
+            link,
+            what,
+            endpoint.as_ref(),
+            &mut conn,
+            &mut storing,
+            &mut failures,
+        )
+        .await?;
         let expecting = conn.as_ref().is_some_and(FetchLink::expecting) && !storing.full();
         tokio::select! {
             _ = ctx.token.cancelled() => break,
@@ -66,11 +75,16 @@ async fn act(
     what: &'static str,
     endpoint: Option<&Endpoint>,
     conn: &mut Option<FetchLink>,
+    storing: &mut Storing,
     failures: &mut u32,
-) {
+) -> Result<(), Error> {
     while let Some(action) = ctx.with(Some(link), |s, now| s.poll(link, now)) {
         let sent = match action {
             Action::Dial { target, timeout } => {
+                // Chunks already here are recorded first: a dial may take seconds.
+                while !storing.is_empty() {
+                    storing.finish_oldest(ctx, Some(link)).await?;
+                }
                 let (event, link_up) = dial(ctx, target, endpoint, timeout, what, failures).await;
                 *conn = link_up;
                 ctx.with(Some(link), |s, now| s.handle(now, link, event));
@@ -98,7 +112,7 @@ async fn act(
                     ctx.me.limits.before_download(len).await;
                 } else if !ctx.me.limits.try_download(len) {
                     ctx.with(Some(link), |s, now| s.handle(now, link, Event::Unsent(id)));
-                    return;
+                    return Ok(());
                 }
                 c.send(Ask::Chunk(id)).await
             }
@@ -115,6 +129,7 @@ async fn act(
             lost(ctx, link, what, conn, &e);
         }
     }
+    Ok(())
 }
 
 /// Dials `target` and exchanges hellos within `timeout`.

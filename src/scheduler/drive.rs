@@ -11,7 +11,7 @@ use super::pick::{self, Others};
 use super::{
     Action, Close, Known, LinkId, Role, Scheduler, Target, Time, DIAL, FIRST_LIST_LATE, LIST_LATE, LIST_WAIT,
     MAX_COPIES, OWNER_PEX_EVERY, PEX_EVERY, ROTATE_AFTER, ROTATE_USELESS, SLOW_EVERY, SLOW_RATIO,
-    STALL_FACTOR, STALL_MIN, TICK, UNPROVEN_DIAL, VACANT_RETRY,
+    STALL_FACTOR, STALL_MIN, STARVED_AFTER, TICK, UNPROVEN_DIAL, VACANT_RETRY,
 };
 use crate::identity::PeerId;
 use crate::manifest::ChunkId;
@@ -47,10 +47,15 @@ impl Scheduler {
                     }
                     return Some(Action::AskPeers);
                 }
-                if s.requests.len() >= s.window() {
+                // A server answers in order: a request sent behind a long poll would wait
+                // for it, so while one is out, this link asks for nothing more.
+                let polling = s.list_asked.is_some_and(|(_, wait)| !wait.is_zero());
+                if s.requests.len() >= s.window() || polling {
                     return None;
                 }
-                if let Some(c) = self.pick_fresh(link, now) {
+                // Fresh chunks first, then a late one from elsewhere (before any long poll,
+                // which would hold it up), then a newer list.
+                if let Some(c) = self.pick_fresh(link, now).or_else(|| self.pick_late(link, now)) {
                     return Some(self.request(link, c, now));
                 }
                 let s = self.session(link)?;
@@ -59,13 +64,15 @@ impl Scheduler {
                     s.list_asked = Some((now, wait.unwrap_or(Duration::ZERO)));
                     return Some(Action::AskList(wait));
                 }
-                let c = self.pick_late(link, now)?;
-                Some(self.request(link, c, now))
+                None
             }
         }
     }
 
     fn request(&mut self, link: LinkId, c: ChunkId, now: Time) -> Action {
+        if self.links[link].role != Role::Owner {
+            self.last_busy = now;
+        }
         if self.taken.contains(c) {
             self.stats.second_requests += 1;
         }
@@ -209,7 +216,15 @@ impl Scheduler {
         // While the owner's batch streams in, the owner is busy handing out the file: a
         // chunk nobody offers yet is most likely on its way to someone in a batch, and
         // asking for it again would only slow every batch down.
-        let fallback = !self.batch.streaming && self.fallback.use_owner(now);
+        // Otherwise they are asked of it when the neighbors are not delivering, or have had
+        // nothing to give us for a while.
+        // (Starved needs a neighbor that is up: one not reached yet is waited for.)
+        let neighbor_up = self
+            .links
+            .iter()
+            .any(|l| l.role != Role::Owner && matches!(&l.state, State::Up(s) if s.list.is_some()));
+        let starved = neighbor_up && now.saturating_sub(self.last_busy) >= STARVED_AFTER;
+        let fallback = !self.batch.streaming && (starved || self.fallback.use_owner(now));
         let picked = {
             let (others, me) = self.others(link, now);
             let me = me?;
@@ -259,6 +274,14 @@ impl Scheduler {
         }
         let typical = self.typical;
         let known = self.book.vouched_len();
+        // Busy: a neighbor is bringing us something (a request out that is not stuck).
+        let busy = self.links.iter().any(|l| {
+            l.role != Role::Owner
+                && matches!(&l.state, State::Up(s) if !s.requests.is_empty() && s.silence(now) < STARVED_AFTER)
+        });
+        if busy {
+            self.last_busy = now;
+        }
         for link in 0..self.links.len() {
             let role = self.links[link].role;
             let closing = match &mut self.links[link].state {

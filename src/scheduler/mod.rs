@@ -95,6 +95,10 @@ pub(crate) const SLOW_EVERY: Duration = Duration::from_secs(2);
 /// ...and swaps it for another when it is this many times slower than the median: a
 /// busy server's clients move away, an idle one's come, so load evens out.
 pub(crate) const SLOW_RATIO: f64 = 2.0;
+/// Missing chunks that no neighbor offers are asked of the owner once no neighbor has had
+/// a request of ours for this long: the neighbors have nothing left we lack (chunks only a
+/// slow or departed peer holds, say).
+pub(crate) const STARVED_AFTER: Duration = Duration::from_millis(300);
 /// How often the scheduler wants [`Scheduler::handle_timeout`] while downloading.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
 /// How long a slot with no candidate waits before looking again (a new peer in the book
@@ -218,6 +222,8 @@ pub(crate) struct Scheduler {
     stats: Stats,
     batch: Batch,
     last_slow_check: Time,
+    /// The last time a neighbor had a chunk request of ours outstanding.
+    last_busy: Time,
 }
 
 /// The owner's batch as this node receives it: whether it is still coming, and the pace
@@ -268,6 +274,7 @@ impl Scheduler {
             stats: Stats::default(),
             batch: Batch::default(),
             last_slow_check: now,
+            last_busy: now,
         }
     }
 

@@ -179,13 +179,25 @@ fn a_late_chunk_is_asked_of_the_owner_and_the_first_copy_wins() {
     assert!(!early.contains(&5), "not before the neighbor is late");
     let mut t = ms(10);
     let mut from_owner = Vec::new();
-    while t < ms(1500) && from_owner.is_empty() {
+    while t < ms(1500) && !from_owner.contains(&5) {
         t += TICK;
         s.handle_timeout(t);
-        from_owner = requests(&actions(&mut s, owner_link, t));
+        let asked = requests(&actions(&mut s, owner_link, t));
+        // The owner answers at once; the late chunk's copy is checked below.
+        for &c in asked.iter().filter(|&&c| c != 5) {
+            s.handle(t, owner_link, Event::Arrived(c));
+            s.stored(t, c, id(200), Outcome::New);
+        }
+        from_owner.extend(asked);
     }
-    assert_eq!(from_owner, vec![5], "the late chunk from the owner");
-    assert!(t <= ms(700), "asked of the owner after {t:?}");
+    // (The chunks nobody offers are asked of it too, once the neighbor has given nothing
+    // for a while.)
+    assert!(
+        from_owner.contains(&5),
+        "the late chunk from the owner: {from_owner:?}"
+    );
+    // Late: waited past the owner patience, plus the owner's own pace (answers every tick).
+    assert!(t <= OWNER_PATIENCE + TICK * 5, "asked of the owner after {t:?}");
     // The owner's copy arrives first and wins; the neighbor's, later, is a duplicate.
     s.handle(t, owner_link, Event::Arrived(5));
     s.stored(t, 5, id(200), Outcome::New);
@@ -193,7 +205,7 @@ fn a_late_chunk_is_asked_of_the_owner_and_the_first_copy_wins() {
     s.handle(t + ms(100), 0, Event::Arrived(5));
     s.stored(t + ms(100), 5, id(2), Outcome::Duplicate);
     assert_eq!(s.stats().duplicates, 1);
-    assert_eq!(s.stats().from_owner, 1);
+    assert_eq!(s.stats().from_owner as usize, from_owner.len());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// PROTOCOL.md: "At 3 strikes the client closes the connection and does not dial that
 /// node again".

@@ -12,14 +12,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::util::{json_events, random_file, same_file, wait_until};
+use super::netlab::{must, node_ip, Net, NsProc};
+use super::util::{random_file, same_file, wait_until};
 
 /// Chunk size for files of this size (see `manifest::layout::CHUNK_SIZE`).
 const CHUNK: usize = 102_400;
@@ -35,172 +34,6 @@ const RATE: &str = "16mbit";
 const OWNER_PORT: u16 = 7000;
 /// Peers, numbered 1..=PEERS; node 0 is the owner.
 const PEERS: usize = 3;
-
-/// Runs a command to completion; its stderr on failure.
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{program} {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn must(program: &str, args: &[&str]) {
-    if let Err(e) = run(program, args) {
-        panic!("{e}");
-    }
-}
-
-/// Node `i`'s address: the owner is 10.77.0.1, peer k is 10.77.0.(10+k).
-fn node_ip(i: usize) -> String {
-    if i == 0 {
-        "10.77.0.1".to_owned()
-    } else {
-        format!("10.77.0.{}", 10 + i)
-    }
-}
-
-/// The namespaces one test made; deletes exactly those when dropped.
-struct Net {
-    switch: String,
-    /// Node namespaces: 0 is the owner, k is peer k.
-    nodes: Vec<String>,
-    made: Vec<String>,
-}
-
-impl Net {
-    /// The switch namespace with a bridge, and the owner's and peers' namespaces wired to
-    /// it. `Err` is a reason to skip (no root, no namespaces, no tbf); any other failure
-    /// panics (and the guard still removes what was made).
-    fn create(tag: &str) -> Result<Net, String> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("not root: network namespaces need root".to_owned());
-        }
-        let base = format!("sw{}{tag}", std::process::id());
-        let mut net = Net {
-            switch: format!("{base}s"),
-            nodes: (0..=PEERS).map(|i| format!("{base}{i}")).collect(),
-            made: Vec::new(),
-        };
-        let sw = net.switch.clone();
-        net.add_namespace(&sw)?;
-        must("ip", &["-n", &sw, "link", "add", "br0", "type", "bridge"]);
-        must("ip", &["-n", &sw, "link", "set", "br0", "up"]);
-        for i in 0..=PEERS {
-            let ns = net.nodes[i].clone();
-            if let Err(e) = net.add_namespace(&ns) {
-                panic!("{e}");
-            }
-            let (port, end) = (format!("p{i}"), Net::interface(i));
-            must(
-                "ip",
-                &[
-                    "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", &end,
-                ],
-            );
-            must("ip", &["-n", &sw, "link", "set", &end, "netns", &ns]);
-            must("ip", &["-n", &sw, "link", "set", &port, "master", "br0"]);
-            must("ip", &["-n", &sw, "link", "set", &port, "up"]);
-            let cidr = format!("{}/24", node_ip(i));
-            must("ip", &["-n", &ns, "addr", "add", &cidr, "dev", &end]);
-            must("ip", &["-n", &ns, "link", "set", &end, "up"]);
-            must("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-            let rate = if i == 0 { OWNER_RATE } else { RATE };
-            let tbf = [
-                "-n", &ns, "qdisc", "add", "dev", &end, "root", "tbf", "rate", rate, "burst", "32kbit",
-                "latency", "400ms",
-            ];
-            run("tc", &tbf).map_err(|e| format!("cannot cap a link with tbf: {e}"))?;
-        }
-        Ok(net)
-    }
-
-    fn add_namespace(&mut self, name: &str) -> Result<(), String> {
-        run("ip", &["netns", "add", name])?;
-        self.made.push(name.to_owned());
-        Ok(())
-    }
-
-    /// Node `i`'s end of its veth pair (inside its namespace).
-    fn interface(i: usize) -> String {
-        format!("e{i}")
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        // Deleting a node's namespace destroys its veth pair; the switch's, the bridge.
-        for ns in self.made.iter().rev() {
-            if let Err(e) = run("ip", &["netns", "del", ns]) {
-                eprintln!("netns cleanup: {e}");
-            }
-        }
-    }
-}
-
-/// `swarmshare ARGS` inside a namespace (`ip netns exec` execs it, so the PID is the
-/// binary's); logs to files; killed by its PID when dropped.
-struct NsProc {
-    child: Child,
-    name: String,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl NsProc {
-    fn start(logs: &Path, name: &str, ns: &str, args: &[&str]) -> NsProc {
-        let stdout = logs.join(format!("{name}.out"));
-        let stderr = logs.join(format!("{name}.err"));
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_swarmshare")])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout).unwrap())
-            .stderr(fs::File::create(&stderr).unwrap());
-        // SAFETY: prctl is async-signal-safe; no allocation between fork and exec. If the
-        // test process dies without unwinding, the node dies with it.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        NsProc {
-            child: cmd.spawn().unwrap(),
-            name: name.to_owned(),
-            stdout,
-            stderr,
-        }
-    }
-
-    fn events(&self) -> Vec<Value> {
-        json_events(&fs::read_to_string(&self.stdout).unwrap_or_default())
-    }
-
-    /// SIGKILL now (its logs stay readable).
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NsProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The distinct chunk IDs in `events`' `chunk_received` events.
 fn chunks_in(events: &[Value]) -> BTreeSet<u64> {
@@ -246,7 +79,10 @@ struct Lab {
 impl Lab {
     /// The network, or `None` (after printing why) when this machine cannot make one.
     fn new(tag: &str, test: &str) -> Option<Lab> {
-        let net = match Net::create(tag) {
+        let rates: Vec<Option<&str>> = (0..=PEERS)
+            .map(|i| Some(if i == 0 { OWNER_RATE } else { RATE }))
+            .collect();
+        let net = match Net::create(tag, &rates) {
             Ok(net) => net,
             Err(reason) => {
                 println!("SKIPPED {test}: {reason}");

@@ -1,0 +1,181 @@
+//! Separate (virtual) hosts for the tests that need a wire: a "switch" network namespace
+//! holding a bridge, and one namespace per node joined to it by a veth pair, each node's
+//! outgoing link optionally capped with `tbf`. Namespaces are named after this process's
+//! PID and a per-test tag; a drop guard deletes the ones a test made (and nothing else),
+//! even when the test panics. The host's own interfaces are never touched.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use super::util::json_events;
+
+/// Runs a command to completion; its stderr on failure.
+pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+pub fn must(program: &str, args: &[&str]) {
+    if let Err(e) = run(program, args) {
+        panic!("{e}");
+    }
+}
+
+/// Node `i`'s address: the owner is 10.77.0.1, peer k is 10.77.0.(10+k).
+pub fn node_ip(i: usize) -> String {
+    if i == 0 {
+        "10.77.0.1".to_owned()
+    } else {
+        format!("10.77.0.{}", 10 + i)
+    }
+}
+
+/// The namespaces one test made; deletes exactly those when dropped.
+pub struct Net {
+    pub switch: String,
+    /// Node namespaces: 0 is the owner, k is peer k.
+    pub nodes: Vec<String>,
+    made: Vec<String>,
+}
+
+impl Net {
+    /// The switch namespace with a bridge, and `rates.len()` node namespaces (0 the
+    /// owner) wired to it, node `i`'s outgoing link capped at `rates[i]` with `tbf` if
+    /// given. `Err` is a reason to skip (no root, no namespaces, no tbf); any other
+    /// failure panics (and the guard still removes what was made).
+    pub fn create(tag: &str, rates: &[Option<&str>]) -> Result<Net, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not root: network namespaces need root".to_owned());
+        }
+        let base = format!("sw{}{tag}", std::process::id());
+        let mut net = Net {
+            switch: format!("{base}s"),
+            nodes: (0..rates.len()).map(|i| format!("{base}{i}")).collect(),
+            made: Vec::new(),
+        };
+        let sw = net.switch.clone();
+        net.add_namespace(&sw)?;
+        must("ip", &["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        must("ip", &["-n", &sw, "link", "set", "br0", "up"]);
+        for (i, rate) in rates.iter().enumerate() {
+            let ns = net.nodes[i].clone();
+            if let Err(e) = net.add_namespace(&ns) {
+                panic!("{e}");
+            }
+            let (port, end) = (format!("p{i}"), Net::interface(i));
+            must(
+                "ip",
+                &[
+                    "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", &end,
+                ],
+            );
+            must("ip", &["-n", &sw, "link", "set", &end, "netns", &ns]);
+            must("ip", &["-n", &sw, "link", "set", &port, "master", "br0"]);
+            must("ip", &["-n", &sw, "link", "set", &port, "up"]);
+            let cidr = format!("{}/24", node_ip(i));
+            must("ip", &["-n", &ns, "addr", "add", &cidr, "dev", &end]);
+            must("ip", &["-n", &ns, "link", "set", &end, "up"]);
+            must("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+            let Some(rate) = rate else { continue };
+            let tbf = [
+                "-n", &ns, "qdisc", "add", "dev", &end, "root", "tbf", "rate", rate, "burst", "32kbit",
+                "latency", "400ms",
+            ];
+            run("tc", &tbf).map_err(|e| format!("cannot cap a link with tbf: {e}"))?;
+        }
+        Ok(net)
+    }
+
+    fn add_namespace(&mut self, name: &str) -> Result<(), String> {
+        run("ip", &["netns", "add", name])?;
+        self.made.push(name.to_owned());
+        Ok(())
+    }
+
+    /// Node `i`'s end of its veth pair (inside its namespace).
+    pub fn interface(i: usize) -> String {
+        format!("e{i}")
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // Deleting a node's namespace destroys its veth pair; the switch's, the bridge.
+        for ns in self.made.iter().rev() {
+            if let Err(e) = run("ip", &["netns", "del", ns]) {
+                eprintln!("netns cleanup: {e}");
+            }
+        }
+    }
+}
+
+/// `swarmshare ARGS` inside a namespace (`ip netns exec` execs it, so the PID is the
+/// binary's); logs to files; killed by its PID when dropped.
+pub struct NsProc {
+    child: Child,
+    pub name: String,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl NsProc {
+    pub fn start(logs: &Path, name: &str, ns: &str, args: &[&str]) -> NsProc {
+        let stdout = logs.join(format!("{name}.out"));
+        let stderr = logs.join(format!("{name}.err"));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_swarmshare")])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap());
+        // SAFETY: prctl is async-signal-safe; no allocation between fork and exec. If the
+        // test process dies without unwinding, the node dies with it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        NsProc {
+            child: cmd.spawn().unwrap(),
+            name: name.to_owned(),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        json_events(&fs::read_to_string(&self.stdout).unwrap_or_default())
+    }
+
+    /// SIGKILL now (its logs stay readable).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NsProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
