@@ -8,7 +8,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::error::PeerError;
 
 /// An invalid argument or combination of arguments.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,6 +75,36 @@ pub enum ConfigError {
     },
 }
 
+/// Parses `--http`: `PORT` (on 127.0.0.1) or `IP:PORT`.
+pub fn parse_http_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    let addr = text
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("'{text}' is not PORT or IP:PORT (e.g. 8080 or 127.0.0.1:8080)"))?;
+    if addr.ip().is_unspecified() {
+        // Requests must name the address the page is served on, and no browser names
+        // 0.0.0.0 or [::].
+        return Err(format!(
+            "'{text}': give the address browsers will use (e.g. 10.0.0.1:{}), not an unspecified one",
+            addr.port()
+        ));
+    }
+    Ok(addr)
+}
+
+/// A host name that did not resolve.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resolve {host}: {source}")]
+pub struct ResolveError {
+    /// The host name.
+    pub host: String,
+    /// The cause.
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Where to reach a node: a host name or IP address and a port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -115,14 +144,14 @@ impl Endpoint {
     }
 
     /// Resolves the endpoint now (addresses may change between calls), preferring IPv4.
-    pub async fn resolve(&self) -> Result<SocketAddr, PeerError> {
+    pub async fn resolve(&self) -> Result<SocketAddr, ResolveError> {
         if let Ok(ip) = self.host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, self.port));
         }
         if self.host == "localhost" {
             return Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), self.port));
         }
-        let resolve_err = |source| PeerError::Resolve {
+        let resolve_err = |source| ResolveError {
             host: self.host.clone(),
             source,
         };
@@ -363,8 +392,6 @@ pub struct DemoConfig {
     pub http: Option<SocketAddr>,
     /// How long the swarm keeps serving (and the page stays up) after every peer completed.
     pub linger: std::time::Duration,
-    /// Progress bars to draw the peers on, if any.
-    pub bars: Option<crate::progress::Bars>,
 }
 
 impl DemoConfig {
@@ -396,7 +423,6 @@ impl DemoConfig {
             timeout,
             http: None,
             linger: std::time::Duration::ZERO,
-            bars: None,
         })
     }
 }

@@ -7,14 +7,14 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::chunk_store::ChunkBody;
 use crate::error::PeerError;
 use crate::manifest::ChunkId;
 use crate::wire::{self, DecodeError, FrameError, Hello, Message, HELLO_LEN};
@@ -54,37 +54,6 @@ pub async fn with_timeout<T>(
 #[cfg(target_os = "linux")]
 fn try_again(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
-}
-
-/// A chunk's bytes on their way out.
-#[derive(Debug)]
-pub enum ChunkBody {
-    /// In memory.
-    Memory(Bytes),
-    /// `len` bytes of a file from its start: on Linux handed to the socket by the kernel
-    /// (`sendfile`), the pages going from the page cache to the socket without passing
-    /// through here; elsewhere read on the blocking pool first.
-    File {
-        /// The chunk file (or staged file), open for reading; never written again.
-        file: Arc<std::fs::File>,
-        /// Its length, checked when it was opened: the frame header promises it.
-        len: usize,
-    },
-}
-
-impl ChunkBody {
-    /// The chunk's length in bytes.
-    pub fn len(&self) -> usize {
-        match self {
-            ChunkBody::Memory(data) => data.len(),
-            ChunkBody::File { len, .. } => *len,
-        }
-    }
-
-    /// Whether the chunk has no bytes (never, for a chunk of a valid manifest).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// One TCP connection speaking the swarmshare protocol.

@@ -80,7 +80,7 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> Error {
 }
 
 /// Runs the demo and checks its result.
-pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
+pub async fn run(config: DemoConfig, bars: Option<crate::progress::Bars>) -> Result<DemoReport, Error> {
     let folder = tempfile::Builder::new()
         .prefix("swarmshare-demo-")
         .tempdir()
@@ -117,7 +117,11 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
         // On stderr, whatever the log filter: the one line a person needs to look.
         eprintln!("swarmshare demo: watch the swarm at http://{addr}/");
     }
-    let owner_task = tokio::spawn(owner.run(owner_listener, web, token.clone()));
+    let sockets = crate::owner::OwnerSockets {
+        listener: owner_listener,
+        web,
+    };
+    let owner_task = tokio::spawn(owner.run(sockets, token.clone()));
 
     let mut progress = Vec::new();
     let mut bar_tasks = JoinSet::new();
@@ -135,7 +139,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, Error> {
         )?;
         let peer = Peer::with_listener(cfg, listener)?;
         progress.push(peer.progress());
-        if let Some(bars) = config.bars.clone() {
+        if let Some(bars) = bars.clone() {
             let (name, rx) = (format!("peer{}", i + 1), peer.progress());
             bar_tasks.spawn(async move { bars.track(name, rx).await });
         }

@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use crate::chunk_store::StoreError;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, ResolveError};
 use crate::manifest::{ChunkId, HashFileError, ManifestError, SwarmId};
 use crate::wire::handshake::HelloRefused;
 use crate::wire::{DecodeError, HandshakeError, Role};
@@ -108,14 +108,8 @@ fn bind_reason(e: &io::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     /// The address did not resolve.
-    #[error("cannot resolve {host}: {source}")]
-    Resolve {
-        /// The host name or address.
-        host: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
     /// TCP connect failed.
     #[error("cannot connect: {0}")]
     Connect(#[source] io::Error),

@@ -26,8 +26,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::chunk_set::ChunkSet;
-use crate::chunk_store::{ChunkStore, Partial, Staged, StoreError};
-use crate::connection::ChunkBody;
+use crate::chunk_store::{ChunkBody, ChunkStore, Partial, Staged, StoreError};
 use crate::error::Error;
 use crate::manifest::{ChunkId, Manifest};
 

@@ -1,52 +1,63 @@
 //! swarmshare: hand one file to a group of peers without the owner being the bottleneck.
 //!
 //! The owner splits the file into chunks and serves them; each peer gets a batch from the
-//! owner, then downloads the rest from its download neighbor while serving its own upload
-//! neighbor, verifying every chunk against the owner's manifest.
+//! owner, then downloads the rest from its neighbors while serving its own, verifying every
+//! chunk against the owner's manifest.
+//!
+//! # The API
+//! * [`owner::Owner`] and [`peer::Peer`], run from the validated settings of [`config`];
+//!   [`demo`] runs an owner and a ring of peers in one process.
+//! * [`manifest`]: the split rule, the manifest and the swarm ID a file gets.
+//! * [`status`]: what a node's directory holds, and what a file's manifest would be.
+//! * [`sim`]: the download scheduler in a simulated swarm of any size.
+//! * [`error`], [`logging`], [`progress`]: errors, log output, progress bars.
 //!
 //! # Layout
 //! Layers, lowest first; each uses only the ones above it in this list:
-//! * [`manifest`], [`chunk_set`], [`summary`]: pure data: split arithmetic, the manifest
-//!   and its hashes, the set of held chunks, the summary file's text.
-//! * [`wire`]: the protocol as pure functions on bytes (frames, messages, hello).
-//! * [`connection`]: owns a `TcpStream`; reads and writes whole messages with bounds.
-//! * [`chunk_store`], [`holdings`]: chunk files on disk, and the verified set in memory.
-//! * [`upload`]: the accept loop and request loop that owner and peers share.
-//! * [`owner`], [`peer`]: the two roles' policies; [`peer::picker`] chooses chunks.
-//! * [`demo`]: an owner and a ring of peers in one process.
-//! * [`config`], [`error`], [`activity`], [`logging`], [`task`]: validated settings,
-//!   error types, the activity log, log output, and task plumbing.
+//! * `manifest`, `chunk_set`, `summary`: pure data: split arithmetic, the manifest and its
+//!   hashes, the set of held chunks, the summary file's text.
+//! * `config`, `identity`, `activity`: validated settings, peer IDs, the activity log.
+//! * `wire`: the protocol as pure functions on bytes (frames, messages, hello).
+//! * `chunk_store`, `holdings`: chunk files on disk, and the verified set in memory.
+//! * `connection`: owns a `TcpStream`; reads and writes whole messages with bounds.
+//! * `book`, `scheduler`, `admission`: sans-IO policy: whom we know and how, which chunk
+//!   from which link and when, which downloaders we serve.
+//! * `fetch`, `upload`: the client and server ends of a fetch session.
+//! * `owner`, `peer`: the two roles; `peer` drives the scheduler over real sockets,
+//!   `sim` over simulated ones.
+//! * `web`, `report`, `demo`, `progress`, `logging`: what people see.
 
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
-pub mod activity;
+mod activity;
 mod admission;
-pub mod book;
-pub mod chunk_set;
-pub mod chunk_store;
+mod book;
+mod chunk_set;
+mod chunk_store;
 pub mod config;
-pub mod connection;
+mod connection;
 pub mod demo;
 pub mod error;
 mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod holdings;
-pub mod identity;
+mod holdings;
+mod identity;
 pub mod logging;
 pub mod manifest;
 pub mod owner;
 pub mod peer;
 pub mod progress;
-pub mod rate;
-pub mod report;
+mod rate;
+mod report;
 mod scheduler;
 pub mod sim;
-pub mod summary;
-pub mod task;
-pub mod upload;
-pub mod web;
-pub mod wire;
+pub mod status;
+mod summary;
+mod task;
+mod upload;
+mod web;
+mod wire;
 
 pub use error::{Error, PeerError};

@@ -12,17 +12,14 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use swarmshare::chunk_store::dir_status;
 use swarmshare::config::{
-    parse_rate, parse_size, ConfigError, DemoConfig, Endpoint, OwnerConfig, PeerConfig,
+    parse_http_addr, parse_rate, parse_size, ConfigError, DemoConfig, Endpoint, OwnerConfig, PeerConfig,
 };
 use swarmshare::logging::{self, LogFormat};
-use swarmshare::manifest::manifest_for;
-use swarmshare::owner::Owner;
+use swarmshare::owner::{Owner, OwnerSockets};
 use swarmshare::peer::Peer;
 use swarmshare::progress::Bars;
-use swarmshare::web::{self, parse_http_addr};
-use swarmshare::{demo, report, upload, Error};
+use swarmshare::{demo, status, Error};
 
 #[derive(Parser)]
 #[command(
@@ -302,8 +299,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             )?;
             config.upload_limit = a.upload_limit;
             config.http = a.http;
-            let listener = upload::bind(config.listen).await?;
-            let web = web::bind(config.http).await?;
+            let sockets = OwnerSockets::bind(&config).await?;
             let owner = Owner::prepare(&config).await?;
             // The swarm ID is what peers check; it is printed whatever the log filter.
             eprintln!(
@@ -313,7 +309,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
                 owner.manifest().swarm_id()
             );
             owner
-                .run(listener, web, shutdown_on_signal())
+                .run(sockets, shutdown_on_signal())
                 .await
                 .map(|()| None)
         }
@@ -344,8 +340,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             let mut config = DemoConfig::new(a.peers, a.size, a.keep, Duration::from_secs(a.timeout))?;
             config.http = (!a.no_http).then_some(a.http);
             config.linger = Duration::from_secs(a.linger);
-            config.bars = bars;
-            let report = demo::run(config).await?;
+            let report = demo::run(config, bars).await?;
             Ok(Some(report.to_string()))
         }
         // Handled in main, before the runtime starts.
@@ -355,22 +350,12 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
 
 /// `swarmshare status`: the directory's state, as text or JSON.
 fn status_report(a: &StatusArgs) -> Result<String, Error> {
-    let status = dir_status(&a.dir)?.ok_or_else(|| Error::NoStore(a.dir.clone()))?;
-    Ok(if a.json {
-        format!("{}\n", report::status_json(&status))
-    } else {
-        report::status_text(&status)
-    })
+    status::status(&a.dir, a.json)
 }
 
 /// `swarmshare inspect`: the manifest the file would have, as text or JSON.
 fn inspect_report(a: &InspectArgs) -> Result<String, Error> {
-    let manifest = manifest_for(&a.file)?;
-    Ok(if a.json {
-        format!("{}\n", report::manifest_json(&manifest))
-    } else {
-        report::manifest_text(&manifest)
-    })
+    status::inspect(&a.file, a.json)
 }
 
 /// Prints a report, or its error as one line with the error's exit code.

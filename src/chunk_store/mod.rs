@@ -26,11 +26,13 @@ use crate::manifest::{ChunkId, Manifest};
 use crate::summary;
 
 mod assemble;
+mod body;
 mod error;
 mod files;
 mod status;
 
 pub use assemble::Partial;
+pub use body::ChunkBody;
 pub use error::StoreError;
 use files::{chunk_file, hash_file_at, io_err, is_dir, is_symlink, open_no_follow, read_no_follow};
 pub use status::{dir_status, DirStatus, FileState};

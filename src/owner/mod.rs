@@ -32,6 +32,24 @@ use crate::wire::handshake::{self, Purpose};
 use crate::wire::{self, Message, Role};
 use batch::BatchPlanner;
 
+/// The owner's sockets: its port and, with `--http`, the web view's, bound before the file
+/// is hashed so that a busy port is reported at once.
+#[derive(Debug)]
+pub struct OwnerSockets {
+    pub(crate) listener: TcpListener,
+    pub(crate) web: Option<TcpListener>,
+}
+
+impl OwnerSockets {
+    /// Binds the owner's port and the web view's, if `config` asks for one.
+    pub async fn bind(config: &OwnerConfig) -> Result<OwnerSockets, Error> {
+        Ok(OwnerSockets {
+            listener: upload::bind(config.listen).await?,
+            web: crate::web::bind(config.http).await?,
+        })
+    }
+}
+
 /// A prepared owner: the file is split and verified, ready to serve.
 #[derive(Debug)]
 pub struct Owner {
@@ -89,12 +107,8 @@ impl Owner {
 
     /// Serves peers on `listener` (and the web view on `web`, if given) until `shutdown`
     /// is cancelled, then waits for every connection task to end.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        web: Option<TcpListener>,
-        shutdown: CancellationToken,
-    ) -> Result<(), Error> {
+    pub async fn run(self, sockets: OwnerSockets, shutdown: CancellationToken) -> Result<(), Error> {
+        let OwnerSockets { listener, web } = sockets;
         let local = listener.local_addr().map_err(|source| Error::Io {
             what: "reading the listening address",
             source,

@@ -154,7 +154,7 @@ async fn attempt(
     holdings: &mut Option<Arc<Holdings>>,
 ) -> Result<Joined, Failure> {
     let via_peer = config.join.is_some();
-    let addr = config.entry.resolve().await?;
+    let addr = config.entry.resolve().await.map_err(PeerError::from)?;
     let mut conn = Connection::connect(addr).await?;
     let swarm = holdings.as_ref().map(|h| h.manifest().swarm_id());
     let hello = handshake::client_hello(Role::Join, me.port, swarm, me.id);

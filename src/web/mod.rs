@@ -47,24 +47,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// The shortest gap between two snapshots on the event stream.
 pub const THROTTLE: Duration = Duration::from_millis(200);
 
-/// Parses `--http`: `PORT` (on 127.0.0.1) or `IP:PORT`.
-pub fn parse_http_addr(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(port) = text.parse::<u16>() {
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
-    }
-    let addr = text
-        .parse::<SocketAddr>()
-        .map_err(|_| format!("'{text}' is not PORT or IP:PORT (e.g. 8080 or 127.0.0.1:8080)"))?;
-    if addr.ip().is_unspecified() {
-        // Requests must name the address the page is served on, and no browser names
-        // 0.0.0.0 or [::].
-        return Err(format!(
-            "'{text}': give the address browsers will use (e.g. 10.0.0.1:{}), not an unspecified one",
-            addr.port()
-        ));
-    }
-    Ok(addr)
-}
 
 /// Event streams served at once; one more is refused (503) until one closes.
 pub const MAX_STREAMS: usize = 32;

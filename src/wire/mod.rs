@@ -23,6 +23,7 @@
 //! # Non-goals
 //! Encryption and authentication of peers: integrity comes from the manifest's hashes.
 
+pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod message;

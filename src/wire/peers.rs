@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::{BufMut, BytesMut};
 
-use super::message::MessageError;
+use super::error::MessageError;
 use crate::identity::{PeerId, PEER_ID_LEN};
 
 /// The most peers one `PEERS` message carries.
@@ -68,7 +68,10 @@ pub fn decode(body: &[u8]) -> Result<Vec<PeerAddr>, MessageError> {
     };
     let count = usize::from(u16::from_be_bytes(*count));
     if count > MAX_PEERS {
-        return Err(MessageError::TooManyPeers(count));
+        return Err(MessageError::TooManyPeers {
+            got: count,
+            max: MAX_PEERS,
+        });
     }
     let mut peers = Vec::with_capacity(count);
     for _ in 0..count {
