@@ -18,27 +18,9 @@ use crate::chunk_set::ChunkSet;
 use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
 
-/// The `event` values, for tests and documentation.
-pub const EVENTS: [&str; 14] = [
-    "chunk_received",
-    "chunk_sent",
-    "chunk_list_received",
-    "chunk_list_sent",
-    "chunk_request_sent",
-    "chunk_request_received",
-    "owner_start",
-    "peer_start",
-    "owner_batch",
-    "hash_failure",
-    "waiting",
-    "complete",
-    "swarm_copies",
-    "safe_to_leave",
-];
-
 /// Where a received chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// The file owner.
     Owner,
     /// A download neighbor.
@@ -55,37 +37,37 @@ impl Source {
 }
 
 /// A verified chunk arrived.
-pub fn chunk_received(peer: SocketAddr, id: ChunkId, bytes: usize, source: Source) {
+pub(crate) fn chunk_received(peer: SocketAddr, id: ChunkId, bytes: usize, source: Source) {
     info!(event = "chunk_received", chunk = id, %peer, bytes, source = source.as_str(), "chunk received");
 }
 
 /// A chunk was sent.
-pub fn chunk_sent(peer: SocketAddr, id: ChunkId, bytes: usize) {
+pub(crate) fn chunk_sent(peer: SocketAddr, id: ChunkId, bytes: usize) {
     info!(event = "chunk_sent", chunk = id, %peer, bytes, "chunk sent");
 }
 
 /// A chunk ID list arrived.
-pub fn list_received(peer: SocketAddr, chunks: u32) {
+pub(crate) fn list_received(peer: SocketAddr, chunks: u32) {
     info!(event = "chunk_list_received", %peer, chunks, "chunk ID list received");
 }
 
 /// A chunk ID list was sent.
-pub fn list_sent(peer: SocketAddr, chunks: u32) {
+pub(crate) fn list_sent(peer: SocketAddr, chunks: u32) {
     info!(event = "chunk_list_sent", %peer, chunks, "chunk ID list sent");
 }
 
 /// A chunk request was sent.
-pub fn request_sent(peer: SocketAddr, id: ChunkId) {
+pub(crate) fn request_sent(peer: SocketAddr, id: ChunkId) {
     info!(event = "chunk_request_sent", chunk = id, %peer, "chunk request sent");
 }
 
 /// A chunk request arrived.
-pub fn request_received(peer: SocketAddr, id: ChunkId) {
+pub(crate) fn request_received(peer: SocketAddr, id: ChunkId) {
     info!(event = "chunk_request_received", chunk = id, %peer, "chunk request received");
 }
 
 /// The owner is serving.
-pub fn owner_start(addr: SocketAddr, file: &Path, manifest: &Manifest) {
+pub(crate) fn owner_start(addr: SocketAddr, file: &Path, manifest: &Manifest) {
     let layout = manifest.layout();
     info!(
         event = "owner_start",
@@ -101,7 +83,7 @@ pub fn owner_start(addr: SocketAddr, file: &Path, manifest: &Manifest) {
 
 /// A peer has its manifest (from the owner, or from its directory when `resumed`) and
 /// starts exchanging chunks.
-pub fn peer_start(
+pub(crate) fn peer_start(
     listen: SocketAddr,
     id: PeerId,
     owner: &str,
@@ -126,12 +108,12 @@ pub fn peer_start(
 }
 
 /// The owner sent, or a peer received, an initial batch.
-pub fn owner_batch(peer: SocketAddr, chunks: u32, first: Option<ChunkId>, last: Option<ChunkId>) {
+pub(crate) fn owner_batch(peer: SocketAddr, chunks: u32, first: Option<ChunkId>, last: Option<ChunkId>) {
     info!(event = "owner_batch", %peer, chunks, first, last, "owner batch");
 }
 
 /// No chunk arrived for a while: what the peer is still missing.
-pub fn waiting(have: &ChunkSet, state: &str) {
+pub(crate) fn waiting(have: &ChunkSet, state: &str) {
     warn!(
         event = "waiting",
         missing = have.len() - have.count(),
@@ -142,12 +124,12 @@ pub fn waiting(have: &ChunkSet, state: &str) {
 }
 
 /// A chunk failed verification and was discarded.
-pub fn hash_failure(peer: SocketAddr, id: ChunkId) {
+pub(crate) fn hash_failure(peer: SocketAddr, id: ChunkId) {
     warn!(event = "hash_failure", chunk = id, %peer, "chunk failed verification, discarded");
 }
 
 /// The peer holds every chunk and has joined and verified the file.
-pub fn complete(file: &Path, secs: f64, from_owner: u32, from_neighbor: u32) {
+pub(crate) fn complete(file: &Path, secs: f64, from_owner: u32, from_neighbor: u32) {
     info!(
         event = "complete",
         file = %file.display(),

@@ -36,7 +36,7 @@ pub enum ChunkSetError {
 }
 
 /// Bytes needed for a bitfield of `len` chunks.
-pub fn bitfield_len(len: u32) -> usize {
+pub(crate) fn bitfield_len(len: u32) -> usize {
     (len as usize).div_ceil(8)
 }
 

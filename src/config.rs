@@ -8,7 +8,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-
 /// An invalid argument or combination of arguments.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {

@@ -20,17 +20,17 @@ use crate::manifest::ChunkId;
 use crate::wire::{self, DecodeError, FrameError, Hello, Message, HELLO_LEN};
 
 /// How long a TCP connect may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the other side's hello may take to arrive.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long writing one message may take.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the rest of a frame may take once its first byte has arrived.
-pub const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest a frame that has begun may go without a single new byte.
-pub const FRAME_STALL: Duration = Duration::from_secs(5);
+pub(crate) const FRAME_STALL: Duration = Duration::from_secs(5);
 /// The slowest rate, in bytes per second, a frame's bytes may arrive at once it began.
-pub const MIN_FRAME_RATE: u64 = 64 * 1024;
+pub(crate) const MIN_FRAME_RATE: u64 = 64 * 1024;
 /// The smallest read-buffer growth: an idle connection holds no more than this.
 const READ_MIN: usize = 4 * 1024;
 /// The most the read buffer grows by in one step.
@@ -39,7 +39,7 @@ const READ_STEP: usize = 256 * 1024;
 const DEFAULT_MAX_FRAME: usize = 64;
 
 /// Runs `fut`, turning a timeout into `PeerError::Timeout(what)`.
-pub async fn with_timeout<T>(
+pub(crate) async fn with_timeout<T>(
     what: &'static str,
     limit: Duration,
     fut: impl Future<Output = Result<T, PeerError>>,
@@ -58,7 +58,7 @@ fn try_again(e: &io::Error) -> bool {
 
 /// One TCP connection speaking the swarmshare protocol.
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     stream: TcpStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -68,7 +68,7 @@ pub struct Connection {
 
 impl Connection {
     /// Wraps an accepted or connected stream.
-    pub fn new(stream: TcpStream, remote: SocketAddr) -> Connection {
+    pub(crate) fn new(stream: TcpStream, remote: SocketAddr) -> Connection {
         // Request/response traffic: don't let Nagle hold back small requests.
         let _ = stream.set_nodelay(true);
         Connection {
@@ -81,7 +81,7 @@ impl Connection {
     }
 
     /// Connects to `addr` within [`CONNECT_TIMEOUT`].
-    pub async fn connect(addr: SocketAddr) -> Result<Connection, PeerError> {
+    pub(crate) async fn connect(addr: SocketAddr) -> Result<Connection, PeerError> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| PeerError::Timeout("connecting"))?
@@ -90,18 +90,18 @@ impl Connection {
     }
 
     /// The other side's socket address.
-    pub fn remote(&self) -> SocketAddr {
+    pub(crate) fn remote(&self) -> SocketAddr {
         self.remote
     }
 
     /// Sets the largest frame accepted from now on.
-    pub fn set_max_frame(&mut self, max: usize) {
+    pub(crate) fn set_max_frame(&mut self, max: usize) {
         self.max_frame = max;
     }
 
     /// Reads the client's hello, then sends the one `answer` makes of it, within
     /// [`HANDSHAKE_TIMEOUT`] (a server: its hello may depend on what the client wants).
-    pub async fn answer_handshake(
+    pub(crate) async fn answer_handshake(
         &mut self,
         answer: impl FnOnce(&Hello) -> Hello,
     ) -> Result<Hello, PeerError> {
@@ -132,7 +132,7 @@ impl Connection {
     }
 
     /// Sends our hello and reads theirs, within [`HANDSHAKE_TIMEOUT`].
-    pub async fn handshake(&mut self, mine: &Hello) -> Result<Hello, PeerError> {
+    pub(crate) async fn handshake(&mut self, mine: &Hello) -> Result<Hello, PeerError> {
         with_timeout("in the handshake", HANDSHAKE_TIMEOUT, async {
             self.stream
                 .write_all(&mine.encode())
@@ -149,7 +149,7 @@ impl Connection {
     /// [`FRAME_TIMEOUT`] plus its length at [`MIN_FRAME_RATE`], so a peer trickling bytes
     /// cannot hold the connection while a large manifest on a slow link still can arrive.
     /// `None` on a clean close between frames.
-    pub async fn read_message(
+    pub(crate) async fn read_message(
         &mut self,
         idle: Duration,
         state: &'static str,
@@ -205,7 +205,7 @@ impl Connection {
 
     /// Writes one message within [`WRITE_TIMEOUT`]. A `CHUNK` goes header and bytes in one
     /// system call, straight from its buffer.
-    pub async fn write_message(&mut self, msg: &Message) -> Result<(), PeerError> {
+    pub(crate) async fn write_message(&mut self, msg: &Message) -> Result<(), PeerError> {
         if let Message::Chunk { id, data } = msg {
             return self.write_chunk(*id, &ChunkBody::Memory(data.clone())).await;
         }
@@ -221,7 +221,7 @@ impl Connection {
     }
 
     /// Writes chunk `id` as one `CHUNK` frame within [`WRITE_TIMEOUT`].
-    pub async fn write_chunk(&mut self, id: ChunkId, body: &ChunkBody) -> Result<(), PeerError> {
+    pub(crate) async fn write_chunk(&mut self, id: ChunkId, body: &ChunkBody) -> Result<(), PeerError> {
         let header = wire::message::chunk_header(id, body.len());
         with_timeout("writing", WRITE_TIMEOUT, async {
             match body {

@@ -32,7 +32,7 @@ use crate::manifest::{ChunkId, Manifest};
 
 /// What adding a received chunk did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Added {
+pub(crate) enum Added {
     /// Verified and stored.
     New,
     /// Verified, but already held.
@@ -77,10 +77,10 @@ pub struct Holdings {
 }
 
 /// The longest the summary file lags behind while chunks are arriving.
-pub const SUMMARY_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const SUMMARY_INTERVAL: Duration = Duration::from_millis(250);
 /// Chunks staged at most before an add waits for a commit (each holds an open file until
 /// then).
-pub const MAX_STAGED: usize = 32;
+pub(crate) const MAX_STAGED: usize = 32;
 
 #[derive(Debug, Default)]
 struct Staging {
@@ -157,18 +157,9 @@ impl Holdings {
         self.count.subscribe()
     }
 
-    /// Verifies `data` as chunk `id` and, if it is new, writes it and makes it visible;
-    /// it reaches `chunks/` and the summary with the next [`Holdings::commit`]. Adds run
-    /// in parallel. A storage failure is fatal to the node.
-    ///
-    /// Cancel-safe: the work runs on a blocking thread, so a caller dropped midway leaves
-    /// the chunk either not stored or staged and visible.
-    pub(crate) async fn add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> Result<Added, Error> {
-        let done = self.start_add(id, data).wait().await?;
-        self.settle(done).await
-    }
-
-    /// The first half of [`Holdings::add`]: starts the verify-and-write on a blocking thread
+    /// Verifies `data` as chunk `id` and, if it is new, writes it and makes it visible (it
+    /// reaches `chunks/` and the summary with the next [`Holdings::commit`]); adds run in
+    /// parallel, and a storage failure is fatal to the node. The first half of an add: starts the verify-and-write on a blocking thread
     /// at once, so a caller can read the next chunk meanwhile. Dropping the result leaves
     /// the work to finish on its own (the chunk is then staged and visible, or not stored).
     pub(crate) fn start_add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> StartedAdd {
@@ -176,7 +167,7 @@ impl Holdings {
         StartedAdd(tokio::task::spawn_blocking(move || this.add_blocking(id, data)))
     }
 
-    /// The second half of [`Holdings::add`]: what a finished add did, after the commit it
+    /// The second half of an add: what a finished add did, after the commit it
     /// makes due, if any.
     pub(crate) async fn settle(self: &Arc<Self>, done: AddDone) -> Result<Added, Error> {
         if done.complete {

@@ -10,7 +10,7 @@ use std::path::Path;
 use rand::RngCore;
 
 /// Length of a peer ID in bytes.
-pub const PEER_ID_LEN: usize = 16;
+pub(crate) const PEER_ID_LEN: usize = 16;
 
 /// A node's stable identity.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -56,6 +56,8 @@ pub mod sim;
 pub mod status;
 mod summary;
 mod task;
+#[cfg(test)]
+mod tests;
 mod upload;
 mod web;
 mod wire;

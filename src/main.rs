@@ -308,10 +308,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
                 owner.manifest().layout().chunk_count(),
                 owner.manifest().swarm_id()
             );
-            owner
-                .run(sockets, shutdown_on_signal())
-                .await
-                .map(|()| None)
+            owner.run(sockets, shutdown_on_signal()).await.map(|()| None)
         }
         Command::Peer(a) => {
             let (owner, port, neighbor) = peer_positionals(&a.args, a.join.is_some())?;

@@ -13,11 +13,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How much unused allowance may pile up: this much time's worth of the rate.
-pub const BURST: Duration = Duration::from_millis(50);
+pub(crate) const BURST: Duration = Duration::from_millis(50);
 
 /// A token bucket in bytes.
 #[derive(Debug)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     rate: f64,
     burst: f64,
     state: Mutex<(f64, Instant)>,
@@ -25,7 +25,7 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// A bucket refilling at `bytes_per_sec`, starting full.
-    pub fn new(bytes_per_sec: u64) -> RateLimit {
+    pub(crate) fn new(bytes_per_sec: u64) -> RateLimit {
         let rate = bytes_per_sec.max(1) as f64;
         let burst = rate * BURST.as_secs_f64();
         RateLimit {
@@ -35,13 +35,8 @@ impl RateLimit {
         }
     }
 
-    /// The rate in bytes per second.
-    pub fn rate(&self) -> u64 {
-        self.rate as u64
-    }
-
     /// Takes `bytes` from the bucket if it holds them now; false (nothing taken) if not.
-    pub fn try_acquire(&self, bytes: usize) -> bool {
+    pub(crate) fn try_acquire(&self, bytes: usize) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let (tokens, last) = *state;
@@ -52,7 +47,7 @@ impl RateLimit {
     }
 
     /// Takes `bytes` from the bucket, waiting until the debt they leave is paid off.
-    pub async fn acquire(&self, bytes: usize) {
+    pub(crate) async fn acquire(&self, bytes: usize) {
         let wait = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
@@ -74,7 +69,7 @@ impl RateLimit {
 
 /// A process's limits, either direction optional.
 #[derive(Debug, Clone, Default)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Bytes per second of chunk data sent, across all connections.
     pub upload: Option<Arc<RateLimit>>,
     /// Bytes per second of chunk data requested, across all connections.
@@ -83,7 +78,7 @@ pub struct Limits {
 
 impl Limits {
     /// Limits from optional rates in bytes per second.
-    pub fn new(upload: Option<u64>, download: Option<u64>) -> Limits {
+    pub(crate) fn new(upload: Option<u64>, download: Option<u64>) -> Limits {
         Limits {
             upload: upload.map(|r| Arc::new(RateLimit::new(r))),
             download: download.map(|r| Arc::new(RateLimit::new(r))),
@@ -91,21 +86,21 @@ impl Limits {
     }
 
     /// Waits until `bytes` may be sent.
-    pub async fn before_upload(&self, bytes: usize) {
+    pub(crate) async fn before_upload(&self, bytes: usize) {
         if let Some(limit) = &self.upload {
             limit.acquire(bytes).await;
         }
     }
 
     /// Waits until `bytes` may be requested.
-    pub async fn before_download(&self, bytes: usize) {
+    pub(crate) async fn before_download(&self, bytes: usize) {
         if let Some(limit) = &self.download {
             limit.acquire(bytes).await;
         }
     }
 
     /// Whether `bytes` may be requested right now (taken from the download budget if so).
-    pub fn try_download(&self, bytes: usize) -> bool {
+    pub(crate) fn try_download(&self, bytes: usize) -> bool {
         self.download
             .as_ref()
             .is_none_or(|limit| limit.try_acquire(bytes))

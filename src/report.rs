@@ -11,7 +11,7 @@ use crate::manifest::{hex, Manifest};
 const RANGES_SHOWN: usize = 12;
 
 /// The manifest a file would have, as JSON.
-pub fn manifest_json(m: &Manifest) -> Value {
+pub(crate) fn manifest_json(m: &Manifest) -> Value {
     let layout = m.layout();
     json!({
         "name": m.name(),
@@ -25,7 +25,7 @@ pub fn manifest_json(m: &Manifest) -> Value {
 }
 
 /// The manifest a file would have, for people.
-pub fn manifest_text(m: &Manifest) -> String {
+pub(crate) fn manifest_text(m: &Manifest) -> String {
     let layout = m.layout();
     let last = layout
         .chunk_len(layout.chunk_count().saturating_sub(1))
@@ -43,7 +43,7 @@ pub fn manifest_text(m: &Manifest) -> String {
 }
 
 /// A directory's state, as JSON: every list is of chunk IDs, ascending.
-pub fn status_json(s: &DirStatus) -> Value {
+pub(crate) fn status_json(s: &DirStatus) -> Value {
     let missing: Vec<u32> = s.verified.missing().collect();
     let summary = match &s.summary {
         None => json!({ "present": false }),
@@ -72,7 +72,7 @@ pub fn status_json(s: &DirStatus) -> Value {
 }
 
 /// A directory's state, for people.
-pub fn status_text(s: &DirStatus) -> String {
+pub(crate) fn status_text(s: &DirStatus) -> String {
     let m = &s.manifest;
     let count = m.layout().chunk_count();
     let held = s.verified.count();

@@ -24,7 +24,7 @@ use crate::manifest::SwarmId;
 
 /// Why a summary file does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SummaryError {
+pub(crate) enum SummaryError {
     /// A line that is neither a comment nor a chunk ID.
     #[error("line {line}: {text:?} is not a chunk ID")]
     NotAnId {
@@ -46,7 +46,7 @@ pub enum SummaryError {
 }
 
 /// Renders the summary of `have` for swarm `swarm`.
-pub fn render(swarm: SwarmId, have: &ChunkSet) -> String {
+pub(crate) fn render(swarm: SwarmId, have: &ChunkSet) -> String {
     let mut out = String::with_capacity(96 + have.count() as usize * 7);
     out.push_str("# swarmshare summary: chunk IDs this node holds, one per line\n");
     let _ = writeln!(out, "# swarm {swarm}");
@@ -58,7 +58,7 @@ pub fn render(swarm: SwarmId, have: &ChunkSet) -> String {
 }
 
 /// Parses a summary for a swarm of `count` chunks.
-pub fn parse(text: &str, count: u32) -> Result<ChunkSet, SummaryError> {
+pub(crate) fn parse(text: &str, count: u32) -> Result<ChunkSet, SummaryError> {
     let mut set = ChunkSet::empty(count);
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();

@@ -16,8 +16,13 @@ use tracing::{debug, Instrument, Span};
 
 /// Spawns `fut` on `tracker`, inside `span`, stopped by `token`. An `Err` is logged with
 /// the task's name; it does not stop anything else.
-pub fn spawn<E, F>(tracker: &TaskTracker, token: &CancellationToken, name: &'static str, span: Span, fut: F)
-where
+pub(crate) fn spawn<E, F>(
+    tracker: &TaskTracker,
+    token: &CancellationToken,
+    name: &'static str,
+    span: Span,
+    fut: F,
+) where
     E: Display,
     F: Future<Output = Result<(), E>> + Send + 'static,
 {
@@ -36,27 +41,17 @@ where
 }
 
 /// Sleeps for `d` unless `token` is cancelled first; returns false if it was.
-pub async fn sleep(token: &CancellationToken, d: Duration) -> bool {
+pub(crate) async fn sleep(token: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
         _ = token.cancelled() => false,
         _ = tokio::time::sleep(d) => true,
-    }
-}
-
-/// Sleeps for `d` or until `wake` completes, unless `token` is cancelled first; returns
-/// false if it was.
-pub async fn sleep_or(token: &CancellationToken, d: Duration, wake: impl std::future::Future) -> bool {
-    tokio::select! {
-        _ = token.cancelled() => false,
-        _ = tokio::time::sleep(d) => true,
-        _ = wake => true,
     }
 }
 
 /// Exponential backoff with jitter: each delay is drawn from [half, full] of the current
 /// step, and the step doubles up to a maximum.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     step: Duration,
@@ -65,7 +60,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Starts at `min`, never exceeds `max`.
-    pub fn new(min: Duration, max: Duration) -> Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
         Backoff {
             min,
             max,
@@ -75,7 +70,7 @@ impl Backoff {
     }
 
     /// The next delay.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let full = self.step;
         self.step = (self.step * 2).min(self.max);
         self.attempts = self.attempts.saturating_add(1);
@@ -83,12 +78,12 @@ impl Backoff {
     }
 
     /// Failed attempts since the last reset.
-    pub fn attempts(&self) -> u32 {
+    pub(crate) fn attempts(&self) -> u32 {
         self.attempts
     }
 
     /// Back to the shortest delay after a success.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.step = self.min;
         self.attempts = 0;
     }

@@ -31,18 +31,18 @@ use crate::task;
 use crate::wire::{Hello, Message, MAX_PEERS};
 
 /// The most connections a node serves at once; more are refused.
-pub const MAX_CONNECTIONS: usize = 256;
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 /// The most connections a node serves at once from one IP address, so one host cannot
 /// take every slot.
-pub const MAX_PER_IP: usize = 64;
+pub(crate) const MAX_PER_IP: usize = 64;
 /// How long a served connection may stay silent between requests.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest a server holds a `LIST_WAIT` before answering.
-pub const MAX_LIST_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const MAX_LIST_WAIT: Duration = Duration::from_secs(5);
 
 /// When this node's upload side last answered a request (for `--exit-when-done`).
 #[derive(Debug)]
-pub struct Served {
+pub(crate) struct Served {
     last: Mutex<std::time::Instant>,
 }
 
@@ -56,12 +56,12 @@ impl Default for Served {
 
 impl Served {
     /// A request arrived.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = std::time::Instant::now();
     }
 
     /// How long since the last request.
-    pub fn idle_for(&self) -> Duration {
+    pub(crate) fn idle_for(&self) -> Duration {
         self.last.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
     }
 }
@@ -100,7 +100,7 @@ impl Drop for PerIp {
 }
 
 /// Binds the node's listening socket, with an error that names the address.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind { addr, source })
@@ -108,7 +108,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 
 /// The address that names the other side in logs: its IP with the port it listens on,
 /// when its hello announced one.
-pub fn node_addr(remote: SocketAddr, hello: &Hello) -> SocketAddr {
+pub(crate) fn node_addr(remote: SocketAddr, hello: &Hello) -> SocketAddr {
     match hello.listen_port {
         0 => remote,
         port => SocketAddr::new(remote.ip(), port),
@@ -117,7 +117,7 @@ pub fn node_addr(remote: SocketAddr, hello: &Hello) -> SocketAddr {
 
 /// Accepts connections until `token` is cancelled, running `handler` on each in its own
 /// task. Beyond [`MAX_CONNECTIONS`] a new connection is closed at once.
-pub async fn accept_loop<F, Fut>(
+pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
     token: CancellationToken,
     tracker: TaskTracker,

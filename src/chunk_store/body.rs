@@ -35,4 +35,3 @@ impl ChunkBody {
         self.len() == 0
     }
 }
-

@@ -31,11 +31,11 @@ mod error;
 mod files;
 mod status;
 
-pub use assemble::Partial;
-pub use body::ChunkBody;
-pub use error::StoreError;
+pub(crate) use assemble::Partial;
+pub(crate) use body::ChunkBody;
+pub(crate) use error::StoreError;
 use files::{chunk_file, hash_file_at, io_err, is_dir, is_symlink, open_no_follow, read_no_follow};
-pub use status::{dir_status, DirStatus, FileState};
+pub(crate) use status::{dir_status, DirStatus, FileState};
 
 /// Whether a write is synced to disk before it is renamed into place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ enum Durable {
 
 /// The manifest a previous run left in `dir`, if any: what a peer resumes from, even while
 /// the owner is away.
-pub fn stored_manifest(dir: &Path) -> Result<Option<Manifest>, StoreError> {
+pub(crate) fn stored_manifest(dir: &Path) -> Result<Option<Manifest>, StoreError> {
     let path = dir.join(STORE_DIR).join("manifest");
     match read_no_follow(&path, crate::manifest::MAX_MANIFEST_LEN as u64) {
         Ok(bytes) => Manifest::decode(&bytes)
@@ -62,7 +62,7 @@ pub fn stored_manifest(dir: &Path) -> Result<Option<Manifest>, StoreError> {
 }
 
 /// The store's directory name inside `DIR`.
-pub const STORE_DIR: &str = ".swarmshare";
+pub(crate) const STORE_DIR: &str = ".swarmshare";
 
 /// One node's chunk files, manifest and summary.
 #[derive(Debug)]

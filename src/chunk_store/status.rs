@@ -15,7 +15,7 @@ use crate::summary;
 
 /// What a directory holds, as found on disk.
 #[derive(Debug)]
-pub struct DirStatus {
+pub(crate) struct DirStatus {
     /// The directory looked at.
     pub dir: PathBuf,
     /// The swarm's manifest (from `.swarmshare/manifest`).
@@ -36,7 +36,7 @@ pub struct DirStatus {
 
 /// The state of `DIR/<name>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileState {
+pub(crate) enum FileState {
     /// Not there.
     Absent,
     /// There, with exactly the swarm's contents.
@@ -47,7 +47,7 @@ pub enum FileState {
 
 impl FileState {
     /// The state as a word: `absent`, `verified` or `other`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FileState::Absent => "absent",
             FileState::Verified => "verified",
@@ -57,7 +57,7 @@ impl FileState {
 }
 
 /// Looks at `dir` without changing it. `Ok(None)` if it holds no swarmshare store.
-pub fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
+pub(crate) fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
     match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(StoreError::NotADirectory(dir.to_owned())),

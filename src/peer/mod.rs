@@ -84,21 +84,21 @@ pub struct Peer {
 /// Who this peer is to the others: its stable ID, its listening port, and the peers it
 /// knows of.
 #[derive(Debug, Clone)]
-pub struct Me {
+pub(crate) struct Me {
     /// The peer's ID (kept in its directory once it has a store).
-    pub id: PeerId,
+    pub(crate) id: PeerId,
     /// The port it listens on.
-    pub port: u16,
+    pub(crate) port: u16,
     /// The peers it knows.
-    pub book: Arc<AddressBook>,
+    pub(crate) book: Arc<AddressBook>,
     /// Its rate limits.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// When its upload side last answered a request.
-    pub served: Arc<Served>,
+    pub(crate) served: Arc<Served>,
     /// The downloaders its upload side serves.
     pub(crate) downloaders: Arc<crate::admission::Downloaders>,
     /// The web view it feeds, if `--http` was given (set once the store is open).
-    pub view: Option<Arc<SwarmView>>,
+    pub(crate) view: Option<Arc<SwarmView>>,
 }
 
 impl Peer {

@@ -14,17 +14,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// HTTP connections served at once.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 
 /// A `TcpListener` that holds a permit per open connection.
-pub struct Bounded {
+pub(crate) struct Bounded {
     inner: TcpListener,
     slots: Arc<Semaphore>,
 }
 
 impl Bounded {
     /// Bounds `inner` to [`MAX_CONNECTIONS`].
-    pub fn new(inner: TcpListener) -> Bounded {
+    pub(crate) fn new(inner: TcpListener) -> Bounded {
         Bounded {
             inner,
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
@@ -33,7 +33,7 @@ impl Bounded {
 }
 
 /// An accepted connection and its permit, released when the connection is dropped.
-pub struct Counted {
+pub(crate) struct Counted {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
 }

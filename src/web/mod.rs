@@ -16,11 +16,11 @@
 //! Bounds: [`listener::MAX_CONNECTIONS`] HTTP connections and [`MAX_STREAMS`] event
 //! streams at once; every snapshot is rebuilt from the bounded [`SwarmView`].
 
-pub mod listener;
-pub mod view;
+pub(crate) mod listener;
+pub(crate) mod view;
 
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,20 +36,19 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-pub use view::{Role, SwarmView};
+pub(crate) use view::{Role, SwarmView};
 
 use crate::error::Error;
 
 /// The page, with its script and styles inline (no other request needed).
 const PAGE: &str = include_str!("page.html");
 /// How long open web connections may take to finish once the node stops.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// The shortest gap between two snapshots on the event stream.
-pub const THROTTLE: Duration = Duration::from_millis(200);
-
+pub(crate) const THROTTLE: Duration = Duration::from_millis(200);
 
 /// Event streams served at once; one more is refused (503) until one closes.
-pub const MAX_STREAMS: usize = 32;
+pub(crate) const MAX_STREAMS: usize = 32;
 
 #[derive(Clone)]
 struct App {
@@ -68,7 +67,7 @@ fn allowed_hosts(local: SocketAddr) -> Vec<String> {
 }
 
 /// Binds the web view's listener on `addr` (and only there), if one is asked for.
-pub async fn bind(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, Error> {
+pub(crate) async fn bind(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, Error> {
     let Some(addr) = addr else { return Ok(None) };
     let listener = TcpListener::bind(addr)
         .await
@@ -78,7 +77,7 @@ pub async fn bind(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, Error
 
 /// Serves the page on `listener` as one more task of `tracker`, logging its URL; an
 /// error ends the web view only, never the node.
-pub fn spawn(
+pub(crate) fn spawn(
     tracker: &tokio_util::task::TaskTracker,
     listener: TcpListener,
     view: Arc<SwarmView>,
@@ -111,7 +110,7 @@ pub fn spawn(
 }
 
 /// Serves the page until `token` is cancelled.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     view: Arc<SwarmView>,
     token: CancellationToken,

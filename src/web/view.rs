@@ -17,12 +17,12 @@ use crate::identity::PeerId;
 use crate::manifest::hex;
 
 /// Other nodes the view keeps at most.
-pub const MAX_NODES: usize = 256;
+pub(crate) const MAX_NODES: usize = 256;
 /// Columns of the page's grid at most: a larger file's chunks are shown in bins (a bin is
 /// held when all its chunks are), so a snapshot stays small whatever the file size.
-pub const MAX_COLUMNS: u32 = 4096;
+pub(crate) const MAX_COLUMNS: u32 = 4096;
 /// A node not heard from for this long is shown as idle, its rate as 0.
-pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which of `columns` bins of `have` are fully held, as a hex bitfield (most significant
 /// bit first), and the bins' bounds.
@@ -87,7 +87,7 @@ pub struct SwarmView {
 }
 
 /// How long one snapshot serves every open page.
-pub const REUSE_FOR: std::time::Duration = std::time::Duration::from_millis(150);
+pub(crate) const REUSE_FOR: std::time::Duration = std::time::Duration::from_millis(150);
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

@@ -47,4 +47,3 @@ pub enum DecodeError {
     #[error(transparent)]
     Message(#[from] MessageError),
 }
-

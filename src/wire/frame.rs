@@ -5,7 +5,7 @@
 //! so a hostile 4 GiB prefix costs four bytes of memory.
 
 /// Bytes of the length prefix.
-pub const LEN_PREFIX: usize = 4;
+pub(crate) const LEN_PREFIX: usize = 4;
 
 /// What a buffer holds at its start.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub enum FrameError {
 
 /// Finds the frame at the start of `buf`: returns the payload's range as
 /// `(LEN_PREFIX, LEN_PREFIX + len)` when the whole frame is present.
-pub fn parse(buf: &[u8], max: usize) -> Result<std::ops::Range<usize>, FrameError> {
+pub(crate) fn parse(buf: &[u8], max: usize) -> Result<std::ops::Range<usize>, FrameError> {
     let Some(prefix) = buf.get(..LEN_PREFIX) else {
         return Err(FrameError::Incomplete {
             needed: LEN_PREFIX - buf.len(),
@@ -59,7 +59,7 @@ pub fn parse(buf: &[u8], max: usize) -> Result<std::ops::Range<usize>, FrameErro
 }
 
 /// Writes the length prefix for a frame whose type and body are `len` bytes.
-pub fn prefix(len: usize) -> [u8; LEN_PREFIX] {
+pub(crate) fn prefix(len: usize) -> [u8; LEN_PREFIX] {
     // Callers encode at most a manifest frame, far below u32::MAX.
     (len as u32).to_be_bytes()
 }

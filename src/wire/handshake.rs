@@ -9,11 +9,11 @@ use crate::identity::{PeerId, PEER_ID_LEN};
 use crate::manifest::{SwarmId, HASH_LEN};
 
 /// The handshake's magic bytes.
-pub const MAGIC: [u8; 4] = *b"SWSH";
+pub(crate) const MAGIC: [u8; 4] = *b"SWSH";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 5;
+pub(crate) const VERSION: u8 = 5;
 /// The hello's length in bytes.
-pub const HELLO_LEN: usize = 8 + HASH_LEN + PEER_ID_LEN;
+pub(crate) const HELLO_LEN: usize = 8 + HASH_LEN + PEER_ID_LEN;
 
 /// What a side of a connection is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl Role {
 
 /// One side's hello.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hello {
+pub(crate) struct Hello {
     /// The sender's role.
     pub role: Role,
     /// The port the sender listens on, 0 if none.
@@ -77,7 +77,7 @@ pub enum HandshakeError {
 
 impl Hello {
     /// The hello's bytes.
-    pub fn encode(&self) -> [u8; HELLO_LEN] {
+    pub(crate) fn encode(&self) -> [u8; HELLO_LEN] {
         let mut out = [0u8; HELLO_LEN];
         out[0..4].copy_from_slice(&MAGIC);
         out[4] = VERSION;
@@ -91,7 +91,7 @@ impl Hello {
     }
 
     /// Parses a hello.
-    pub fn decode(buf: &[u8; HELLO_LEN]) -> Result<Hello, HandshakeError> {
+    pub(crate) fn decode(buf: &[u8; HELLO_LEN]) -> Result<Hello, HandshakeError> {
         let magic = [buf[0], buf[1], buf[2], buf[3]];
         if magic != MAGIC {
             return Err(HandshakeError::BadMagic(magic));
@@ -117,7 +117,7 @@ impl Hello {
 
 /// The hello a client sends: `role` is [`Role::Join`] or [`Role::Fetch`]; `swarm` is
 /// `None` only for a joining peer that does not know the swarm yet.
-pub fn client_hello(role: Role, listen_port: u16, swarm: Option<SwarmId>, peer: PeerId) -> Hello {
+pub(crate) fn client_hello(role: Role, listen_port: u16, swarm: Option<SwarmId>, peer: PeerId) -> Hello {
     Hello {
         role,
         listen_port,
@@ -128,7 +128,7 @@ pub fn client_hello(role: Role, listen_port: u16, swarm: Option<SwarmId>, peer: 
 
 /// The hello a fetching client sends; `neighbor` if the server is its configured download
 /// neighbor.
-pub fn fetch_hello(listen_port: u16, swarm: SwarmId, peer: PeerId, neighbor: bool) -> Hello {
+pub(crate) fn fetch_hello(listen_port: u16, swarm: SwarmId, peer: PeerId, neighbor: bool) -> Hello {
     let role = if neighbor {
         Role::FetchNeighbor
     } else {
@@ -138,7 +138,7 @@ pub fn fetch_hello(listen_port: u16, swarm: SwarmId, peer: PeerId, neighbor: boo
 }
 
 /// The hello a server sends: `role` is [`Role::Owner`] or [`Role::Peer`].
-pub fn server_hello(role: Role, listen_port: u16, swarm: SwarmId, peer: PeerId) -> Hello {
+pub(crate) fn server_hello(role: Role, listen_port: u16, swarm: SwarmId, peer: PeerId) -> Hello {
     Hello {
         role,
         listen_port,
@@ -173,7 +173,7 @@ pub enum HelloRefused {
 
 /// What a client that passed [`check_client`] came for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     /// The manifest and a batch, then fetching.
     Join,
     /// Fetching only; `neighbor` if it names this server as its download neighbor.
@@ -185,7 +185,7 @@ pub enum Purpose {
 
 /// Checks a client's hello at a server of swarm `ours`: `JOIN` with our swarm ID or none,
 /// `FETCH` only with ours.
-pub fn check_client(hello: &Hello, ours: SwarmId) -> Result<Purpose, HelloRefused> {
+pub(crate) fn check_client(hello: &Hello, ours: SwarmId) -> Result<Purpose, HelloRefused> {
     let swarm_ok = hello.swarm == Some(ours);
     match hello.role {
         Role::Join if swarm_ok || hello.swarm.is_none() => Ok(Purpose::Join),
@@ -204,7 +204,7 @@ pub fn check_client(hello: &Hello, ours: SwarmId) -> Result<Purpose, HelloRefuse
 
 /// Checks a server's hello on a fetch session for swarm `ours`: an owner or a peer of it
 /// (one that is busy is refused with [`HelloRefused::Busy`]).
-pub fn check_server(hello: &Hello, ours: SwarmId) -> Result<(), HelloRefused> {
+pub(crate) fn check_server(hello: &Hello, ours: SwarmId) -> Result<(), HelloRefused> {
     if hello.role == Role::Busy {
         return Err(HelloRefused::Busy);
     }

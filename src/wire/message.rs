@@ -6,36 +6,36 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-pub use super::error::{DecodeError, MessageError};
+pub(crate) use super::error::{DecodeError, MessageError};
 use super::frame::{self, LEN_PREFIX};
 use super::peers::{self, PeerAddr};
 use crate::chunk_set::ChunkSet;
 use crate::manifest::ChunkId;
 
 /// Type byte of [`Message::Manifest`].
-pub const MSG_MANIFEST: u8 = 1;
+pub(crate) const MSG_MANIFEST: u8 = 1;
 /// Type byte of [`Message::BatchEnd`].
-pub const MSG_BATCH_END: u8 = 2;
+pub(crate) const MSG_BATCH_END: u8 = 2;
 /// Type byte of [`Message::ListRequest`].
-pub const MSG_LIST_REQUEST: u8 = 3;
+pub(crate) const MSG_LIST_REQUEST: u8 = 3;
 /// Type byte of [`Message::List`].
-pub const MSG_LIST: u8 = 4;
+pub(crate) const MSG_LIST: u8 = 4;
 /// Type byte of [`Message::Request`].
-pub const MSG_REQUEST: u8 = 5;
+pub(crate) const MSG_REQUEST: u8 = 5;
 /// Type byte of [`Message::Chunk`].
-pub const MSG_CHUNK: u8 = 6;
+pub(crate) const MSG_CHUNK: u8 = 6;
 /// Type byte of [`Message::NotHave`].
-pub const MSG_NOT_HAVE: u8 = 7;
+pub(crate) const MSG_NOT_HAVE: u8 = 7;
 /// Type byte of [`Message::PeersRequest`].
-pub const MSG_PEERS_REQUEST: u8 = 8;
+pub(crate) const MSG_PEERS_REQUEST: u8 = 8;
 /// Type byte of [`Message::Peers`].
-pub const MSG_PEERS: u8 = 9;
+pub(crate) const MSG_PEERS: u8 = 9;
 /// Type byte of [`Message::ListWait`].
-pub const MSG_LIST_WAIT: u8 = 10;
+pub(crate) const MSG_LIST_WAIT: u8 = 10;
 
 /// One protocol message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Message {
+pub(crate) enum Message {
     /// Owner → joining peer: the encoded manifest.
     Manifest(Bytes),
     /// Owner → joining peer: the batch of `count` chunks just sent is complete.
@@ -71,7 +71,7 @@ pub enum Message {
 
 impl Message {
     /// The message's name as written in `PROTOCOL.md`, for errors and logs.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Message::Manifest(_) => "MANIFEST",
             Message::BatchEnd { .. } => "BATCH_END",
@@ -89,7 +89,7 @@ impl Message {
 
 /// Decodes the frame at the start of `buf`, whose length may not exceed `max`.
 /// Returns the message and how many bytes of `buf` it used.
-pub fn decode(buf: &[u8], max: usize) -> Result<(Message, usize), DecodeError> {
+pub(crate) fn decode(buf: &[u8], max: usize) -> Result<(Message, usize), DecodeError> {
     let range = frame::parse(buf, max)?;
     let used = range.end;
     Ok((decode_payload(&buf[range])?, used))
@@ -97,7 +97,7 @@ pub fn decode(buf: &[u8], max: usize) -> Result<(Message, usize), DecodeError> {
 
 /// Decodes one frame from the front of `buf` and removes it from `buf`, like [`decode`];
 /// a `CHUNK`'s bytes are split off `buf`, not copied. On an error `buf` is unchanged.
-pub fn decode_front(buf: &mut BytesMut, max: usize) -> Result<Message, DecodeError> {
+pub(crate) fn decode_front(buf: &mut BytesMut, max: usize) -> Result<Message, DecodeError> {
     let range = frame::parse(buf, max)?;
     let body = range.start + 1;
     if buf.get(range.start) == Some(&MSG_CHUNK) && range.end > body + 4 {
@@ -137,7 +137,7 @@ fn read_u32(name: &'static str, body: &[u8]) -> Result<u32, MessageError> {
 }
 
 /// Decodes a frame's payload (type byte and body).
-pub fn decode_payload(payload: &[u8]) -> Result<Message, MessageError> {
+pub(crate) fn decode_payload(payload: &[u8]) -> Result<Message, MessageError> {
     let Some((&kind, body)) = payload.split_first() else {
         return Err(MessageError::UnknownType(0));
     };
@@ -194,7 +194,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, MessageError> {
 
 /// The length prefix, type byte and chunk ID of a `CHUNK` frame whose data is
 /// `data_len` bytes; the data follows it on the wire.
-pub fn chunk_header(id: ChunkId, data_len: usize) -> [u8; LEN_PREFIX + 5] {
+pub(crate) fn chunk_header(id: ChunkId, data_len: usize) -> [u8; LEN_PREFIX + 5] {
     let mut out = [0u8; LEN_PREFIX + 5];
     out[..LEN_PREFIX].copy_from_slice(&frame::prefix(5 + data_len));
     out[LEN_PREFIX] = MSG_CHUNK;
@@ -203,7 +203,7 @@ pub fn chunk_header(id: ChunkId, data_len: usize) -> [u8; LEN_PREFIX + 5] {
 }
 
 /// Appends `msg` as one whole frame to `dst`.
-pub fn encode(msg: &Message, dst: &mut BytesMut) {
+pub(crate) fn encode(msg: &Message, dst: &mut BytesMut) {
     let (kind, body_len) = match msg {
         Message::Manifest(m) => (MSG_MANIFEST, m.len()),
         Message::BatchEnd { .. } => (MSG_BATCH_END, 4),

@@ -23,33 +23,33 @@
 //! # Non-goals
 //! Encryption and authentication of peers: integrity comes from the manifest's hashes.
 
-pub mod error;
-pub mod frame;
-pub mod handshake;
-pub mod message;
-pub mod peers;
+pub(crate) mod error;
+pub(crate) mod frame;
+pub(crate) mod handshake;
+pub(crate) mod message;
+pub(crate) mod peers;
 
 use crate::chunk_set::bitfield_len;
 use crate::manifest::{Layout, MAX_MANIFEST_LEN};
 
-pub use frame::{FrameError, LEN_PREFIX};
-pub use handshake::{HandshakeError, Hello, Role, HELLO_LEN};
-pub use message::{decode, decode_front, encode, DecodeError, Message, MessageError};
-pub use peers::{PeerAddr, MAX_PEERS};
+pub(crate) use frame::{FrameError, LEN_PREFIX};
+pub(crate) use handshake::{HandshakeError, Hello, Role, HELLO_LEN};
+pub(crate) use message::{decode, decode_front, encode, DecodeError, Message};
+pub(crate) use peers::{PeerAddr, MAX_PEERS};
 
 /// Bytes of a message's fixed part after the length prefix: type byte + chunk ID.
-pub const CHUNK_HEADER_LEN: usize = 1 + 4;
+pub(crate) const CHUNK_HEADER_LEN: usize = 1 + 4;
 
 /// The largest frame a server reads from a client: a `REQUEST` (type byte + chunk ID).
-pub const MAX_REQUEST_FRAME_LEN: usize = 1 + 4;
+pub(crate) const MAX_REQUEST_FRAME_LEN: usize = 1 + 4;
 
 /// The largest frame (type byte and body, without the length prefix) that can carry a
 /// manifest.
-pub const MAX_MANIFEST_FRAME_LEN: usize = 1 + MAX_MANIFEST_LEN;
+pub(crate) const MAX_MANIFEST_FRAME_LEN: usize = 1 + MAX_MANIFEST_LEN;
 
 /// The largest frame a client reads in a swarm with this layout: a full chunk, the chunk
 /// ID list or a full `PEERS`, whichever is longest.
-pub fn max_frame_len(layout: &Layout) -> usize {
+pub(crate) fn max_frame_len(layout: &Layout) -> usize {
     let chunk = CHUNK_HEADER_LEN + layout.chunk_size() as usize;
     let list = 1 + 4 + bitfield_len(layout.chunk_count());
     chunk.max(list).max(1 + peers::MAX_PEERS_BODY_LEN)

@@ -12,13 +12,13 @@ use super::error::MessageError;
 use crate::identity::{PeerId, PEER_ID_LEN};
 
 /// The most peers one `PEERS` message carries.
-pub const MAX_PEERS: usize = 64;
+pub(crate) const MAX_PEERS: usize = 64;
 /// The longest `PEERS` body: every entry an IPv6 one.
-pub const MAX_PEERS_BODY_LEN: usize = 2 + MAX_PEERS * (PEER_ID_LEN + 1 + 16 + 2);
+pub(crate) const MAX_PEERS_BODY_LEN: usize = 2 + MAX_PEERS * (PEER_ID_LEN + 1 + 16 + 2);
 
 /// A peer and where it listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PeerAddr {
+pub(crate) struct PeerAddr {
     /// Its identity.
     pub id: PeerId,
     /// Its listening address.
@@ -26,7 +26,7 @@ pub struct PeerAddr {
 }
 
 /// The encoded length of `peers`' body.
-pub fn body_len(peers: &[PeerAddr]) -> usize {
+pub(crate) fn body_len(peers: &[PeerAddr]) -> usize {
     2 + peers.iter().map(entry_len).sum::<usize>()
 }
 
@@ -35,7 +35,7 @@ fn entry_len(p: &PeerAddr) -> usize {
 }
 
 /// Appends the body for `peers` (the caller keeps it to [`MAX_PEERS`]).
-pub fn encode(peers: &[PeerAddr], dst: &mut BytesMut) {
+pub(crate) fn encode(peers: &[PeerAddr], dst: &mut BytesMut) {
     dst.put_u16(peers.len() as u16);
     for p in peers {
         dst.put_slice(&p.id.0);
@@ -62,7 +62,7 @@ fn bad(expected: usize, got: usize) -> MessageError {
 }
 
 /// Parses a `PEERS` body.
-pub fn decode(body: &[u8]) -> Result<Vec<PeerAddr>, MessageError> {
+pub(crate) fn decode(body: &[u8]) -> Result<Vec<PeerAddr>, MessageError> {
     let Some((count, mut rest)) = body.split_first_chunk::<2>() else {
         return Err(bad(2, body.len()));
     };

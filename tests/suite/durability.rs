@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use super::protocol::STORE_DIR;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use swarmshare::chunk_store::STORE_DIR;
 use swarmshare::manifest::{hash_file, Manifest};
 
 use super::swarm::{events_of, Swarm};

@@ -9,12 +9,9 @@ use std::time::Duration;
 /// node again".
 const MAX_STRIKES: u32 = 3;
 
-use bytes::BytesMut;
-use swarmshare::chunk_set::ChunkSet;
 use swarmshare::manifest::{hash_file, Manifest};
-use swarmshare::wire::message::{MSG_LIST_REQUEST, MSG_REQUEST};
-use swarmshare::wire::{self, Hello, Message, Role};
 
+use super::protocol::{hello, Msg, HELLO_LEN, MSG_LIST_REQUEST, MSG_REQUEST, ROLE_PEER};
 use super::swarm::{complete_event, events_of, Swarm};
 
 #[derive(Clone, Copy, Debug)]
@@ -54,14 +51,8 @@ fn serve_lies(
     port: u16,
     liar: Liar,
 ) -> std::io::Result<()> {
-    let hello = Hello {
-        role: Role::Peer,
-        listen_port: port,
-        swarm: Some(manifest.swarm_id()),
-        peer: swarmshare::identity::PeerId::NONE,
-    };
-    s.write_all(&hello.encode())?;
-    s.read_exact(&mut [0u8; wire::HELLO_LEN])?;
+    s.write_all(&hello(ROLE_PEER, port, Some(manifest.swarm_id())))?;
+    s.read_exact(&mut [0u8; HELLO_LEN])?;
     let layout = manifest.layout();
     let mut requests = 0u32;
     loop {
@@ -71,8 +62,8 @@ fn serve_lies(
         s.read_exact(&mut payload)?;
         let answer = match (liar, payload.first().copied()) {
             (Liar::Silent, _) => continue,
-            (_, Some(MSG_LIST_REQUEST)) => Message::List(ChunkSet::full(layout.chunk_count())),
-            (Liar::NotHave, Some(MSG_REQUEST)) => Message::NotHave(id_of(&payload)),
+            (_, Some(MSG_LIST_REQUEST)) => Msg::full_list(layout.chunk_count()),
+            (Liar::NotHave, Some(MSG_REQUEST)) => Msg::NotHave(id_of(&payload)),
             (Liar::Unrequested, Some(MSG_REQUEST)) => {
                 let id = (id_of(&payload) + 1) % layout.chunk_count();
                 let (start, len) = (
@@ -80,9 +71,9 @@ fn serve_lies(
                     layout.chunk_len(id).unwrap(),
                 );
                 let data = std::fs::read(file).unwrap();
-                Message::Chunk {
+                Msg::Chunk {
                     id,
-                    data: data[start as usize..][..len as usize].to_vec().into(),
+                    data: data[start as usize..][..len as usize].to_vec(),
                 }
             }
             (Liar::BadThenGood, Some(MSG_REQUEST)) => {
@@ -97,24 +88,19 @@ fn serve_lies(
                 } else {
                     std::fs::read(file).unwrap()[start as usize..][..len as usize].to_vec()
                 };
-                Message::Chunk {
-                    id,
-                    data: data.into(),
-                }
+                Msg::Chunk { id, data }
             }
             (Liar::BadBytes, Some(MSG_REQUEST)) => {
                 let id = id_of(&payload);
                 let len = layout.chunk_len(id).unwrap() as usize;
-                Message::Chunk {
+                Msg::Chunk {
                     id,
-                    data: vec![0u8; len].into(),
+                    data: vec![0u8; len],
                 }
             }
             _ => return Ok(()),
         };
-        let mut out = BytesMut::new();
-        wire::encode(&answer, &mut out);
-        s.write_all(&out)?;
+        s.write_all(&answer.frame())?;
     }
 }
 

@@ -9,16 +9,15 @@ use std::net::{Shutdown, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 use swarmshare::manifest::{hash_file, SwarmId};
-use swarmshare::wire::{self, Hello, Message, Role};
 
+use super::protocol::{hello, Msg, HELLO_LEN, ROLE_FETCH};
 use super::swarm::{events_of, Swarm};
 
-/// The upload server's connection limit (`upload::MAX_CONNECTIONS`).
-const LIMIT: usize = swarmshare::upload::MAX_CONNECTIONS;
+/// The upload server's connection limit (PROTOCOL.md, "Timeouts and limits").
+const LIMIT: usize = 256;
 
 fn dial(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -27,29 +26,21 @@ fn dial(port: u16) -> TcpStream {
 }
 
 /// A valid FETCH hello for `swarm` from a client that does not listen.
-fn fetch_hello(swarm: SwarmId) -> [u8; wire::HELLO_LEN] {
-    Hello {
-        role: Role::Fetch,
-        listen_port: 0,
-        swarm: Some(swarm),
-        peer: swarmshare::identity::PeerId::NONE,
-    }
-    .encode()
+fn fetch_hello(swarm: SwarmId) -> [u8; HELLO_LEN] {
+    hello(ROLE_FETCH, 0, Some(swarm))
 }
 
 /// Dials and completes a FETCH handshake for `swarm`.
 pub(super) fn fetch_session(port: u16, swarm: SwarmId) -> TcpStream {
     let mut s = dial(port);
     s.write_all(&fetch_hello(swarm)).unwrap();
-    let mut theirs = [0u8; wire::HELLO_LEN];
+    let mut theirs = [0u8; HELLO_LEN];
     s.read_exact(&mut theirs).unwrap();
     s
 }
 
-pub(super) fn frame(msg: &Message) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    wire::encode(msg, &mut out);
-    out.to_vec()
+pub(super) fn frame(msg: &Msg) -> Vec<u8> {
+    msg.frame()
 }
 
 /// Reads until the other side closes; true if it did within `limit`.
@@ -117,26 +108,21 @@ fn one_shot_attacks(port: u16, swarm: SwarmId, chunks: u32) -> Vec<(&'static str
         fetch_session(port, swarm),
         &garbage,
     );
-    let wrong = Hello {
-        role: Role::Fetch,
-        listen_port: 0,
-        swarm: Some(SwarmId([7; 32])),
-        peer: swarmshare::identity::PeerId::NONE,
-    };
-    attack("wrong swarm ID", dial(port), &wrong.encode());
+    let wrong = hello(ROLE_FETCH, 0, Some(SwarmId([7; 32])));
+    attack("wrong swarm ID", dial(port), &wrong);
     attack(
         "chunk ID = count",
         fetch_session(port, swarm),
-        &frame(&Message::Request(chunks)),
+        &frame(&Msg::Request(chunks)),
     );
     attack(
         "chunk ID = u32::MAX",
         fetch_session(port, swarm),
-        &frame(&Message::Request(u32::MAX)),
+        &frame(&Msg::Request(u32::MAX)),
     );
-    let unsolicited = Message::Chunk {
+    let unsolicited = Msg::Chunk {
         id: 0,
-        data: vec![0u8; 1000].into(),
+        data: vec![0u8; 1000],
     };
     attack(
         "unrequested CHUNK sent to a server",
@@ -149,7 +135,7 @@ fn one_shot_attacks(port: u16, swarm: SwarmId, chunks: u32) -> Vec<(&'static str
         fetch_session(port, swarm),
         &[0, 0, 0, 6, 5, 0, 0, 0, 1, 0],
     );
-    let mut truncated = frame(&Message::Request(1));
+    let mut truncated = frame(&Msg::Request(1));
     truncated.truncate(6);
     let mut s = fetch_session(port, swarm);
     let _ = s.write_all(&truncated);
@@ -179,8 +165,8 @@ fn flood(port: u16, swarm: SwarmId, chunks: u32, n: u32) -> u64 {
     let mut w = s;
     let mut batch = Vec::new();
     for i in 0..n {
-        batch.extend(frame(&Message::Request(i % chunks)));
-        batch.extend(frame(&Message::ListRequest));
+        batch.extend(frame(&Msg::Request(i % chunks)));
+        batch.extend(frame(&Msg::ListRequest));
     }
     let _ = w.write_all(&batch);
     thread::sleep(Duration::from_secs(3));
@@ -238,7 +224,7 @@ fn manifest_batch(chunks: u32) -> u32 {
 
 /// The victim's answer to a fresh LIST_REQUEST: how many chunks it lists.
 fn listed(port: u16, swarm: SwarmId) -> u32 {
-    super::long_poll::ask(&mut fetch_session(port, swarm), &Message::ListRequest).0
+    super::long_poll::ask(&mut fetch_session(port, swarm), &Msg::ListRequest).0
 }
 
 #[test]

@@ -7,13 +7,13 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use swarmshare::manifest::hash_file;
-use swarmshare::wire::{self, Message};
 
 use super::hostile::{fetch_session, frame};
+use super::protocol::Msg;
 use super::swarm::Swarm;
 
 /// Sends `msg` and reads the LIST that answers it: (chunks listed, seconds it took).
-pub(super) fn ask(s: &mut TcpStream, msg: &Message) -> (u32, f64) {
+pub(super) fn ask(s: &mut TcpStream, msg: &Msg) -> (u32, f64) {
     // A regression fails the test instead of hanging the suite.
     s.set_read_timeout(Some(Duration::from_secs(70))).unwrap();
     let t0 = Instant::now();
@@ -22,8 +22,8 @@ pub(super) fn ask(s: &mut TcpStream, msg: &Message) -> (u32, f64) {
     s.read_exact(&mut len).unwrap();
     let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
     s.read_exact(&mut payload).unwrap();
-    match wire::message::decode_payload(&payload).unwrap() {
-        Message::List(set) => (set.count(), t0.elapsed().as_secs_f64()),
+    match Msg::decode(&payload) {
+        Some(list @ Msg::List { .. }) => (list.listed().unwrap_or(0), t0.elapsed().as_secs_f64()),
         other => panic!("expected LIST, got {other:?}"),
     }
 }
@@ -42,16 +42,16 @@ fn list_wait_is_answered_when_the_server_gains_a_chunk() {
 
     // The owner holds everything and never gains a chunk.
     let mut s = fetch_session(swarm.owner_port, id);
-    let (n, secs) = ask(&mut s, &Message::ListWait(5_000));
+    let (n, secs) = ask(&mut s, &Msg::ListWait(5_000));
     assert_eq!(n, chunks, "the owner lists every chunk");
     assert!(secs < 2.0, "a first LIST_WAIT is answered at once ({secs:.2} s)");
-    let (n, secs) = ask(&mut s, &Message::ListWait(400));
+    let (n, secs) = ask(&mut s, &Msg::ListWait(400));
     assert_eq!(n, chunks);
     assert!(
         secs >= 0.35,
         "with nothing new the answer is held for the wait ({secs:.2} s)"
     );
-    let (_, secs) = ask(&mut s, &Message::ListWait(u32::MAX));
+    let (_, secs) = ask(&mut s, &Msg::ListWait(u32::MAX));
     assert!(
         (4.5..9.0).contains(&secs),
         "a huge wait is cut to the 5 s cap ({secs:.2} s)"
@@ -65,14 +65,14 @@ fn list_wait_is_answered_when_the_server_gains_a_chunk() {
     let batch = chunks.div_ceil(2);
     let t0 = Instant::now();
     let before = loop {
-        let (n, _) = ask(&mut p, &Message::ListRequest);
+        let (n, _) = ask(&mut p, &Msg::ListRequest);
         if n >= batch || t0.elapsed() > Duration::from_secs(30) {
             break n;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(before, batch, "peer 0 holds its batch only");
-    let waiting = std::thread::spawn(move || ask(&mut p, &Message::ListWait(60_000)));
+    let waiting = std::thread::spawn(move || ask(&mut p, &Msg::ListWait(60_000)));
     std::thread::sleep(Duration::from_millis(500));
     assert!(!waiting.is_finished(), "nothing new: the long poll is held");
     swarm.start_peer(1, swarm.ports[0]);

@@ -38,6 +38,9 @@ fn wait_listening(port: u16) {
     }
 }
 
+/// Event streams one web view serves at once (README, "The live web view").
+const MAX_STREAMS: usize = 32;
+
 #[test]
 fn web_view_refuses_foreign_hosts_and_binds_only_its_address() {
     let web = free_port();
@@ -94,7 +97,7 @@ fn web_view_refuses_foreign_hosts_and_binds_only_its_address() {
         s.read_exact(&mut head).unwrap();
         (s, String::from_utf8_lossy(&head).into_owned())
     };
-    let open: Vec<TcpStream> = (0..swarmshare::web::MAX_STREAMS)
+    let open: Vec<TcpStream> = (0..MAX_STREAMS)
         .map(|_| {
             let (s, head) = stream();
             assert_eq!(head, "HTTP/1.1 200", "an event stream within the limit");

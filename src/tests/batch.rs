@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use swarmshare::owner::batch::BatchPlanner;
+use crate::owner::batch::BatchPlanner;
 
 #[test]
 fn first_n_batches_cover_every_chunk_before_any_repeats() {

@@ -1,8 +1,8 @@
 //! The summary file's text: round trip and refusals.
 
-use swarmshare::chunk_set::ChunkSet;
-use swarmshare::manifest::SwarmId;
-use swarmshare::summary::{parse, render, SummaryError};
+use crate::chunk_set::ChunkSet;
+use crate::manifest::SwarmId;
+use crate::summary::{parse, render, SummaryError};
 
 #[test]
 fn round_trip() {

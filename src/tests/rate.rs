@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use swarmshare::config::parse_rate;
-use swarmshare::rate::{RateLimit, BURST};
+use crate::config::parse_rate;
+use crate::rate::{RateLimit, BURST};
 
 fn virtual_time<F: std::future::Future>(f: F) -> Duration {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -7,9 +7,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::chunk_store::ChunkBody;
+use crate::connection::Connection;
+use crate::wire::{self, Message};
 use bytes::{Bytes, BytesMut};
-use swarmshare::connection::{ChunkBody, Connection};
-use swarmshare::wire::{self, Message};
 
 /// A connected pair: our `Connection` on one end, a plain blocking socket on the other.
 async fn pair() -> (Connection, TcpStream) {

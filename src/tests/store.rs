@@ -4,8 +4,8 @@
 use std::fs;
 use std::sync::Arc;
 
-use swarmshare::chunk_store::{ChunkStore, StoreError, STORE_DIR};
-use swarmshare::manifest::{hash_file, Manifest};
+use crate::chunk_store::{ChunkStore, StoreError, STORE_DIR};
+use crate::manifest::{hash_file, Manifest};
 
 fn manifest_of(dir: &std::path::Path, bytes: &[u8]) -> Arc<Manifest> {
     let src = dir.join("src.bin");
@@ -35,7 +35,7 @@ fn import_assemble_and_reopen() {
             .is_file());
     }
     let summary = fs::read_to_string(store.summary_path()).unwrap();
-    assert_eq!(swarmshare::summary::parse(&summary, 5).unwrap(), have);
+    assert_eq!(crate::summary::parse(&summary, 5).unwrap(), have);
     let out = store.assemble(None).unwrap();
     assert_eq!(out, dir.join("out.bin"));
     assert_eq!(fs::read(&out).unwrap(), bytes);
@@ -188,7 +188,7 @@ fn a_file_joined_partly_as_chunks_arrive_and_partly_at_the_end_checks_out() {
     let mut wrong = chunk(3).to_vec();
     wrong[500] ^= 1;
     assert!(m.verify_chunk_pieces(3, &wrong).is_none());
-    let cvs = swarmshare::manifest::tree::piece_cvs(&layout, 3, &wrong);
+    let cvs = crate::manifest::tree::piece_cvs(&layout, 3, &wrong);
     store.write_partial(&mut partial, 3, &wrong, &cvs).unwrap();
     assert!(matches!(
         store.assemble(Some(partial)),

@@ -1,7 +1,7 @@
 //! `ChunkSet`: comparisons and the bitfield encoding.
 
+use crate::chunk_set::{ChunkSet, ChunkSetError};
 use proptest::prelude::*;
-use swarmshare::chunk_set::{ChunkSet, ChunkSetError};
 
 fn set(len: u32, ids: &[u32]) -> ChunkSet {
     let mut s = ChunkSet::empty(len);

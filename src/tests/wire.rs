@@ -1,13 +1,12 @@
 //! The codec: every message round-trips, split input decodes the same, bad input is a
 //! named error, never a panic.
 
+use crate::chunk_set::ChunkSet;
+use crate::manifest::{Layout, SwarmId};
+use crate::wire::message::MessageError;
+use crate::wire::{self, decode, encode, DecodeError, FrameError, HandshakeError, Hello, Message, Role};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use swarmshare::chunk_set::ChunkSet;
-use swarmshare::manifest::{Layout, SwarmId};
-use swarmshare::wire::{
-    self, decode, encode, DecodeError, FrameError, HandshakeError, Hello, Message, MessageError, Role,
-};
 
 const MAX: usize = 1 << 20;
 
@@ -175,21 +174,21 @@ fn hello_round_trip_and_refusals() {
         role: Role::Fetch,
         listen_port: 5001,
         swarm: Some(SwarmId([3; 32])),
-        peer: swarmshare::identity::PeerId::NONE,
+        peer: crate::identity::PeerId::NONE,
     };
     assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
     let join = Hello {
         role: Role::Join,
         listen_port: 0,
         swarm: None,
-        peer: swarmshare::identity::PeerId::NONE,
+        peer: crate::identity::PeerId::NONE,
     };
     assert_eq!(Hello::decode(&join.encode()).unwrap(), join);
     let mut bytes = h.encode();
     bytes[4] = 1;
     assert_eq!(Hello::decode(&bytes), Err(HandshakeError::UnsupportedVersion(1)));
     let named = Hello {
-        peer: swarmshare::identity::PeerId([7; 16]),
+        peer: crate::identity::PeerId([7; 16]),
         ..h
     };
     assert_eq!(
