@@ -9,15 +9,15 @@
 //! file every 250 ms, a `waiting` line every 5 s without progress). The scheduler sits
 //! behind one mutex that is never held across an await.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
+use super::ctx::Ctx;
 use super::link;
 use super::storing::{Received, Storing};
 use super::Me;
@@ -26,7 +26,7 @@ use crate::config::{Endpoint, PeerConfig};
 use crate::error::Error;
 use crate::fetch::FetchLink;
 use crate::holdings::{Holdings, SUMMARY_INTERVAL};
-use crate::scheduler::{LinkId, Role, Scheduler, Stats, Time};
+use crate::scheduler::{Role, Scheduler, Stats};
 use crate::task;
 
 /// How long without a new chunk before the peer logs what it is still missing.
@@ -39,58 +39,6 @@ pub(crate) struct Tally {
     pub(crate) from_owner: u32,
     /// Chunks from neighbors.
     pub(crate) from_neighbor: u32,
-}
-
-/// What every download task shares.
-pub(super) struct Ctx {
-    pub(super) holdings: Arc<Holdings>,
-    pub(super) me: Me,
-    sched: Mutex<Scheduler>,
-    wakes: Vec<Notify>,
-    epoch: Instant,
-    pub(super) all_done: Notify,
-    pub(super) token: CancellationToken,
-}
-
-impl Ctx {
-    /// Time since the download began: the scheduler's clock.
-    pub(super) fn now(&self) -> Time {
-        self.epoch.elapsed()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Scheduler> {
-        self.sched.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `f` on the scheduler, then wakes every link it names (but `caller`, which
-    /// polls anyway).
-    pub(super) fn with<R>(&self, caller: Option<LinkId>, f: impl FnOnce(&mut Scheduler, Time) -> R) -> R {
-        let mut sched = self.lock();
-        let out = f(&mut sched, self.now());
-        let woken = sched.take_woken();
-        let complete = sched.held().is_complete();
-        drop(sched);
-        for l in woken {
-            if Some(l) != caller {
-                if let Some(w) = self.wakes.get(l) {
-                    w.notify_one();
-                }
-            }
-        }
-        if complete {
-            self.all_done.notify_one();
-        }
-        out
-    }
-
-    /// Completes when `link` is woken.
-    pub(super) fn woken(&self, link: LinkId) -> tokio::sync::futures::Notified<'_> {
-        self.wakes[link].notified()
-    }
-
-    pub(super) fn running(&self) -> bool {
-        !self.token.is_cancelled()
-    }
 }
 
 /// The download side.
@@ -157,15 +105,13 @@ impl Download {
         if let Some(batch) = &self.batch {
             sched.set_owner(batch.peer_id());
         }
-        let ctx = Arc::new(Ctx {
-            holdings: Arc::clone(&self.holdings),
-            me: self.me.clone(),
-            sched: Mutex::new(sched),
-            wakes: roles.iter().map(|_| Notify::new()).collect(),
-            epoch: Instant::now(),
-            all_done: Notify::new(),
-            token: token.child_token(),
-        });
+        let ctx = Arc::new(Ctx::new(
+            Arc::clone(&self.holdings),
+            self.me.clone(),
+            sched,
+            roles.len(),
+            token.child_token(),
+        ));
         let mut tasks = JoinSet::new();
         for (id, (role, endpoint)) in roles.iter().zip(endpoints).enumerate() {
             let span = match role {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::download::Ctx;
+use super::ctx::Ctx;
 use super::storing::{Received, Storing};
 use crate::activity::Source;
 use crate::config::Endpoint;

@@ -7,6 +7,7 @@
 //! * the download side ([`download::Download`]), on the peer's main task.
 
 mod bootstrap;
+mod ctx;
 mod download;
 mod link;
 mod presence;

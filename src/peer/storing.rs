@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::debug;
 
-use super::download::Ctx;
+use super::ctx::Ctx;
 use crate::activity::{self, Source};
 use crate::error::Error;
 use crate::holdings::{AddDone, Added, Holdings, StartedAdd};

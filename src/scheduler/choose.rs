@@ -36,6 +36,8 @@ pub(crate) struct Choice<'a> {
     pub(crate) excluded: &'a [PeerId],
     pub(crate) slots: usize,
     pub(crate) now: Time,
+    /// How many addresses the book knows peers at (for the cheap sampled choice).
+    pub(crate) addresses: usize,
 }
 
 impl Choice<'_> {
@@ -49,11 +51,39 @@ impl Choice<'_> {
 
     /// Whether some peer could be chosen now.
     pub(crate) fn any(&self) -> bool {
-        self.pick(&mut NoRng).is_some()
+        self.pick_exact(&mut NoRng).is_some()
     }
 
     /// A peer for the slot, if any may be dialled now.
     pub(crate) fn pick(&self, rng: &mut impl Rng) -> Option<Candidate> {
+        self.pick_sampled(rng).or_else(|| self.pick_exact(rng))
+    }
+
+    /// The common case, cheaply: a few random candidates, the first that is eligible, not
+    /// suspect, and at an address below its share (counted over the addresses the book
+    /// knows) wins. `None` sends the choice to [`Choice::pick_exact`].
+    fn pick_sampled(&self, rng: &mut impl Rng) -> Option<Candidate> {
+        if self.candidates.len() < 64 || self.addresses == 0 {
+            return None;
+        }
+        let share = self.slots.div_ceil(self.addresses).max(1);
+        for _ in 0..16 {
+            let c = self.candidates[rng.random_range(0..self.candidates.len())];
+            let ip = c.addr.ip();
+            let eligible = !self.excluded.contains(&c.id)
+                && !self.busy.iter().any(|b| b.peer == Some(c.id))
+                && self.judge.ready(c.id, self.now)
+                && !self.judge.suspect(ip)
+                && self.busy.iter().filter(|b| b.ip == ip).count() < share;
+            if eligible {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Every candidate weighed: addresses first, then a peer at the chosen one.
+    fn pick_exact(&self, rng: &mut impl Rng) -> Option<Candidate> {
         let mut by_ip: HashMap<IpAddr, Vec<&Candidate>> = HashMap::new();
         for c in self.eligible() {
             by_ip.entry(c.addr.ip()).or_default().push(c);

@@ -374,6 +374,7 @@ fn many_ids_at_one_address_take_no_more_than_its_share_of_slots() {
             slots: 8,
             // Long after every backoff.
             now: Time::from_secs(3600),
+            addresses: 7,
         };
         for _ in 0..50 {
             let c = choice.pick(&mut rng).expect("a candidate");

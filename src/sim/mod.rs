@@ -15,7 +15,11 @@
 //! chunks `away` later). [`run`] returns each peer's completion time and the figures the
 //! issue asks for, next to the lower bound for the caps given.
 
+mod client;
 mod flow;
+mod node;
+mod report;
+mod server;
 mod world;
 
 use std::time::Duration;

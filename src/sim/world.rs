@@ -2,7 +2,7 @@
 //! each peer's real [`Scheduler`] as the peer's link tasks do in real time.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,133 +11,21 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::flow::Links;
-use super::{lower_bound, quantile, NodeId, SimConfig, SimReport};
-use crate::admission::{admit, Admit, Seat};
+use super::node::{Ask, Conn, Ev, Kind, Node, Serving};
+use super::{lower_bound, NodeId, SimConfig, SimReport};
 use crate::book::AddressBook;
 use crate::chunk_set::ChunkSet;
 use crate::identity::PeerId;
-use crate::manifest::{ChunkId, Layout};
+use crate::manifest::Layout;
 use crate::owner::batch::BatchPlanner;
-use crate::scheduler::{Action, DialFailure, Event, LinkId, Outcome, Role, Scheduler, Target, Time};
-use crate::wire::{PeerAddr, MAX_PEERS};
-
-type ConnId = usize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Owner,
-    Peer,
-    /// Answers the hello, then nothing.
-    Sybil,
-}
-
-#[derive(Debug)]
-enum Ask {
-    Chunk(ChunkId),
-    List(Option<Duration>),
-    Peers,
-    /// A chunk of the owner's batch, sent unasked.
-    Push(ChunkId),
-}
-
-#[derive(Debug)]
-enum Reply {
-    Chunk(ChunkId),
-    NotHave(ChunkId),
-    List(ChunkSet),
-    Peers(Vec<PeerAddr>),
-    Pushed(ChunkId),
-}
-
-#[derive(Debug)]
-struct Node {
-    id: PeerId,
-    addr: SocketAddr,
-    kind: Kind,
-    alive: bool,
-    /// Bumped when the node leaves, so its stale events are ignored.
-    gen: u64,
-    book: Arc<AddressBook>,
-    held: ChunkSet,
-    sched: Option<Scheduler>,
-    links: Vec<Option<ConnId>>,
-    /// Long polls this node holds as a server.
-    waiters: Vec<ConnId>,
-    tick_at: Option<Time>,
-    completed: Option<Time>,
-    churns: bool,
-    /// The owner's batch connection, while it streams.
-    batch: Option<ConnId>,
-    /// Chunks sent.
-    sent: u64,
-    /// Fetch sessions of peers this node serves now (its downloader seats).
-    seated: Vec<ConnId>,
-}
-
-#[derive(Debug)]
-enum Serving {
-    Idle,
-    /// Sending a chunk (pushed: part of the owner's batch); the version names the event.
-    Sending(ChunkId, bool, u64),
-    Wait(u64),
-}
-
-#[derive(Debug)]
-struct Conn {
-    client: NodeId,
-    /// The client's link, or `None` for the owner's batch.
-    link: Option<LinkId>,
-    server: NodeId,
-    queue: VecDeque<Ask>,
-    serving: Serving,
-    listed: u32,
-    alive: bool,
-    /// When the client last asked for something (a downloader seat in use).
-    last_ask: Time,
-}
-
-#[derive(Debug)]
-enum Ev {
-    Join(NodeId),
-    Dialed {
-        client: NodeId,
-        gen: u64,
-        link: LinkId,
-        target: Target,
-    },
-    Arrive {
-        conn: ConnId,
-        ask: Ask,
-    },
-    Reply {
-        conn: ConnId,
-        reply: Reply,
-    },
-    Sent {
-        conn: ConnId,
-        version: u64,
-    },
-    WaitOver {
-        conn: ConnId,
-        version: u64,
-    },
-    Tick {
-        node: NodeId,
-        at: Time,
-    },
-    Gone {
-        conn: ConnId,
-    },
-    Leave(NodeId),
-    Return(NodeId),
-}
+use crate::scheduler::{Role, Scheduler, Time};
 
 /// A queued event: its time and a sequence number (ties in order of queueing); the event
 /// itself waits in a slab, so the heap moves 24 bytes, not the event.
 #[derive(Debug)]
-struct Queued {
+pub(super) struct Queued {
     at: Time,
-    seq: u64,
+    pub(super) seq: u64,
     slot: usize,
 }
 
@@ -160,26 +48,26 @@ impl Ord for Queued {
 
 /// Everything simulated.
 pub(super) struct World {
-    config: SimConfig,
-    layout: Layout,
-    roles: Vec<Role>,
-    nodes: Vec<Node>,
-    by_addr: HashMap<SocketAddr, NodeId>,
-    conns: Vec<Conn>,
-    links: Links,
-    queue: BinaryHeap<Reverse<Queued>>,
+    pub(super) config: SimConfig,
+    pub(super) layout: Layout,
+    pub(super) roles: Vec<Role>,
+    pub(super) nodes: Vec<Node>,
+    pub(super) by_addr: HashMap<SocketAddr, NodeId>,
+    pub(super) conns: Vec<Conn>,
+    pub(super) links: Links,
+    pub(super) queue: BinaryHeap<Reverse<Queued>>,
     slab: Vec<Option<Ev>>,
     free: Vec<usize>,
-    seq: u64,
+    pub(super) seq: u64,
     /// Peers not complete yet.
-    pending: usize,
-    now: Time,
-    rng: SmallRng,
-    planner: BatchPlanner,
-    owner_sent: f64,
-    duplicates: u64,
-    events: u64,
-    bound: f64,
+    pub(super) pending: usize,
+    pub(super) now: Time,
+    pub(super) rng: SmallRng,
+    pub(super) planner: BatchPlanner,
+    pub(super) owner_sent: f64,
+    pub(super) duplicates: u64,
+    pub(super) events: u64,
+    pub(super) bound: f64,
 }
 
 fn peer_addr(i: usize) -> SocketAddr {
@@ -256,7 +144,14 @@ impl World {
         world
     }
 
-    fn add_node(&mut self, kind: Kind, addr: SocketAddr, up: f64, down: f64, rng: &mut SmallRng) -> NodeId {
+    pub(super) fn add_node(
+        &mut self,
+        kind: Kind,
+        addr: SocketAddr,
+        up: f64,
+        down: f64,
+        rng: &mut SmallRng,
+    ) -> NodeId {
         let id = PeerId(rng.random());
         let chunks = self.layout.chunk_count();
         let held = if kind == Kind::Owner {
@@ -287,7 +182,7 @@ impl World {
         self.nodes.len() - 1
     }
 
-    fn push(&mut self, at: Time, ev: Ev) {
+    pub(super) fn push(&mut self, at: Time, ev: Ev) {
         self.seq += 1;
         let slot = match self.free.pop() {
             Some(i) => {
@@ -306,7 +201,7 @@ impl World {
         }));
     }
 
-    fn later(&mut self, ev: Ev) {
+    pub(super) fn later(&mut self, ev: Ev) {
         self.push(self.now + self.config.latency, ev);
     }
 
@@ -333,7 +228,7 @@ impl World {
         self.report(started.elapsed().as_secs_f64())
     }
 
-    fn step(&mut self, ev: Ev) {
+    pub(super) fn step(&mut self, ev: Ev) {
         match ev {
             Ev::Join(node) => self.join(node),
             Ev::Dialed {
@@ -380,7 +275,7 @@ impl World {
         }
     }
 
-    fn join(&mut self, node: NodeId) {
+    pub(super) fn join(&mut self, node: NodeId) {
         self.start_peer(node, true);
         // Idle identities reach every node.
         let sybils: Vec<(PeerId, SocketAddr)> = self
@@ -396,7 +291,7 @@ impl World {
 
     /// Starts a peer: joining (the owner's batch comes on a connection of its own) or
     /// coming back with what it held.
-    fn start_peer(&mut self, node: NodeId, join: bool) {
+    pub(super) fn start_peer(&mut self, node: NodeId, join: bool) {
         let owner_id = self.nodes[0].id;
         let n = &mut self.nodes[node];
         n.alive = true;
@@ -430,377 +325,7 @@ impl World {
         self.drive_links(node, all);
     }
 
-    fn open(&mut self, client: NodeId, link: Option<LinkId>, server: NodeId) -> ConnId {
-        self.conns.push(Conn {
-            client,
-            link,
-            server,
-            queue: VecDeque::new(),
-            serving: Serving::Idle,
-            listed: 0,
-            alive: true,
-            last_ask: self.now,
-        });
-        self.conns.len() - 1
-    }
-
-    /// Ends a connection at once on the server's side.
-    fn close(&mut self, conn: ConnId) {
-        let c = &mut self.conns[conn];
-        if !c.alive {
-            return;
-        }
-        c.alive = false;
-        c.queue = VecDeque::new();
-        let server = c.server;
-        self.nodes[server].seated.retain(|&x| x != conn);
-        c.serving = Serving::Idle;
-        self.nodes[server].waiters.retain(|&w| w != conn);
-    }
-
-    /// Asks `node`'s woken links (all of them with `all`) what to do, until none has
-    /// anything: what the real link tasks do when notified.
-    fn drive(&mut self, node: NodeId) {
-        self.drive_links(node, false);
-    }
-
-    fn drive_links(&mut self, node: NodeId, all: bool) {
-        let mut links: Vec<LinkId> = if all {
-            (0..self.roles.len()).collect()
-        } else {
-            match self.nodes[node].sched.as_mut() {
-                Some(s) => s.take_woken(),
-                None => return,
-            }
-        };
-        for _ in 0..64 {
-            if links.is_empty() {
-                break;
-            }
-            for &link in &links {
-                loop {
-                    let now = self.now;
-                    let Some(sched) = self.nodes[node].sched.as_mut() else {
-                        return;
-                    };
-                    let Some(action) = sched.poll(link, now) else {
-                        break;
-                    };
-                    self.act(node, link, action);
-                }
-            }
-            links = match self.nodes[node].sched.as_mut() {
-                Some(s) => s.take_woken(),
-                None => return,
-            };
-        }
-        let now = self.now;
-        let next = self.nodes[node].sched.as_ref().and_then(|s| s.next_timeout(now));
-        if let Some(at) = next {
-            let n = &mut self.nodes[node];
-            if n.tick_at.is_none_or(|t| t > at || t < now) {
-                n.tick_at = Some(at);
-                self.push(at, Ev::Tick { node, at });
-            }
-        }
-    }
-
-    fn act(&mut self, node: NodeId, link: LinkId, action: Action) {
-        let conn = self.nodes[node].links[link];
-        match action {
-            Action::Dial { target, timeout } => {
-                let gen = self.nodes[node].gen;
-                let server = match target {
-                    Target::Configured => Some(0),
-                    Target::Peer { addr, .. } => self.by_addr.get(&addr).copied(),
-                };
-                let reachable = server.is_some_and(|s| self.nodes[s].alive);
-                // Connect and hellos: one and a half round trips; a refusal, one; an
-                // address where nothing is, the whole timeout.
-                let delay = match (server, reachable) {
-                    (Some(_), true) => self.config.latency * 3,
-                    (Some(_), false) => self.config.latency * 2,
-                    (None, _) => timeout,
-                };
-                self.push(
-                    self.now + delay,
-                    Ev::Dialed {
-                        client: node,
-                        gen,
-                        link,
-                        target,
-                    },
-                );
-            }
-            Action::Request(c) => self.send(conn, Ask::Chunk(c)),
-            Action::AskList(wait) => self.send(conn, Ask::List(wait)),
-            Action::AskPeers => self.send(conn, Ask::Peers),
-            Action::Close(_) => {
-                if let Some(c) = conn {
-                    self.close(c);
-                }
-                self.nodes[node].links[link] = None;
-            }
-        }
-    }
-
-    fn send(&mut self, conn: Option<ConnId>, ask: Ask) {
-        if let Some(conn) = conn {
-            self.later(Ev::Arrive { conn, ask });
-        }
-    }
-
-    fn dialed(&mut self, client: NodeId, gen: u64, link: LinkId, target: Target) {
-        if self.nodes[client].gen != gen || self.nodes[client].sched.is_none() {
-            return;
-        }
-        let server = match target {
-            Target::Configured => Some(0),
-            Target::Peer { addr, .. } => self.by_addr.get(&addr).copied(),
-        };
-        let event = match server.filter(|&s| self.nodes[s].alive) {
-            None => Event::DialFailed(DialFailure::Unreachable),
-            Some(s) if matches!(target, Target::Peer { id, .. } if id != self.nodes[s].id) => {
-                Event::DialFailed(DialFailure::WrongPeer(self.nodes[s].id))
-            }
-            Some(s) if s != 0 && !self.seat(s, client) => Event::DialFailed(DialFailure::Busy),
-            Some(s) => {
-                let conn = self.open(client, Some(link), s);
-                if s != 0 {
-                    self.nodes[s].seated.push(conn);
-                }
-                self.nodes[client].links[link] = Some(conn);
-                let (id, addr) = (self.nodes[client].id, self.nodes[client].addr);
-                self.nodes[s].book.learn(id, addr);
-                Event::Connected {
-                    peer: self.nodes[s].id,
-                    addr: self.nodes[s].addr,
-                    owner: self.nodes[s].kind == Kind::Owner,
-                }
-            }
-        };
-        let now = self.now;
-        if let Some(sched) = self.nodes[client].sched.as_mut() {
-            sched.handle(now, link, event);
-        }
-        self.drive(client);
-    }
-
-    /// Whether `server` gives `client` a downloader seat (the real peer's admission rule),
-    /// closing the session it takes the seat from, if any.
-    fn seat(&mut self, server: NodeId, client: NodeId) -> bool {
-        let seats: Vec<Seat> = self.nodes[server]
-            .seated
-            .iter()
-            .map(|&c| Seat {
-                ip: self.nodes[self.conns[c].client].addr.ip(),
-                neighbor: false,
-                idle: self.now.saturating_sub(self.conns[c].last_ask),
-            })
-            .collect();
-        match admit(&seats, self.nodes[client].addr.ip(), false) {
-            Admit::Yes { .. } => true,
-            Admit::Busy => false,
-            Admit::Evict(i) => {
-                let old = self.nodes[server].seated[i];
-                self.close(old);
-                self.later(Ev::Gone { conn: old });
-                true
-            }
-        }
-    }
-
-    /// The server answers what is at the head of the connection's queue, in order.
-    fn serve(&mut self, conn: ConnId) {
-        loop {
-            let c = &mut self.conns[conn];
-            if !c.alive || !matches!(c.serving, Serving::Idle) {
-                return;
-            }
-            let (server, client, listed) = (c.server, c.client, c.listed);
-            if self.nodes[server].kind == Kind::Sybil {
-                return;
-            }
-            let Some(ask) = c.queue.pop_front() else { return };
-            match ask {
-                Ask::Chunk(id) | Ask::Push(id) if self.nodes[server].held.contains(id) => {
-                    let bytes = f64::from(self.layout.chunk_len(id).unwrap_or(0));
-                    let done = self.links.send(self.now, server, client, bytes);
-                    let version = self.seq;
-                    let push = matches!(ask, Ask::Push(_));
-                    self.conns[conn].serving = Serving::Sending(id, push, version);
-                    if server == 0 {
-                        self.owner_sent += bytes;
-                    }
-                    self.push(done, Ev::Sent { conn, version });
-                    return;
-                }
-                Ask::Chunk(id) => self.later(Ev::Reply {
-                    conn,
-                    reply: Reply::NotHave(id),
-                }),
-                Ask::Push(_) => {}
-                Ask::List(None) => self.answer_list(conn),
-                Ask::List(Some(wait)) => {
-                    let count = self.nodes[server].held.count();
-                    if count > listed || (listed == 0 && count > 0) {
-                        self.answer_list(conn);
-                    } else {
-                        let version = self.seq;
-                        self.conns[conn].serving = Serving::Wait(version);
-                        self.nodes[server].waiters.push(conn);
-                        let at = self.now + wait.min(Duration::from_secs(5));
-                        self.push(at, Ev::WaitOver { conn, version });
-                        return;
-                    }
-                }
-                Ask::Peers => {
-                    let peers =
-                        self.nodes[server]
-                            .book
-                            .gossip(MAX_PEERS, self.nodes[client].id, &mut self.rng);
-                    self.later(Ev::Reply {
-                        conn,
-                        reply: Reply::Peers(peers),
-                    });
-                }
-            }
-        }
-    }
-
-    fn answer_list(&mut self, conn: ConnId) {
-        let server = self.conns[conn].server;
-        self.nodes[server].waiters.retain(|&w| w != conn);
-        let list = self.nodes[server].held.clone();
-        self.conns[conn].listed = list.count();
-        self.conns[conn].serving = Serving::Idle;
-        self.later(Ev::Reply {
-            conn,
-            reply: Reply::List(list),
-        });
-    }
-
-    /// The last byte of a chunk left the server (and reached the client's side of the
-    /// link: the reply arrives a latency later).
-    fn sent(&mut self, conn: ConnId, version: u64) {
-        let Serving::Sending(id, push, v) = self.conns[conn].serving else {
-            return;
-        };
-        if v != version || !self.conns[conn].alive {
-            return;
-        }
-        self.conns[conn].serving = Serving::Idle;
-        let server = self.conns[conn].server;
-        self.nodes[server].sent += 1;
-        let reply = if push { Reply::Pushed(id) } else { Reply::Chunk(id) };
-        self.later(Ev::Reply { conn, reply });
-        self.serve(conn);
-    }
-
-    fn reply(&mut self, conn: ConnId, reply: Reply) {
-        let c = &self.conns[conn];
-        let (client, server, link) = (c.client, c.server, c.link);
-        if !c.alive {
-            return;
-        }
-        if let Some(l) = link {
-            if self.nodes[client].links.get(l) != Some(&Some(conn)) {
-                return;
-            }
-        }
-        let now = self.now;
-        let server_id = self.nodes[server].id;
-        let Some(sched) = self.nodes[client].sched.as_mut() else {
-            return;
-        };
-        match (reply, link) {
-            (Reply::Pushed(id), _) => {
-                sched.pushed(id, now);
-                if self.conns[conn].queue.is_empty() && matches!(self.conns[conn].serving, Serving::Idle) {
-                    sched.batch_streaming(false, now);
-                }
-                self.store(client, id, server_id);
-            }
-            (Reply::Chunk(id), Some(l)) => {
-                sched.handle(now, l, Event::Arrived(id));
-                self.store(client, id, server_id);
-            }
-            (Reply::NotHave(id), Some(l)) => sched.handle(now, l, Event::NotHave(id)),
-            (Reply::List(list), Some(l)) => sched.handle(now, l, Event::List(&list)),
-            (Reply::Peers(peers), Some(l)) => {
-                self.nodes[client].book.learn_all(server_id, &peers);
-                if let Some(s) = self.nodes[client].sched.as_mut() {
-                    s.handle(now, l, Event::Peers);
-                }
-            }
-            _ => {}
-        }
-        self.drive(client);
-    }
-
-    /// A chunk arrived at `node` from `from`: stored at once.
-    fn store(&mut self, node: NodeId, id: ChunkId, from: PeerId) {
-        let now = self.now;
-        let n = &mut self.nodes[node];
-        let outcome = if n.held.insert(id) {
-            Outcome::New
-        } else {
-            self.duplicates += 1;
-            Outcome::Duplicate
-        };
-        if let Some(s) = n.sched.as_mut() {
-            s.stored(now, id, from, outcome);
-        }
-        if outcome == Outcome::New {
-            let waiters = std::mem::take(&mut self.nodes[node].waiters);
-            for w in waiters {
-                if matches!(self.conns[w].serving, Serving::Wait(_)) {
-                    self.answer_list(w);
-                    self.serve(w);
-                }
-            }
-            if self.nodes[node].held.is_complete() && self.nodes[node].completed.is_none() {
-                self.complete(node);
-            }
-        }
-    }
-
-    /// A peer holds everything: its download side ends, its server goes on.
-    fn complete(&mut self, node: NodeId) {
-        if self.config.trace {
-            if let Some(s) = self.nodes[node].sched.as_ref() {
-                eprintln!(
-                    "t={:.3} node {node} complete: {:?}",
-                    self.now.as_secs_f64(),
-                    s.stats()
-                );
-            }
-        }
-        self.nodes[node].completed = Some(self.now);
-        self.pending -= 1;
-        let links = std::mem::take(&mut self.nodes[node].links);
-        for c in links.into_iter().flatten() {
-            self.close(c);
-        }
-        if let Some(c) = self.nodes[node].batch.take() {
-            self.close(c);
-        }
-        self.nodes[node].sched = None;
-    }
-
-    fn client_lost(&mut self, client: NodeId, link: LinkId, conn: ConnId) {
-        if self.nodes[client].links.get(link) != Some(&Some(conn)) {
-            return;
-        }
-        self.nodes[client].links[link] = None;
-        let now = self.now;
-        if let Some(s) = self.nodes[client].sched.as_mut() {
-            s.handle(now, link, Event::Closed { violation: false });
-        }
-        self.drive(client);
-    }
-
-    fn leave(&mut self, node: NodeId) {
+    pub(super) fn leave(&mut self, node: NodeId) {
         if self.nodes[node].completed.is_some() || !self.nodes[node].alive {
             return;
         }
@@ -823,126 +348,5 @@ impl World {
             }
         }
         self.push(self.now + self.config.away, Ev::Return(node));
-    }
-
-    fn trace(&self) {
-        let peers = self.nodes.iter().filter(|n| n.kind == Kind::Peer);
-        let held: u64 = peers.clone().map(|n| u64::from(n.held.count())).sum();
-        let done = peers.filter(|n| n.completed.is_some()).count();
-        eprintln!(
-            "t={:>6.1}s held={held} done={done} owner_sent/F={:.3} dups={} queue={}",
-            self.now.as_secs_f64(),
-            self.owner_sent / self.layout.file_size() as f64,
-            self.duplicates,
-            self.queue.len()
-        );
-        let mut indeg = vec![0usize; self.nodes.len()];
-        for c in self
-            .conns
-            .iter()
-            .filter(|c| c.alive && c.link.is_some() && c.server != 0)
-        {
-            indeg[c.server] += 1;
-        }
-        let mut d: Vec<usize> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.kind == Kind::Peer && n.alive)
-            .map(|(i, _)| indeg[i])
-            .collect();
-        d.sort_unstable();
-        if !d.is_empty() {
-            eprintln!(
-                "  in-degree: min {} p10 {} p50 {} p90 {} max {}",
-                d[0],
-                d[d.len() / 10],
-                d[d.len() / 2],
-                d[d.len() * 9 / 10],
-                d[d.len() - 1]
-            );
-            if let Some(low) = (1..self.nodes.len())
-                .filter(|&i| self.nodes[i].kind == Kind::Peer && self.nodes[i].alive)
-                .min_by_key(|&i| indeg[i])
-            {
-                let id = self.nodes[low].id;
-                let knowers = self.nodes.iter().filter(|n| n.book.addr_of(id).is_some()).count();
-                let books: Vec<usize> = self.nodes.iter().take(6).map(|n| n.book.len()).collect();
-                eprintln!(
-                    "  lowest node {low} known by {knowers}; book sizes {books:?}; held {}",
-                    self.nodes[low].held.count()
-                );
-                if let Some(s) = self.nodes[low].sched.as_ref() {
-                    eprintln!("    {}", s.describe(self.now));
-                }
-            }
-        }
-    }
-
-    fn report(&self, wall: f64) -> SimReport {
-        if self.config.trace {
-            let mut sent: Vec<u64> = self
-                .nodes
-                .iter()
-                .filter(|n| n.kind == Kind::Peer)
-                .map(|n| n.sent)
-                .collect();
-            sent.sort_unstable();
-            let q = |f: f64| sent[((sent.len() - 1) as f64 * f) as usize];
-            eprintln!(
-                "chunks sent per peer: min {} p10 {} p50 {} p90 {} max {}",
-                q(0.0),
-                q(0.1),
-                q(0.5),
-                q(0.9),
-                q(1.0)
-            );
-            let mut by: Vec<(u64, usize)> = self
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.kind == Kind::Peer)
-                .map(|(i, n)| (n.sent, i))
-                .collect();
-            by.sort_unstable();
-            for (sent, i) in by.iter().take(6) {
-                let servers = self
-                    .conns
-                    .iter()
-                    .filter(|c| c.server == *i && c.link.is_some())
-                    .count();
-                eprintln!(
-                    "  node {i}: sent {sent}, served {servers} connections in all, done {:?}",
-                    self.nodes[*i].completed
-                );
-            }
-        }
-        let peers: Vec<&Node> = self.nodes.iter().filter(|n| n.kind == Kind::Peer).collect();
-        let ratio = |n: &&Node| {
-            n.completed
-                .map_or(f64::INFINITY, |t| t.as_secs_f64() / self.bound)
-        };
-        let mut all: Vec<f64> = peers.iter().map(ratio).collect();
-        all.sort_by(f64::total_cmp);
-        let mut stayers: Vec<f64> = peers.iter().filter(|n| !n.churns).map(ratio).collect();
-        stayers.sort_by(f64::total_cmp);
-        let incomplete = peers.iter().filter(|n| n.completed.is_none()).count();
-        let last = peers.iter().filter_map(|n| n.completed).max();
-        SimReport {
-            peers: peers.len(),
-            chunks: self.layout.chunk_count(),
-            bound: self.bound,
-            all_complete: (incomplete == 0).then(|| last.map_or(0.0, |t| t.as_secs_f64())),
-            p50_ratio: quantile(&all, 0.5),
-            p90_ratio: quantile(&all, 0.9),
-            p99_ratio: quantile(&all, 0.99),
-            max_ratio: quantile(&all, 1.0),
-            p99_ratio_stayers: quantile(&stayers, 0.99),
-            owner_upload_ratio: self.owner_sent / self.layout.file_size() as f64,
-            duplicates: self.duplicates,
-            incomplete,
-            events: self.events,
-            wall_secs: wall,
-        }
     }
 }

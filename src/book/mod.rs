@@ -17,12 +17,14 @@
 //! entries gossip goes first, then the longest-unseen. No clock: recency is a counter, so
 //! the simulator drives the very same book.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::identity::PeerId;
 use crate::wire::PeerAddr;
+use entries::{Entry, Inner};
+
+mod entries;
 
 /// The most peers a book remembers.
 pub(crate) const MAX_KNOWN: usize = 1024;
@@ -84,33 +86,6 @@ impl Source {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    addr: SocketAddr,
-    seen: u64,
-    known: Known,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    entries: HashMap<PeerId, Entry>,
-    /// The first-hand entry at each address.
-    by_addr: HashMap<SocketAddr, PeerId>,
-    /// How many gossip entries each source has in the book.
-    per_source: HashMap<PeerId, usize>,
-    /// Entries known first-hand or from the trusted source.
-    vouched: usize,
-    sources: HashMap<PeerId, Source>,
-    /// Gossiped (ID, address) pairs that failed to answer as named.
-    failed: HashSet<(PeerId, SocketAddr)>,
-    failed_order: VecDeque<(PeerId, SocketAddr)>,
-    /// Addresses where we reached ourselves.
-    mine: HashSet<SocketAddr>,
-    /// A source whose word is never doubted (the owner).
-    trusted: Option<PeerId>,
-    clock: u64,
-}
-
 /// The peers a node knows.
 #[derive(Debug)]
 pub(crate) struct AddressBook {
@@ -142,6 +117,11 @@ impl AddressBook {
             inner.trusted = Some(source);
             inner.vouched = inner.entries.values().filter(|e| inner.vouches(e)).count();
         }
+    }
+
+    /// How many IP addresses the book knows peers at.
+    pub(crate) fn addresses(&self) -> usize {
+        self.lock().ips.len()
     }
 
     /// How many peers the book knows first-hand or from the trusted source (the owner):
@@ -384,91 +364,5 @@ impl AddressBook {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Inner {
-    fn accepts_gossip(&self, id: PeerId, addr: SocketAddr, source: PeerId) -> bool {
-        if self.mine.contains(&addr) || self.failed.contains(&(id, addr)) {
-            return false;
-        }
-        // Two nodes cannot listen on one address: a first-hand owner of it wins.
-        if self.by_addr.get(&addr).is_some_and(|other| *other != id) {
-            return false;
-        }
-        let from_source = self.per_source.get(&source).copied().unwrap_or(0);
-        from_source < MAX_PER_SOURCE || self.entries.contains_key(&id)
-    }
-
-    fn vouches(&self, e: &Entry) -> bool {
-        match e.known {
-            Known::Gossip(source) => self.trusted == Some(source),
-            _ => true,
-        }
-    }
-
-    fn put(&mut self, id: PeerId, entry: Entry) {
-        self.take(id);
-        if self.vouches(&entry) {
-            self.vouched += 1;
-        }
-        match entry.known {
-            Known::Gossip(source) => *self.per_source.entry(source).or_default() += 1,
-            _ => {
-                if let Some(old) = self.by_addr.insert(entry.addr, id) {
-                    // Someone else was heard there before: the newer word wins.
-                    if old != id {
-                        self.take(old);
-                        self.by_addr.insert(entry.addr, id);
-                    }
-                }
-            }
-        }
-        self.entries.insert(id, entry);
-    }
-
-    fn take(&mut self, id: PeerId) -> Option<Entry> {
-        let entry = self.entries.remove(&id)?;
-        if self.vouches(&entry) {
-            self.vouched -= 1;
-        }
-        match entry.known {
-            Known::Gossip(source) => {
-                if let Some(n) = self.per_source.get_mut(&source) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.per_source.remove(&source);
-                    }
-                }
-            }
-            _ => {
-                if self.by_addr.get(&entry.addr) == Some(&id) {
-                    self.by_addr.remove(&entry.addr);
-                }
-            }
-        }
-        Some(entry)
-    }
-
-    /// Frees a place for a new entry of kind `known` if the book is full: the oldest
-    /// gossip first, then the oldest heard entry; proven entries only for another proven.
-    /// False if there is no room for it.
-    fn make_room(&mut self, known: Known) -> bool {
-        if self.entries.len() < MAX_KNOWN {
-            return true;
-        }
-        let victim = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.known.rank() <= known.rank())
-            .min_by_key(|(_, e)| (e.known.rank(), e.seen))
-            .map(|(id, _)| *id);
-        match victim {
-            Some(id) => {
-                self.take(id);
-                true
-            }
-            None => false,
-        }
     }
 }

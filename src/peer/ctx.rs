@@ -1,0 +1,84 @@
+//! What the download side's tasks share: the scheduler behind one mutex (never held across
+//! an await), a wake-up per link, the clock the scheduler reads, and the token that ends
+//! them all.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::Me;
+use crate::holdings::Holdings;
+use crate::scheduler::{LinkId, Scheduler, Time};
+
+/// What every download task shares.
+pub(super) struct Ctx {
+    pub(super) holdings: Arc<Holdings>,
+    pub(super) me: Me,
+    sched: Mutex<Scheduler>,
+    wakes: Vec<Notify>,
+    epoch: Instant,
+    pub(super) all_done: Notify,
+    pub(super) token: CancellationToken,
+}
+
+impl Ctx {
+    /// The shared state for `links` link tasks around `sched`.
+    pub(super) fn new(
+        holdings: Arc<Holdings>,
+        me: Me,
+        sched: Scheduler,
+        links: usize,
+        token: CancellationToken,
+    ) -> Ctx {
+        Ctx {
+            holdings,
+            me,
+            sched: Mutex::new(sched),
+            wakes: (0..links).map(|_| Notify::new()).collect(),
+            epoch: Instant::now(),
+            all_done: Notify::new(),
+            token,
+        }
+    }
+
+    /// Time since the download began: the scheduler's clock.
+    pub(super) fn now(&self) -> Time {
+        self.epoch.elapsed()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Scheduler> {
+        self.sched.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the scheduler, then wakes every link it names (but `caller`, which
+    /// polls anyway).
+    pub(super) fn with<R>(&self, caller: Option<LinkId>, f: impl FnOnce(&mut Scheduler, Time) -> R) -> R {
+        let mut sched = self.lock();
+        let out = f(&mut sched, self.now());
+        let woken = sched.take_woken();
+        let complete = sched.held().is_complete();
+        drop(sched);
+        for l in woken {
+            if Some(l) != caller {
+                if let Some(w) = self.wakes.get(l) {
+                    w.notify_one();
+                }
+            }
+        }
+        if complete {
+            self.all_done.notify_one();
+        }
+        out
+    }
+
+    /// Completes when `link` is woken.
+    pub(super) fn woken(&self, link: LinkId) -> tokio::sync::futures::Notified<'_> {
+        self.wakes[link].notified()
+    }
+
+    pub(super) fn running(&self) -> bool {
+        !self.token.is_cancelled()
+    }
+}
