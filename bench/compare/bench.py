@@ -33,6 +33,7 @@ SCENARIOS = {  # name -> (N, upload cap in B/s or None)
     "uncapped5": (5, None),
     "capped5": (5, CAP),
     "capped10": (10, CAP),
+    "capped20": (20, CAP),
 }
 SCENARIO_ALIASES = {"1": "uncapped5", "2": "capped5", "3": "capped10"}
 TOOLS = ["swarmshare-ring", "swarmshare-swarm", "aria2", "libtorrent"]

@@ -1,9 +1,9 @@
 //! The owner's hand-out policy: which chunks each arriving peer gets first.
 //!
 //! The first `N` peers (the owner's `--peers`) get near-equal shares of the file
-//! (`floor` or `ceil` of `chunks / N`, at least one chunk), which together hand out every
-//! chunk exactly once; later peers get `ceil(chunks / N)` chunks, least-handed-out first
-//! (ties to the lowest ID). Pure and deterministic.
+//! (`floor` or `ceil` of `chunks / N`; with more peers than chunks some get none), which
+//! together hand out every chunk exactly once; later peers get `ceil(chunks / N)` chunks,
+//! least-handed-out first (ties to the lowest ID). Pure and deterministic.
 
 use crate::manifest::ChunkId;
 
@@ -45,7 +45,7 @@ impl BatchPlanner {
                 u64::from(self.peers),
                 self.handed_out.len() as u64,
             );
-            (((k + 1) * n / p - k * n / p) as usize).max(1)
+            ((k + 1) * n / p - k * n / p) as usize
         } else {
             self.batch_size as usize
         };

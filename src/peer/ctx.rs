@@ -60,7 +60,7 @@ impl Ctx {
         let woken = sched.take_woken();
         let complete = sched.held().is_complete();
         drop(sched);
-        for l in woken {
+        for l in woken.iter() {
             if Some(l) != caller {
                 if let Some(w) = self.wakes.get(l) {
                     w.notify_one();

@@ -18,7 +18,7 @@ impl Scheduler {
         if link >= self.links.len() {
             return;
         }
-        self.woken[link] = true;
+        self.wake(link);
         match event {
             Event::Connected { peer, addr, owner } => self.connected(now, link, peer, addr, owner),
             Event::DialFailed(why) => self.dial_failed(now, link, why),
@@ -205,7 +205,7 @@ impl Scheduler {
         for (i, l) in self.links.iter_mut().enumerate() {
             if let (Role::Neighbor, State::Vacant { retry_at }) = (l.role, &mut l.state) {
                 *retry_at = (*retry_at).min(now);
-                self.woken[i] = true;
+                self.woken |= 1 << i;
             }
         }
     }

@@ -76,6 +76,27 @@ struct Link {
     next_pex: Time,
 }
 
+/// A set of links (at most 64: a node has at most 32 neighbor slots and the owner's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Woken(u64);
+
+impl Woken {
+    /// Links `0..n`.
+    pub(crate) fn all(n: usize) -> Woken {
+        Woken(if n >= 64 { u64::MAX } else { (1u64 << n) - 1 })
+    }
+
+    /// Whether it holds no link.
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The links, ascending.
+    pub(crate) fn iter(self) -> impl Iterator<Item = LinkId> {
+        (0..64).filter(move |l| self.0 & (1 << l) != 0)
+    }
+}
+
 /// The download side's decisions for one node.
 #[derive(Debug)]
 pub(crate) struct Scheduler {
@@ -93,7 +114,8 @@ pub(crate) struct Scheduler {
     /// What a delivering link's chunk takes, averaged over every link.
     typical: Duration,
     rng: SmallRng,
-    woken: Vec<bool>,
+    /// Links woken since the last [`Scheduler::take_woken`], one bit each.
+    woken: u64,
     neighbor_slots: usize,
     stats: Stats,
     batch: Batch,
@@ -145,7 +167,7 @@ impl Scheduler {
             owner: None,
             typical: DEFAULT_PACE,
             rng: SmallRng::seed_from_u64(seed),
-            woken: vec![true; roles.len()],
+            woken: Woken::all(roles.len()).0,
             neighbor_slots: roles.iter().filter(|r| **r != Role::Owner).count(),
             stats: Stats::default(),
             batch: Batch::default(),
@@ -179,14 +201,16 @@ impl Scheduler {
     }
 
     /// Links whose next action may have changed since the last call.
-    pub(crate) fn take_woken(&mut self) -> Vec<LinkId> {
-        let woken = (0..self.woken.len()).filter(|&l| self.woken[l]).collect();
-        self.woken.fill(false);
-        woken
+    pub(crate) fn take_woken(&mut self) -> Woken {
+        Woken(std::mem::take(&mut self.woken))
+    }
+
+    fn wake(&mut self, link: LinkId) {
+        self.woken |= 1 << link;
     }
 
     fn wake_all(&mut self) {
-        self.woken.fill(true);
+        self.woken = Woken::all(self.links.len()).0;
     }
 
     fn refresh(&mut self, c: ChunkId) {

@@ -34,7 +34,7 @@ impl Scheduler {
             let closing = match &mut self.links[link].state {
                 State::Vacant { retry_at } => {
                     if *retry_at <= now {
-                        self.woken[link] = true;
+                        self.woken |= 1 << link;
                     }
                     continue;
                 }
@@ -43,7 +43,7 @@ impl Scheduler {
                 State::Up(s) => {
                     let closing = late_or_stalled(s, now, typical, role == Role::Neighbor);
                     if s.requests.len() < s.window() || s.next_pex <= now {
-                        self.woken[link] = true;
+                        self.woken |= 1 << link;
                     }
                     if closing.is_some() || role != Role::Neighbor {
                         closing
@@ -77,7 +77,7 @@ impl Scheduler {
             if let Some(s) = self.session(link) {
                 s.closing = Some(close);
             }
-            self.woken[link] = true;
+            self.woken |= 1 << link;
         }
         self.rotate_slowest(now);
     }
@@ -115,7 +115,7 @@ impl Scheduler {
             if let Some(s) = self.session(link) {
                 s.closing = Some(Close::Rotate);
             }
-            self.woken[link] = true;
+            self.woken |= 1 << link;
         }
     }
 

@@ -7,7 +7,7 @@ use super::world::World;
 use super::NodeId;
 use crate::identity::PeerId;
 use crate::manifest::ChunkId;
-use crate::scheduler::{Action, DialFailure, Event, LinkId, Outcome, Target};
+use crate::scheduler::{Action, DialFailure, Event, LinkId, Outcome, Target, Woken};
 
 impl World {
     /// Asks `node`'s woken links (all of them with `all`) what to do, until none has
@@ -17,8 +17,8 @@ impl World {
     }
 
     pub(super) fn drive_links(&mut self, node: NodeId, all: bool) {
-        let mut links: Vec<LinkId> = if all {
-            (0..self.roles.len()).collect()
+        let mut links: Woken = if all {
+            Woken::all(self.roles.len())
         } else {
             match self.nodes[node].sched.as_mut() {
                 Some(s) => s.take_woken(),
@@ -29,7 +29,7 @@ impl World {
             if links.is_empty() {
                 break;
             }
-            for &link in &links {
+            for link in links.iter() {
                 loop {
                     let now = self.now;
                     let Some(sched) = self.nodes[node].sched.as_mut() else {

@@ -61,6 +61,9 @@ impl World {
 
     pub(super) fn report(&self, wall: f64) -> SimReport {
         if self.config.trace {
+            eprintln!("events by kind: {:?}", self.by_kind);
+        }
+        if self.config.trace {
             let mut sent: Vec<u64> = self
                 .nodes
                 .iter()

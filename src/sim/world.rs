@@ -1,8 +1,10 @@
 //! The simulated world: nodes, connections and the event queue, and the glue that drives
 //! each peer's real [`Scheduler`] as the peer's link tasks do in real time.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use radix_heap::RadixHeapMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,31 +22,8 @@ use crate::manifest::Layout;
 use crate::owner::batch::BatchPlanner;
 use crate::scheduler::{Role, Scheduler, Time};
 
-/// A queued event: its time and a sequence number (ties in order of queueing); the event
-/// itself waits in a slab, so the heap moves 24 bytes, not the event.
-#[derive(Debug)]
-pub(super) struct Queued {
-    at: Time,
-    pub(super) seq: u64,
-    slot: usize,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Queued) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Queued) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Queued) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
+/// Bits of an event's key that order events queued for the same nanosecond.
+const SEQ_BITS: u32 = 40;
 
 /// Everything simulated.
 pub(super) struct World {
@@ -55,7 +34,9 @@ pub(super) struct World {
     pub(super) by_addr: HashMap<SocketAddr, NodeId>,
     pub(super) conns: Vec<Conn>,
     pub(super) links: Links,
-    pub(super) queue: BinaryHeap<Reverse<Queued>>,
+    /// Events by time (then by the order they were queued), each naming its slot in
+    /// `slab`: time never runs backwards, so a radix heap's monotone order fits.
+    pub(super) queue: RadixHeapMap<Reverse<u128>, usize>,
     slab: Vec<Option<Ev>>,
     free: Vec<usize>,
     pub(super) seq: u64,
@@ -68,6 +49,8 @@ pub(super) struct World {
     pub(super) duplicates: u64,
     pub(super) events: u64,
     pub(super) bound: f64,
+    /// Events by kind, when tracing.
+    pub(super) by_kind: std::collections::BTreeMap<String, u64>,
 }
 
 fn peer_addr(i: usize) -> SocketAddr {
@@ -88,7 +71,7 @@ impl World {
             by_addr: HashMap::new(),
             conns: Vec::new(),
             links: Links::default(),
-            queue: BinaryHeap::new(),
+            queue: RadixHeapMap::new(),
             slab: Vec::new(),
             free: Vec::new(),
             seq: 0,
@@ -99,6 +82,7 @@ impl World {
             duplicates: 0,
             events: 0,
             bound: 0.0,
+            by_kind: std::collections::BTreeMap::new(),
             rng: SmallRng::seed_from_u64(rng.random()),
             config: config.clone(),
         };
@@ -194,11 +178,10 @@ impl World {
                 self.slab.len() - 1
             }
         };
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            slot,
-        }));
+        // Never before now (the heap's order is monotone); ties in the order queued.
+        let nanos = at.max(self.now).as_nanos();
+        let key = (nanos << SEQ_BITS) | u128::from(self.seq & ((1 << SEQ_BITS) - 1));
+        self.queue.push(Reverse(key), slot);
     }
 
     pub(super) fn later(&mut self, ev: Ev) {
@@ -207,19 +190,25 @@ impl World {
 
     pub(super) fn run(mut self) -> SimReport {
         let started = Instant::now();
-        while let Some(Reverse(q)) = self.queue.pop() {
-            if q.at > self.config.limit {
+        while let Some((Reverse(key), slot)) = self.queue.pop() {
+            let at = Time::from_nanos((key >> SEQ_BITS) as u64);
+            if at > self.config.limit {
                 break;
             }
-            let Some(ev) = self.slab.get_mut(q.slot).and_then(Option::take) else {
+            let Some(ev) = self.slab.get_mut(slot).and_then(Option::take) else {
                 continue;
             };
-            self.free.push(q.slot);
-            if self.config.trace && q.at.as_secs() > self.now.as_secs() {
+            self.free.push(slot);
+            if self.config.trace && at.as_secs() > self.now.as_secs() {
                 self.trace();
             }
-            self.now = q.at;
+            self.now = at;
             self.events += 1;
+            if self.config.trace {
+                let name = format!("{ev:?}");
+                let kind = name.split([' ', '(', '{']).next().unwrap_or("?").to_owned();
+                *self.by_kind.entry(kind).or_default() += 1;
+            }
             self.step(ev);
             if self.pending == 0 {
                 break;

@@ -27,6 +27,12 @@ fn first_n_batches_cover_every_chunk_before_any_repeats() {
 fn more_peers_than_chunks() {
     let mut p = BatchPlanner::new(5, 8);
     assert_eq!(p.batch_size(), 1);
-    let firsts: Vec<u32> = (0..8).map(|_| p.next_batch()[0]).collect();
-    assert_eq!(firsts, vec![0, 1, 2, 3, 4, 0, 1, 2]);
+    // The first round hands each chunk out once, spread over the eight; three get none.
+    let round: Vec<Vec<u32>> = (0..8).map(|_| p.next_batch()).collect();
+    assert_eq!(round.iter().filter(|b| b.is_empty()).count(), 3);
+    let all: Vec<u32> = round.into_iter().flatten().collect();
+    assert_eq!(all, vec![0, 1, 2, 3, 4]);
+    // After the round, one chunk each, least-handed-out first.
+    assert_eq!(p.next_batch(), vec![0]);
+    assert_eq!(p.next_batch(), vec![1]);
 }

@@ -1,4 +1,4 @@
-//! The swarmshare wire protocol, version 3. `PROTOCOL.md` is the byte-exact specification;
+//! The swarmshare wire protocol, version 5 ([`handshake::VERSION`]). `PROTOCOL.md` is the byte-exact specification;
 //! this module implements it as pure functions on byte slices (no I/O, no async), so it can
 //! be unit-tested, property-tested and fuzzed.
 //!
@@ -7,8 +7,9 @@
 //! * **peers**, which hold some chunks and serve them to whoever asks.
 //!
 //! # Shape of a connection
-//! 1. Both sides send a fixed 56-byte [`Hello`](handshake::Hello) at once: magic,
-//!    version, role, listening port, swarm ID and peer ID ([`handshake`]).
+//! 1. The client sends a fixed 56-byte [`Hello`](handshake::Hello): magic, version, role,
+//!    listening port, swarm ID and peer ID ([`handshake`]); the server reads it and answers
+//!    with its own (`BUSY` when it serves as many downloaders as it takes).
 //! 2. Then length-prefixed frames ([`frame`]) carrying one [`Message`](message::Message)
 //!    each ([`message`]). A `JOIN` connection to the owner first receives the manifest and
 //!    a batch of chunks; after that, and on every `FETCH` connection, the client asks
