@@ -60,7 +60,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 for s in ${SCENARIOS//,/ }; do
-  case $s in all|uncapped5|capped5|capped10|1|2|3) ;; *) die "unknown scenario '$s' (uncapped5 capped5 capped10, or 1 2 3)" ;; esac
+  case $s in all|uncapped5|capped5|capped10|capped20|1|2|3) ;; *) die "unknown scenario '$s' (uncapped5 capped5 capped10 capped20, or 1 2 3)" ;; esac
 done
 for t in ${TOOLS//,/ }; do
   case $t in all|swarmshare|swarmshare-ring|swarmshare-swarm|aria2|libtorrent) ;;
@@ -140,8 +140,9 @@ mkdir -p "${BENCH_TMP:-/tmp}" "$OUT"
 WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/swarmshare-compare.XXXXXX")
 size=$(head -c "$FILE_SIZE" /dev/zero | wc -c)
 [ "$size" -gt 0 ] || die "FILE_SIZE=$FILE_SIZE gives an empty file"
-nmax=10
-[[ "$SCENARIOS" =~ ^(all|)$ ]] || [[ "$SCENARIOS" =~ (capped10|3) ]] || nmax=5
+nmax=5
+[[ "$SCENARIOS" =~ (capped10|3) ]] && nmax=10
+[[ "$SCENARIOS" =~ ^(all|)$ ]] || [[ "$SCENARIOS" =~ capped20 ]] && nmax=20
 need=$(( (2 * nmax + 4) * size / 1024 ))
 case $BENCH_FS in
   tmpfs)

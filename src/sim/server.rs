@@ -130,7 +130,11 @@ impl World {
         let list = self.nodes[server].held.clone();
         self.conns[conn].listed = list.count();
         self.conns[conn].serving = Serving::Idle;
-        self.later(Ev::Reply {
+        // A list shares the node's uplink with its chunks.
+        let client = self.conns[conn].client;
+        let bytes = 9.0 + list.as_bitfield().len() as f64;
+        let at = self.links.send(self.now, server, client, bytes) + self.config.latency;
+        self.push(at, Ev::Reply {
             conn,
             reply: Reply::List(list),
         });
