@@ -1,6 +1,7 @@
 //! `cargo run --release --example sim -- --peers 1000 --size 1GiB --upload 10MB`: the real
 //! download scheduler in a simulated swarm (see `swarmshare::sim`).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -60,6 +61,9 @@ struct Args {
     /// Print the swarm's progress every simulated second on stderr.
     #[arg(long)]
     trace: bool,
+    /// Draw the peers' completion times (over the lower bound) into this PNG file.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -108,9 +112,57 @@ fn main() -> ExitCode {
             r.owner_upload_ratio, r.duplicates, r.events, r.wall_secs
         );
     }
+    if let Some(path) = &a.plot {
+        if let Err(e) = plot(path, &r, &a) {
+            eprintln!("sim: cannot draw {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     if r.incomplete > 0 {
         eprintln!("sim: {} peers did not complete", r.incomplete);
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Peers complete (y, a share of all) over completion time / lower bound (x).
+fn plot(path: &Path, r: &sim::SimReport, a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+        .map_err(|_| "the embedded font does not load")?;
+    let done: Vec<f64> = r.completions.iter().copied().filter(|c| c.is_finite()).collect();
+    let right = done.last().copied().unwrap_or(1.0).max(1.05) * 1.05;
+    let left = done.first().copied().unwrap_or(1.0).min(1.0) * 0.95;
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = format!(
+        "{} peers, {} chunks, upload {} B/s (slow {:.0}% x1/{}), churn {:.0}%: p99 {:.3}",
+        r.peers,
+        r.chunks,
+        a.upload,
+        a.slow_fraction * 100.0,
+        a.slow_factor,
+        a.churn * 100.0,
+        r.p99_ratio
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(left..right, 0.0..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("completion time / lower bound")
+        .y_desc("peers complete")
+        .draw()?;
+    let n = r.completions.len().max(1) as f64;
+    let curve = done
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &x)| [(x, i as f64 / n), (x, (i + 1) as f64 / n)]);
+    chart.draw_series(LineSeries::new(curve, &BLUE))?;
+    chart.draw_series(LineSeries::new([(1.0, 0.0), (1.0, 1.0)], &RED))?;
+    root.present()?;
+    Ok(())
 }

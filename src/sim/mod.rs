@@ -118,6 +118,9 @@ pub struct SimReport {
     pub events: u64,
     /// Wall-clock seconds the simulation took.
     pub wall_secs: f64,
+    /// Every peer's completion time over the bound, ascending (infinite: never).
+    #[serde(skip)]
+    pub completions: Vec<f64>,
 }
 
 /// Runs the simulation.

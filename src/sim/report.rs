@@ -126,6 +126,7 @@ impl World {
             incomplete,
             events: self.events,
             wall_secs: wall,
+            completions: all,
         }
     }
 }

@@ -134,10 +134,13 @@ impl World {
         let client = self.conns[conn].client;
         let bytes = 9.0 + list.as_bitfield().len() as f64;
         let at = self.links.send(self.now, server, client, bytes) + self.config.latency;
-        self.push(at, Ev::Reply {
-            conn,
-            reply: Reply::List(list),
-        });
+        self.push(
+            at,
+            Ev::Reply {
+                conn,
+                reply: Reply::List(list),
+            },
+        );
     }
 
     /// The last byte of a chunk left the server (and reached the client's side of the
