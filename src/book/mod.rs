@@ -326,27 +326,22 @@ impl AddressBook {
     /// Up to `n` first-hand peers other than `except`, most recently seen first: whom the
     /// owner's census counts.
     pub(crate) fn sample(&self, n: usize, except: PeerId) -> Vec<PeerAddr> {
-        let inner = self.lock();
-        let mut all: Vec<(&PeerId, &Entry)> = inner
-            .entries
-            .iter()
-            .filter(|(id, e)| **id != except && e.known.first_hand())
-            .collect();
-        all.sort_by_key(|(_, e)| std::cmp::Reverse(e.seen));
-        all.into_iter()
-            .take(n)
-            .map(|(id, e)| PeerAddr {
-                id: *id,
-                addr: e.addr,
-            })
-            .collect()
+        self.recent(n, except, true)
     }
 
     /// Up to `n` peers other than `except`, first-hand or not, most recently seen first:
     /// for a complete peer's announcements, whose dials prove what they reach.
     pub(crate) fn sample_any(&self, n: usize, except: PeerId) -> Vec<PeerAddr> {
+        self.recent(n, except, false)
+    }
+
+    fn recent(&self, n: usize, except: PeerId, first_hand_only: bool) -> Vec<PeerAddr> {
         let inner = self.lock();
-        let mut all: Vec<(&PeerId, &Entry)> = inner.entries.iter().filter(|(id, _)| **id != except).collect();
+        let mut all: Vec<(&PeerId, &Entry)> = inner
+            .entries
+            .iter()
+            .filter(|(id, e)| **id != except && (e.known.first_hand() || !first_hand_only))
+            .collect();
         all.sort_by_key(|(_, e)| std::cmp::Reverse(e.seen));
         all.into_iter()
             .take(n)

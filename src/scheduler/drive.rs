@@ -137,18 +137,10 @@ impl Scheduler {
         let (target, timeout) = match self.links[link].role {
             Role::Pinned | Role::Owner => (Target::Configured, DIAL),
             Role::Neighbor => {
-                let candidates = self.book.candidates();
-                let (busy, excluded) = (self.busy(link), self.excluded(None));
-                let choice = Choice {
-                    candidates: &candidates,
-                    busy: &busy,
-                    judge: &self.judge,
-                    excluded: &excluded,
-                    slots: self.neighbor_slots,
-                    now,
-                    addresses: self.book.addresses(),
-                };
-                let Some(c) = choice.pick(&mut self.rng) else {
+                let mut rng = std::mem::replace(&mut self.rng, rand::SeedableRng::seed_from_u64(0));
+                let picked = self.with_choice(link, None, now, |choice| choice.pick(&mut rng));
+                self.rng = rng;
+                let Some(c) = picked else {
                     self.links[link].state = State::Vacant {
                         retry_at: now + VACANT_RETRY,
                     };
@@ -174,18 +166,28 @@ impl Scheduler {
 
     /// Whether another peer than `current` could take `link`'s slot now.
     pub(super) fn could_move(&self, link: LinkId, current: PeerId, now: Time) -> bool {
+        self.with_choice(link, Some(current), now, |choice| choice.any())
+    }
+
+    /// Runs `f` on the choice of a peer for `link` (never this node, the owner, or `also`).
+    fn with_choice<R>(
+        &self,
+        link: LinkId,
+        also: Option<PeerId>,
+        now: Time,
+        f: impl FnOnce(&Choice<'_>) -> R,
+    ) -> R {
         let candidates = self.book.candidates();
-        let (busy, excluded) = (self.busy(link), self.excluded(Some(current)));
-        Choice {
+        let (busy, excluded) = (self.busy(link), self.excluded(also));
+        f(&Choice {
             candidates: &candidates,
             busy: &busy,
             judge: &self.judge,
             excluded: &excluded,
             slots: self.neighbor_slots,
             now,
-            addresses: 0,
-        }
-        .any()
+            addresses: self.book.addresses(),
+        })
     }
 
     fn others(&self, except: LinkId, now: Time) -> (Others<'_>, Option<&Session>) {
