@@ -9,8 +9,12 @@
 //! * a newcomer may take the seat of a session that has asked for nothing for
 //!   [`IDLE_EVICT`], or of an address holding more than its share;
 //! * a client that names this peer as its configured download neighbor (the seed's ring)
-//!   may use one of [`NEIGHBOR_SEATS`] extra seats, one per address, so a ring's link is
-//!   never refused because others came first.
+//!   may use one of [`NEIGHBOR_SEATS`] extra seats, one per address, taken back too when
+//!   idle, so a ring's link is not refused because others came first;
+//! * a seat is in use while its request is being answered (a chunk written at a slow
+//!   node's pace, a long poll held), and idle only from the end of its last answer;
+//! * a client that does not listen (port 0) needs no seat for lists and peer lists, but
+//!   takes one before its first chunk.
 //!
 //! [`admit`] is the pure decision; [`Downloaders`] holds the seats of a running node.
 
@@ -56,11 +60,18 @@ pub(crate) enum Admit {
 /// gets a seat among `seats`.
 pub(crate) fn admit(seats: &[Seat], ip: IpAddr, neighbor: bool) -> Admit {
     let general: Vec<(usize, &Seat)> = seats.iter().enumerate().filter(|(_, s)| !s.neighbor).collect();
-    if neighbor {
-        let used = seats.iter().filter(|s| s.neighbor).count();
-        let own = seats.iter().any(|s| s.neighbor && s.ip == ip);
-        if used < NEIGHBOR_SEATS && !own {
+    if neighbor && !seats.iter().any(|s| s.neighbor && s.ip == ip) {
+        let neighbors: Vec<(usize, &Seat)> = seats.iter().enumerate().filter(|(_, s)| s.neighbor).collect();
+        if neighbors.len() < NEIGHBOR_SEATS {
             return Admit::Yes { neighbor: true };
+        }
+        // A neighbor seat its holder does not use goes to one that will.
+        if let Some((i, _)) = neighbors
+            .iter()
+            .filter(|(_, s)| s.idle >= IDLE_EVICT)
+            .max_by_key(|(_, s)| s.idle)
+        {
+            return Admit::Evict(*i);
         }
     }
     let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
@@ -99,6 +110,8 @@ struct Held {
     ip: IpAddr,
     neighbor: bool,
     last: Instant,
+    /// Answering a request right now (a chunk being written, a long poll held): in use.
+    busy: bool,
     evict: CancellationToken,
 }
 
@@ -132,7 +145,11 @@ impl Downloaders {
             .map(|h| Seat {
                 ip: h.ip,
                 neighbor: h.neighbor,
-                idle: now.saturating_duration_since(h.last),
+                idle: if h.busy {
+                    Duration::ZERO
+                } else {
+                    now.saturating_duration_since(h.last)
+                },
             })
             .collect();
         let neighbor = match admit(&view, ip, neighbor) {
@@ -141,7 +158,7 @@ impl Downloaders {
             Admit::Evict(i) => {
                 let old = seats.swap_remove(i);
                 old.evict.cancel();
-                false
+                old.neighbor
             }
         };
         *next += 1;
@@ -151,6 +168,7 @@ impl Downloaders {
             ip,
             neighbor,
             last: now,
+            busy: false,
             evict: evicted.clone(),
         });
         Some(Ticket {
@@ -162,11 +180,27 @@ impl Downloaders {
 }
 
 impl Ticket {
-    /// The session asked for something: its seat is in use.
-    pub(crate) fn touch(&self) {
+    /// The session is answering a request: its seat is in use until the guard goes.
+    pub(crate) fn serving(&self) -> InUse<'_> {
+        self.set(true);
+        InUse(self)
+    }
+
+    fn set(&self, busy: bool) {
         if let Some(h) = self.owner.lock().1.iter_mut().find(|h| h.key == self.key) {
             h.last = Instant::now();
+            h.busy = busy;
         }
+    }
+}
+
+/// A seat in use while a request is answered; idle again (from now) when dropped.
+#[derive(Debug)]
+pub(crate) struct InUse<'a>(&'a Ticket);
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
     }
 }
 

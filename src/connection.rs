@@ -64,6 +64,12 @@ pub(crate) struct Connection {
     wbuf: BytesMut,
     max_frame: usize,
     remote: SocketAddr,
+    /// The frame being read, if one has begun: its deadline (kept across calls, so a
+    /// caller that gives up and comes back does not restart the clock) and whether its
+    /// length has been allowed for.
+    frame: Option<(Instant, bool)>,
+    /// When the last byte arrived.
+    last_byte: Instant,
 }
 
 impl Connection {
@@ -77,6 +83,8 @@ impl Connection {
             wbuf: BytesMut::with_capacity(1024),
             max_frame: DEFAULT_MAX_FRAME,
             remote,
+            frame: None,
+            last_byte: Instant::now(),
         }
     }
 
@@ -154,39 +162,45 @@ impl Connection {
         idle: Duration,
         state: &'static str,
     ) -> Result<Option<Message>, PeerError> {
-        let mut deadline = Instant::now() + idle;
-        let mut started = !self.rbuf.is_empty();
-        let mut sized = false;
-        if started {
-            deadline = Instant::now() + FRAME_TIMEOUT;
+        let idle_deadline = Instant::now() + idle;
+        if self.rbuf.is_empty() {
+            self.frame = None;
+        } else if self.frame.is_none() {
+            // The start of the next frame came with the last one.
+            self.frame = Some((Instant::now() + FRAME_TIMEOUT, false));
+            self.last_byte = Instant::now();
         }
         loop {
             match wire::decode_front(&mut self.rbuf, self.max_frame) {
-                Ok(msg) => return Ok(Some(msg)),
+                Ok(msg) => {
+                    self.frame = None;
+                    return Ok(Some(msg));
+                }
                 Err(DecodeError::Frame(FrameError::Incomplete { needed })) => {
                     // Grow only as bytes are due, in steps: a claimed length costs nothing
                     // until the bytes actually arrive.
                     self.rbuf.reserve(needed.clamp(READ_MIN, READ_STEP));
-                    if started && !sized && self.rbuf.len() >= wire::LEN_PREFIX {
-                        // The length is known (and within the limit): allow for it.
-                        sized = true;
-                        let len = (self.rbuf.len() + needed) as u64;
-                        deadline += Duration::from_millis(len.saturating_mul(1000) / MIN_FRAME_RATE);
+                    if let Some((deadline, sized @ false)) = self.frame.as_mut() {
+                        if self.rbuf.len() >= wire::LEN_PREFIX {
+                            // The length is known (and within the limit): allow for it.
+                            *sized = true;
+                            let len = (self.rbuf.len() + needed) as u64;
+                            *deadline += Duration::from_millis(len.saturating_mul(1000) / MIN_FRAME_RATE);
+                        }
                     }
                 }
                 Err(e) => return Err(e.into()),
             }
             // Within a frame, bytes must also keep coming: a link that died mid-frame is
             // noticed after FRAME_STALL, not at the end of the frame's whole allowance.
-            let limit = if started {
-                deadline.min(Instant::now() + FRAME_STALL)
-            } else {
-                deadline
+            let limit = match self.frame {
+                Some((deadline, _)) => deadline.min(self.last_byte + FRAME_STALL),
+                None => idle_deadline,
             };
             let read = tokio::time::timeout_at(limit, self.stream.read_buf(&mut self.rbuf));
             let n = match read.await {
                 Ok(result) => result.map_err(PeerError::io("reading"))?,
-                Err(_) if started => return Err(PeerError::Timeout("in the middle of a frame")),
+                Err(_) if self.frame.is_some() => return Err(PeerError::Timeout("in the middle of a frame")),
                 Err(_) => return Err(PeerError::Timeout(state)),
             };
             if n == 0 {
@@ -196,9 +210,9 @@ impl Connection {
                     Err(PeerError::Closed("in the middle of a frame"))
                 };
             }
-            if !started {
-                started = true;
-                deadline = Instant::now() + FRAME_TIMEOUT;
+            self.last_byte = Instant::now();
+            if self.frame.is_none() {
+                self.frame = Some((self.last_byte + FRAME_TIMEOUT, false));
             }
         }
     }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use crate::chunk_store::StoreError;
 use crate::config::{ConfigError, ResolveError};
+use crate::identity::PeerId;
 use crate::manifest::{ChunkId, HashFileError, ManifestError, SwarmId};
 use crate::wire::handshake::HelloRefused;
 use crate::wire::{DecodeError, HandshakeError, Role};
@@ -185,9 +186,9 @@ pub enum PeerError {
         /// What came.
         got: ChunkId,
     },
-    /// The server serves as many downloaders as it takes; try another.
+    /// The server (this peer) serves as many downloaders as it takes; try another.
     #[error("the peer is busy: it serves as many downloaders as it takes")]
-    Busy,
+    Busy(PeerId),
     /// The server listed a chunk, then answered NOT_HAVE for it.
     #[error("chunk {0} was listed, then refused with NOT_HAVE")]
     ListedNotHeld(ChunkId),
@@ -201,7 +202,7 @@ impl From<HelloRefused> for PeerError {
         match e {
             HelloRefused::Role { expected, got } => PeerError::UnexpectedRole { expected, got },
             HelloRefused::Swarm { ours, theirs } => PeerError::SwarmMismatch { ours, theirs },
-            HelloRefused::Busy => PeerError::Busy,
+            HelloRefused::Busy(peer) => PeerError::Busy(peer),
         }
     }
 }

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn};
 
 use crate::activity;
-use crate::admission::Ticket;
+use crate::admission::{Downloaders, Ticket};
 use crate::book::AddressBook;
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
@@ -182,7 +182,10 @@ pub(crate) struct Serving<'a> {
     /// Where a peer records that it was asked for something.
     pub(crate) served: Option<&'a Served>,
     /// The client's downloader seat, if it holds one (the session ends if it is taken).
-    pub(crate) seat: Option<&'a Ticket>,
+    pub(crate) seat: Option<Ticket>,
+    /// Where a client without a seat gets one before its first chunk (a peer's seats and
+    /// the client's address); `None` at the owner, which serves everyone.
+    pub(crate) seats: Option<(&'a Arc<Downloaders>, std::net::IpAddr)>,
 }
 
 /// Answers requests on `conn` until the client closes, goes idle or loses its seat.
@@ -193,14 +196,16 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
         client: (client_id, peer),
         limits,
         served,
-        seat,
+        mut seat,
+        seats,
     } = s;
     let count = holdings.manifest().layout().chunk_count();
     // How many chunks the last list sent on this connection named (sets only grow).
     let mut listed = 0;
-    let never = CancellationToken::new();
-    let evicted = seat.map_or(&never, |t| &t.evicted);
     loop {
+        let evicted = seat
+            .as_ref()
+            .map_or_else(CancellationToken::new, |t| t.evicted.clone());
         let read = tokio::select! {
             () = evicted.cancelled() => {
                 debug!(%peer, "seat given to another downloader");
@@ -212,18 +217,26 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
             debug!(%peer, "client closed the connection");
             return Ok(());
         };
+        // A chunk is for a downloader: one that came without a seat (a client that does
+        // not listen) takes one now, or the node is busy for it.
+        if let (Message::Request(_), None, Some((downloaders, ip))) = (&msg, &seat, seats) {
+            seat = downloaders.admit(ip, false);
+            if seat.is_none() {
+                debug!(%peer, "busy: a chunk asked for without a downloader seat");
+                return Ok(());
+            }
+        }
         // Lists and chunks show a need; peer lists (presence announcements) do not.
-        if matches!(
+        let need = matches!(
             msg,
             Message::ListRequest | Message::ListWait(_) | Message::Request(_)
-        ) {
+        );
+        if need {
             if let Some(served) = served {
                 served.touch();
             }
-            if let Some(seat) = seat {
-                seat.touch();
-            }
         }
+        let _busy = seat.as_ref().filter(|_| need).map(Ticket::serving);
         match msg {
             Message::ListRequest | Message::ListWait(_) => {
                 if let Message::ListWait(ms) = msg {

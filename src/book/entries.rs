@@ -13,6 +13,9 @@ pub(super) struct Entry {
     pub(super) addr: SocketAddr,
     pub(super) seen: u64,
     pub(super) known: Known,
+    /// A hello's claim that a proven peer now listens elsewhere: taken when the proven
+    /// address stops answering (a claim alone does not move a proven peer).
+    pub(super) moved: Option<SocketAddr>,
 }
 
 #[derive(Debug, Default)]

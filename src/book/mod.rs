@@ -32,6 +32,9 @@ pub(crate) const MAX_KNOWN: usize = 1024;
 pub(crate) const MAX_PER_SOURCE: usize = 64;
 /// Failed (ID, address) pairs remembered, so gossip cannot hand the same one back.
 const MAX_FAILED: usize = 4096;
+/// The most entries at one IP address: a host running many identities (or claiming to)
+/// cannot fill the book.
+pub(crate) const MAX_PER_IP: usize = 64;
 /// Sources whose record is kept.
 const MAX_SOURCES: usize = 1024;
 
@@ -172,18 +175,31 @@ impl AddressBook {
 
     /// A dial to `id` at `addr` failed (nothing answered there, or another node did). An
     /// unproven entry goes, counted against its source; a first-hand one stays (the peer
-    /// may be restarting) for the dialler's backoff to handle.
+    /// may be restarting) for the dialler's backoff to handle, or moves to where its own
+    /// hello last said it listens.
     pub(crate) fn unreachable(&self, id: PeerId, addr: SocketAddr) {
         let mut inner = self.lock();
         let Some(entry) = inner.entries.get(&id).copied() else {
             return;
         };
-        let Known::Gossip(source) = entry.known else {
-            return;
-        };
         if entry.addr != addr {
             return;
         }
+        let Known::Gossip(source) = entry.known else {
+            // First-hand: kept (it may be restarting), unless its own hello said it moved.
+            if let Some(to) = entry.moved {
+                inner.put(
+                    id,
+                    Entry {
+                        addr: to,
+                        known: Known::Heard,
+                        moved: None,
+                        ..entry
+                    },
+                );
+            }
+            return;
+        };
         inner.take(id);
         if inner.failed.insert((id, addr)) {
             inner.failed_order.push_back((id, addr));
@@ -242,11 +258,22 @@ impl AddressBook {
         }
         inner.clock += 1;
         let now = inner.clock;
+        let crowded = inner.ips.get(&addr.ip()).is_some_and(|&n| n >= MAX_PER_IP);
         let new = match inner.entries.get(&id).copied() {
             Some(old) => {
                 // Gossip about a peer neither overwrites first-hand knowledge nor makes it
                 // fresher; first-hand knowledge replaces anything weaker or older.
                 if !known.first_hand() && (old.known.first_hand() || old.addr == addr) {
+                    return;
+                }
+                if old.known == Known::Proven && known == Known::Heard && old.addr != addr {
+                    // A hello says it moved: believed once the proven address fails.
+                    if let Some(e) = inner.entries.get_mut(&id) {
+                        e.moved = Some(addr);
+                    }
+                    return;
+                }
+                if crowded && old.addr.ip() != addr.ip() {
                     return;
                 }
                 let seen = if known.first_hand() { now } else { old.seen };
@@ -255,11 +282,19 @@ impl AddressBook {
                 } else {
                     known
                 };
-                inner.put(id, Entry { addr, seen, known });
+                inner.put(
+                    id,
+                    Entry {
+                        addr,
+                        seen,
+                        known,
+                        moved: None,
+                    },
+                );
                 false
             }
             None => {
-                if !inner.make_room(known) {
+                if crowded || !inner.make_room(known) {
                     return;
                 }
                 inner.put(
@@ -268,6 +303,7 @@ impl AddressBook {
                         addr,
                         seen: now,
                         known,
+                        moved: None,
                     },
                 );
                 true

@@ -169,6 +169,7 @@ impl Owner {
             limits: &self.limits,
             served: None,
             seat: None,
+            seats: None,
         };
         upload::serve_requests(&mut conn, serving).await
     }

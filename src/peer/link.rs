@@ -176,6 +176,9 @@ async fn dial(
                 debug!(server = what, target = %endpoint, cause = %e, "not reachable");
             }
             match e {
+                // Alive, only full: if it is the peer we meant.
+                PeerError::Busy(id) if expected.is_none_or(|want| want == id) => DialFailure::Busy,
+                PeerError::Busy(id) => DialFailure::WrongPeer(id),
                 PeerError::SwarmMismatch { .. }
                 | PeerError::UnexpectedRole { .. }
                 | PeerError::Handshake(_) => DialFailure::Refused,

@@ -372,7 +372,8 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
         client: (hello.peer, peer),
         limits: &me.limits,
         served,
-        seat: seat.as_ref(),
+        seat,
+        seats: Some((&me.downloaders, ip)),
     };
     upload::serve_requests(&mut conn, serving).await
 }

@@ -57,7 +57,7 @@ async fn announce_to(me: &Me, holdings: &Holdings, peer: PeerAddr) {
             me.book.learn_all(source, &peers);
         }
         // Busy is alive: it answered with its hello.
-        Ok(Err(PeerError::Busy)) => me.book.proven(peer.id, peer.addr),
+        Ok(Err(PeerError::Busy(id))) if id == peer.id => me.book.proven(id, peer.addr),
         Ok(Ok(_)) => me.book.unreachable(peer.id, peer.addr),
         Ok(Err(e)) => {
             me.book.unreachable(peer.id, peer.addr);

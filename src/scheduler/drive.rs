@@ -27,6 +27,11 @@ impl Scheduler {
                 if let Some(close) = s.closing.take() {
                     return Some(self.close(link, close, now));
                 }
+                // A server answers in order: a request sent behind a long poll would wait
+                // for it, so while one is out, this link asks for nothing more.
+                if s.polling() {
+                    return None;
+                }
                 if s.next_pex <= now && !s.peers_asked {
                     s.peers_asked = true;
                     let l = &mut self.links[link];
@@ -44,10 +49,7 @@ impl Scheduler {
                     }
                     return Some(Action::AskPeers);
                 }
-                // A server answers in order: a request sent behind a long poll would wait
-                // for it, so while one is out, this link asks for nothing more.
-                let polling = s.list_asked.is_some_and(|(_, wait)| !wait.is_zero());
-                if s.requests.len() >= s.window() || polling {
+                if s.requests.len() >= s.window() {
                     return None;
                 }
                 // Fresh chunks first, then a late one from elsewhere (before any long poll,
@@ -210,22 +212,25 @@ impl Scheduler {
         (others, me)
     }
 
-    /// A chunk nobody is fetching: rarest first from a neighbor's list; from the owner,
-    /// one the neighbors would be slow to bring.
-    fn pick_fresh(&mut self, link: LinkId, now: Time) -> Option<ChunkId> {
-        let mut rng = std::mem::replace(&mut self.rng, rand::SeedableRng::seed_from_u64(0));
-        // While the owner's batch streams in, the owner is busy handing out the file: a
-        // chunk nobody offers yet is most likely on its way to someone in a batch, and
-        // asking for it again would only slow every batch down.
-        // Otherwise they are asked of it when the neighbors are not delivering, or have had
-        // nothing to give us for a while.
-        // (Starved needs a neighbor that is up: one not reached yet is waited for.)
+    /// Whether the owner may be asked for chunks no neighbor offers: not while its batch
+    /// streams in (such a chunk is most likely on its way to someone in a batch), and then
+    /// when the neighbors have had nothing for us for a while (starved) or are not
+    /// delivering (the fallback clock). Starved needs a neighbor that is up: one not
+    /// reached yet is waited for.
+    pub(super) fn owner_fallback(&self, now: Time) -> bool {
         let neighbor_up = self
             .links
             .iter()
             .any(|l| l.role != Role::Owner && matches!(&l.state, State::Up(s) if s.list.is_some()));
         let starved = neighbor_up && now.saturating_sub(self.last_busy) >= STARVED_AFTER;
-        let fallback = !self.batch.streaming && (starved || self.fallback.use_owner(now));
+        !self.batch.streaming && (starved || self.fallback.use_owner(now))
+    }
+
+    /// A chunk nobody is fetching: rarest first from a neighbor's list; from the owner,
+    /// one the neighbors would be slow to bring.
+    fn pick_fresh(&mut self, link: LinkId, now: Time) -> Option<ChunkId> {
+        let mut rng = std::mem::replace(&mut self.rng, rand::SeedableRng::seed_from_u64(0));
+        let fallback = self.owner_fallback(now);
         let picked = {
             let (others, me) = self.others(link, now);
             let me = me?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::judge::Struck;
-use super::link::{Request, Session, State};
+use super::link::{Answered, Request, Session, State};
 use super::{Close, DialFailure, Event, LinkId, Outcome, Role, Scheduler, Target, Time};
 use crate::identity::PeerId;
 use crate::manifest::ChunkId;
@@ -41,7 +41,7 @@ impl Scheduler {
             Event::Arrived(c) => {
                 let typical = self.typical;
                 let Some(s) = self.session(link) else { return };
-                if !s.answered(c, now, true) {
+                if !s.answered(c, now, Answered::Chunk) {
                     return;
                 }
                 let pace = s.pace.measured().unwrap_or(typical);
@@ -53,7 +53,12 @@ impl Scheduler {
             Event::NotHave(c) | Event::Unsent(c) => {
                 let unsent = matches!(event, Event::Unsent(_));
                 let Some(s) = self.session(link) else { return };
-                if !s.answered(c, now, false) {
+                let how = if unsent {
+                    Answered::Unsent
+                } else {
+                    Answered::NotHave
+                };
+                if !s.answered(c, now, how) {
                     return;
                 }
                 let listed = !unsent && !s.owner && s.offers(c);

@@ -63,8 +63,13 @@ pub(crate) enum Struck {
 impl Judge {
     fn peer(&mut self, id: PeerId) -> &mut PeerRecord {
         if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&id) {
-            // Forget the ones that never did anything wrong first.
+            // Forget the ones that never did anything wrong first; if the bans alone fill
+            // it (a flood of fresh identities), they are forgotten too: a bound, not a
+            // blacklist.
             self.peers.retain(|_, r| r.banned || r.strikes > 0);
+            if self.peers.len() >= MAX_PEERS / 2 {
+                self.peers.clear();
+            }
         }
         self.peers.entry(id).or_default()
     }
@@ -72,6 +77,9 @@ impl Judge {
     fn addr(&mut self, ip: IpAddr) -> &mut AddrRecord {
         if self.addrs.len() >= MAX_ADDRS && !self.addrs.contains_key(&ip) {
             self.addrs.retain(|_, r| r.bad > r.good);
+            if self.addrs.len() >= MAX_ADDRS / 2 {
+                self.addrs.clear();
+            }
         }
         self.addrs.entry(ip).or_default()
     }

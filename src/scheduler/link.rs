@@ -120,6 +120,17 @@ pub(crate) struct Session {
     pub(crate) prior: Option<Duration>,
 }
 
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answered {
+    /// The chunk came.
+    Chunk,
+    /// The server does not hold it.
+    NotHave,
+    /// It was never sent (the download cap).
+    Unsent,
+}
+
 /// Why the scheduler closes a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Close {
@@ -225,24 +236,31 @@ impl Session {
         }
     }
 
+    /// Whether a long poll of ours is out on this link (answers come in order, so nothing
+    /// sent now would be answered before it).
+    pub(crate) fn polling(&self) -> bool {
+        self.list_asked.is_some_and(|(_, wait)| !wait.is_zero())
+    }
+
     /// Whether `chunk` is requested on this link.
     pub(crate) fn has_request(&self, chunk: ChunkId) -> bool {
         self.requests.iter().any(|r| r.chunk == chunk)
     }
 
-    /// Removes the request for `chunk` (an answer arrived); records the pace if it was a
-    /// chunk. Returns whether it was outstanding.
-    pub(crate) fn answered(&mut self, chunk: ChunkId, now: Time, delivered: bool) -> bool {
+    /// Removes the request for `chunk`; a chunk that came records the pace, a refusal
+    /// restarts the head's clock. Returns whether it was outstanding.
+    pub(crate) fn answered(&mut self, chunk: ChunkId, now: Time, answer: Answered) -> bool {
         let Some(i) = self.requests.iter().position(|r| r.chunk == chunk) else {
             return false;
         };
         let Some(req) = self.requests.remove(i) else {
             return false;
         };
-        if delivered {
-            self.pace.delivered(now, req.sent);
-        } else {
-            self.pace.last_progress = now;
+        match answer {
+            Answered::Chunk => self.pace.delivered(now, req.sent),
+            Answered::NotHave => self.pace.last_progress = now,
+            // Never sent: says nothing about the server.
+            Answered::Unsent => {}
         }
         true
     }

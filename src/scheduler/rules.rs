@@ -17,6 +17,9 @@ pub(crate) const DEFAULT_PACE: Duration = Duration::from_millis(20);
 pub(crate) const OWNER_PATIENCE: Duration = Duration::from_millis(500);
 /// How long a new link may take to answer its first list request.
 pub(crate) const FIRST_LIST_LATE: Duration = Duration::from_secs(1);
+/// The slowest a list's bytes are expected to come at, bytes per second (as slow as the
+/// connection lets any frame come): a list request may take its size at this rate more.
+pub(crate) const LIST_RATE: u64 = 64 * 1024;
 /// How long a later list request may take, on top of the long poll's wait.
 pub(crate) const LIST_LATE: Duration = Duration::from_secs(3);
 /// How long a server may hold a list request until it has something new.

@@ -538,3 +538,63 @@ proptest! {
         prop_assert_eq!(r.incomplete, 0, "{:?}", r);
     }
 }
+
+#[test]
+fn a_request_held_back_by_the_download_cap_does_not_hide_a_stall() {
+    let book = Arc::new(AddressBook::new(id(1)));
+    book.learn(id(3), addr([10, 0, 0, 3], 1));
+    let mut s = scheduler(1, &book);
+    let asked = requests(&connect(
+        &mut s,
+        0,
+        id(2),
+        addr([10, 0, 0, 2], 1),
+        &set(0..CHUNKS),
+        ms(0),
+    ));
+    assert!(asked.len() >= 2);
+    // The server never answers; every new request is handed back by the cap.
+    let mut t = ms(0);
+    let mut closed = false;
+    while t < ms(4000) && !closed {
+        t += TICK;
+        s.handle_timeout(t);
+        for a in actions(&mut s, 0, t) {
+            match a {
+                Action::Close(Close::Stalled) => closed = true,
+                Action::Request(c) => s.handle(t, 0, Event::Unsent(c)),
+                _ => {}
+            }
+        }
+    }
+    assert!(closed, "a capped link that never answers is still found stalled");
+    assert!(t <= STALL_MIN + TICK * 3, "after {t:?}");
+}
+
+#[test]
+fn a_link_waiting_on_its_answers_is_not_woken_on_every_tick() {
+    let book = Arc::new(AddressBook::new(id(1)));
+    let mut s = scheduler(1, &book);
+    let owner_link = 1;
+    s.handle(
+        ms(0),
+        owner_link,
+        Event::Connected {
+            peer: id(200),
+            addr: addr([10, 0, 0, 200], 1),
+            owner: true,
+        },
+    );
+    assert!(actions(&mut s, owner_link, ms(0)).contains(&Action::AskPeers));
+    let _ = s.take_woken();
+    // The peer list never comes: nothing for the link to do until it does.
+    let mut woken = 0;
+    for t in (50..=5_000).step_by(50) {
+        s.handle_timeout(ms(t));
+        if s.take_woken().iter().any(|l| l == owner_link) {
+            woken += 1;
+            let _ = actions(&mut s, owner_link, ms(t));
+        }
+    }
+    assert!(woken <= 5, "woken {woken} times in 100 ticks");
+}

@@ -20,6 +20,11 @@ impl Scheduler {
             return;
         }
         let typical = self.typical;
+        let in_flight = self.taken.count() > self.held.count();
+        let owner_wanted = self.owner_fallback(now);
+        // A big swarm's list is not late for being big.
+        let list_bytes = crate::chunk_set::bitfield_len(self.held.len()) as u64;
+        let list_time = Duration::from_millis(list_bytes * 1000 / super::LIST_RATE);
         let known = self.book.vouched_len();
         // Busy: a neighbor is bringing us something (a request out that is not stuck).
         let busy = self.links.iter().any(|l| {
@@ -41,8 +46,13 @@ impl Scheduler {
                 State::Dialing { .. } => continue,
                 State::Up(s) if s.closing.is_some() => continue,
                 State::Up(s) => {
-                    let closing = late_or_stalled(s, now, typical, role == Role::Neighbor);
-                    if s.requests.len() < s.window() || s.next_pex <= now {
+                    let closing = late_or_stalled(s, now, typical, role == Role::Neighbor, list_time);
+                    // Woken only if time may have given it something to send: a peer list
+                    // due, or room while some request is out (it may be late by now) or,
+                    // for the owner, while the owner may be asked for what nobody offers.
+                    let pex_due = s.next_pex <= now && !s.peers_asked;
+                    let room = s.requests.len() < s.window() && (in_flight || (s.owner && owner_wanted));
+                    if !s.polling() && (room || pex_due) {
                         self.woken |= 1 << link;
                     }
                     if closing.is_some() || role != Role::Neighbor {
@@ -128,9 +138,16 @@ impl Scheduler {
 /// Whether a session missed an answer: a list request past its limit, or (with
 /// `judge_stall`) a head request silent for [`STALL_FACTOR`] times the link's pace (at
 /// least [`STALL_MIN`]).
-fn late_or_stalled(s: &Session, now: Time, typical: Duration, judge_stall: bool) -> Option<Close> {
+fn late_or_stalled(
+    s: &Session,
+    now: Time,
+    typical: Duration,
+    judge_stall: bool,
+    list_time: Duration,
+) -> Option<Close> {
     if let Some((at, wait)) = s.list_asked {
         let limit = wait
+            + list_time
             + if s.list.is_none() {
                 FIRST_LIST_LATE
             } else {

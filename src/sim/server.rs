@@ -51,7 +51,12 @@ impl World {
             .map(|&c| Seat {
                 ip: self.nodes[self.conns[c].client].addr.ip(),
                 neighbor: false,
-                idle: self.now.saturating_sub(self.conns[c].last_ask),
+                // In use while a request is answered; idle from the end of the last answer.
+                idle: if matches!(self.conns[c].serving, Serving::Idle) && self.conns[c].queue.is_empty() {
+                    self.now.saturating_sub(self.conns[c].last_ask)
+                } else {
+                    Duration::ZERO
+                },
             })
             .collect();
         match admit(&seats, self.nodes[client].addr.ip(), false) {
@@ -153,6 +158,7 @@ impl World {
             return;
         }
         self.conns[conn].serving = Serving::Idle;
+        self.conns[conn].last_ask = self.now;
         let server = self.conns[conn].server;
         self.nodes[server].sent += 1;
         let reply = if push { Reply::Pushed(id) } else { Reply::Chunk(id) };

@@ -6,6 +6,7 @@ mod batch;
 mod chunk_set;
 mod connection;
 mod rate;
+mod review;
 mod store;
 mod summary;
 mod wire;

@@ -166,9 +166,9 @@ pub enum HelloRefused {
         /// Theirs.
         theirs: Option<SwarmId>,
     },
-    /// The server serves as many downloaders as it takes.
+    /// The server (peer `0`) serves as many downloaders as it takes.
     #[error("the peer is busy: it serves as many downloaders as it takes")]
-    Busy,
+    Busy(PeerId),
 }
 
 /// What a client that passed [`check_client`] came for.
@@ -203,10 +203,10 @@ pub(crate) fn check_client(hello: &Hello, ours: SwarmId) -> Result<Purpose, Hell
 }
 
 /// Checks a server's hello on a fetch session for swarm `ours`: an owner or a peer of it
-/// (one that is busy is refused with [`HelloRefused::Busy`]).
+/// (one that is busy is refused with [`HelloRefused::Busy`], naming itself).
 pub(crate) fn check_server(hello: &Hello, ours: SwarmId) -> Result<(), HelloRefused> {
     if hello.role == Role::Busy {
-        return Err(HelloRefused::Busy);
+        return Err(HelloRefused::Busy(hello.peer));
     }
     if !matches!(hello.role, Role::Owner | Role::Peer) {
         return Err(HelloRefused::Role {
