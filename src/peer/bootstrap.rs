@@ -159,8 +159,7 @@ async fn attempt(
     let swarm = holdings.as_ref().map(|h| h.manifest().swarm_id());
     let hello = handshake::client_hello(Role::Join, me.port, swarm, me.id);
     let theirs = conn.handshake(&hello).await?;
-    let acceptable = theirs.role == Role::Owner || (via_peer && theirs.role == Role::Peer);
-    if !acceptable {
+    if handshake::check_join_server(&theirs, via_peer).is_err() {
         // Something answers, but it is not an owner (often a peer's port given by
         // mistake): retrying would not help.
         return Err(Failure::Fatal(Error::NotAnOwner {

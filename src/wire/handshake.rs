@@ -222,3 +222,16 @@ pub(crate) fn check_server(hello: &Hello, ours: SwarmId) -> Result<(), HelloRefu
     }
     Ok(())
 }
+
+/// Checks the hello of the server a peer joins through: the owner, or (with `via_peer`, a
+/// `--join`) a peer.
+pub(crate) fn check_join_server(hello: &Hello, via_peer: bool) -> Result<(), HelloRefused> {
+    match hello.role {
+        Role::Owner => Ok(()),
+        Role::Peer if via_peer => Ok(()),
+        got => Err(HelloRefused::Role {
+            expected: if via_peer { "OWNER or PEER" } else { "OWNER" },
+            got,
+        }),
+    }
+}
