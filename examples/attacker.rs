@@ -10,8 +10,14 @@
 //!   owner so that it is gossiped, and answers every `PEERS` with 64 fresh lies: addresses
 //!   where connections hang (a listener that never accepts), the victims' own addresses
 //!   under random IDs, and random ports.
+//! * `join-flood OWNER --bind 127.0.0.2,127.0.0.3 --joins 100 [--request]`: JOIN after JOIN
+//!   from each address, every one under a fresh ID announcing a port where nobody listens,
+//!   reading whatever the owner sends; with `--request`, each also asks for every chunk.
+//!   When done it prints one JSON line: JOINs made, bytes sent and received, seconds, and
+//!   the amplification (bytes received per byte sent).
 //!
-//! Runs until killed (or `--for SECS`). Prints one line when it is in place.
+//! Runs until killed (or `--for SECS`; a flood until it is done). Prints one line when it is
+//! in place.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -68,6 +74,122 @@ enum Mode {
         #[arg(long, default_value = "127.0.0.3")]
         bind: Ipv4Addr,
     },
+    /// JOINs under fresh IDs, as many as it takes.
+    JoinFlood {
+        /// The owner's port on 127.0.0.1.
+        owner: u16,
+        /// The addresses to JOIN from.
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.2")]
+        bind: Vec<Ipv4Addr>,
+        /// JOINs from each address.
+        #[arg(long, default_value_t = 100)]
+        joins: usize,
+        /// JOINs in progress at once from each address.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        /// After the batch, ask for every chunk.
+        #[arg(long)]
+        request: bool,
+    },
+}
+
+/// What a flood cost and brought.
+#[derive(Default)]
+struct Tally {
+    joins: u64,
+    sent: u64,
+    received: u64,
+}
+
+/// Reads until the owner closes or is quiet for `quiet`; the bytes read.
+fn drain(s: &mut TcpStream, quiet: Duration) -> u64 {
+    let _ = s.set_read_timeout(Some(quiet));
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0;
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    total
+}
+
+/// One JOIN under a fresh ID from `bind`: what it sent and received.
+fn one_join(owner: SocketAddr, bind: Ipv4Addr, swarm: &[u8; 32], chunks: u32, request: bool) -> (u64, u64) {
+    let Ok(mut s) = connect_from(bind, owner) else {
+        return (0, 0);
+    };
+    // A port where nobody listens, most likely: the owner's dial-back finds no one.
+    let port = rand::rng().random_range(40_000..60_000);
+    let join = hello(ROLE_JOIN, port, swarm, &rand::random());
+    if s.write_all(&join).is_err() {
+        return (0, 0);
+    }
+    let mut sent = join.len() as u64;
+    let mut received = drain(&mut s, Duration::from_millis(300));
+    if request {
+        let mut asks = Vec::new();
+        for id in 0..chunks {
+            asks.extend_from_slice(&frame(MSG_REQUEST, &id.to_be_bytes()));
+        }
+        if s.write_all(&asks).is_ok() {
+            sent += asks.len() as u64;
+        }
+        received += drain(&mut s, Duration::from_millis(1000));
+    }
+    (sent, received)
+}
+
+fn join_flood(
+    owner: u16,
+    binds: &[Ipv4Addr],
+    joins: usize,
+    workers: usize,
+    request: bool,
+) -> std::io::Result<()> {
+    let owner = SocketAddr::from(([127, 0, 0, 1], owner));
+    let (swarm, chunks) = learn_swarm(owner)?;
+    println!(
+        "attacker: flooding {owner} with JOINs from {} address(es)",
+        binds.len()
+    );
+    let started = Instant::now();
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut threads = Vec::new();
+    for &bind in binds {
+        let left = Arc::new(Mutex::new(joins));
+        for _ in 0..workers.max(1) {
+            let (left, tally) = (Arc::clone(&left), Arc::clone(&tally));
+            threads.push(thread::spawn(move || loop {
+                {
+                    let mut n = left.lock().unwrap_or_else(|e| e.into_inner());
+                    if *n == 0 {
+                        return;
+                    }
+                    *n -= 1;
+                }
+                let (sent, received) = one_join(owner, bind, &swarm, chunks, request);
+                let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                t.joins += 1;
+                t.sent += sent;
+                t.received += received;
+            }));
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "{{\"joins\":{},\"sent\":{},\"received\":{},\"secs\":{:.3},\"amplification\":{:.2}}}",
+        t.joins,
+        t.sent,
+        t.received,
+        started.elapsed().as_secs_f64(),
+        t.received as f64 / t.sent.max(1) as f64
+    );
+    Ok(())
 }
 
 fn hello(role: u8, port: u16, swarm: &[u8; 32], id: &[u8; 16]) -> [u8; 56] {
@@ -333,6 +455,16 @@ fn parse_peers(payload: &[u8]) -> Vec<SocketAddr> {
     out
 }
 
+fn exit(done: std::io::Result<()>) -> ExitCode {
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("attacker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let started = match &args.mode {
@@ -343,6 +475,13 @@ fn main() -> ExitCode {
             bind,
         } => idle(*owner, targets, *identities, *bind),
         Mode::Poison { owner, bind } => poison(*owner, *bind),
+        Mode::JoinFlood {
+            owner,
+            bind,
+            joins,
+            workers,
+            request,
+        } => return exit(join_flood(*owner, bind, *joins, *workers, *request)),
     };
     if let Err(e) = started {
         eprintln!("attacker: {e}");

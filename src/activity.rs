@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::chunk_set::ChunkSet;
 use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
+use crate::text::Quoted;
 
 /// Where a received chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +73,7 @@ pub(crate) fn owner_start(addr: SocketAddr, file: &Path, manifest: &Manifest) {
     info!(
         event = "owner_start",
         listen = %addr,
-        file = %file.display(),
+        file = %Quoted(file),
         bytes = layout.file_size(),
         chunks = layout.chunk_count(),
         chunk_size = layout.chunk_size(),
@@ -99,7 +100,7 @@ pub(crate) fn peer_start(
         owner,
         neighbor,
         resumed,
-        file = manifest.name(),
+        file = %Quoted(manifest.name()),
         chunks = manifest.layout().chunk_count(),
         held,
         swarm = %manifest.swarm_id().short(),
@@ -132,10 +133,23 @@ pub(crate) fn hash_failure(peer: SocketAddr, id: ChunkId) {
 pub(crate) fn complete(file: &Path, secs: f64, from_owner: u32, from_neighbor: u32) {
     info!(
         event = "complete",
-        file = %file.display(),
+        file = %Quoted(file),
         secs,
         from_owner,
         from_neighbor,
         "download complete, file verified"
+    );
+}
+
+/// The owner could not prove a client: nobody of the swarm answered under its ID at the
+/// address it announced (`probed`: asked just now; else known from an earlier probe, or
+/// the client listens nowhere). It is served from the allowance for the unproven.
+pub(crate) fn unproven(addr: SocketAddr, claimed: PeerId, probed: bool) {
+    info!(
+        event = "unproven",
+        peer = %addr,
+        claimed = %claimed,
+        probed,
+        "client not proven; served from the allowance"
     );
 }

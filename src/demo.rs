@@ -71,7 +71,7 @@ impl fmt::Display for DemoReport {
         } else {
             "removed; --keep keeps it"
         };
-        write!(f, "demo folder: {} ({fate})", self.dir.display())
+        write!(f, "demo folder: {} ({fate})", crate::text::Quoted(&self.dir))
     }
 }
 
@@ -190,7 +190,7 @@ pub async fn run(config: DemoConfig, bars: Option<crate::progress::Bars>) -> Res
             return Err(Error::Demo(format!(
                 "peer{}'s copy {} differs from the original",
                 i + 1,
-                r.file.display()
+                crate::text::Quoted(&r.file)
             )));
         }
     }

@@ -56,7 +56,7 @@ pub enum Error {
         actual: SwarmId,
     },
     /// `status` was pointed at a directory without a swarmshare store.
-    #[error("{} holds no swarmshare data (no .swarmshare/manifest); give the directory a peer or owner used with --dir", .0.display())]
+    #[error("{} holds no swarmshare data (no .swarmshare/manifest); give the directory a peer or owner used with --dir", crate::text::Quoted(.0))]
     NoStore(std::path::PathBuf),
     /// The OWNER endpoint answered, but not as an owner.
     #[error("{addr} is not a swarmshare owner (it answered as {role:?}); check the OWNER argument")]

@@ -58,6 +58,7 @@ mod summary;
 mod task;
 #[cfg(test)]
 mod tests;
+pub mod text;
 mod upload;
 mod web;
 mod wire;

@@ -107,7 +107,7 @@ struct InspectArgs {
 struct OwnerArgs {
     /// TCP port to listen on.
     port: u16,
-    /// The file to share.
+    /// The file to share: a path relative to the current directory, not to --dir.
     file: PathBuf,
     /// How many peers the first batches are sized for: each gets ceil(chunks / N).
     #[arg(long, default_value_t = 5)]
@@ -304,7 +304,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             // The swarm ID is what peers check; it is printed whatever the log filter.
             eprintln!(
                 "swarmshare owner: {} ({} chunks) is swarm {}",
-                owner.manifest().name(),
+                swarmshare::text::Quoted(owner.manifest().name()),
                 owner.manifest().layout().chunk_count(),
                 owner.manifest().swarm_id()
             );

@@ -35,6 +35,23 @@ impl RateLimit {
         }
     }
 
+    /// A bucket refilling at `bytes_per_sec` that holds at most `burst` bytes, starting full.
+    pub(crate) fn with_burst(bytes_per_sec: u64, burst: u64) -> RateLimit {
+        let burst = burst as f64;
+        RateLimit {
+            rate: bytes_per_sec.max(1) as f64,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    /// Whether the bucket is full again (nobody has drawn on it lately).
+    pub(crate) fn is_full(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tokens, last) = *state;
+        tokens + Instant::now().duration_since(last).as_secs_f64() * self.rate >= self.burst
+    }
+
     /// Takes `bytes` from the bucket if it holds them now; false (nothing taken) if not.
     pub(crate) fn try_acquire(&self, bytes: usize) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -104,5 +121,23 @@ impl Limits {
         self.download
             .as_ref()
             .is_none_or(|limit| limit.try_acquire(bytes))
+    }
+}
+
+/// What a client the owner does not trust may still cost it: every byte sent to it is paid
+/// from its address's bucket and from the one all such clients share.
+#[derive(Debug, Clone)]
+pub(crate) struct Allowance {
+    /// The client's address's bucket.
+    pub(crate) address: Arc<RateLimit>,
+    /// The bucket of every untrusted client together.
+    pub(crate) everyone: Arc<RateLimit>,
+}
+
+impl Allowance {
+    /// Waits until `bytes` may be sent from both buckets.
+    pub(crate) async fn spend(&self, bytes: usize) {
+        self.address.acquire(bytes).await;
+        self.everyone.acquire(bytes).await;
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use crate::chunk_set::ChunkSet;
 use crate::chunk_store::DirStatus;
 use crate::manifest::{hex, Manifest};
+use crate::text::{printable, Quoted};
 
 /// Chunk-ID ranges shown at most in a human line.
 const RANGES_SHOWN: usize = 12;
@@ -32,7 +33,7 @@ pub(crate) fn manifest_text(m: &Manifest) -> String {
         .unwrap_or(0);
     format!(
         "file        {}\nsize        {} bytes\nchunks      {} of {} bytes (the last {} bytes)\nswarm       {}\nfile hash   {} (BLAKE3)\n",
-        m.name(),
+        Quoted(m.name()),
         layout.file_size(),
         layout.chunk_count(),
         layout.chunk_size(),
@@ -56,7 +57,7 @@ pub(crate) fn status_json(s: &DirStatus) -> Value {
         }),
     };
     json!({
-        "dir": s.dir.display().to_string(),
+        "dir": printable(s.dir.as_os_str()),
         "manifest": manifest_json(&s.manifest),
         "peer_id": s.peer_id.map(|id| id.to_string()),
         "chunks": s.manifest.layout().chunk_count(),
@@ -78,8 +79,8 @@ pub(crate) fn status_text(s: &DirStatus) -> String {
     let held = s.verified.count();
     let mut out = format!(
         "directory   {}\nfile        {} ({} bytes): {}\nswarm       {}\n",
-        s.dir.display(),
-        m.name(),
+        Quoted(&s.dir),
+        Quoted(m.name()),
         m.layout().file_size(),
         match s.file {
             crate::chunk_store::FileState::Verified => "present and verified",

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,7 +26,7 @@ use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
-use crate::rate::Limits;
+use crate::rate::{Allowance, Limits};
 use crate::task;
 use crate::wire::{Hello, Message, MAX_PEERS};
 
@@ -116,9 +116,11 @@ pub(crate) fn node_addr(remote: SocketAddr, hello: &Hello) -> SocketAddr {
 }
 
 /// Accepts connections until `token` is cancelled, running `handler` on each in its own
-/// task. Beyond [`MAX_CONNECTIONS`] a new connection is closed at once.
+/// task, starting with `held` (connections accepted earlier, their bytes still unread).
+/// Beyond [`MAX_CONNECTIONS`] a new connection is closed at once.
 pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
+    held: Vec<(TcpStream, SocketAddr)>,
     token: CancellationToken,
     tracker: TaskTracker,
     handler: F,
@@ -128,6 +130,29 @@ pub(crate) async fn accept_loop<F, Fut>(
 {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let per_ip = Arc::new(Mutex::new(HashMap::new()));
+    let start = |stream: TcpStream, remote: SocketAddr| {
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            warn!(%remote, limit = MAX_CONNECTIONS, "connection refused: too many connections");
+            return;
+        };
+        let Some(per_ip) = PerIp::acquire(&per_ip, remote.ip()) else {
+            warn!(%remote, limit = MAX_PER_IP, "connection refused: too many connections from this address");
+            return;
+        };
+        let session = handler(Connection::new(stream, remote));
+        let span = info_span!("conn", %remote);
+        task::spawn(&tracker, &token, "serve", span, async move {
+            let result = session.await;
+            drop((permit, per_ip));
+            if let Err(e) = &result {
+                warn!(%remote, cause = %e, "connection closed");
+            }
+            result
+        });
+    };
+    for (stream, remote) in held {
+        start(stream, remote);
+    }
     let mut backoff = task::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
     loop {
         let accepted = tokio::select! {
@@ -148,24 +173,7 @@ pub(crate) async fn accept_loop<F, Fut>(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            warn!(%remote, limit = MAX_CONNECTIONS, "connection refused: too many connections");
-            continue;
-        };
-        let Some(per_ip) = PerIp::acquire(&per_ip, remote.ip()) else {
-            warn!(%remote, limit = MAX_PER_IP, "connection refused: too many connections from this address");
-            continue;
-        };
-        let session = handler(Connection::new(stream, remote));
-        let span = info_span!("conn", %remote);
-        task::spawn(&tracker, &token, "serve", span, async move {
-            let result = session.await;
-            drop((permit, per_ip));
-            if let Err(e) = &result {
-                warn!(%remote, cause = %e, "connection closed");
-            }
-            result
-        });
+        start(stream, remote);
     }
 }
 
@@ -186,6 +194,9 @@ pub(crate) struct Serving<'a> {
     /// Where a client without a seat gets one before its first chunk (a peer's seats and
     /// the client's address); `None` at the owner, which serves everyone.
     pub(crate) seats: Option<(&'a Arc<Downloaders>, std::net::IpAddr)>,
+    /// What the client may cost when the node does not trust it (the owner's unproven
+    /// clients): every answer is paid from it first.
+    pub(crate) allowance: Option<&'a Allowance>,
 }
 
 /// Answers requests on `conn` until the client closes, goes idle or loses its seat.
@@ -198,6 +209,7 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
         served,
         mut seat,
         seats,
+        allowance,
     } = s;
     let count = holdings.manifest().layout().chunk_count();
     // How many chunks the last list sent on this connection named (sets only grow).
@@ -245,6 +257,9 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
                 }
                 let list = holdings.snapshot();
                 listed = list.count();
+                if let Some(a) = allowance {
+                    a.spend(list.len().div_ceil(8) as usize + 8).await;
+                }
                 conn.write_message(&Message::List(list)).await?;
                 activity::list_sent(peer, listed);
             }
@@ -256,6 +271,9 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
                 match holdings.read(id).await? {
                     Some(data) => {
                         let bytes = data.len();
+                        if let Some(a) = allowance {
+                            a.spend(bytes).await;
+                        }
                         limits.before_upload(bytes).await;
                         conn.write_chunk(id, &data).await?;
                         activity::chunk_sent(peer, id, bytes);
@@ -265,6 +283,9 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
             }
             Message::PeersRequest => {
                 let peers = book.gossip(MAX_PEERS, client_id, &mut rand::rng());
+                if let Some(a) = allowance {
+                    a.spend(crate::wire::peers::body_len(&peers)).await;
+                }
                 debug!(%peer, peers = peers.len(), "peer list sent");
                 conn.write_message(&Message::Peers(peers)).await?;
             }

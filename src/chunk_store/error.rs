@@ -4,12 +4,13 @@ use std::io;
 use std::path::PathBuf;
 
 use super::STORE_DIR;
+use crate::text::Quoted;
 
 /// A storage failure, naming the path.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file system operation failed.
-    #[error("cannot {what} {}: {}", path.display(), io_reason(source))]
+    #[error("cannot {what} {}: {}", Quoted(path), io_reason(source))]
     Io {
         /// What was being done.
         what: &'static str,
@@ -20,7 +21,7 @@ pub enum StoreError {
         source: io::Error,
     },
     /// The directory already holds another swarm's chunks.
-    #[error("{} already holds the chunks of another file ({name:?}, swarm {swarm}); remove it or choose another directory", dir.display())]
+    #[error("{} already holds the chunks of another file ({}, swarm {swarm}); remove it or choose another directory", Quoted(dir), Quoted(name))]
     OtherSwarm {
         /// The store directory.
         dir: PathBuf,
@@ -33,19 +34,19 @@ pub enum StoreError {
     #[error("the file name {STORE_DIR:?} is reserved for swarmshare's own data")]
     ReservedName,
     /// A path that must be a real directory is a symlink or a file.
-    #[error("{} is not a plain directory (symlinks are never followed)", .0.display())]
+    #[error("{} is not a plain directory (symlinks are never followed)", Quoted(.0))]
     NotADirectory(PathBuf),
     /// A directory to read does not exist.
-    #[error("{} does not exist", .0.display())]
+    #[error("{} does not exist", Quoted(.0))]
     NoSuchDirectory(PathBuf),
     /// The file name exists in `DIR` with other contents.
-    #[error("{} already exists with other contents; not overwriting it", .0.display())]
+    #[error("{} already exists with other contents; not overwriting it", Quoted(.0))]
     Occupied(PathBuf),
     /// The assembled file does not match the manifest's whole-file hash.
     #[error("the assembled file does not match the manifest's hash; chunks were discarded")]
     FileHashMismatch,
     /// The manifest a previous run left in the directory does not parse.
-    #[error("{} is damaged ({source}); remove {} to start this directory over", path.display(), path.parent().map_or(String::new(), |p| p.display().to_string()))]
+    #[error("{} is damaged ({source}); remove {} to start this directory over", Quoted(path), path.parent().map_or(String::new(), |p| Quoted(p).to_string()))]
     BadStoredManifest {
         /// The manifest file.
         path: PathBuf,
@@ -54,7 +55,7 @@ pub enum StoreError {
         source: crate::manifest::ManifestError,
     },
     /// The source file changed while its chunks were being written.
-    #[error("{} changed while its chunks were being written", .0.display())]
+    #[error("{} changed while its chunks were being written", Quoted(.0))]
     SourceChanged(PathBuf),
 }
 

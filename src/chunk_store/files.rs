@@ -53,14 +53,6 @@ pub(super) fn read_no_follow(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
-pub(super) fn is_dir(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
-}
-
-pub(super) fn is_symlink(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-}
-
 pub(super) fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         what,

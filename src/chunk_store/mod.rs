@@ -9,6 +9,7 @@
 //! DIR/.swarmshare/summary      chunk IDs held, one per line (see `summary`)
 //! DIR/.swarmshare/chunks/0000017   chunk 17's bytes
 //! DIR/.swarmshare/tmp/         files being written; emptied at start-up
+//! DIR/.swarmshare/aside/       directories found where a chunk file belongs, moved here
 //! ```
 //!
 //! Every file is written under `tmp/` and renamed into place, so a name only ever appears
@@ -30,11 +31,12 @@ mod body;
 mod error;
 mod files;
 mod status;
+mod tidy;
 
 pub(crate) use assemble::Partial;
 pub(crate) use body::ChunkBody;
 pub(crate) use error::StoreError;
-use files::{chunk_file, hash_file_at, io_err, is_dir, is_symlink, open_no_follow, read_no_follow};
+use files::{chunk_file, hash_file_at, io_err, open_no_follow, read_no_follow};
 pub(crate) use status::{dir_status, DirStatus, FileState};
 
 /// Whether a write is synced to disk before it is renamed into place.
@@ -126,14 +128,11 @@ impl ChunkStore {
             fsync: true,
         };
         // Leftover temporary files are half-written; nothing refers to them.
-        let tmp = store.root.join("tmp");
-        if fs::symlink_metadata(&tmp).is_ok() {
-            fs::remove_dir_all(&tmp).map_err(io_err("clear", &tmp))?;
-        }
-        ensure_dir(&tmp)?;
+        tidy::clear_tmp(&store.root.join("tmp"))?;
         store.check_manifest()?;
-        ensure_dir(&store.root.join("chunks"))?;
-        let have = store.scan()?;
+        let chunks = store.root.join("chunks");
+        tidy::ensure_chunks_dir(&store.root, &chunks)?;
+        let have = tidy::scan(&store.root, &chunks, &store.manifest)?;
         store.write_summary(&have)?;
         Ok((store, have))
     }
@@ -159,30 +158,6 @@ impl ChunkStore {
             }
             Err(e) => Err(io_err("read", &path)(e)),
         }
-    }
-
-    /// Verifies every chunk file present; removes the ones that fail.
-    fn scan(&self) -> Result<ChunkSet, StoreError> {
-        let count = self.manifest.layout().chunk_count();
-        let mut have = ChunkSet::empty(count);
-        for id in 0..count {
-            let path = self.chunk_path(id);
-            match read_no_follow(&path, u64::from(self.manifest.layout().chunk_size())) {
-                Ok(data) if self.manifest.verify_chunk(id, &data) => {
-                    have.insert(id);
-                }
-                Ok(_) => fs::remove_file(&path).map_err(io_err("remove", &path))?,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                // A symlink, FIFO or oversized file where a chunk file belongs: removed (a
-                // symlink's target is untouched).
-                Err(e) if is_symlink(&path) || !is_dir(&path) => {
-                    tracing::warn!(path = %path.display(), cause = %e, "removing a bad entry from the chunk store");
-                    fs::remove_file(&path).map_err(io_err("remove", &path))?;
-                }
-                Err(e) => return Err(io_err("read", &path)(e)),
-            }
-        }
-        Ok(have)
     }
 
     /// The manifest this store holds chunks for.

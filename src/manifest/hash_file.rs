@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
+use crate::text::Quoted;
+
 use super::{tree, Layout, LayoutError, Manifest, ManifestError};
 
 /// Why a file could not be turned into a manifest.
@@ -51,7 +53,7 @@ pub fn manifest_for(path: &Path) -> Result<Manifest, HashFileError> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| HashFileError::Read {
-            path: path.display().to_string(),
+            path: Quoted(path).to_string(),
             source: io::Error::other("the file name is not valid UTF-8 or missing"),
         })?;
     hash_file(path, name)
@@ -59,7 +61,7 @@ pub fn manifest_for(path: &Path) -> Result<Manifest, HashFileError> {
 
 /// Reads `path` once, streaming, and builds its manifest under the name `name`.
 pub fn hash_file(path: &Path, name: &str) -> Result<Manifest, HashFileError> {
-    let shown = path.display().to_string();
+    let shown = Quoted(path).to_string();
     let read_err = |source| HashFileError::Read {
         path: shown.clone(),
         source,

@@ -43,8 +43,9 @@ impl Layout {
     ///
     /// Files of at least 5 × 100 KiB use 100 KiB chunks, the last one smaller. Smaller files
     /// are cut into 5 chunks of `ceil(size / 5)` bytes; for the few tiny sizes where that
-    /// would leave fewer than 5 non-empty chunks (6, 7, 8, 11, 12 and 16 bytes) the chunk
-    /// size is `floor(size / 5)` instead, which gives 6 or 7 chunks.
+    /// would leave fewer than 5 chunks (6, 7, 8, 11, 12 and 16 bytes) the chunk size is
+    /// `floor(size / 5)` instead: one chunk per byte for 6, 7 and 8 bytes, 6 chunks for 11,
+    /// 12 and 16 bytes.
     pub fn for_size(file_size: u64) -> Result<Layout, LayoutError> {
         if file_size < MIN_CHUNKS {
             return Err(LayoutError::TooSmall { size: file_size });

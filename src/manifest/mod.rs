@@ -139,7 +139,16 @@ pub fn check_file_name(name: &str) -> Result<(), &'static str> {
     if name.chars().any(char::is_control) {
         return Err("it contains a control character");
     }
+    if name.chars().any(is_bidi_control) {
+        return Err("it contains a bidirectional control character (it could display as another name)");
+    }
     Ok(())
+}
+
+/// The Unicode bidirectional formatting characters (UAX #9): marks, embeddings, overrides
+/// and isolates. In a name they make it display as something it is not.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 impl Manifest {

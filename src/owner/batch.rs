@@ -1,65 +1,51 @@
-//! The owner's hand-out policy: which chunks each arriving peer gets first.
+//! The owner's hand-out policy: which chunks each of the first peers gets unasked.
 //!
 //! The first `N` peers (the owner's `--peers`) get near-equal shares of the file
 //! (`floor` or `ceil` of `chunks / N`; with more peers than chunks some get none), which
-//! together hand out every chunk exactly once; later peers get `ceil(chunks / N)` chunks,
-//! least-handed-out first (ties to the lowest ID). Pure and deterministic.
+//! together hand out every chunk exactly once. Later peers get no batch: by then the file
+//! is in the swarm, and they fetch what they need like everyone else (from the owner too,
+//! on request). So the owner pushes the file once in all, however many peers join. Pure
+//! and deterministic.
 
 use crate::manifest::ChunkId;
 
-/// Tracks how often each chunk has been handed out in a batch.
+/// Hands out the first round's shares.
 #[derive(Debug, Clone)]
 pub struct BatchPlanner {
-    handed_out: Vec<u32>,
-    batch_size: u32,
+    chunks: u32,
     peers: u32,
     batches: u32,
 }
 
 impl BatchPlanner {
-    /// A planner for `chunk_count` chunks and batches sized for `peers` peers:
-    /// `ceil(chunk_count / peers)` chunks each.
+    /// A planner for `chunk_count` chunks in a first round of `peers` shares.
     pub fn new(chunk_count: u32, peers: u32) -> BatchPlanner {
         BatchPlanner {
-            handed_out: vec![0; chunk_count as usize],
-            batch_size: chunk_count.div_ceil(peers.max(1)),
+            chunks: chunk_count,
             peers: peers.max(1),
             batches: 0,
         }
     }
 
-    /// Chunks per batch once the first round is handed out (and at most in it).
-    pub fn batch_size(&self) -> u32 {
-        self.batch_size
+    /// How many peers the first round is for.
+    pub fn round(&self) -> u32 {
+        self.peers
     }
 
-    /// The next peer's batch, ascending, and records it as handed out.
+    /// The next peer's batch, ascending: share `k` of the first round for the `k`-th call,
+    /// empty once the round is over.
     pub fn next_batch(&mut self) -> Vec<ChunkId> {
-        let mut ids: Vec<ChunkId> = (0..self.handed_out.len() as u32).collect();
-        // Stable sort: among equals, the lower ID first.
-        ids.sort_by_key(|&id| self.handed_out[id as usize]);
-        let size = if self.batches < self.peers {
-            // Share k of `peers` near-equal shares: the round adds up to the whole file.
-            let (k, p, n) = (
-                u64::from(self.batches),
-                u64::from(self.peers),
-                self.handed_out.len() as u64,
-            );
-            ((k + 1) * n / p - k * n / p) as usize
-        } else {
-            self.batch_size as usize
-        };
-        self.batches = self.batches.saturating_add(1);
-        ids.truncate(size);
-        ids.sort_unstable();
-        for &id in &ids {
-            self.handed_out[id as usize] += 1;
+        if self.batches >= self.peers {
+            return Vec::new();
         }
-        ids
-    }
-
-    /// How often each chunk was handed out.
-    pub fn handed_out(&self) -> &[u32] {
-        &self.handed_out
+        let (k, p, n) = (
+            u64::from(self.batches),
+            u64::from(self.peers),
+            u64::from(self.chunks),
+        );
+        self.batches += 1;
+        // Share k of `peers` near-equal shares: the round adds up to the whole file.
+        let (from, to) = (k * n / p, (k + 1) * n / p);
+        (from as ChunkId..to as ChunkId).collect()
     }
 }

@@ -3,18 +3,30 @@
 //! A `JOIN` connection receives the manifest and a batch chosen by [`batch::BatchPlanner`],
 //! then stays open as a fetch session; a `FETCH` connection is a fetch session from the
 //! start. So while the owner is up, every chunk can always be had from it.
+//!
+//! Before it sends more than its hello, the owner dials back the address a client
+//! announced ([`probe`]) and checks who answers ([`gate`]): only a proven peer gets a share
+//! of the first round and is told to others; anyone else is served from a small allowance
+//! ([`allowance`]). So one JOIN, one identity or one address cannot make the owner send
+//! more than a few hello-sized messages, or its allowance.
 
+mod allowance;
 pub mod batch;
 pub mod census;
+mod gate;
+mod probe;
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, info_span, Instrument};
+use tracing::{debug, info, info_span, Instrument};
 
 use crate::activity;
 use crate::book::AddressBook;
@@ -25,12 +37,14 @@ use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::manifest::{self, Manifest};
-use crate::rate::Limits;
+use crate::rate::{Allowance, Limits};
 use crate::upload::{self, node_addr};
 use crate::web::{Role as ViewRole, SwarmView};
 use crate::wire::handshake::{self, Purpose};
-use crate::wire::{self, Message, Role};
+use crate::wire::{self, Hello, Message, Role};
+use allowance::Unproven;
 use batch::BatchPlanner;
+use gate::{Gate, Verdict};
 
 /// The owner's sockets: its port and, with `--http`, the web view's, bound before the file
 /// is hashed so that a busy port is reported at once.
@@ -60,6 +74,10 @@ pub struct Owner {
     manifest_bytes: Bytes,
     planner: Mutex<BatchPlanner>,
     file: PathBuf,
+    gate: Mutex<Gate>,
+    unproven: Unproven,
+    probes: Semaphore,
+    started: Instant,
 }
 
 fn join_err(e: tokio::task::JoinError) -> Error {
@@ -97,6 +115,10 @@ impl Owner {
             manifest_bytes,
             planner: Mutex::new(planner),
             file: config.file.clone(),
+            gate: Mutex::default(),
+            unproven: Unproven::default(),
+            probes: Semaphore::new(probe::MAX_PROBES),
+            started: Instant::now(),
         })
     }
 
@@ -138,7 +160,7 @@ impl Owner {
         tracker.spawn(
             census::run(Arc::clone(&owner), owner.safe_copies, view, token.clone()).instrument(span.clone()),
         );
-        upload::accept_loop(listener, token.clone(), tracker.clone(), handler)
+        upload::accept_loop(listener, Vec::new(), token.clone(), tracker.clone(), handler)
             .instrument(span.clone())
             .await;
         tracker.close();
@@ -154,13 +176,16 @@ impl Owner {
         let peer = node_addr(conn.remote(), &hello);
         conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
         let joining = handshake::check_client(&hello, swarm)? == Purpose::Join;
-        // Every peer of this swarm that reaches the owner (and listens) can be told about
-        // the others; only after its hello passed the checks.
-        if hello.listen_port != 0 {
+        let ip = conn.remote().ip();
+        let proven = self.prove(&hello, ip).await;
+        // Only a peer that answered where it said it listens is told to others.
+        if proven {
             self.book.learn(hello.peer, peer);
         }
+        let allowance = (!proven).then(|| self.unproven.allowance(ip));
         if joining {
-            self.send_batch(&mut conn, peer).await?;
+            self.send_batch(&mut conn, (hello.peer, peer), allowance.as_ref())
+                .await?;
         }
         let serving = upload::Serving {
             holdings: &self.holdings,
@@ -170,18 +195,63 @@ impl Owner {
             served: None,
             seat: None,
             seats: None,
+            allowance: allowance.as_ref(),
         };
         upload::serve_requests(&mut conn, serving).await
     }
 
-    async fn send_batch(&self, conn: &mut Connection, peer: std::net::SocketAddr) -> Result<(), PeerError> {
+    /// Whether a node of this swarm answers under `hello`'s ID at the port it announced
+    /// (asked once, then remembered for a while by the gate).
+    async fn prove(&self, hello: &Hello, ip: IpAddr) -> bool {
+        let addr = SocketAddr::new(ip, hello.listen_port);
+        let verdict = self.gate().verdict(addr, hello.peer, self.started.elapsed());
+        let proven = match verdict {
+            Verdict::Proven => true,
+            Verdict::Unproven => false,
+            Verdict::Probe => {
+                let permit = tokio::time::timeout(probe::PROBE_TIME, self.probes.acquire()).await;
+                let Ok(Ok(_permit)) = permit else {
+                    debug!(%addr, "not proven: too many probes out");
+                    return false;
+                };
+                let swarm = self.manifest().swarm_id();
+                let answered = probe::who_answers(addr, swarm, self.book.me()).await;
+                self.gate().record(addr, answered, self.started.elapsed());
+                answered == Some(hello.peer)
+            }
+        };
+        if !proven {
+            activity::unproven(addr, hello.peer, verdict == Verdict::Probe);
+        }
+        proven
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The manifest, then the client's share of the first round if it is proven and has
+    /// not had one, else an empty batch.
+    async fn send_batch(
+        &self,
+        conn: &mut Connection,
+        (id, peer): (PeerId, SocketAddr),
+        allowance: Option<&Allowance>,
+    ) -> Result<(), PeerError> {
+        if let Some(a) = allowance {
+            a.spend(self.manifest_bytes.len()).await;
+        }
         conn.write_message(&Message::Manifest(self.manifest_bytes.clone()))
             .await?;
-        let batch = self
-            .planner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next_batch();
+        let batch = {
+            let mut planner = self.planner.lock().unwrap_or_else(PoisonError::into_inner);
+            let share = allowance.is_none() && self.gate().take_share(id, planner.round());
+            if share {
+                planner.next_batch()
+            } else {
+                Vec::new()
+            }
+        };
         for &id in &batch {
             let Some(data) = self.holdings.read(id).await? else {
                 continue;

@@ -13,9 +13,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use super::reachable::Joining;
 use super::Me;
 use crate::chunk_store::ChunkStore;
 use crate::config::PeerConfig;
@@ -49,6 +51,7 @@ pub(crate) async fn start(
     config: &PeerConfig,
     me: &Me,
     token: &CancellationToken,
+    joining: &watch::Sender<Option<Joining>>,
 ) -> Result<Option<Joined>, Error> {
     if let Some(holdings) = resume(config, me).await? {
         return Ok(Some(Joined {
@@ -57,7 +60,7 @@ pub(crate) async fn start(
             resumed: true,
         }));
     }
-    join(config, me, token).await
+    join(config, me, token, joining).await
 }
 
 /// Opens the store from the manifest an earlier run left, if there is one.
@@ -80,7 +83,7 @@ async fn resume(config: &PeerConfig, me: &Me) -> Result<Option<Arc<Holdings>>, E
     })??;
     Ok(opened.map(|(store, have)| {
         info!(
-            dir = %config.dir.display(),
+            dir = %crate::text::Quoted(&config.dir),
             held = have.count(),
             chunks = store.manifest().layout().chunk_count(),
             "resuming from the directory; chunk files verified"
@@ -101,10 +104,15 @@ impl From<PeerError> for Failure {
 }
 
 /// Joins through the owner, retrying until it answers. `None` if cancelled first.
-async fn join(config: &PeerConfig, me: &Me, token: &CancellationToken) -> Result<Option<Joined>, Error> {
+async fn join(
+    config: &PeerConfig,
+    me: &Me,
+    token: &CancellationToken,
+    joining: &watch::Sender<Option<Joining>>,
+) -> Result<Option<Joined>, Error> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut holdings = None;
-    let result = join_loop(config, me, token, &mut backoff, &mut holdings).await;
+    let result = join_loop(config, me, token, &mut backoff, &mut holdings, joining).await;
     if !matches!(result, Ok(Some(_))) {
         // Stopped or failed after part of a batch arrived: the summary catches up with the
         // verified chunks on disk. A failure here is secondary to the one being reported.
@@ -123,11 +131,12 @@ async fn join_loop(
     token: &CancellationToken,
     backoff: &mut Backoff,
     holdings: &mut Option<Arc<Holdings>>,
+    joining: &watch::Sender<Option<Joining>>,
 ) -> Result<Option<Joined>, Error> {
     loop {
         let attempt = tokio::select! {
             _ = token.cancelled() => return Ok(None),
-            attempt = attempt(config, me, holdings) => attempt,
+            attempt = attempt(config, me, holdings, joining) => attempt,
         };
         match attempt {
             Ok(joined) => return Ok(Some(joined)),
@@ -152,6 +161,7 @@ async fn attempt(
     config: &PeerConfig,
     me: &Me,
     holdings: &mut Option<Arc<Holdings>>,
+    joining: &watch::Sender<Option<Joining>>,
 ) -> Result<Joined, Failure> {
     let via_peer = config.join.is_some();
     let addr = config.entry.resolve().await.map_err(PeerError::from)?;
@@ -165,6 +175,13 @@ async fn attempt(
         return Err(Failure::Fatal(Error::NotAnOwner {
             addr,
             role: theirs.role,
+        }));
+    }
+    // The owner is about to dial our port back: it answers under this swarm's ID.
+    if let Some(swarm) = theirs.swarm {
+        joining.send_replace(Some(Joining {
+            swarm,
+            owner: theirs.peer,
         }));
     }
     conn.set_max_frame(wire::MAX_MANIFEST_FRAME_LEN);

@@ -11,6 +11,7 @@ mod ctx;
 mod download;
 mod link;
 mod presence;
+mod reachable;
 mod storing;
 
 use std::net::SocketAddr;
@@ -166,7 +167,15 @@ impl Peer {
         let started = Instant::now();
         let token = shutdown.child_token();
         let mut me = self.me.clone();
-        let Some(joined) = bootstrap::start(&self.config, &me, &token).await? else {
+        // The owner dials back our port before it sends anything: that is answered from
+        // now on, everyone else once the store is open.
+        let (joining, seen) = watch::channel(None);
+        let held = reachable::Held::default();
+        let joined = tokio::select! {
+            joined = bootstrap::start(&self.config, &me, &token, &joining) => joined?,
+            never = reachable::answer_while_joining(&self.listener, me.port, me.id, seen, Arc::clone(&held)) => match never {},
+        };
+        let Some(joined) = joined else {
             return Ok(());
         };
         let holdings = joined.holdings;
@@ -199,12 +208,14 @@ impl Peer {
             joined.resumed,
         );
 
+        let held = std::mem::take(&mut *held.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let handler = {
             let (holdings, me) = (Arc::clone(&holdings), me.clone());
             move |conn| serve_neighbor(conn, Arc::clone(&holdings), me.clone())
         };
         tracker.spawn(
-            upload::accept_loop(self.listener, token.clone(), tracker.clone(), handler).in_current_span(),
+            upload::accept_loop(self.listener, held, token.clone(), tracker.clone(), handler)
+                .in_current_span(),
         );
         tracker.spawn(
             report_progress(Arc::clone(&holdings), self.progress.clone(), token.clone()).in_current_span(),
@@ -374,6 +385,7 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
         served,
         seat,
         seats: Some((&me.downloaders, ip)),
+        allowance: None,
     };
     upload::serve_requests(&mut conn, serving).await
 }

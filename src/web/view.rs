@@ -274,7 +274,7 @@ impl SwarmView {
         nodes.extend(others.into_iter().map(|(_, v)| v));
         json!({
             "role": match self.role { Role::Owner => "owner", Role::Peer => "peer" },
-            "name": manifest.name(),
+            "name": crate::text::printable(std::ffi::OsStr::new(manifest.name())),
             "size": layout.file_size(),
             "chunks": layout.chunk_count(),
             "chunk_size": layout.chunk_size(),

@@ -223,6 +223,12 @@ pub(crate) fn check_server(hello: &Hello, ours: SwarmId) -> Result<(), HelloRefu
     Ok(())
 }
 
+/// The ID a server's hello proves is at its address: a peer of swarm `ours`, busy or not.
+/// (An owner is not a peer anyone claims to be; a joining peer answers busy.)
+pub(crate) fn answered_as(hello: &Hello, ours: SwarmId) -> Option<PeerId> {
+    (matches!(hello.role, Role::Peer | Role::Busy) && hello.swarm == Some(ours)).then_some(hello.peer)
+}
+
 /// Checks the hello of the server a peer joins through: the owner, or (with `via_peer`, a
 /// `--join`) a peer.
 pub(crate) fn check_join_server(hello: &Hello, via_peer: bool) -> Result<(), HelloRefused> {

@@ -33,6 +33,36 @@ fn split_boundaries() {
 }
 
 #[test]
+fn tiny_sizes_split_as_the_readme_says() {
+    // README "How files are split": (size, chunk size, chunks, last chunk), 5-20 bytes.
+    let table = [
+        (5, 1, 5, 1),
+        (6, 1, 6, 1),
+        (7, 1, 7, 1),
+        (8, 1, 8, 1),
+        (9, 2, 5, 1),
+        (10, 2, 5, 2),
+        (11, 2, 6, 1),
+        (12, 2, 6, 2),
+        (13, 3, 5, 1),
+        (14, 3, 5, 2),
+        (15, 3, 5, 3),
+        (16, 3, 6, 1),
+        (17, 4, 5, 1),
+        (18, 4, 5, 2),
+        (19, 4, 5, 3),
+        (20, 4, 5, 4),
+    ];
+    for (size, chunk, count, last) in table {
+        assert_eq!(layout(size), (chunk, count, last), "{size} bytes");
+    }
+    assert!(matches!(
+        Layout::for_size(4),
+        Err(LayoutError::TooSmall { size: 4 })
+    ));
+}
+
+#[test]
 fn never_fewer_than_five_nonempty_chunks() {
     for size in (5..3000).chain([511_999, 512_000, 512_001, 1 << 30]) {
         let l = Layout::for_size(size).unwrap();

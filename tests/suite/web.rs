@@ -12,7 +12,7 @@ use super::swarm::Swarm;
 use super::util::free_port;
 
 /// One HTTP/1.1 request on a fresh connection; returns the status code and the body.
-fn http(port: u16, method: &str, path: &str, host: &str) -> (u16, String) {
+pub(super) fn http(port: u16, method: &str, path: &str, host: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -27,7 +27,7 @@ fn http(port: u16, method: &str, path: &str, host: &str) -> (u16, String) {
     (code, body)
 }
 
-fn wait_listening(port: u16) {
+pub(super) fn wait_listening(port: u16) {
     let t0 = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

@@ -15,7 +15,7 @@ use super::swarm::{complete_event, events_of, Swarm};
 use super::util::{random_file, wait_until, Proc};
 
 /// `examples/attacker`, which `cargo test` builds next to the test binary.
-fn attacker(args: &[String]) -> Attacker {
+pub(super) fn attacker(args: &[String]) -> Attacker {
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let path: PathBuf = profile.join("examples").join("attacker");
@@ -35,9 +35,27 @@ fn attacker(args: &[String]) -> Attacker {
 }
 
 /// The attacker process; killed by its PID when dropped.
-struct Attacker(Child);
+pub(super) struct Attacker(Child);
 
 impl Attacker {
+    /// Waits for it to exit on its own (within `limit`) and returns the last line it
+    /// printed.
+    pub(super) fn last_line(mut self, limit: Duration) -> String {
+        use std::io::Read;
+        let mut out = String::new();
+        let mut stdout = self.0.stdout.take().unwrap();
+        let deadline = Instant::now() + limit;
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the attacker did not finish in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stdout.read_to_string(&mut out).unwrap();
+        out.lines().last().unwrap_or_default().to_owned()
+    }
+
     /// Waits for its line saying it is in place.
     fn ready(&mut self) {
         use std::io::BufRead;
@@ -89,9 +107,14 @@ fn capped_swarm(seed: u64) -> Swarm {
 fn assert_honest_swarm_held(swarm: &mut Swarm, what: &str) {
     swarm.wait_all_complete(Duration::from_secs(90));
     let sent = owner_bytes(swarm.owner.as_ref().unwrap());
+    let unproven: Vec<String> = events_of(swarm.owner.as_ref().unwrap())
+        .iter()
+        .filter(|e| e["event"] == "unproven" || e["event"] == "owner_batch")
+        .map(|e| format!("{} {} {}", e["event"], e["peer"], e["chunks"]))
+        .collect();
     assert!(
         sent as f64 <= 1.2 * SIZE as f64,
-        "{what}: the owner sent {sent} bytes for a {SIZE}-byte file"
+        "{what}: the owner sent {sent} bytes for a {SIZE}-byte file; {unproven:#?}"
     );
     for i in 0..PEERS {
         let done = complete_event(swarm.peer(i));

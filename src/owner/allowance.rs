@@ -1,0 +1,66 @@
+//! The owner's allowance for clients it has not proven (see [`super::gate`]): a peer behind
+//! a NAT, or anyone claiming what it cannot show. Everything the owner sends such a client
+//! after its hello (manifest, lists, peer lists, chunks) is paid from a bucket of its IP
+//! address and from one bucket all of them share, so however many connections, identities
+//! or addresses an attacker uses, the owner sends them together at most
+//! [`ALL_BURST`] + [`ALL_RATE`] × t bytes in t seconds, and one address at most
+//! [`PER_ADDRESS_BURST`] + [`PER_ADDRESS_RATE`] × t (plus one message of debt each).
+//! Proven peers never draw on it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::rate::{Allowance, RateLimit};
+
+/// What one address's unproven clients may be sent, bytes per second...
+pub(crate) const PER_ADDRESS_RATE: u64 = 256 * 1024;
+/// ...and at once.
+pub(crate) const PER_ADDRESS_BURST: u64 = 1024 * 1024;
+/// What all unproven clients together may be sent, bytes per second...
+pub(crate) const ALL_RATE: u64 = 1024 * 1024;
+/// ...and at once.
+pub(crate) const ALL_BURST: u64 = 2 * 1024 * 1024;
+/// The most addresses with a bucket of their own; beyond, idle buckets are dropped (a full
+/// bucket is the same as a new one), and then new addresses share one.
+pub(crate) const MAX_ADDRESSES: usize = 1024;
+
+/// The buckets of the unproven.
+#[derive(Debug)]
+pub(crate) struct Unproven {
+    everyone: Arc<RateLimit>,
+    addresses: Mutex<HashMap<IpAddr, Arc<RateLimit>>>,
+    crowded: Arc<RateLimit>,
+}
+
+impl Default for Unproven {
+    fn default() -> Unproven {
+        Unproven {
+            everyone: Arc::new(RateLimit::with_burst(ALL_RATE, ALL_BURST)),
+            addresses: Mutex::default(),
+            crowded: Arc::new(RateLimit::with_burst(PER_ADDRESS_RATE, PER_ADDRESS_BURST)),
+        }
+    }
+}
+
+impl Unproven {
+    /// The allowance of an unproven client at `ip`.
+    pub(crate) fn allowance(&self, ip: IpAddr) -> Allowance {
+        let mut map = self.addresses.lock().unwrap_or_else(PoisonError::into_inner);
+        if !map.contains_key(&ip) && map.len() >= MAX_ADDRESSES {
+            map.retain(|_, bucket| Arc::strong_count(bucket) > 1 || !bucket.is_full());
+        }
+        let address = if map.len() < MAX_ADDRESSES || map.contains_key(&ip) {
+            Arc::clone(
+                map.entry(ip)
+                    .or_insert_with(|| Arc::new(RateLimit::with_burst(PER_ADDRESS_RATE, PER_ADDRESS_BURST))),
+            )
+        } else {
+            Arc::clone(&self.crowded)
+        };
+        Allowance {
+            address,
+            everyone: Arc::clone(&self.everyone),
+        }
+    }
+}

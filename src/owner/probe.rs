@@ -1,0 +1,58 @@
+//! Dialling back the address a client announced, to see who answers there (the owner's
+//! proof of an identity, decided on in [`super::gate`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::connection::Connection;
+use crate::identity::PeerId;
+use crate::manifest::SwarmId;
+use crate::wire::handshake;
+
+/// How long a probe may take, connection and hellos together.
+pub(crate) const PROBE_TIME: Duration = Duration::from_secs(2);
+/// The most probes out at once; a client waits for one at most [`PROBE_TIME`].
+pub(crate) const MAX_PROBES: usize = 32;
+
+/// How long to wait before asking again an address that took the connection but did not
+/// answer (a joiner busy with others' connections, say).
+const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// The ID a node of swarm `swarm` gives at `addr`, if one answers within [`PROBE_TIME`]
+/// (asked twice if something there takes the connection without answering). The probe is
+/// a fetch hello that does not listen and asks for nothing: the node answers (busy or not)
+/// and the owner hangs up.
+pub(crate) async fn who_answers(addr: SocketAddr, swarm: SwarmId, me: PeerId) -> Option<PeerId> {
+    let probe = async {
+        for attempt in 0..2 {
+            match ask(addr, swarm, me).await {
+                Asked::Answered(id) => return Some(id),
+                Asked::NoOne => return None,
+                Asked::Silent if attempt == 0 => tokio::time::sleep(RETRY_AFTER).await,
+                Asked::Silent => {}
+            }
+        }
+        None
+    };
+    tokio::time::timeout(PROBE_TIME, probe).await.ok().flatten()
+}
+
+/// What one probe connection found.
+enum Asked {
+    /// A node of the swarm, under this ID.
+    Answered(PeerId),
+    /// Nobody took the connection, or someone not of this swarm answered.
+    NoOne,
+    /// The connection was taken but closed (or timed out) without a hello.
+    Silent,
+}
+
+async fn ask(addr: SocketAddr, swarm: SwarmId, me: PeerId) -> Asked {
+    let Ok(mut conn) = Connection::connect(addr).await else {
+        return Asked::NoOne;
+    };
+    match conn.handshake(&handshake::fetch_hello(0, swarm, me, false)).await {
+        Ok(theirs) => handshake::answered_as(&theirs, swarm).map_or(Asked::NoOne, Asked::Answered),
+        Err(_) => Asked::Silent,
+    }
+}

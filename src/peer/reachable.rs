@@ -1,0 +1,131 @@
+//! While a peer joins, its port already answers the owner: the owner dials back the port a
+//! joiner announces, to check that the joiner is who it says and can be reached (the
+//! owner's gate), before it sends the manifest. This task looks at each connection's hello
+//! without consuming it: the owner's probe (a FETCH hello from the owner's ID, listening
+//! nowhere) gets a `BUSY` hello under this peer's ID and the swarm's, both learned from the
+//! owner's own hello, and is closed. Every other connection is held, unread, for the upload
+//! server to answer once the peer has its store, as if it had waited in the listen queue.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::{debug, Instrument};
+
+use crate::connection::Connection;
+use crate::identity::PeerId;
+use crate::manifest::SwarmId;
+use crate::wire::{handshake, Hello, Role, HELLO_LEN};
+
+/// Connections looked at at once while joining; a newer one takes the place of the oldest
+/// (a hello takes a moment to arrive, so only a silent client is dropped).
+const MAX_LOOKING: usize = 64;
+/// The most connections held for the upload server; more are closed.
+const MAX_HELD: usize = 64;
+/// How long a connection's hello, and then the owner's hello, may take.
+const LOOK_TIME: Duration = Duration::from_secs(2);
+
+/// Who is joining through whom: learned from the owner's hello.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Joining {
+    /// The swarm the owner serves.
+    pub(crate) swarm: SwarmId,
+    /// The owner's peer ID.
+    pub(crate) owner: PeerId,
+}
+
+/// Connections accepted while joining, their hellos still unread.
+pub(crate) type Held = Arc<Mutex<Vec<(TcpStream, SocketAddr)>>>;
+
+/// Looks at every connection on `listener`: answers the owner's probe, holds the rest in
+/// `held`. Runs until dropped (with the looks in progress).
+pub(crate) async fn answer_while_joining(
+    listener: &TcpListener,
+    port: u16,
+    id: PeerId,
+    joining: watch::Receiver<Option<Joining>>,
+    held: Held,
+) -> Infallible {
+    let mut looking = JoinSet::new();
+    let mut oldest_first = VecDeque::new();
+    loop {
+        while looking.try_join_next().is_some() {}
+        oldest_first.retain(|h: &AbortHandle| !h.is_finished());
+        let (stream, remote) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                debug!(cause = %e, "accept failed while joining");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if oldest_first.len() >= MAX_LOOKING {
+            if let Some(oldest) = oldest_first.pop_front() {
+                oldest.abort();
+            }
+        }
+        let look = look_at(stream, remote, port, id, joining.clone(), Arc::clone(&held));
+        oldest_first.push_back(looking.spawn(look.in_current_span()));
+    }
+}
+
+async fn look_at(
+    stream: TcpStream,
+    remote: SocketAddr,
+    port: u16,
+    id: PeerId,
+    mut joining: watch::Receiver<Option<Joining>>,
+    held: Held,
+) {
+    let looked = tokio::time::timeout(LOOK_TIME, async {
+        let hello = peek_hello(&stream).await?;
+        let seen = joining.wait_for(Option::is_some).await.ok().and_then(|j| *j)?;
+        Some((hello, seen))
+    })
+    .await;
+    match looked {
+        Ok(Some((hello, seen))) if is_probe(&hello, seen) => {
+            let mut conn = Connection::new(stream, remote);
+            let busy = |_: &Hello| handshake::server_hello(Role::Busy, port, seen.swarm, id);
+            if let Err(e) = conn.answer_handshake(busy).await {
+                debug!(%remote, cause = %e, "the owner's probe went unanswered");
+            }
+        }
+        // Not the owner's probe (or not known yet): the upload server answers it later.
+        _ => {
+            let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
+            if held.len() < MAX_HELD {
+                held.push((stream, remote));
+            }
+        }
+    }
+}
+
+/// The owner's dial-back: a FETCH hello from the owner's ID, for its swarm, not listening.
+fn is_probe(hello: &Hello, seen: Joining) -> bool {
+    hello.role == Role::Fetch
+        && hello.listen_port == 0
+        && hello.peer == seen.owner
+        && hello.swarm == Some(seen.swarm)
+}
+
+/// The connection's hello, read without consuming it; `None` if it does not parse.
+async fn peek_hello(stream: &TcpStream) -> Option<Hello> {
+    let mut buf = [0u8; HELLO_LEN];
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if n == HELLO_LEN {
+            return Hello::decode(&buf).ok();
+        }
+        // Part of it so far: wait for the rest rather than spin on what is there.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
