@@ -219,8 +219,31 @@ fn peer_positionals(
 /// page-cache bound; more threads would only add stacks and allocator arenas.
 const MAX_BLOCKING_THREADS: usize = 8;
 
+/// Parses the arguments; a usage error is printed with whatever the user typed escaped
+/// (clap would echo an argument raw, escape sequences and all, to a terminal).
+fn parse_args() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            for line in text.trim_end().lines() {
+                eprintln!("{}", swarmshare::text::printable(std::ffi::OsStr::new(line)));
+            }
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "warn",
         (false, 0) => "info",

@@ -156,3 +156,25 @@ fn names_with_spaces_and_quotes_are_one_quoted_field_everywhere() {
         }
     }
 }
+
+#[test]
+fn usage_errors_never_echo_an_argument_raw() {
+    // CLICOLOR_FORCE makes clap style its errors as on a terminal, where it would echo the
+    // offending argument with its escape sequences.
+    for args in [
+        vec!["owner", "5\x1b[31m", "x"],
+        vec!["--b\x1b]0;pwned\x07"],
+        vec!["owner", "5000", "x", "--peers", "\u{202e}7"],
+    ] {
+        let out = swarmshare()
+            .args(&args)
+            .env("CLICOLOR_FORCE", "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_clean(
+            &format!("usage error {args:?}"),
+            &String::from_utf8_lossy(&out.stderr),
+        );
+    }
+}
