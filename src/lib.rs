@@ -32,6 +32,7 @@
 
 mod activity;
 mod admission;
+mod allowance;
 mod book;
 mod chunk_set;
 mod chunk_store;

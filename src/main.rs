@@ -109,7 +109,8 @@ struct OwnerArgs {
     port: u16,
     /// The file to share: a path relative to the current directory, not to --dir.
     file: PathBuf,
-    /// How many peers the first batches are sized for: each gets ceil(chunks / N).
+    /// How many peers the first round is for: the first N proven peers each get a share of
+    /// about chunks / N (together the file once); later peers get none.
     #[arg(long, default_value_t = 5)]
     peers: u32,
     /// Say it is safe to leave once every chunk is held by at least this many peers.

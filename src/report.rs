@@ -15,7 +15,7 @@ const RANGES_SHOWN: usize = 12;
 pub(crate) fn manifest_json(m: &Manifest) -> Value {
     let layout = m.layout();
     json!({
-        "name": m.name(),
+        "name": printable(std::ffi::OsStr::new(m.name())),
         "size": layout.file_size(),
         "chunk_size": layout.chunk_size(),
         "chunks": layout.chunk_count(),

@@ -104,7 +104,10 @@ pub(super) fn scan(root: &Path, chunks: &Path, manifest: &Manifest) -> Result<Ch
             Ok(data) if manifest.verify_chunk(id, &data) => {
                 have.insert(id);
             }
-            Ok(_) => fs::remove_file(&path).map_err(io_err("remove", &path))?,
+            Ok(_) => {
+                warn!(path = %Quoted(&path), "removing a chunk file that does not verify");
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            }
             // Replaced between the listing and the read (or too large): not a chunk file.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) if matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput) => {
@@ -130,7 +133,8 @@ fn move_aside(root: &Path, path: &Path) -> Result<PathBuf, StoreError> {
     let aside = root.join(ASIDE_DIR);
     let create = match fs::symlink_metadata(&aside) {
         Ok(meta) if meta.is_dir() => false,
-        Ok(_) => {
+        Ok(meta) => {
+            warn!(path = %Quoted(&aside), kind = kind(&meta.file_type()), "removing a store folder that is not a directory");
             fs::remove_file(&aside).map_err(io_err("remove", &aside))?;
             true
         }

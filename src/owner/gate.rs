@@ -11,10 +11,12 @@
 //!   failed or answered as someone else within the last [`RECHECK_AFTER`]);
 //! * [`Gate::record`]: what a probe found, remembered per address (bounded);
 //! * [`Gate::take_share`]: whether a proven identity gets one of the first round's shares
-//!   (each identity at most once, only while the round lasts).
+//!   (each identity at most once, only while the round lasts);
+//! * [`Gate::first_manifest`]: whether a proven identity's manifest is free (its first in
+//!   [`PROOF_HOLDS`]; any more are paid from the allowance, like an unproven client's).
 //!
 //! An unproven client is still served, from the owner's allowance for the unproven
-//! ([`super::allowance`]), so a peer nobody can dial completes, slowly.
+//! ([`crate::allowance`]), so a peer nobody can dial completes, slowly.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -50,6 +52,8 @@ pub(crate) struct Gate {
     failed: HashMap<SocketAddr, Duration>,
     /// Identities that got a share of the first round.
     shared: HashSet<PeerId>,
+    /// When each proven identity last got the manifest free.
+    manifests: HashMap<PeerId, Duration>,
 }
 
 impl Gate {
@@ -95,10 +99,25 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// Whether proven `peer` gets the manifest without paying for it: the first time in
+    /// [`PROOF_HOLDS`] (a peer needs it once; a restart after a crash resumes from its
+    /// directory).
+    pub(crate) fn first_manifest(&mut self, peer: PeerId, now: Duration) -> bool {
+        match self.manifests.get(&peer) {
+            Some(&at) if now.saturating_sub(at) < PROOF_HOLDS => false,
+            _ => {
+                insert_bounded(&mut self.manifests, peer, now, |&at| at);
+                true
+            }
+        }
+    }
+}
+
 /// Inserts into a map of at most [`MAX_REMEMBERED`] entries, forgetting the oldest first.
-fn insert_bounded<V>(
-    map: &mut HashMap<SocketAddr, V>,
-    key: SocketAddr,
+fn insert_bounded<K: std::hash::Hash + Eq + Copy, V>(
+    map: &mut HashMap<K, V>,
+    key: K,
     value: V,
     at: impl Fn(&V) -> Duration,
 ) {
@@ -164,13 +183,38 @@ mod tests {
     }
 
     #[test]
+    fn a_proven_identity_gets_the_manifest_free_once() {
+        let mut gate = Gate::default();
+        let me = PeerId([1; 16]);
+        assert!(gate.first_manifest(me, S(0)));
+        assert!(!gate.first_manifest(me, S(1)), "a second JOIN pays");
+        assert!(gate.first_manifest(PeerId([2; 16]), S(1)));
+        assert!(gate.first_manifest(me, PROOF_HOLDS), "after a while, free again");
+    }
+
+    #[test]
     fn memory_is_bounded() {
         let mut gate = Gate::default();
-        for i in 0..(MAX_REMEMBERED as u32 + 100) {
-            let a = SocketAddr::from(([10, 0, (i >> 16) as u8, (i >> 8) as u8], (i & 0xff) as u16 + 1));
-            gate.record(a, None, Duration::from_millis(u64::from(i)));
-            gate.record(a, Some(PeerId([3; 16])), Duration::from_millis(u64::from(i)));
+        let addr =
+            |i: u32| SocketAddr::from(([10, 0, (i >> 16) as u8, (i >> 8) as u8], (i & 0xff) as u16 + 1));
+        let n = MAX_REMEMBERED as u32 + 100;
+        for i in 0..n {
+            gate.record(addr(i), None, Duration::from_millis(u64::from(i)));
         }
-        assert!(gate.answered.len() <= MAX_REMEMBERED && gate.failed.len() <= MAX_REMEMBERED);
+        for i in n..2 * n {
+            gate.record(
+                addr(i),
+                Some(PeerId([3; 16])),
+                Duration::from_millis(u64::from(i)),
+            );
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            gate.first_manifest(PeerId(id), Duration::from_millis(u64::from(i)));
+        }
+        assert_eq!(gate.failed.len(), MAX_REMEMBERED);
+        assert_eq!(gate.answered.len(), MAX_REMEMBERED);
+        assert_eq!(gate.manifests.len(), MAX_REMEMBERED);
+        // The newest are the ones kept.
+        assert!(gate.failed.contains_key(&addr(n - 1)) && !gate.failed.contains_key(&addr(0)));
     }
 }

@@ -7,10 +7,9 @@
 //! Before it sends more than its hello, the owner dials back the address a client
 //! announced ([`probe`]) and checks who answers ([`gate`]): only a proven peer gets a share
 //! of the first round and is told to others; anyone else is served from a small allowance
-//! ([`allowance`]). So one JOIN, one identity or one address cannot make the owner send
+//! ([`crate::allowance`]). So one JOIN, one identity or one address cannot make the owner send
 //! more than a few hello-sized messages, or its allowance.
 
-mod allowance;
 pub mod batch;
 pub mod census;
 mod gate;
@@ -29,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, Instrument};
 
 use crate::activity;
+use crate::allowance::Unproven;
 use crate::book::AddressBook;
 use crate::chunk_store::ChunkStore;
 use crate::config::OwnerConfig;
@@ -42,7 +42,6 @@ use crate::upload::{self, node_addr};
 use crate::web::{Role as ViewRole, SwarmView};
 use crate::wire::handshake::{self, Purpose};
 use crate::wire::{self, Hello, Message, Role};
-use allowance::Unproven;
 use batch::BatchPlanner;
 use gate::{Gate, Verdict};
 
@@ -77,7 +76,11 @@ pub struct Owner {
     gate: Mutex<Gate>,
     unproven: Unproven,
     probes: Semaphore,
+    probing: Mutex<std::collections::HashMap<IpAddr, usize>>,
     started: Instant,
+    /// When an `unproven` event was last logged (ms since `started`), so a flood does not
+    /// flood the log.
+    unproven_logged: std::sync::atomic::AtomicU64,
 }
 
 fn join_err(e: tokio::task::JoinError) -> Error {
@@ -118,7 +121,9 @@ impl Owner {
             gate: Mutex::default(),
             unproven: Unproven::default(),
             probes: Semaphore::new(probe::MAX_PROBES),
+            probing: Mutex::default(),
             started: Instant::now(),
+            unproven_logged: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -209,6 +214,19 @@ impl Owner {
             Verdict::Proven => true,
             Verdict::Unproven => false,
             Verdict::Probe => {
+                // Wait for one of this address's probe slots (a probe takes milliseconds
+                // where a peer listens; one host's dropped SYNs hold only its own slots).
+                let waited = Instant::now();
+                let _per_ip = loop {
+                    if let Some(slot) = ProbeSlot::take(&self.probing, ip) {
+                        break slot;
+                    }
+                    if waited.elapsed() >= probe::PROBE_TIME {
+                        debug!(%addr, "not proven: too many probes out to this address");
+                        return false;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                };
                 let permit = tokio::time::timeout(probe::PROBE_TIME, self.probes.acquire()).await;
                 let Ok(Ok(_permit)) = permit else {
                     debug!(%addr, "not proven: too many probes out");
@@ -221,7 +239,16 @@ impl Owner {
             }
         };
         if !proven {
-            activity::unproven(addr, hello.peer, verdict == Verdict::Probe);
+            // One line a second at most; the rest at debug level.
+            let now = self.started.elapsed().as_millis() as u64;
+            let last = self.unproven_logged.load(std::sync::atomic::Ordering::Relaxed);
+            if last == 0 || now.saturating_sub(last) >= 1000 {
+                self.unproven_logged
+                    .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+                activity::unproven(addr, hello.peer, verdict == Verdict::Probe);
+            } else {
+                debug!(%addr, claimed = %hello.peer, "client not proven");
+            }
         }
         proven
     }
@@ -238,8 +265,13 @@ impl Owner {
         (id, peer): (PeerId, SocketAddr),
         allowance: Option<&Allowance>,
     ) -> Result<(), PeerError> {
-        if let Some(a) = allowance {
-            a.spend(self.manifest_bytes.len()).await;
+        // A proven identity's first manifest is free; any other is paid for.
+        let free = allowance.is_none() && self.gate().first_manifest(id, self.started.elapsed());
+        if !free {
+            let paid = allowance
+                .cloned()
+                .unwrap_or_else(|| self.unproven.allowance(peer.ip()));
+            paid.spend(self.manifest_bytes.len()).await;
         }
         conn.write_message(&Message::Manifest(self.manifest_bytes.clone()))
             .await?;
@@ -265,5 +297,38 @@ impl Owner {
         conn.write_message(&Message::BatchEnd { count }).await?;
         activity::owner_batch(peer, count, batch.first().copied(), batch.last().copied());
         Ok(())
+    }
+}
+
+/// One probe to an IP address, counted against [`probe::MAX_PROBES_PER_IP`] until dropped.
+struct ProbeSlot<'a> {
+    probing: &'a Mutex<std::collections::HashMap<IpAddr, usize>>,
+    ip: IpAddr,
+}
+
+impl<'a> ProbeSlot<'a> {
+    fn take(
+        probing: &'a Mutex<std::collections::HashMap<IpAddr, usize>>,
+        ip: IpAddr,
+    ) -> Option<ProbeSlot<'a>> {
+        let mut map = probing.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= probe::MAX_PROBES_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(ProbeSlot { probing, ip })
+    }
+}
+
+impl Drop for ProbeSlot<'_> {
+    fn drop(&mut self) {
+        let mut map = self.probing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }

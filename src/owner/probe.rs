@@ -10,9 +10,11 @@ use crate::manifest::SwarmId;
 use crate::wire::handshake;
 
 /// How long a probe may take, connection and hellos together.
-pub(crate) const PROBE_TIME: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TIME: Duration = Duration::from_secs(5);
 /// The most probes out at once; a client waits for one at most [`PROBE_TIME`].
 pub(crate) const MAX_PROBES: usize = 32;
+/// The most probes out at once to one IP address, so one host cannot take them all.
+pub(crate) const MAX_PROBES_PER_IP: usize = 4;
 
 /// How long to wait before asking again an address that took the connection but did not
 /// answer (a joiner busy with others' connections, say).

@@ -99,6 +99,8 @@ pub(crate) struct Me {
     pub(crate) served: Arc<Served>,
     /// The downloaders its upload side serves.
     pub(crate) downloaders: Arc<crate::admission::Downloaders>,
+    /// What clients joining through this peer may cost it (their manifests).
+    pub(crate) joiners: Arc<crate::allowance::Unproven>,
     /// The web view it feeds, if `--http` was given (set once the store is open).
     pub(crate) view: Option<Arc<SwarmView>>,
 }
@@ -130,6 +132,7 @@ impl Peer {
             limits: Limits::new(config.upload_limit, config.download_limit),
             served: Arc::new(Served::default()),
             downloaders: Arc::default(),
+            joiners: Arc::default(),
             view: None,
         };
         Ok(Peer {
@@ -170,7 +173,7 @@ impl Peer {
         // The owner dials back our port before it sends anything: that is answered from
         // now on, everyone else once the store is open.
         let (joining, seen) = watch::channel(None);
-        let held = reachable::Held::default();
+        let held: reachable::Held = Arc::new(std::sync::Mutex::new(Some(Vec::new())));
         let joined = tokio::select! {
             joined = bootstrap::start(&self.config, &me, &token, &joining) => joined?,
             never = reachable::answer_while_joining(&self.listener, me.port, me.id, seen, Arc::clone(&held)) => match never {},
@@ -208,7 +211,7 @@ impl Peer {
             joined.resumed,
         );
 
-        let held = std::mem::take(&mut *held.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let held = reachable::take_held(&held);
         let handler = {
             let (holdings, me) = (Arc::clone(&holdings), me.clone());
             move |conn| serve_neighbor(conn, Arc::clone(&holdings), me.clone())
@@ -363,6 +366,10 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
         return Ok(());
     }
     if purpose == Purpose::Join {
+        // A JOIN is a claim like any other: its manifest is paid from the joiners'
+        // allowance, so a flood of JOINs cannot make a peer an amplifier either.
+        let len = holdings.manifest().encoded().len();
+        me.joiners.allowance(ip).spend(len).await;
         conn.write_message(&Message::Manifest(Bytes::copy_from_slice(
             holdings.manifest().encoded(),
         )))

@@ -28,7 +28,7 @@ const MAX_LOOKING: usize = 64;
 /// The most connections held for the upload server; more are closed.
 const MAX_HELD: usize = 64;
 /// How long a connection's hello, and then the owner's hello, may take.
-const LOOK_TIME: Duration = Duration::from_secs(2);
+const LOOK_TIME: Duration = Duration::from_secs(5);
 
 /// Who is joining through whom: learned from the owner's hello.
 #[derive(Debug, Clone, Copy)]
@@ -39,8 +39,17 @@ pub(crate) struct Joining {
     pub(crate) owner: PeerId,
 }
 
-/// Connections accepted while joining, their hellos still unread.
-pub(crate) type Held = Arc<Mutex<Vec<(TcpStream, SocketAddr)>>>;
+/// Connections accepted while joining, their hellos still unread; `None` once the upload
+/// server has taken them (a look that ends later closes its connection).
+pub(crate) type Held = Arc<Mutex<Option<Vec<(TcpStream, SocketAddr)>>>>;
+
+/// Takes the held connections for the upload server; none can be added afterwards.
+pub(crate) fn take_held(held: &Held) -> Vec<(TcpStream, SocketAddr)> {
+    held.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .unwrap_or_default()
+}
 
 /// Looks at every connection on `listener`: answers the owner's probe, holds the rest in
 /// `held`. Runs until dropped (with the looks in progress).
@@ -82,24 +91,33 @@ async fn look_at(
     mut joining: watch::Receiver<Option<Joining>>,
     held: Held,
 ) {
-    let looked = tokio::time::timeout(LOOK_TIME, async {
-        let hello = peek_hello(&stream).await?;
-        let seen = joining.wait_for(Option::is_some).await.ok().and_then(|j| *j)?;
-        Some((hello, seen))
-    })
-    .await;
-    match looked {
-        Ok(Some((hello, seen))) if is_probe(&hello, seen) => {
+    let Ok(Some(hello)) = tokio::time::timeout(LOOK_TIME, peek_hello(&stream)).await else {
+        debug!(%remote, "closed while joining: no hello");
+        return;
+    };
+    // Only a FETCH that listens nowhere can be the owner's probe: wait for the owner's
+    // hello to tell; anything else is held at once.
+    let seen = if hello.role == Role::Fetch && hello.listen_port == 0 {
+        let known = joining.wait_for(Option::is_some);
+        tokio::time::timeout(LOOK_TIME, known)
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|j| *j))
+    } else {
+        None
+    };
+    match seen {
+        Some(seen) if is_probe(&hello, seen) => {
             let mut conn = Connection::new(stream, remote);
             let busy = |_: &Hello| handshake::server_hello(Role::Busy, port, seen.swarm, id);
             if let Err(e) = conn.answer_handshake(busy).await {
                 debug!(%remote, cause = %e, "the owner's probe went unanswered");
             }
         }
-        // Not the owner's probe (or not known yet): the upload server answers it later.
+        // A hello that is not the owner's probe: the upload server answers it later.
         _ => {
             let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
-            if held.len() < MAX_HELD {
+            if let Some(held) = held.as_mut().filter(|h| h.len() < MAX_HELD) {
                 held.push((stream, remote));
             }
         }

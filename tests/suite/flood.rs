@@ -14,7 +14,8 @@ use super::swarm::{complete_event, events_of, Swarm};
 use super::util::wait_until;
 use super::wild::attacker;
 
-/// PROTOCOL.md §6: what all unproven clients together may be sent beyond their hellos.
+/// PROTOCOL.md §3, "The owner's gate": what all unproven clients together may be sent
+/// beyond their hellos.
 const ALL_BURST: f64 = 2.0 * 1024.0 * 1024.0;
 const ALL_RATE: f64 = 1024.0 * 1024.0;
 
@@ -89,6 +90,18 @@ fn a_join_flood_costs_the_owner_only_its_allowance_and_the_swarm_nothing() {
         to_honest as f64 <= 1.2 * SIZE as f64,
         "the owner sent the honest peers {to_honest} bytes for a {SIZE}-byte file"
     );
+    // The honest peers were proven, each given its share of the first round, and the
+    // shares are the file once.
+    let owner_events = events_of(swarm.owner.as_ref().unwrap());
+    let shares: Vec<u64> = owner_events
+        .iter()
+        .filter(|e| e["event"] == "owner_batch" && honest.contains(e["peer"].as_str().unwrap_or("")))
+        .filter_map(|e| e["chunks"].as_u64())
+        .collect();
+    let chunks = SIZE.div_ceil(102_400) as u64;
+    assert_eq!(shares.len(), PEERS, "every honest peer got a batch: {shares:?}");
+    assert!(shares.iter().all(|&n| n > 0), "each a share: {shares:?}");
+    assert_eq!(shares.iter().sum::<u64>(), chunks, "the shares are the file once");
     for i in 0..PEERS {
         let done = complete_event(swarm.peer(i));
         assert!(

@@ -174,4 +174,26 @@ fn store_folders_that_are_not_directories_are_replaced_and_the_restart_completes
     assert!(fs::symlink_metadata(store.join("tmp")).unwrap().is_dir());
     assert!(fs::symlink_metadata(store.join("chunks")).unwrap().is_dir());
     outside.assert_untouched();
+
+    // Then both as regular files: `tmp` is removed, `chunks` (it may be someone's) moved aside.
+    assert!(swarm
+        .peer(1)
+        .terminate(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    fs::remove_dir_all(store.join("tmp")).unwrap();
+    fs::write(store.join("tmp"), b"a file").unwrap();
+    fs::remove_dir_all(store.join("chunks")).unwrap();
+    fs::write(store.join("chunks"), b"precious").unwrap();
+    fs::remove_file(swarm.peer_file(1)).unwrap();
+    swarm.start_peer(1, swarm.ring_neighbor(1));
+    swarm.wait_all_complete(Duration::from_secs(60));
+    assert_eq!(
+        fs::read(swarm.peer_file(1)).unwrap(),
+        fs::read(&swarm.file).unwrap()
+    );
+    assert!(fs::symlink_metadata(store.join("tmp")).unwrap().is_dir());
+    assert_eq!(
+        fs::read(store.join("aside").join("chunks.1")).unwrap(),
+        b"precious"
+    );
 }

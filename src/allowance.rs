@@ -1,11 +1,12 @@
-//! The owner's allowance for clients it has not proven (see [`super::gate`]): a peer behind
-//! a NAT, or anyone claiming what it cannot show. Everything the owner sends such a client
-//! after its hello (manifest, lists, peer lists, chunks) is paid from a bucket of its IP
-//! address and from one bucket all of them share, so however many connections, identities
-//! or addresses an attacker uses, the owner sends them together at most
-//! [`ALL_BURST`] + [`ALL_RATE`] × t bytes in t seconds, and one address at most
-//! [`PER_ADDRESS_BURST`] + [`PER_ADDRESS_RATE`] × t (plus one message of debt each).
-//! Proven peers never draw on it.
+//! Allowances for clients a node does not trust: a bucket per IP address and one they all
+//! share, so however many connections, identities or addresses an attacker uses, a node
+//! sends them together at most [`ALL_BURST`] + [`ALL_RATE`] × t bytes in t seconds, and one
+//! address at most [`PER_ADDRESS_BURST`] + [`PER_ADDRESS_RATE`] × t.
+//!
+//! The owner pays from it everything it sends a client it has not proven (see
+//! `owner::gate`) after its hello (manifest, lists, peer lists, chunks), and a manifest to
+//! a proven identity beyond its first; a peer pays from it every manifest it sends to a
+//! client joining through it (`--join`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
