@@ -23,13 +23,12 @@ if [ -n "${SWARMSHARE_BIN:-}" ]; then BIN=$SWARMSHARE_BIN; else build_release; f
 ATTACKER=$ROOT/target/release/examples/attacker
 head -c "$SIZE" /dev/urandom > "$WORK/file.bin"
 
-owner() {  # owner DIR: starts an owner, echoes its port
-  local port; port=$(free_port)
-  RUST_LOG=info "$BIN" --log-format json owner "$port" "$WORK/file.bin" --peers 5 \
+owner() {  # owner DIR: starts an owner; its port in PORT (not in a subshell: PIDS must see it)
+  PORT=$(free_port)
+  RUST_LOG=info "$BIN" --log-format json owner "$PORT" "$WORK/file.bin" --peers 5 \
     --bind 127.0.0.1 --dir "$WORK/$1" > "$WORK/$1.log" 2>&1 &
   PIDS+=($!)
   wait_for 60 grep -q owner_start "$WORK/$1.log" || die "the owner did not start"
-  echo "$port"
 }
 owner_bytes() {  # owner_bytes LOG [PORTS...]: chunk bytes the owner sent (to those peer ports)
   python3 - "$@" <<'PY'
@@ -44,31 +43,35 @@ for line in open(sys.argv[1]):
 print(total)
 PY
 }
-swarm() {  # swarm PORT TAG: 5 honest peers; echoes seconds until all complete and their ports
-  local port=$1 t0 ports=() i
+swarm() {  # swarm PORT TAG: 5 honest peers; seconds until all complete in SECS, ports in PORTS
+  local port=$1 t0 ports=() i p
   t0=$(now)
   for i in 1 2 3 4 5; do
-    local p; p=$(free_port); ports+=("$p")
+    p=$(free_port); ports+=("$p")
     "$BIN" peer "$port" "$p" --bind 127.0.0.1 --dir "$WORK/$2-p$i" --exit-when-done > /dev/null 2>&1 &
     PIDS+=($!)
   done
   for i in 1 2 3 4 5; do
     wait_for 300 test -e "$WORK/$2-p$i/file.bin" || die "peer $i did not complete"
   done
-  echo "$(since "$t0") ${ports[*]}"
+  SECS=$(since "$t0")
+  PORTS="${ports[*]}"
 }
 
 FROM=127.0.0.2,127.0.0.3,127.0.0.4
 echo "== $SIZE file; $JOINS JOINs from each of $FROM ($BIN)"
-port=$(owner o1)
-echo "join only:      $("$ATTACKER" join-flood "$port" --bind "$FROM" --joins "$JOINS" | tail -1)"
-echo "join + request: $("$ATTACKER" join-flood "$port" --bind "$FROM" --joins "$((JOINS / 4))" --request | tail -1)"
+owner o1
+echo "join only:      $("$ATTACKER" join-flood "$PORT" --bind "$FROM" --joins "$JOINS" | tail -1)"
+echo "join + request: $("$ATTACKER" join-flood "$PORT" --bind "$FROM" --joins "$((JOINS / 4))" --request | tail -1)"
 
-read -r clean_s clean_ports <<<"$(swarm "$(owner o2)" clean)"
-port=$(owner o3)
-"$ATTACKER" join-flood "$port" --bind "$FROM" --joins "$JOINS" > "$WORK/flood.json" &
+owner o2
+swarm "$PORT" clean
+clean_s=$SECS clean_ports=$PORTS
+owner o3
+"$ATTACKER" join-flood "$PORT" --bind "$FROM" --joins "$JOINS" > "$WORK/flood.json" &
 PIDS+=($!)
-read -r flood_s flood_ports <<<"$(swarm "$port" flood)"
+swarm "$PORT" flood
+flood_s=$SECS flood_ports=$PORTS
 F=$(stat -c %s "$WORK/file.bin")
 echo "honest swarm, no flood:  all complete in ${clean_s} s, owner sent them $(echo "scale=2; $(owner_bytes "$WORK/o2.log" $clean_ports) / $F" | bc) F"
 echo "honest swarm, flooded:   all complete in ${flood_s} s, owner sent them $(echo "scale=2; $(owner_bytes "$WORK/o3.log" $flood_ports) / $F" | bc) F"
