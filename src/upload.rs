@@ -66,17 +66,22 @@ impl Served {
     }
 }
 
-/// One connection's share of its address's [`MAX_PER_IP`]; released when dropped.
-struct PerIp {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+/// How many of something each IP address holds now (connections, probes).
+pub(crate) type PerIpCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One of `limit` per address (a connection's share of [`MAX_PER_IP`], say); released when
+/// dropped.
+pub(crate) struct PerIp {
+    counts: PerIpCounts,
     ip: IpAddr,
 }
 
 impl PerIp {
-    fn acquire(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<PerIp> {
+    /// One more for `ip`, unless it holds `limit` already.
+    pub(crate) fn acquire(counts: &PerIpCounts, ip: IpAddr, limit: usize) -> Option<PerIp> {
         let mut map = counts.lock().unwrap_or_else(PoisonError::into_inner);
         let n = map.entry(ip).or_insert(0);
-        if *n >= MAX_PER_IP {
+        if *n >= limit {
             return None;
         }
         *n += 1;
@@ -129,13 +134,13 @@ pub(crate) async fn accept_loop<F, Fut>(
     Fut: Future<Output = Result<(), PeerError>> + Send + 'static,
 {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let per_ip = Arc::new(Mutex::new(HashMap::new()));
+    let per_ip = PerIpCounts::default();
     let start = |stream: TcpStream, remote: SocketAddr| {
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             warn!(%remote, limit = MAX_CONNECTIONS, "connection refused: too many connections");
             return;
         };
-        let Some(per_ip) = PerIp::acquire(&per_ip, remote.ip()) else {
+        let Some(per_ip) = PerIp::acquire(&per_ip, remote.ip(), MAX_PER_IP) else {
             warn!(%remote, limit = MAX_PER_IP, "connection refused: too many connections from this address");
             return;
         };

@@ -128,7 +128,7 @@ impl ChunkStore {
             fsync: true,
         };
         // Leftover temporary files are half-written; nothing refers to them.
-        tidy::clear_tmp(&store.root.join("tmp"))?;
+        tidy::clear_tmp(&store.root, &store.root.join("tmp"))?;
         store.check_manifest()?;
         let chunks = store.root.join("chunks");
         tidy::ensure_chunks_dir(&store.root, &chunks)?;

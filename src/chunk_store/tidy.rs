@@ -30,37 +30,49 @@ pub(super) const ASIDE_DIR: &str = "aside";
 /// How many names of foreign entries one warning lists.
 const NAMES_SHOWN: usize = 5;
 
-/// Empties `tmp` (creating it if needed): removes whatever is there without following a
-/// symlink, whatever kind of entry `tmp` itself is.
-pub(super) fn clear_tmp(tmp: &Path) -> Result<(), StoreError> {
-    match fs::symlink_metadata(tmp) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(tmp).map_err(io_err("clear", tmp))?,
+/// What to do with a regular file where a store folder belongs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IfFile {
+    /// It may be someone's: move it to `aside/`.
+    MoveAside,
+    /// Remove it.
+    Remove,
+}
+
+/// Makes `path` a real directory, creating it if missing: a regular file there is moved
+/// aside or removed (`if_file`), any other entry that is not a directory (symlink, FIFO,
+/// socket, device) removed, never followed. Returns whether it already was a directory.
+fn make_dir(root: &Path, path: &Path, if_file: IfFile) -> Result<bool, StoreError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => return Ok(true),
+        Ok(meta) if meta.is_file() && if_file == IfFile::MoveAside => {
+            move_aside(root, path)?;
+        }
         Ok(meta) => {
-            warn!(path = %Quoted(tmp), kind = kind(&meta.file_type()), "removing a store folder that is not a directory");
-            fs::remove_file(tmp).map_err(io_err("remove", tmp))?;
+            warn!(path = %Quoted(path), kind = kind(&meta.file_type()), "removing a store folder that is not a directory");
+            fs::remove_file(path).map_err(io_err("remove", path))?;
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("inspect", tmp)(e)),
+        Err(e) => return Err(io_err("inspect", path)(e)),
     }
-    fs::create_dir(tmp).map_err(io_err("create directory", tmp))
+    fs::create_dir(path).map_err(io_err("create directory", path))?;
+    Ok(false)
+}
+
+/// Empties `tmp` (creating it if needed): removes whatever is there without following a
+/// symlink, whatever kind of entry `tmp` itself is.
+pub(super) fn clear_tmp(root: &Path, tmp: &Path) -> Result<(), StoreError> {
+    if make_dir(root, tmp, IfFile::Remove)? {
+        fs::remove_dir_all(tmp).map_err(io_err("clear", tmp))?;
+        fs::create_dir(tmp).map_err(io_err("create directory", tmp))?;
+    }
+    Ok(())
 }
 
 /// Makes `chunks` a real directory: a symlink or special file there is removed, a regular
 /// file moved aside.
 pub(super) fn ensure_chunks_dir(root: &Path, chunks: &Path) -> Result<(), StoreError> {
-    match fs::symlink_metadata(chunks) {
-        Ok(meta) if meta.is_dir() => return Ok(()),
-        Ok(meta) if meta.is_file() => {
-            move_aside(root, chunks)?;
-        }
-        Ok(meta) => {
-            warn!(path = %Quoted(chunks), kind = kind(&meta.file_type()), "removing a store folder that is not a directory");
-            fs::remove_file(chunks).map_err(io_err("remove", chunks))?;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("inspect", chunks)(e)),
-    }
-    fs::create_dir(chunks).map_err(io_err("create directory", chunks))
+    make_dir(root, chunks, IfFile::MoveAside).map(drop)
 }
 
 /// The chunk ID `name` stands for, if it is the canonical name of one of `count` chunks.
@@ -131,19 +143,7 @@ pub(super) fn scan(root: &Path, chunks: &Path, manifest: &Manifest) -> Result<Ch
 /// Moves `path` into `root/aside/` under its own name plus a number not yet taken.
 fn move_aside(root: &Path, path: &Path) -> Result<PathBuf, StoreError> {
     let aside = root.join(ASIDE_DIR);
-    let create = match fs::symlink_metadata(&aside) {
-        Ok(meta) if meta.is_dir() => false,
-        Ok(meta) => {
-            warn!(path = %Quoted(&aside), kind = kind(&meta.file_type()), "removing a store folder that is not a directory");
-            fs::remove_file(&aside).map_err(io_err("remove", &aside))?;
-            true
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
-        Err(e) => return Err(io_err("inspect", &aside)(e)),
-    };
-    if create {
-        fs::create_dir(&aside).map_err(io_err("create directory", &aside))?;
-    }
+    make_dir(root, &aside, IfFile::Remove)?;
     let name = path
         .file_name()
         .map_or_else(|| "entry".into(), |n| n.to_string_lossy().into_owned());

@@ -76,7 +76,8 @@ pub struct Owner {
     gate: Mutex<Gate>,
     unproven: Unproven,
     probes: Semaphore,
-    probing: Mutex<std::collections::HashMap<IpAddr, usize>>,
+    /// Probes out per IP address (at most [`probe::MAX_PROBES_PER_IP`]).
+    probing: upload::PerIpCounts,
     started: Instant,
     /// When an `unproven` event was last logged (ms since `started`), so a flood does not
     /// flood the log.
@@ -121,7 +122,7 @@ impl Owner {
             gate: Mutex::default(),
             unproven: Unproven::default(),
             probes: Semaphore::new(probe::MAX_PROBES),
-            probing: Mutex::default(),
+            probing: upload::PerIpCounts::default(),
             started: Instant::now(),
             unproven_logged: std::sync::atomic::AtomicU64::new(0),
         })
@@ -218,7 +219,7 @@ impl Owner {
                 // where a peer listens; one host's dropped SYNs hold only its own slots).
                 let waited = Instant::now();
                 let _per_ip = loop {
-                    if let Some(slot) = ProbeSlot::take(&self.probing, ip) {
+                    if let Some(slot) = upload::PerIp::acquire(&self.probing, ip, probe::MAX_PROBES_PER_IP) {
                         break slot;
                     }
                     if waited.elapsed() >= probe::PROBE_TIME {
@@ -297,38 +298,5 @@ impl Owner {
         conn.write_message(&Message::BatchEnd { count }).await?;
         activity::owner_batch(peer, count, batch.first().copied(), batch.last().copied());
         Ok(())
-    }
-}
-
-/// One probe to an IP address, counted against [`probe::MAX_PROBES_PER_IP`] until dropped.
-struct ProbeSlot<'a> {
-    probing: &'a Mutex<std::collections::HashMap<IpAddr, usize>>,
-    ip: IpAddr,
-}
-
-impl<'a> ProbeSlot<'a> {
-    fn take(
-        probing: &'a Mutex<std::collections::HashMap<IpAddr, usize>>,
-        ip: IpAddr,
-    ) -> Option<ProbeSlot<'a>> {
-        let mut map = probing.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = map.entry(ip).or_insert(0);
-        if *n >= probe::MAX_PROBES_PER_IP {
-            return None;
-        }
-        *n += 1;
-        Some(ProbeSlot { probing, ip })
-    }
-}
-
-impl Drop for ProbeSlot<'_> {
-    fn drop(&mut self) {
-        let mut map = self.probing.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
     }
 }

@@ -50,7 +50,7 @@ fn received(p: &Proc) -> BTreeSet<u32> {
         .collect()
 }
 
-fn start_ring(size: usize, n: usize, seed: u64) -> (Swarm, Manifest) {
+pub(super) fn start_ring(size: usize, n: usize, seed: u64) -> (Swarm, Manifest) {
     let mut swarm = Swarm::new(size, n, seed);
     let manifest = hash_file(&swarm.file, "payload.bin").unwrap();
     swarm.start_owner(n);

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use super::durability::start_ring;
 use super::protocol::STORE_DIR;
 use super::swarm::Swarm;
-use swarmshare::manifest::hash_file;
 
 fn mkfifo(path: &Path) {
     let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
@@ -65,19 +65,30 @@ impl Outside {
     }
 }
 
-#[test]
-fn every_kind_of_foreign_entry_is_dealt_with_and_the_restart_completes() {
-    let mut swarm = Swarm::new(2_000_000, 2, 51);
-    let manifest = hash_file(&swarm.file, "payload.bin").unwrap();
-    swarm.start_owner(2);
-    for i in 0..2 {
-        swarm.start_peer(i, swarm.ring_neighbor(i));
-    }
+/// Peer `i` stopped cleanly, after a ring of two completed.
+fn stop_after_completing(swarm: &mut Swarm, i: usize) {
     swarm.wait_all_complete(Duration::from_secs(60));
     assert!(swarm
-        .peer(0)
+        .peer(i)
         .terminate(Duration::from_secs(10))
         .is_some_and(|s| s.success()));
+}
+
+/// Peer `i` started again without its file: it completes with the original's bytes.
+fn restart_and_complete(swarm: &mut Swarm, i: usize) {
+    fs::remove_file(swarm.peer_file(i)).unwrap();
+    swarm.start_peer(i, swarm.ring_neighbor(i));
+    swarm.wait_all_complete(Duration::from_secs(60));
+    assert_eq!(
+        fs::read(swarm.peer_file(i)).unwrap(),
+        fs::read(&swarm.file).unwrap()
+    );
+}
+
+#[test]
+fn every_kind_of_foreign_entry_is_dealt_with_and_the_restart_completes() {
+    let (mut swarm, manifest) = start_ring(2_000_000, 2, 51);
+    stop_after_completing(&mut swarm, 0);
 
     let dir = swarm.peer_dir(0);
     let store = dir.join(STORE_DIR);
@@ -106,14 +117,8 @@ fn every_kind_of_foreign_entry_is_dealt_with_and_the_restart_completes() {
     symlink(&outside.file, tmp.join("to-file")).unwrap();
     symlink(&outside.dir, tmp.join("to-dir")).unwrap();
     symlink(&outside.fifo, tmp.join("to-fifo")).unwrap();
-    fs::remove_file(swarm.peer_file(0)).unwrap();
 
-    swarm.start_peer(0, swarm.ring_neighbor(0));
-    swarm.wait_all_complete(Duration::from_secs(60));
-    assert_eq!(
-        fs::read(swarm.peer_file(0)).unwrap(),
-        fs::read(&swarm.file).unwrap()
-    );
+    restart_and_complete(&mut swarm, 0);
     for id in 1..=9 {
         let meta = fs::symlink_metadata(chunk(id)).unwrap();
         assert!(meta.is_file(), "chunk {id} is a chunk file again");
@@ -146,16 +151,8 @@ fn every_kind_of_foreign_entry_is_dealt_with_and_the_restart_completes() {
 
 #[test]
 fn store_folders_that_are_not_directories_are_replaced_and_the_restart_completes() {
-    let mut swarm = Swarm::new(1_000_000, 2, 52);
-    swarm.start_owner(2);
-    for i in 0..2 {
-        swarm.start_peer(i, swarm.ring_neighbor(i));
-    }
-    swarm.wait_all_complete(Duration::from_secs(60));
-    assert!(swarm
-        .peer(1)
-        .terminate(Duration::from_secs(10))
-        .is_some_and(|s| s.success()));
+    let (mut swarm, _) = start_ring(1_000_000, 2, 52);
+    stop_after_completing(&mut swarm, 1);
     let store = swarm.peer_dir(1).join(STORE_DIR);
     let outside = Outside::plant(swarm.peer_dir(1).parent().unwrap(), b"chunk".to_vec());
     // `tmp` a symlink to a directory outside; `chunks` a FIFO.
@@ -163,34 +160,18 @@ fn store_folders_that_are_not_directories_are_replaced_and_the_restart_completes
     symlink(&outside.dir, store.join("tmp")).unwrap();
     fs::remove_dir_all(store.join("chunks")).unwrap();
     mkfifo(&store.join("chunks"));
-    fs::remove_file(swarm.peer_file(1)).unwrap();
-
-    swarm.start_peer(1, swarm.ring_neighbor(1));
-    swarm.wait_all_complete(Duration::from_secs(60));
-    assert_eq!(
-        fs::read(swarm.peer_file(1)).unwrap(),
-        fs::read(&swarm.file).unwrap()
-    );
+    restart_and_complete(&mut swarm, 1);
     assert!(fs::symlink_metadata(store.join("tmp")).unwrap().is_dir());
     assert!(fs::symlink_metadata(store.join("chunks")).unwrap().is_dir());
     outside.assert_untouched();
 
     // Then both as regular files: `tmp` is removed, `chunks` (it may be someone's) moved aside.
-    assert!(swarm
-        .peer(1)
-        .terminate(Duration::from_secs(10))
-        .is_some_and(|s| s.success()));
+    stop_after_completing(&mut swarm, 1);
     fs::remove_dir_all(store.join("tmp")).unwrap();
     fs::write(store.join("tmp"), b"a file").unwrap();
     fs::remove_dir_all(store.join("chunks")).unwrap();
     fs::write(store.join("chunks"), b"precious").unwrap();
-    fs::remove_file(swarm.peer_file(1)).unwrap();
-    swarm.start_peer(1, swarm.ring_neighbor(1));
-    swarm.wait_all_complete(Duration::from_secs(60));
-    assert_eq!(
-        fs::read(swarm.peer_file(1)).unwrap(),
-        fs::read(&swarm.file).unwrap()
-    );
+    restart_and_complete(&mut swarm, 1);
     assert!(fs::symlink_metadata(store.join("tmp")).unwrap().is_dir());
     assert_eq!(
         fs::read(store.join("aside").join("chunks.1")).unwrap(),
