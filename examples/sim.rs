@@ -31,6 +31,9 @@ struct Args {
     /// How much slower the slow peers upload.
     #[arg(long, default_value_t = 4.0)]
     slow_factor: f64,
+    /// Download cap of the slow peers (default: as `--download`).
+    #[arg(long, value_parser = parse_rate)]
+    slow_download: Option<u64>,
     /// Idle identities at one address, known to every node.
     #[arg(long, default_value_t = 0)]
     idle_sybils: usize,
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         download: a.download.map(|d| d as f64),
         slow_fraction: a.slow_fraction.clamp(0.0, 1.0),
         slow_factor: a.slow_factor.max(1.0),
+        slow_download: a.slow_download.map(|d| d as f64),
         idle_sybils: a.idle_sybils,
         churn: a.churn.clamp(0.0, 1.0),
         away: Duration::from_secs_f64(a.away.max(0.0)),
@@ -103,6 +107,12 @@ fn main() -> ExitCode {
             "{} peers, {} chunks, lower bound {:.2} s: all complete {all}",
             r.peers, r.chunks, r.bound
         );
+        if a.slow_fraction > 0.0 {
+            let fast = r
+                .fast_complete
+                .map_or("not all".to_owned(), |t| format!("{t:.2} s"));
+            println!("peers that are not slow complete {fast}");
+        }
         println!(
             "completion / bound: p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}  (p99 of peers that stayed {:.3})",
             r.p50_ratio, r.p90_ratio, r.p99_ratio, r.max_ratio, r.p99_ratio_stayers

@@ -208,6 +208,7 @@ impl Scheduler {
             sessions,
             typical: self.typical,
             now,
+            patient: me.is_some_and(|s: &Session| s.owner),
         };
         (others, me)
     }

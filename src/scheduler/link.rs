@@ -223,6 +223,25 @@ impl Session {
         self.expected(self.requests.len(), now, typical)
     }
 
+    /// As [`Session::expected`], with a held-up head counted once rather than against every
+    /// request behind it: the patient view, for asking the owner. A moment's hiccup (a busy
+    /// CPU) does not make a whole queue look late, while a link that has stopped still
+    /// falls behind by as long as it has been silent.
+    pub(crate) fn expected_once(&self, i: usize, now: Time, typical: Duration) -> Time {
+        let p = self.per_chunk(typical);
+        let s = self.silence(now);
+        let head = if s < p { p - s } else { s };
+        now + head + p * i as u32
+    }
+
+    /// As [`Session::expected_new`], the patient view.
+    pub(crate) fn expected_new_once(&self, now: Time, typical: Duration) -> Time {
+        if self.requests.is_empty() {
+            return now + self.per_chunk(typical);
+        }
+        self.expected_once(self.requests.len(), now, typical)
+    }
+
     /// How many requests to keep in flight: a few at first, then 2 plus what the link
     /// delivers in [`IN_FLIGHT_TIME`]; one on a link slower than a chunk a second.
     pub(crate) fn window(&self) -> usize {

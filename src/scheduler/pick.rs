@@ -10,7 +10,9 @@
 //!   gain will do. A chunk is never asked of more than [`MAX_COPIES`] links at once.
 //! * **From the owner**: a chunk no neighbor would bring within [`OWNER_PATIENCE`] of what
 //!   the owner would; chunks no neighbor offers only while the neighbors are not
-//!   delivering (the fallback clock).
+//!   delivering (the fallback clock). The owner's link judges with the patient view
+//!   ([`Session::expected_once`]): a held-up head request counts once, not against every
+//!   request queued behind it.
 
 use std::time::Duration;
 
@@ -52,15 +54,37 @@ pub(crate) struct Others<'a> {
     /// The pace of a link that has not delivered yet.
     pub(crate) typical: Duration,
     pub(crate) now: Time,
+    /// Judge with the patient view ([`Session::expected_once`]): for the owner's link, so
+    /// the owner is asked for what a neighbor is truly behind with, not for what a
+    /// moment's hiccup at the head of its queue seems to hold up.
+    pub(crate) patient: bool,
 }
 
 impl Others<'_> {
+    /// When `s`'s `i`-th outstanding request is expected.
+    fn eta(&self, s: &Session, i: usize) -> Time {
+        if self.patient {
+            s.expected_once(i, self.now, self.typical)
+        } else {
+            s.expected(i, self.now, self.typical)
+        }
+    }
+
+    /// When a request made of `s` now would arrive.
+    fn eta_new(&self, s: &Session) -> Time {
+        if self.patient {
+            s.expected_new_once(self.now, self.typical)
+        } else {
+            s.expected_new(self.now, self.typical)
+        }
+    }
+
     /// The soonest a neighbor offering `chunk` would bring it if asked now.
     fn best_new(&self, chunk: ChunkId) -> Option<Time> {
         self.sessions
             .iter()
             .filter(|s| !s.owner && s.offers(chunk))
-            .map(|s| s.expected_new(self.now, self.typical))
+            .map(|s| self.eta_new(s))
             .min()
     }
 }
@@ -75,8 +99,8 @@ pub(crate) fn late(
     margin: Option<Duration>,
     usable: impl Fn(ChunkId) -> bool,
 ) -> Option<ChunkId> {
-    let (now, typical) = (others.now, others.typical);
-    let mine = me.expected_new(now, typical);
+    let now = others.now;
+    let mine = others.eta_new(me);
     let need = margin.unwrap_or_else(|| (mine - now).max(STEAL_MARGIN * 2) / 2);
     let threshold = mine + need;
     let mut best: Option<(ChunkId, Time)> = None;
@@ -84,17 +108,15 @@ pub(crate) fn late(
         let n = s.requests.len();
         // Expected arrivals grow along a queue: skip a session whose last is not late
         // enough, and start at the first request that is.
-        if n == 0 || s.expected(n - 1, now, typical) <= threshold {
+        if n == 0 || others.eta(s, n - 1) <= threshold {
             continue;
         }
-        let first = (0..n)
-            .find(|&i| s.expected(i, now, typical) > threshold)
-            .unwrap_or(n);
+        let first = (0..n).find(|&i| others.eta(s, i) > threshold).unwrap_or(n);
         for (i, r) in s.requests.iter().enumerate().skip(first) {
             if !me.offers(r.chunk) || me.has_request(r.chunk) || !usable(r.chunk) {
                 continue;
             }
-            let eta = s.expected(i, now, typical);
+            let eta = others.eta(s, i);
             if best.is_none_or(|(_, t)| eta > t) {
                 best = Some((r.chunk, eta));
             }
@@ -113,12 +135,12 @@ pub(crate) fn from_owner(
     fallback: bool,
     rng: &mut impl Rng,
 ) -> Option<ChunkId> {
-    let eta = owner.expected_new(others.now, others.typical);
+    let eta = others.eta_new(owner);
     // Only slow neighbors make offered chunks the owner's: none, and no fallback, no pick.
     let slow_any = others
         .sessions
         .iter()
-        .any(|s| !s.owner && s.expected_new(others.now, others.typical).saturating_sub(eta) > OWNER_PATIENCE);
+        .any(|s| !s.owner && others.eta_new(s).saturating_sub(eta) > OWNER_PATIENCE);
     if !fallback && !slow_any {
         return None;
     }

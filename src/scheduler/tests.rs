@@ -209,6 +209,66 @@ fn a_late_chunk_is_asked_of_the_owner_and_the_first_copy_wins() {
 }
 
 #[test]
+fn a_moments_hiccup_at_a_neighbor_does_not_send_its_queue_to_the_owner() {
+    let book = Arc::new(AddressBook::new(id(1)));
+    let mut s = scheduler(1, &book);
+    let owner_link = 1;
+    let mut queue = requests(&connect(
+        &mut s,
+        0,
+        id(2),
+        addr([10, 0, 0, 2], 1),
+        &set(0..CHUNKS),
+        ms(0),
+    ));
+    s.handle(
+        ms(0),
+        owner_link,
+        Event::Connected {
+            peer: id(200),
+            addr: addr([10, 0, 0, 200], 1),
+            owner: true,
+        },
+    );
+    // The neighbor delivers a chunk every 2 ms for 60 ms: its pace is known, its window full.
+    let mut t = ms(0);
+    while t < ms(60) {
+        t += ms(2);
+        if !queue.is_empty() {
+            let c = queue.remove(0);
+            s.handle(t, 0, Event::Arrived(c));
+            s.stored(t, c, id(2), Outcome::New);
+        }
+        queue.extend(requests(&actions(&mut s, 0, t)));
+        assert!(requests(&actions(&mut s, owner_link, t)).is_empty());
+    }
+    assert!(queue.len() >= 4, "a queue is out: {queue:?}");
+    // Then 150 ms of nothing (a busy host): its head is late, the rest only behind it.
+    let pause_end = t + ms(150);
+    while t < pause_end {
+        t += ms(10);
+        s.handle_timeout(t);
+        let asked = requests(&actions(&mut s, owner_link, t));
+        assert!(
+            asked.is_empty(),
+            "asked the owner for {asked:?} after {:?} of silence",
+            t - ms(60)
+        );
+    }
+    // A neighbor that really stops is still left behind (the rule of the test above).
+    let mut from_owner = Vec::new();
+    while t < ms(2000) && from_owner.is_empty() {
+        t += TICK;
+        s.handle_timeout(t);
+        from_owner = requests(&actions(&mut s, owner_link, t));
+    }
+    assert!(
+        !from_owner.is_empty(),
+        "a silent neighbor's chunks go to the owner in time"
+    );
+}
+
+#[test]
 fn a_slow_holder_does_not_keep_a_chunk_from_a_fast_one() {
     let book = Arc::new(AddressBook::new(id(1)));
     let mut s = scheduler(2, &book);

@@ -41,6 +41,10 @@ pub struct SimConfig {
     pub slow_fraction: f64,
     /// How much slower the slow peers upload.
     pub slow_factor: f64,
+    /// The slow peers' download cap, bytes per second (`None`: as every peer's). A real
+    /// peer with a throttled uplink also downloads slower: its acknowledgments queue
+    /// behind its uploads.
+    pub slow_download: Option<f64>,
     /// Idle identities at one address, known to the owner and to every peer.
     pub idle_sybils: usize,
     /// The fraction of peers that leave once, at a random time, and come back later.
@@ -72,6 +76,7 @@ impl Default for SimConfig {
             download: None,
             slow_fraction: 0.0,
             slow_factor: 4.0,
+            slow_download: None,
             idle_sybils: 0,
             churn: 0.0,
             away: Duration::from_secs(30),
@@ -98,6 +103,8 @@ pub struct SimReport {
     pub bound: f64,
     /// Seconds from the first join until the last peer completed (`None` if some never did).
     pub all_complete: Option<f64>,
+    /// Seconds until every peer that is not slow completed (`None` if some never did).
+    pub fast_complete: Option<f64>,
     /// Completion times over the bound (each peer's time from the first join), by rank.
     pub p50_ratio: f64,
     /// The 90th percentile.

@@ -111,11 +111,15 @@ impl World {
         stayers.sort_by(f64::total_cmp);
         let incomplete = peers.iter().filter(|n| n.completed.is_none()).count();
         let last = peers.iter().filter_map(|n| n.completed).max();
+        let fast: Vec<&&Node> = peers.iter().skip(self.slow).collect();
+        let fast_last = fast.iter().filter_map(|n| n.completed).max();
+        let fast_done = fast.iter().all(|n| n.completed.is_some());
         SimReport {
             peers: peers.len(),
             chunks: self.layout.chunk_count(),
             bound: self.bound,
             all_complete: (incomplete == 0).then(|| last.map_or(0.0, |t| t.as_secs_f64())),
+            fast_complete: fast_done.then(|| fast_last.map_or(0.0, |t| t.as_secs_f64())),
             p50_ratio: quantile(&all, 0.5),
             p90_ratio: quantile(&all, 0.9),
             p99_ratio: quantile(&all, 0.99),

@@ -49,6 +49,8 @@ pub(super) struct World {
     pub(super) duplicates: u64,
     pub(super) events: u64,
     pub(super) bound: f64,
+    /// The first this many peers are the slow ones.
+    pub(super) slow: usize,
     /// Events by kind, when tracing.
     pub(super) by_kind: std::collections::BTreeMap<String, u64>,
 }
@@ -82,6 +84,7 @@ impl World {
             duplicates: 0,
             events: 0,
             bound: 0.0,
+            slow: 0,
             by_kind: std::collections::BTreeMap::new(),
             rng: SmallRng::seed_from_u64(rng.random()),
             config: config.clone(),
@@ -96,15 +99,19 @@ impl World {
             &mut rng,
         );
         let slow = (config.peers as f64 * config.slow_fraction).round() as usize;
+        world.slow = slow;
         let mut uploads = Vec::new();
+        let mut dmin = down;
         for i in 0..config.peers {
-            let u = if i < slow {
-                up / config.slow_factor.max(1.0)
+            let (u, d) = if i < slow {
+                let d = config.slow_download.map_or(down, |s| s.min(down));
+                (up / config.slow_factor.max(1.0), d)
             } else {
-                up
+                (up, down)
             };
             uploads.push(u);
-            world.add_node(Kind::Peer, peer_addr(i), u, down, &mut rng);
+            dmin = dmin.min(d);
+            world.add_node(Kind::Peer, peer_addr(i), u, d, &mut rng);
         }
         for k in 0..config.idle_sybils {
             let addr = SocketAddr::from(([10, 255, 0, 1], 20_000 + k as u16));
@@ -112,7 +119,7 @@ impl World {
             let (id, addr) = (world.nodes[s].id, world.nodes[s].addr);
             world.nodes[0].book.learn(id, addr);
         }
-        world.bound = lower_bound(layout.file_size() as f64, up, &uploads, down);
+        world.bound = lower_bound(layout.file_size() as f64, up, &uploads, dmin);
         let churners = (config.peers as f64 * config.churn).round() as usize;
         for i in 0..config.peers {
             let node = 1 + i;
