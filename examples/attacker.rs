@@ -28,8 +28,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use rand::Rng;
+use swarmshare::blocking::{Identity, Mode as Access, SecureStream, DIALER_HANDSHAKE_BYTES};
 
-const VERSION: u8 = 5;
+const VERSION: u8 = 6;
+/// How long a handshake may take.
+const LIMIT: Duration = Duration::from_secs(10);
 const ROLE_JOIN: u8 = 1;
 const ROLE_FETCH: u8 = 2;
 const ROLE_PEER: u8 = 4;
@@ -102,8 +105,8 @@ struct Tally {
 }
 
 /// Reads until the owner closes or is quiet for `quiet`; the bytes read.
-fn drain(s: &mut TcpStream, quiet: Duration) -> u64 {
-    let _ = s.set_read_timeout(Some(quiet));
+fn drain(s: &mut SecureStream, quiet: Duration) -> u64 {
+    let _ = s.socket().set_read_timeout(Some(quiet));
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0;
     while let Ok(n) = s.read(&mut buf) {
@@ -117,16 +120,17 @@ fn drain(s: &mut TcpStream, quiet: Duration) -> u64 {
 
 /// One JOIN under a fresh ID from `bind`: what it sent and received.
 fn one_join(owner: SocketAddr, bind: Ipv4Addr, swarm: &[u8; 32], chunks: u32, request: bool) -> (u64, u64) {
-    let Ok(mut s) = connect_from(bind, owner) else {
+    let Ok(mut s) = connect_from(bind, owner).and_then(|s| SecureStream::dial_over(s, &Access::Open, LIMIT))
+    else {
         return (0, 0);
     };
     // A port where nobody listens, most likely: the owner's dial-back finds no one.
     let port = rand::rng().random_range(40_000..60_000);
-    let join = hello(ROLE_JOIN, port, swarm, &rand::random());
+    let join = hello(ROLE_JOIN, port, swarm, &s.id());
     if s.write_all(&join).is_err() {
         return (0, 0);
     }
-    let mut sent = join.len() as u64;
+    let mut sent = DIALER_HANDSHAKE_BYTES + join.len() as u64;
     let mut received = drain(&mut s, Duration::from_millis(300));
     if request {
         let mut asks = Vec::new();
@@ -210,7 +214,7 @@ fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     f
 }
 
-fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+fn read_frame(s: &mut SecureStream) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;
@@ -225,9 +229,9 @@ fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 /// The swarm ID and chunk count, from a JOIN to the owner: its hello names the swarm and
 /// the manifest (offset 20 of its body) the chunk count.
 fn learn_swarm(owner: SocketAddr) -> std::io::Result<([u8; 32], u32)> {
-    let mut s = TcpStream::connect_timeout(&owner, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(&hello(ROLE_JOIN, 0, &[0; 32], &rand::random()))?;
+    let mut s = SecureStream::connect(owner, &Access::Open, Duration::from_secs(10))?;
+    let join = hello(ROLE_JOIN, 0, &[0; 32], &s.id());
+    s.write_all(&join)?;
     let mut theirs = [0u8; 56];
     s.read_exact(&mut theirs)?;
     let mut swarm = [0u8; 32];
@@ -254,12 +258,16 @@ fn socket2_like_bind(bind: Ipv4Addr) -> std::io::Result<socket2::Socket> {
 }
 
 /// Answers every connection with a peer's hello, then says nothing.
-fn silent_listener(listener: TcpListener, swarm: [u8; 32], id: [u8; 16]) {
+fn silent_listener(listener: TcpListener, swarm: [u8; 32], who: Identity) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     for stream in listener.incoming().flatten() {
+        let who = who.clone();
         thread::spawn(move || {
-            let mut s = stream;
-            let _ = s.write_all(&hello(ROLE_PEER, port, &swarm, &id));
+            let Ok(mut s) = SecureStream::accept_as(stream, &who, &Access::Open, LIMIT) else {
+                return;
+            };
+            let _ = s.socket().set_read_timeout(None);
+            let _ = s.write_all(&hello(ROLE_PEER, port, &swarm, &who.id()));
             let mut sink = [0u8; 4096];
             while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
         });
@@ -274,16 +282,21 @@ fn idle(owner: u16, targets: &[u16], identities: usize, bind: Ipv4Addr) -> std::
         all.push(owner);
     }
     for _ in 0..identities {
-        let id: [u8; 16] = rand::random();
+        let who = Identity::generate();
         let listener = TcpListener::bind(SocketAddr::new(IpAddr::V4(bind), 0))?;
         let port = listener.local_addr()?.port();
-        thread::spawn(move || silent_listener(listener, swarm, id));
+        let listening = who.clone();
+        thread::spawn(move || silent_listener(listener, swarm, listening));
         for &target in &all {
             let to = SocketAddr::from(([127, 0, 0, 1], target));
+            let who = who.clone();
             thread::spawn(move || loop {
                 // A correct hello, then silence; again as soon as the target drops it.
-                if let Ok(mut s) = connect_from(bind, to) {
-                    let _ = s.write_all(&hello(ROLE_FETCH, port, &swarm, &id));
+                let dialed =
+                    connect_from(bind, to).and_then(|s| SecureStream::dial_as(s, &who, &Access::Open, LIMIT));
+                if let Ok(mut s) = dialed {
+                    let _ = s.socket().set_read_timeout(None);
+                    let _ = s.write_all(&hello(ROLE_FETCH, port, &swarm, &who.id()));
                     let mut sink = [0u8; 4096];
                     while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
                 }
@@ -335,7 +348,7 @@ fn lies(victims: &[SocketAddr], holes: &[SocketAddr], bind: Ipv4Addr) -> Vec<u8>
 fn poison(owner: u16, bind: Ipv4Addr) -> std::io::Result<()> {
     let owner_addr = SocketAddr::from(([127, 0, 0, 1], owner));
     let (swarm, chunks) = learn_swarm(owner_addr)?;
-    let id: [u8; 16] = rand::random();
+    let who = Identity::generate();
     let listener = TcpListener::bind(SocketAddr::new(IpAddr::V4(bind), 0))?;
     let port = listener.local_addr()?.port();
     let mut holes = Vec::new();
@@ -348,9 +361,12 @@ fn poison(owner: u16, bind: Ipv4Addr) -> std::io::Result<()> {
     // Announce itself to the owner (so it is gossiped), and learn the victims from it.
     {
         let victims = Arc::clone(&victims);
+        let who = who.clone();
         thread::spawn(move || loop {
-            if let Ok(mut s) = connect_from(bind, owner_addr) {
-                let _ = s.write_all(&hello(ROLE_FETCH, port, &swarm, &id));
+            let dialed = connect_from(bind, owner_addr)
+                .and_then(|s| SecureStream::dial_as(s, &who, &Access::Open, LIMIT));
+            if let Ok(mut s) = dialed {
+                let _ = s.write_all(&hello(ROLE_FETCH, port, &swarm, &who.id()));
                 let mut theirs = [0u8; 56];
                 let _ = s.read_exact(&mut theirs);
                 while s.write_all(&frame(MSG_PEERS_REQUEST, &[])).is_ok() {
@@ -371,14 +387,14 @@ fn poison(owner: u16, bind: Ipv4Addr) -> std::io::Result<()> {
         frame(MSG_LIST, &b)
     };
     println!("attacker: poisoning peer lists from {bind}:{port}");
-    thread::spawn(move || serve_lies(listener, swarm, id, victims, holes, empty));
+    thread::spawn(move || serve_lies(listener, swarm, who, victims, holes, empty));
     Ok(())
 }
 
 fn serve_lies(
     listener: TcpListener,
     swarm: [u8; 32],
-    id: [u8; 16],
+    who: Identity,
     victims: Arc<Mutex<Vec<SocketAddr>>>,
     holes: Vec<SocketAddr>,
     empty: Vec<u8>,
@@ -392,9 +408,13 @@ fn serve_lies(
     };
     for stream in listener.incoming().flatten() {
         let (victims, holes, empty) = (Arc::clone(&victims), holes.clone(), empty.clone());
+        let who = who.clone();
         thread::spawn(move || {
-            let mut s = stream;
-            if s.write_all(&hello(ROLE_PEER, port, &swarm, &id)).is_err() {
+            let Ok(mut s) = SecureStream::accept_as(stream, &who, &Access::Open, LIMIT) else {
+                return;
+            };
+            let _ = s.socket().set_read_timeout(None);
+            if s.write_all(&hello(ROLE_PEER, port, &swarm, &who.id())).is_err() {
                 return;
             }
             let mut theirs = [0u8; 56];
@@ -423,7 +443,7 @@ fn serve_lies(
     }
 }
 
-fn read_any(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+fn read_any(s: &mut SecureStream) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;

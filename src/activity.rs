@@ -153,3 +153,37 @@ pub(crate) fn unproven(addr: SocketAddr, claimed: PeerId, probed: bool) {
         "client not proven; served from the allowance"
     );
 }
+
+/// A connection did not prove what this node asks of it (the swarm's secret, its key, its
+/// mode): refused before anything about the swarm was sent. At most twenty lines in any
+/// one second, so a flood of bad handshakes cannot flood the log; the next line logged
+/// counts those left out.
+pub(crate) fn auth_failed(remote: SocketAddr, cause: &dyn std::fmt::Display) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    const PER_SECOND: u64 = 20;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    // The second the count is for (high 32 bits) and the lines logged in it (low 32).
+    static WINDOW: AtomicU64 = AtomicU64::new(0);
+    static LEFT_OUT: AtomicU64 = AtomicU64::new(0);
+    let second = START.get_or_init(std::time::Instant::now).elapsed().as_secs() + 1;
+    let taken = WINDOW.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+        match (w >> 32 == second, w & 0xFFFF_FFFF) {
+            (true, n) if n >= PER_SECOND => None,
+            (true, n) => Some((second << 32) | (n + 1)),
+            (false, _) => Some((second << 32) | 1),
+        }
+    });
+    if taken.is_err() {
+        LEFT_OUT.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let left_out = LEFT_OUT.swap(0, Ordering::Relaxed);
+    warn!(
+        event = "auth_failed",
+        peer = %remote,
+        cause = %cause,
+        left_out,
+        "connection refused: authentication failed"
+    );
+}

@@ -42,7 +42,7 @@ pub enum ConfigError {
         text: String,
     },
     /// The peer's positional arguments do not fit `[OWNER] PORT [DOWNLOAD_NEIGHBOR]`.
-    #[error("peer takes OWNER PORT [DOWNLOAD_NEIGHBOR] (or PORT alone with --join), got {got} arguments")]
+    #[error("peer takes OWNER PORT [DOWNLOAD_NEIGHBOR] (PORT [DOWNLOAD_NEIGHBOR] with --ticket, PORT alone with --join), got {got} arguments")]
     PeerArgs {
         /// How many were given.
         got: usize,
@@ -244,6 +244,8 @@ pub struct OwnerConfig {
     pub upload_limit: Option<u64>,
     /// Where to serve the web view, if anywhere.
     pub http: Option<SocketAddr>,
+    /// A private swarm: only holders of its ticket may connect.
+    pub private: bool,
 }
 
 impl OwnerConfig {
@@ -277,6 +279,7 @@ impl OwnerConfig {
             safe_copies,
             upload_limit: None,
             http: None,
+            private: false,
         })
     }
 }
@@ -311,6 +314,8 @@ pub struct PeerConfig {
     pub fsync: bool,
     /// Where to serve the web view, if anywhere.
     pub http: Option<SocketAddr>,
+    /// A private swarm's ticket (`None`: an open swarm).
+    pub ticket: Option<crate::ticket::Ticket>,
 }
 
 /// How many neighbors a peer downloads from at once unless told otherwise (and how many
@@ -372,6 +377,7 @@ impl PeerConfig {
             seed_time: None,
             fsync: true,
             http: None,
+            ticket: None,
         })
     }
 }

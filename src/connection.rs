@@ -1,12 +1,16 @@
 //! `Connection`: the only code that touches a `TcpStream`.
 //!
-//! It owns the socket and a read buffer, and exposes the handshake, `read_message` and
-//! `write_message`. Frames are decoded by the pure functions in [`crate::wire`]; the
-//! buffer grows only as bytes actually arrive, for frames within the limit in force.
+//! It owns the socket and its buffers, and exposes the handshake, `read_message` and
+//! `write_message`. Every connection is encrypted: the handshake first runs Noise
+//! ([`crate::secure`]) and the hellos travel inside it, so the ID in the other side's
+//! hello is the one its key proves. Frames are decoded by the pure functions in
+//! [`crate::wire`] from the decrypted bytes; the buffers grow only as bytes actually
+//! arrive, for frames within the limit in force.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -16,7 +20,9 @@ use tokio::time::Instant;
 
 use crate::chunk_store::ChunkBody;
 use crate::error::PeerError;
+use crate::identity::PeerId;
 use crate::manifest::ChunkId;
+use crate::secure::{self, Credentials, SecureError, LEN_PREFIX, PREAMBLE_LEN};
 use crate::wire::{self, DecodeError, FrameError, Hello, Message, HELLO_LEN};
 
 /// How long a TCP connect may take.
@@ -49,19 +55,40 @@ pub(crate) async fn with_timeout<T>(
         .unwrap_or(Err(PeerError::Timeout(what)))
 }
 
-/// Whether a non-blocking socket call should simply be made again: the socket was not
-/// ready after all, or a signal interrupted the call.
-#[cfg(target_os = "linux")]
-fn try_again(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+/// The connection's encryption: before the handshake, what it will prove with; after,
+/// the transport and the ID the other side proved.
+enum Noise {
+    Pending(Arc<Credentials>),
+    Ready {
+        transport: Box<snow::TransportState>,
+        remote: PeerId,
+    },
+}
+
+impl std::fmt::Debug for Noise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Noise::Pending(_) => f.write_str("Pending"),
+            Noise::Ready { remote, .. } => write!(f, "Ready({remote})"),
+        }
+    }
 }
 
 /// One TCP connection speaking the swarmshare protocol.
 #[derive(Debug)]
 pub(crate) struct Connection {
     stream: TcpStream,
+    /// Decrypted bytes not yet decoded.
     rbuf: BytesMut,
+    /// Received bytes not yet decrypted (at most part of one transport message).
+    cbuf: BytesMut,
+    /// A message being encoded.
     wbuf: BytesMut,
+    /// Its encrypted bytes.
+    obuf: Vec<u8>,
+    noise: Noise,
+    /// A client's hello read ahead of the answer (see [`Connection::read_client_hello`]).
+    pending_hello: Option<Hello>,
     max_frame: usize,
     remote: SocketAddr,
     /// The frame being read, if one has begun: its deadline (kept across calls, so a
@@ -73,14 +100,18 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Wraps an accepted or connected stream.
-    pub(crate) fn new(stream: TcpStream, remote: SocketAddr) -> Connection {
+    /// Wraps an accepted or connected stream; `creds` are what its handshake proves.
+    pub(crate) fn new(stream: TcpStream, remote: SocketAddr, creds: Arc<Credentials>) -> Connection {
         // Request/response traffic: don't let Nagle hold back small requests.
         let _ = stream.set_nodelay(true);
         Connection {
             stream,
             rbuf: BytesMut::new(),
+            cbuf: BytesMut::new(),
             wbuf: BytesMut::with_capacity(1024),
+            obuf: Vec::with_capacity(1024),
+            noise: Noise::Pending(creds),
+            pending_hello: None,
             max_frame: DEFAULT_MAX_FRAME,
             remote,
             frame: None,
@@ -89,17 +120,25 @@ impl Connection {
     }
 
     /// Connects to `addr` within [`CONNECT_TIMEOUT`].
-    pub(crate) async fn connect(addr: SocketAddr) -> Result<Connection, PeerError> {
+    pub(crate) async fn connect(addr: SocketAddr, creds: Arc<Credentials>) -> Result<Connection, PeerError> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| PeerError::Timeout("connecting"))?
             .map_err(PeerError::Connect)?;
-        Ok(Connection::new(stream, addr))
+        Ok(Connection::new(stream, addr, creds))
     }
 
     /// The other side's socket address.
     pub(crate) fn remote(&self) -> SocketAddr {
         self.remote
+    }
+
+    /// The ID the other side's key proved, once the handshake has run.
+    pub(crate) fn remote_id(&self) -> Option<PeerId> {
+        match &self.noise {
+            Noise::Ready { remote, .. } => Some(*remote),
+            Noise::Pending(_) => None,
+        }
     }
 
     /// Sets the largest frame accepted from now on.
@@ -114,41 +153,209 @@ impl Connection {
         answer: impl FnOnce(&Hello) -> Hello,
     ) -> Result<Hello, PeerError> {
         with_timeout("in the handshake", HANDSHAKE_TIMEOUT, async {
-            let theirs = self.read_hello().await?;
-            self.stream
-                .write_all(&answer(&theirs).encode())
-                .await
-                .map_err(PeerError::io("sending hello"))?;
+            let theirs = match self.pending_hello.take() {
+                Some(hello) => hello,
+                None => {
+                    self.secure_as_listener().await?;
+                    self.read_hello().await?
+                }
+            };
+            self.send_hello(&answer(&theirs)).await?;
             Ok(theirs)
         })
         .await
     }
 
-    async fn read_hello(&mut self) -> Result<Hello, PeerError> {
-        let mut theirs = [0u8; HELLO_LEN];
-        self.stream
-            .read_exact(&mut theirs)
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => PeerError::Closed("during the handshake"),
-                _ => PeerError::Io {
-                    what: "reading hello",
-                    source: e,
-                },
-            })?;
-        Ok(Hello::decode(&theirs)?)
+    /// Runs the listener's side of the handshake and reads the client's hello, leaving the
+    /// answer to a later [`Connection::answer_handshake`], within [`HANDSHAKE_TIMEOUT`].
+    pub(crate) async fn read_client_hello(&mut self) -> Result<Hello, PeerError> {
+        let hello = with_timeout("in the handshake", HANDSHAKE_TIMEOUT, async {
+            self.secure_as_listener().await?;
+            self.read_hello().await
+        })
+        .await?;
+        self.pending_hello = Some(hello);
+        Ok(hello)
     }
 
     /// Sends our hello and reads theirs, within [`HANDSHAKE_TIMEOUT`].
     pub(crate) async fn handshake(&mut self, mine: &Hello) -> Result<Hello, PeerError> {
         with_timeout("in the handshake", HANDSHAKE_TIMEOUT, async {
-            self.stream
-                .write_all(&mine.encode())
-                .await
-                .map_err(PeerError::io("sending hello"))?;
+            self.secure_as_dialer().await?;
+            self.send_hello(mine).await?;
             self.read_hello().await
         })
         .await
+    }
+
+    async fn send_hello(&mut self, hello: &Hello) -> Result<(), PeerError> {
+        self.wbuf.clear();
+        self.wbuf.extend_from_slice(&hello.encode());
+        self.flush_sealed().await.map_err(PeerError::io("sending hello"))
+    }
+
+    /// The other side's hello, whose ID must be the one its key proved.
+    async fn read_hello(&mut self) -> Result<Hello, PeerError> {
+        while self.rbuf.len() < HELLO_LEN {
+            if !self.fill().await? {
+                return Err(PeerError::Closed("during the handshake"));
+            }
+        }
+        let mut theirs = [0u8; HELLO_LEN];
+        theirs.copy_from_slice(&self.rbuf.split_to(HELLO_LEN));
+        let hello = Hello::decode(&theirs)?;
+        match self.remote_id() {
+            Some(proven) if proven == hello.peer => Ok(hello),
+            proven => Err(PeerError::Secure(SecureError::Auth(format!(
+                "its hello claims peer {} but its key proves {}",
+                hello.peer,
+                proven.map_or("nothing".to_owned(), |p| p.to_string())
+            )))),
+        }
+    }
+
+    /// The dialer's side of the Noise handshake: preamble and first message, the
+    /// listener's answer, our last message.
+    async fn secure_as_dialer(&mut self) -> Result<(), PeerError> {
+        let Noise::Pending(creds) = &self.noise else {
+            return Ok(());
+        };
+        let mut state = secure::start(creds, true)?;
+        let mut out = secure::preamble(&creds.access).to_vec();
+        secure::write_handshake(&mut state, &mut out)?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(PeerError::io("sending the handshake"))?;
+        let msg = self.read_answer_message().await?;
+        secure::read_handshake(&mut state, &msg)?;
+        out.clear();
+        secure::write_handshake(&mut state, &mut out)?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(PeerError::io("sending the handshake"))?;
+        let (transport, remote) = secure::finish(state)?;
+        self.noise = Noise::Ready {
+            transport: Box::new(transport),
+            remote,
+        };
+        Ok(())
+    }
+
+    /// The listener's side: the dialer's preamble and first message (in a private swarm,
+    /// proof of the secret before anything is sent), our answer, the dialer's last.
+    async fn secure_as_listener(&mut self) -> Result<(), PeerError> {
+        let Noise::Pending(creds) = &self.noise else {
+            return Ok(());
+        };
+        let creds = Arc::clone(creds);
+        let mut preamble = [0u8; PREAMBLE_LEN];
+        self.stream
+            .read_exact(&mut preamble)
+            .await
+            .map_err(|e| PeerError::from_read(e, "reading the handshake"))?;
+        secure::check_preamble(&preamble, &creds.access)?;
+        let mut state = secure::start(&creds, false)?;
+        let msg = self.read_handshake_message().await?;
+        secure::read_handshake(&mut state, &msg)?;
+        let mut out = Vec::with_capacity(secure::MAX_HANDSHAKE_MESSAGE);
+        secure::write_handshake(&mut state, &mut out)?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(PeerError::io("sending the handshake"))?;
+        let msg = self.read_handshake_message().await?;
+        secure::read_handshake(&mut state, &msg)?;
+        let (transport, remote) = secure::finish(state)?;
+        self.noise = Noise::Ready {
+            transport: Box::new(transport),
+            remote,
+        };
+        Ok(())
+    }
+
+    /// The listener's answer: its handshake message, or word that it is at its limit.
+    async fn read_answer_message(&mut self) -> Result<Vec<u8>, PeerError> {
+        let head = self.read_exact_handshake(LEN_PREFIX).await?;
+        if head[..] == secure::AT_LIMIT[..LEN_PREFIX] {
+            let rest = self.read_exact_handshake(PREAMBLE_LEN - LEN_PREFIX).await?;
+            if rest[..] == secure::AT_LIMIT[LEN_PREFIX..] {
+                return Err(SecureError::AtLimit.into());
+            }
+        }
+        self.read_message_body(&head).await
+    }
+
+    /// One handshake message (its length first, bounded).
+    async fn read_handshake_message(&mut self) -> Result<Vec<u8>, PeerError> {
+        let head = self.read_exact_handshake(LEN_PREFIX).await?;
+        self.read_message_body(&head).await
+    }
+
+    /// The message whose length prefix is `head`, refused above the handshake's bound.
+    async fn read_message_body(&mut self, head: &[u8]) -> Result<Vec<u8>, PeerError> {
+        let len = usize::from(u16::from_be_bytes([head[0], head[1]]));
+        if len > secure::MAX_HANDSHAKE_MESSAGE {
+            return Err(SecureError::BadLength(len).into());
+        }
+        self.read_exact_handshake(len).await
+    }
+
+    async fn read_exact_handshake(&mut self, len: usize) -> Result<Vec<u8>, PeerError> {
+        let mut bytes = vec![0u8; len];
+        self.stream
+            .read_exact(&mut bytes)
+            .await
+            .map_err(|e| PeerError::from_read(e, "reading the handshake"))?;
+        Ok(bytes)
+    }
+
+    /// Turns a connection away at the connection limit, before its handshake: reads what
+    /// has arrived of it (so the close is a clean one), says the node is at its limit, and
+    /// closes. Never waits.
+    pub(crate) fn refuse_at_limit(self) {
+        if matches!(self.noise, Noise::Pending(_)) {
+            let mut sink = [0u8; 512];
+            let _ = self.stream.try_read(&mut sink);
+            let _ = self.stream.try_write(&secure::AT_LIMIT);
+        }
+    }
+
+    /// Reads what the socket has into the decrypted buffer; `false` on a clean close.
+    async fn fill(&mut self) -> Result<bool, PeerError> {
+        self.cbuf.reserve(READ_MIN);
+        let n = self
+            .stream
+            .read_buf(&mut self.cbuf)
+            .await
+            .map_err(PeerError::io("reading"))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.last_byte = Instant::now();
+        self.open_received()?;
+        Ok(true)
+    }
+
+    /// Decrypts the whole transport messages received so far.
+    fn open_received(&mut self) -> Result<usize, PeerError> {
+        let Noise::Ready { transport, .. } = &mut self.noise else {
+            return Err(PeerError::Secure(SecureError::Auth(
+                "no handshake yet".to_owned(),
+            )));
+        };
+        Ok(secure::open(transport, &mut self.cbuf, &mut self.rbuf)?)
+    }
+
+    /// Encrypts `wbuf` and writes it.
+    async fn flush_sealed(&mut self) -> io::Result<()> {
+        let Noise::Ready { transport, .. } = &mut self.noise else {
+            return Err(io::Error::other("no handshake yet"));
+        };
+        self.obuf.clear();
+        secure::seal(transport, &self.wbuf, &mut self.obuf).map_err(io::Error::other)?;
+        self.stream.write_all(&self.obuf).await
     }
 
     /// Reads the next message. The first byte of the next frame must arrive within
@@ -179,7 +386,8 @@ impl Connection {
                 Err(DecodeError::Frame(FrameError::Incomplete { needed })) => {
                     // Grow only as bytes are due, in steps: a claimed length costs nothing
                     // until the bytes actually arrive.
-                    self.rbuf.reserve(needed.clamp(READ_MIN, READ_STEP));
+                    let sealing = (needed / secure::MAX_PLAINTEXT + 1) * (LEN_PREFIX + secure::TAG_LEN);
+                    self.cbuf.reserve((needed + sealing).clamp(READ_MIN, READ_STEP));
                     if let Some((deadline, sized @ false)) = self.frame.as_mut() {
                         if self.rbuf.len() >= wire::LEN_PREFIX {
                             // The length is known (and within the limit): allow for it.
@@ -197,19 +405,20 @@ impl Connection {
                 Some((deadline, _)) => deadline.min(self.last_byte + FRAME_STALL),
                 None => idle_deadline,
             };
-            let read = tokio::time::timeout_at(limit, self.stream.read_buf(&mut self.rbuf));
+            let read = tokio::time::timeout_at(limit, self.stream.read_buf(&mut self.cbuf));
             let n = match read.await {
                 Ok(result) => result.map_err(PeerError::io("reading"))?,
                 Err(_) if self.frame.is_some() => return Err(PeerError::Timeout("in the middle of a frame")),
                 Err(_) => return Err(PeerError::Timeout(state)),
             };
             if n == 0 {
-                return if self.rbuf.is_empty() {
+                return if self.rbuf.is_empty() && self.cbuf.is_empty() {
                     Ok(None)
                 } else {
                     Err(PeerError::Closed("in the middle of a frame"))
                 };
             }
+            self.open_received()?;
             self.last_byte = Instant::now();
             if self.frame.is_none() {
                 self.frame = Some((self.last_byte + FRAME_TIMEOUT, false));
@@ -217,8 +426,7 @@ impl Connection {
         }
     }
 
-    /// Writes one message within [`WRITE_TIMEOUT`]. A `CHUNK` goes header and bytes in one
-    /// system call, straight from its buffer.
+    /// Writes one message within [`WRITE_TIMEOUT`].
     pub(crate) async fn write_message(&mut self, msg: &Message) -> Result<(), PeerError> {
         if let Message::Chunk { id, data } = msg {
             return self.write_chunk(*id, &ChunkBody::Memory(data.clone())).await;
@@ -226,91 +434,53 @@ impl Connection {
         with_timeout("writing", WRITE_TIMEOUT, async {
             self.wbuf.clear();
             wire::encode(msg, &mut self.wbuf);
-            self.stream
-                .write_all(&self.wbuf)
-                .await
-                .map_err(PeerError::io("writing"))
+            self.flush_sealed().await.map_err(PeerError::io("writing"))
         })
         .await
     }
 
-    /// Writes chunk `id` as one `CHUNK` frame within [`WRITE_TIMEOUT`].
+    /// Writes chunk `id` as one `CHUNK` frame within [`WRITE_TIMEOUT`]. Encryption needs
+    /// the bytes in hand: a chunk file is read (on the blocking pool) and sealed, where the
+    /// clear protocol handed it to the kernel with `sendfile`.
     pub(crate) async fn write_chunk(&mut self, id: ChunkId, body: &ChunkBody) -> Result<(), PeerError> {
         let header = wire::message::chunk_header(id, body.len());
         with_timeout("writing", WRITE_TIMEOUT, async {
+            self.wbuf.clear();
+            self.wbuf.extend_from_slice(&header);
             match body {
-                ChunkBody::Memory(data) => self.write_pair(&header, data).await,
-                ChunkBody::File { file, len } => self.send_file(&header, file, *len).await,
+                ChunkBody::Memory(data) => self.wbuf.extend_from_slice(data),
+                ChunkBody::File { file, len } => self
+                    .read_file(file, *len)
+                    .await
+                    .map_err(PeerError::io("reading a chunk file"))?,
             }
-            .map_err(PeerError::io("writing"))
+            self.flush_sealed().await.map_err(PeerError::io("writing"))
         })
         .await
     }
 
-    /// Writes `head` then `body` with as few system calls as the socket allows.
-    async fn write_pair(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
-        let mut done = 0;
-        while done < head.len() {
-            let parts = [IoSlice::new(&head[done..]), IoSlice::new(body)];
-            match self.stream.write_vectored(&parts).await? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => done += n,
-            }
-        }
-        self.stream.write_all(&body[done - head.len()..]).await
-    }
-
-    /// Writes `head` (marked "more follows", so it shares a segment with the data) and then
-    /// `len` bytes of `file` with `sendfile`. A file that ends early is an error: the header
-    /// promised `len` bytes.
-    #[cfg(target_os = "linux")]
-    async fn send_file(&mut self, head: &[u8], file: &std::fs::File, len: usize) -> io::Result<()> {
-        use rustix::net::SendFlags;
-        use tokio::io::Interest;
-        let stream = &self.stream;
-        let mut sent = 0;
-        while sent < head.len() {
-            stream.writable().await?;
-            let more = || rustix::net::send(stream, &head[sent..], SendFlags::MORE | SendFlags::NOSIGNAL);
-            match stream.try_io(Interest::WRITABLE, || more().map_err(io::Error::from)) {
-                Ok(n) => sent += n,
-                Err(e) if try_again(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let mut offset = 0u64;
-        while (offset as usize) < len {
-            stream.writable().await?;
-            let rest = len - offset as usize;
-            let send =
-                || rustix::fs::sendfile(stream, file, Some(&mut offset), rest).map_err(io::Error::from);
-            match stream.try_io(Interest::WRITABLE, send) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the chunk file ended early",
-                    ))
-                }
-                Ok(_) => {}
-                Err(e) if try_again(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Without `sendfile`: reads the file on the blocking pool, then writes it like a chunk
-    /// in memory.
-    #[cfg(not(target_os = "linux"))]
-    async fn send_file(&mut self, head: &[u8], file: &Arc<std::fs::File>, len: usize) -> io::Result<()> {
+    /// Appends the first `len` bytes of `file` to `wbuf`. A file that ends early is an
+    /// error: the header promised `len` bytes. Read in place: a chunk file that is sent
+    /// was written or read a moment ago and is in the page cache (a hand-off to the
+    /// blocking pool for every chunk cost more than the read).
+    async fn read_file(&mut self, file: &Arc<std::fs::File>, len: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let file = Arc::clone(file);
-        let data = tokio::task::spawn_blocking(move || {
-            let mut data = vec![0; len];
-            file.read_exact_at(&mut data, 0).map(|()| data)
+        let at = self.wbuf.len();
+        self.wbuf.resize(at + len, 0);
+        let read = file.read_exact_at(&mut self.wbuf[at..], 0);
+        read.map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "the chunk file ended early")
+            }
+            _ => e,
         })
-        .await
-        .map_err(io::Error::other)??;
-        self.write_pair(head, &data).await
+    }
+
+    /// Seals `bytes` as they are, whatever they hold (tests: half frames, bad frames).
+    #[cfg(test)]
+    pub(crate) async fn write_raw_for_test(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.wbuf.clear();
+        self.wbuf.extend_from_slice(bytes);
+        self.flush_sealed().await
     }
 }

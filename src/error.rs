@@ -12,6 +12,7 @@ use crate::chunk_store::StoreError;
 use crate::config::{ConfigError, ResolveError};
 use crate::identity::PeerId;
 use crate::manifest::{ChunkId, HashFileError, ManifestError, SwarmId};
+use crate::secure::SecureError;
 use crate::wire::handshake::HelloRefused;
 use crate::wire::{DecodeError, HandshakeError, Role};
 
@@ -65,6 +66,26 @@ pub enum Error {
         addr: SocketAddr,
         /// The role it announced.
         role: Role,
+    },
+    /// The node it joins through closed the connection in the encrypted handshake: it
+    /// did not take our proof of the swarm's secret (a private swarm), or it is private
+    /// and we came without a ticket.
+    #[error("{addr} refused {}", if *private { "the ticket (a wrong ticket, or another swarm's)".to_owned() } else { "the connection in the handshake: a private swarm needs --ticket".to_owned() })]
+    Refused {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// Whether we came with a ticket.
+        private: bool,
+    },
+    /// The manifest is not of the swarm the ticket names.
+    #[error("{addr} sent the manifest of swarm {actual}, but the ticket is for swarm {ticket}")]
+    NotTheTicketsSwarm {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// The ticket's swarm.
+        ticket: SwarmId,
+        /// The manifest's.
+        actual: SwarmId,
     },
     /// The demo's swarm did not produce identical copies in time.
     #[error("demo failed: {0}")]
@@ -135,6 +156,10 @@ pub enum PeerError {
     /// The hello was not valid.
     #[error("bad handshake: {0}")]
     Handshake(#[from] HandshakeError),
+    /// The encrypted handshake or transport failed: a foreign or old client, a key or
+    /// swarm secret not proven, or bytes changed in transit.
+    #[error("secure channel: {0}")]
+    Secure(#[from] SecureError),
     /// The other side speaks for another swarm.
     #[error("swarm mismatch: we serve {ours}, they sent {}", theirs.map_or("none".to_owned(), |t| t.to_string()))]
     SwarmMismatch {
@@ -211,6 +236,20 @@ impl PeerError {
     /// Wraps an I/O error with what was being done.
     pub fn io(what: &'static str) -> impl FnOnce(io::Error) -> PeerError {
         move |source| PeerError::Io { what, source }
+    }
+
+    /// A read that failed: a close before the bytes came, or an I/O error.
+    pub(crate) fn from_read(e: io::Error, what: &'static str) -> PeerError {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => PeerError::Closed("during the handshake"),
+            _ => PeerError::Io { what, source: e },
+        }
+    }
+
+    /// Whether the other side failed to prove its key or the swarm's secret (logged as
+    /// `auth_failed`).
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, PeerError::Secure(e) if e.is_auth())
     }
 
     /// Whether the other side broke the protocol after a good handshake (a strike against

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use crate::connection::Connection;
 use crate::error::PeerError;
 use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
+use crate::secure::Credentials;
 use crate::wire::{self, handshake, Message, PeerAddr, Role};
 
 /// How long the owner may take to send the next chunk of its batch.
@@ -76,12 +78,13 @@ impl FetchLink {
         endpoint: &Endpoint,
         manifest: &Manifest,
         listen_port: u16,
-        me: PeerId,
+        creds: &Arc<Credentials>,
         neighbor: bool,
     ) -> Result<FetchLink, PeerError> {
         let addr = endpoint.resolve().await?;
-        let mut conn = Connection::connect(addr).await?;
+        let mut conn = Connection::connect(addr, Arc::clone(creds)).await?;
         let swarm = manifest.swarm_id();
+        let me = creds.key.id();
         let theirs = conn
             .handshake(&handshake::fetch_hello(listen_port, swarm, me, neighbor))
             .await?;

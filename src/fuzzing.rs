@@ -77,3 +77,61 @@ pub fn manifest_parser(data: &[u8]) {
         }
     }
 }
+
+/// The encrypted handshake from arbitrary bytes, as a listener and as a dialer sees them,
+/// and tickets from arbitrary text: a clean error, never a panic, and nothing read past a
+/// handshake message's bound. The first byte picks the listener's access (open or
+/// private).
+pub fn secure_handshake(data: &[u8]) {
+    use crate::secure::{self, Access, Credentials, NodeKey, LEN_PREFIX, PREAMBLE_LEN};
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    if let Ok(text) = std::str::from_utf8(rest) {
+        let _ = text.parse::<crate::ticket::Ticket>();
+    }
+    let access = if pick % 2 == 0 {
+        Access::Open
+    } else {
+        Access::Private([pick; 32])
+    };
+    let creds = Credentials {
+        key: NodeKey::generate(),
+        access,
+    };
+    // Length-prefixed messages off the front of `bytes`, as the connection reads them.
+    fn message(bytes: &mut &[u8]) -> Option<Vec<u8>> {
+        let len = usize::from(u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]));
+        if len > secure::MAX_HANDSHAKE_MESSAGE || bytes.len() < LEN_PREFIX + len {
+            return None;
+        }
+        let msg = bytes[LEN_PREFIX..LEN_PREFIX + len].to_vec();
+        *bytes = &bytes[LEN_PREFIX + len..];
+        Some(msg)
+    }
+    // The listener: preamble, first message, (our answer), last message, then transport.
+    let listener = || -> Option<()> {
+        let preamble: &[u8; PREAMBLE_LEN] = rest.first_chunk()?;
+        secure::check_preamble(preamble, &creds.access).ok()?;
+        let mut bytes = &rest[PREAMBLE_LEN..];
+        let mut state = secure::start(&creds, false).ok()?;
+        secure::read_handshake(&mut state, &message(&mut bytes)?).ok()?;
+        secure::write_handshake(&mut state, &mut Vec::new()).ok()?;
+        secure::read_handshake(&mut state, &message(&mut bytes)?).ok()?;
+        let (mut transport, _) = secure::finish(state).ok()?;
+        let mut cipher = bytes::BytesMut::from(bytes);
+        let mut plain = BytesMut::new();
+        let _ = secure::open(&mut transport, &mut cipher, &mut plain);
+        Some(())
+    };
+    let _ = listener();
+    // The dialer: its first message sent, the bytes taken as the listener's answer.
+    let dialer = || -> Option<()> {
+        let mut state = secure::start(&creds, true).ok()?;
+        secure::write_handshake(&mut state, &mut Vec::new()).ok()?;
+        let mut bytes = rest;
+        secure::read_handshake(&mut state, &message(&mut bytes)?).ok()?;
+        Some(())
+    };
+    let _ = dialer();
+}

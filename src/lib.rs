@@ -33,6 +33,8 @@
 mod activity;
 mod admission;
 mod allowance;
+#[doc(hidden)]
+pub mod blocking;
 mod book;
 mod chunk_set;
 mod chunk_store;
@@ -53,6 +55,7 @@ pub mod progress;
 mod rate;
 mod report;
 mod scheduler;
+mod secure;
 pub mod sim;
 pub mod status;
 mod summary;
@@ -60,6 +63,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 pub mod text;
+pub mod ticket;
 mod upload;
 mod web;
 mod wire;

@@ -19,6 +19,7 @@ use swarmshare::logging::{self, LogFormat};
 use swarmshare::owner::{Owner, OwnerSockets};
 use swarmshare::peer::Peer;
 use swarmshare::progress::Bars;
+use swarmshare::ticket::Ticket;
 use swarmshare::{demo, status, Error};
 
 #[derive(Parser)]
@@ -128,6 +129,10 @@ struct OwnerArgs {
     /// Work directory for the chunk files (kept in DIR/.swarmshare).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// A private swarm: print a ticket (and keep it in DIR/.swarmshare/ticket); only peers
+    /// holding it can connect to any node of the swarm.
+    #[arg(long)]
+    private: bool,
 }
 
 #[derive(clap::Args)]
@@ -137,6 +142,10 @@ struct PeerArgs {
     /// download neighbor the seed's ring names (preferred, not exclusive).
     #[arg(value_name = "[OWNER] PORT [DOWNLOAD_NEIGHBOR]", num_args = 1..=3, required = true)]
     args: Vec<String>,
+    /// Join a private swarm with the ticket its owner printed; then the arguments are
+    /// PORT [DOWNLOAD_NEIGHBOR] (the owner's address is in the ticket).
+    #[arg(long, value_name = "TICKET")]
+    ticket: Option<Ticket>,
     /// Join through this peer, already in the swarm, instead of the owner.
     #[arg(long, value_name = "HOST:PORT")]
     join: Option<Endpoint>,
@@ -202,12 +211,20 @@ struct DemoArgs {
 fn peer_positionals(
     args: &[String],
     joining: bool,
+    ticket: bool,
 ) -> Result<(Option<Endpoint>, u16, Option<Endpoint>), ConfigError> {
     let port = |text: &str| {
         text.parse::<u16>().map_err(|_| ConfigError::BadPort {
             text: text.to_owned(),
         })
     };
+    if ticket {
+        return match args {
+            [p] => Ok((None, port(p)?, None)),
+            [p, n] => Ok((None, port(p)?, Some(n.parse()?))),
+            _ => Err(ConfigError::PeerArgs { got: args.len() }),
+        };
+    }
     match args {
         [p] if joining => Ok((None, port(p)?, None)),
         [o, p] => Ok((Some(o.parse()?), port(p)?, None)),
@@ -323,8 +340,14 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             )?;
             config.upload_limit = a.upload_limit;
             config.http = a.http;
+            config.private = a.private;
             let sockets = OwnerSockets::bind(&config).await?;
+            // A ticket names the port actually bound.
+            config.listen = sockets.local_addr().unwrap_or(config.listen);
             let owner = Owner::prepare(&config).await?;
+            if let Some(ticket) = owner.ticket() {
+                eprintln!("ticket: {}", ticket.encode());
+            }
             // The swarm ID is what peers check; it is printed whatever the log filter.
             eprintln!(
                 "swarmshare owner: {} ({} chunks) is swarm {}",
@@ -335,7 +358,14 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             owner.run(sockets, shutdown_on_signal()).await.map(|()| None)
         }
         Command::Peer(a) => {
-            let (owner, port, neighbor) = peer_positionals(&a.args, a.join.is_some())?;
+            let (owner, port, neighbor) = peer_positionals(&a.args, a.join.is_some(), a.ticket.is_some())?;
+            // With a ticket, the owner is dialled at the ticket's first address.
+            let owner = owner.or_else(|| {
+                a.ticket
+                    .as_ref()
+                    .and_then(|t| t.addrs().first())
+                    .map(|&addr| Endpoint::from_addr(addr))
+            });
             let mut config = PeerConfig::new(
                 SocketAddr::new(a.bind, port),
                 owner,
@@ -350,6 +380,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             config.seed_time = a.seed_time.map(Duration::from_secs);
             config.fsync = !a.no_fsync;
             config.http = a.http;
+            config.ticket = a.ticket;
             let peer = Peer::bind(config).await?;
             if let Some(bars) = bars {
                 let (name, progress) = (format!("peer :{port}"), peer.progress());

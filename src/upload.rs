@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,6 +27,7 @@ use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::rate::{Allowance, Limits};
+use crate::secure::Credentials;
 use crate::task;
 use crate::wire::{Hello, Message, MAX_PEERS};
 
@@ -125,7 +126,8 @@ pub(crate) fn node_addr(remote: SocketAddr, hello: &Hello) -> SocketAddr {
 /// Beyond [`MAX_CONNECTIONS`] a new connection is closed at once.
 pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    held: Vec<(TcpStream, SocketAddr)>,
+    held: Vec<Connection>,
+    creds: Arc<Credentials>,
     token: CancellationToken,
     tracker: TaskTracker,
     handler: F,
@@ -135,28 +137,33 @@ pub(crate) async fn accept_loop<F, Fut>(
 {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let per_ip = PerIpCounts::default();
-    let start = |stream: TcpStream, remote: SocketAddr| {
+    let start = |conn: Connection| {
+        let remote = conn.remote();
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             warn!(%remote, limit = MAX_CONNECTIONS, "connection refused: too many connections");
+            conn.refuse_at_limit();
             return;
         };
         let Some(per_ip) = PerIp::acquire(&per_ip, remote.ip(), MAX_PER_IP) else {
             warn!(%remote, limit = MAX_PER_IP, "connection refused: too many connections from this address");
+            conn.refuse_at_limit();
             return;
         };
-        let session = handler(Connection::new(stream, remote));
+        let session = handler(conn);
         let span = info_span!("conn", %remote);
         task::spawn(&tracker, &token, "serve", span, async move {
             let result = session.await;
             drop((permit, per_ip));
-            if let Err(e) = &result {
-                warn!(%remote, cause = %e, "connection closed");
+            match &result {
+                Err(e) if e.is_auth_failure() => activity::auth_failed(remote, e),
+                Err(e) => warn!(%remote, cause = %e, "connection closed"),
+                Ok(()) => {}
             }
             result
         });
     };
-    for (stream, remote) in held {
-        start(stream, remote);
+    for conn in held {
+        start(conn);
     }
     let mut backoff = task::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
     loop {
@@ -178,7 +185,7 @@ pub(crate) async fn accept_loop<F, Fut>(
                 continue;
             }
         };
-        start(stream, remote);
+        start(Connection::new(stream, remote, Arc::clone(&creds)));
     }
 }
 

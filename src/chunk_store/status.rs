@@ -92,7 +92,7 @@ pub(crate) fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
     let file = file_state(&dir.join(manifest.name()), &manifest);
     Ok(Some(DirStatus {
         dir: dir.to_owned(),
-        peer_id: PeerId::load(&root),
+        peer_id: crate::secure::NodeKey::load(&root).map(|k| k.id()),
         manifest,
         verified,
         damaged,

@@ -59,8 +59,7 @@ pub async fn run(
             let endpoint = Endpoint::from_addr(peer.addr);
             let list = async {
                 // Listening port 0: the census is not a peer to download from.
-                let mut link =
-                    FetchLink::open(&endpoint, owner.manifest(), 0, owner.book.me(), false).await?;
+                let mut link = FetchLink::open(&endpoint, owner.manifest(), 0, &owner.creds, false).await?;
                 link.list_now().await
             };
             match list.await {

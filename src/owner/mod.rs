@@ -38,6 +38,8 @@ use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::manifest::{self, Manifest};
 use crate::rate::{Allowance, Limits};
+use crate::secure::{Access, Credentials, NodeKey};
+use crate::ticket::{self, Ticket};
 use crate::upload::{self, node_addr};
 use crate::web::{Role as ViewRole, SwarmView};
 use crate::wire::handshake::{self, Purpose};
@@ -61,12 +63,21 @@ impl OwnerSockets {
             web: crate::web::bind(config.http).await?,
         })
     }
+
+    /// The address the owner's port is bound to (its port chosen if 0 was asked for).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
 }
 
 /// A prepared owner: the file is split and verified, ready to serve.
 #[derive(Debug)]
 pub struct Owner {
     book: AddressBook,
+    /// Its key and the swarm's access, for every handshake.
+    pub(crate) creds: Arc<Credentials>,
+    /// A private swarm's ticket.
+    ticket: Option<Ticket>,
     limits: Limits,
     safe_copies: u32,
     holdings: Arc<Holdings>,
@@ -97,22 +108,47 @@ impl Owner {
     pub async fn prepare(config: &OwnerConfig) -> Result<Owner, Error> {
         let file = config.file.clone();
         let dir = config.dir.clone();
-        let (store, have, id) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let (private, listen) = (config.private, config.listen);
+        let (store, have, key, ticket) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
             let manifest = Arc::new(manifest::manifest_for(&file)?);
             let (store, mut have) = ChunkStore::open(&dir, manifest)?;
             store.import(&file, &mut have)?;
-            let id = PeerId::load_or_create(store.root()).map_err(|source| Error::Io {
-                what: "keeping the owner's peer ID",
+            let key = NodeKey::load_or_create(store.root()).map_err(|source| Error::Io {
+                what: "keeping the owner's node key",
                 source,
             })?;
-            Ok((store, have, id))
+            let ticket = private
+                .then(|| {
+                    let (root, swarm, addrs) = (
+                        store.root(),
+                        store.manifest().swarm_id(),
+                        ticket::addrs_for(listen),
+                    );
+                    // A restarted owner keeps its secret: the tickets it gave out stay good.
+                    let ticket = match Ticket::load(root, swarm) {
+                        Some(kept) => kept.at(addrs),
+                        None => Ticket::generate(swarm, addrs),
+                    };
+                    ticket.save(root).map(|()| ticket)
+                })
+                .transpose()
+                .map_err(|source| Error::Io {
+                    what: "keeping the swarm's ticket",
+                    source,
+                })?;
+            Ok((store, have, key, ticket))
         })
         .await
         .map_err(join_err)??;
         let manifest_bytes = Bytes::copy_from_slice(store.manifest().encoded());
         let planner = BatchPlanner::new(store.manifest().layout().chunk_count(), config.peers);
         Ok(Owner {
-            book: AddressBook::new(id),
+            book: AddressBook::new(key.id()),
+            creds: Arc::new(Credentials {
+                key,
+                access: ticket.as_ref().map_or(Access::Open, |t| Access::Private(t.psk())),
+            }),
+            ticket,
             limits: Limits::new(config.upload_limit, None),
             safe_copies: config.safe_copies,
             holdings: Arc::new(Holdings::new(store, have)),
@@ -126,6 +162,11 @@ impl Owner {
             started: Instant::now(),
             unproven_logged: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The ticket of a private swarm (`None` for an open one).
+    pub fn ticket(&self) -> Option<&Ticket> {
+        self.ticket.as_ref()
     }
 
     /// The swarm's manifest.
@@ -166,9 +207,16 @@ impl Owner {
         tracker.spawn(
             census::run(Arc::clone(&owner), owner.safe_copies, view, token.clone()).instrument(span.clone()),
         );
-        upload::accept_loop(listener, Vec::new(), token.clone(), tracker.clone(), handler)
-            .instrument(span.clone())
-            .await;
+        upload::accept_loop(
+            listener,
+            Vec::new(),
+            Arc::clone(&owner.creds),
+            token.clone(),
+            tracker.clone(),
+            handler,
+        )
+        .instrument(span.clone())
+        .await;
         tracker.close();
         tracker.wait().await;
         span.in_scope(|| info!("owner stopped"));
@@ -234,7 +282,7 @@ impl Owner {
                     return false;
                 };
                 let swarm = self.manifest().swarm_id();
-                let answered = probe::who_answers(addr, swarm, self.book.me()).await;
+                let answered = probe::who_answers(addr, swarm, &self.creds).await;
                 self.gate().record(addr, answered, self.started.elapsed());
                 answered == Some(hello.peer)
             }

@@ -2,11 +2,13 @@
 //! proof of an identity, decided on in [`super::gate`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::connection::Connection;
 use crate::identity::PeerId;
 use crate::manifest::SwarmId;
+use crate::secure::Credentials;
 use crate::wire::handshake;
 
 /// How long a probe may take, connection and hellos together.
@@ -24,10 +26,14 @@ const RETRY_AFTER: Duration = Duration::from_millis(250);
 /// (asked twice if something there takes the connection without answering). The probe is
 /// a fetch hello that does not listen and asks for nothing: the node answers (busy or not)
 /// and the owner hangs up.
-pub(crate) async fn who_answers(addr: SocketAddr, swarm: SwarmId, me: PeerId) -> Option<PeerId> {
+pub(crate) async fn who_answers(
+    addr: SocketAddr,
+    swarm: SwarmId,
+    creds: &Arc<Credentials>,
+) -> Option<PeerId> {
     let probe = async {
         for attempt in 0..2 {
-            match ask(addr, swarm, me).await {
+            match ask(addr, swarm, creds).await {
                 Asked::Answered(id) => return Some(id),
                 Asked::NoOne => return None,
                 Asked::Silent if attempt == 0 => tokio::time::sleep(RETRY_AFTER).await,
@@ -49,10 +55,11 @@ enum Asked {
     Silent,
 }
 
-async fn ask(addr: SocketAddr, swarm: SwarmId, me: PeerId) -> Asked {
-    let Ok(mut conn) = Connection::connect(addr).await else {
+async fn ask(addr: SocketAddr, swarm: SwarmId, creds: &Arc<Credentials>) -> Asked {
+    let Ok(mut conn) = Connection::connect(addr, Arc::clone(creds)).await else {
         return Asked::NoOne;
     };
+    let me = creds.key.id();
     match conn.handshake(&handshake::fetch_hello(0, swarm, me, false)).await {
         Ok(theirs) => handshake::answered_as(&theirs, swarm).map_or(Asked::NoOne, Asked::Answered),
         Err(_) => Asked::Silent,

@@ -25,9 +25,10 @@ use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::fetch::FetchLink;
 use crate::holdings::Holdings;
-use crate::identity::PeerId;
 use crate::manifest::Manifest;
+use crate::secure::NodeKey;
 use crate::task::{self, Backoff};
+use crate::ticket::Ticket;
 use crate::wire::{self, handshake, Message, Role};
 
 /// How long the owner may take to send the manifest or the next chunk of the batch.
@@ -66,14 +67,14 @@ pub(crate) async fn start(
 /// Opens the store from the manifest an earlier run left, if there is one.
 async fn resume(config: &PeerConfig, me: &Me) -> Result<Option<Arc<Holdings>>, Error> {
     let dir = config.dir.clone();
-    let id = me.id;
+    let key = me.creds.key.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         let Some(manifest) = crate::chunk_store::stored_manifest(&dir)? else {
             return Ok(None);
         };
         ChunkStore::check_destination(&dir, &manifest)?;
         let opened = ChunkStore::open(&dir, Arc::new(manifest))?;
-        save_id(id, &opened.0)?;
+        save_key(&key, &opened.0)?;
         Ok(Some(opened))
     })
     .await
@@ -95,7 +96,13 @@ async fn resume(config: &PeerConfig, me: &Me) -> Result<Option<Arc<Holdings>>, E
 enum Failure {
     Fatal(Error),
     Retry(PeerError),
+    /// The handshake was refused: fatal once it happens [`REFUSALS`] times in a row (a
+    /// proxy in front of an owner not up yet closes connections too).
+    Refused(Error),
 }
+
+/// Handshake refusals in a row that make a peer give up (about 0.6 s with the backoff).
+const REFUSALS: u32 = 3;
 
 impl From<PeerError> for Failure {
     fn from(e: PeerError) -> Failure {
@@ -133,14 +140,27 @@ async fn join_loop(
     holdings: &mut Option<Arc<Holdings>>,
     joining: &watch::Sender<Option<Joining>>,
 ) -> Result<Option<Joined>, Error> {
+    let mut refusals = 0;
     loop {
         let attempt = tokio::select! {
             _ = token.cancelled() => return Ok(None),
             attempt = attempt(config, me, holdings, joining) => attempt,
         };
+        refusals = if matches!(attempt, Err(Failure::Refused(_))) {
+            refusals + 1
+        } else {
+            0
+        };
         match attempt {
             Ok(joined) => return Ok(Some(joined)),
             Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Refused(e)) if refusals >= REFUSALS => return Err(e),
+            Err(Failure::Refused(e)) => {
+                debug!(cause = %e, "refused in the handshake; trying again");
+                if !task::sleep(token, backoff.next_delay()).await {
+                    return Ok(None);
+                }
+            }
             Err(Failure::Retry(e)) => {
                 let delay = backoff.next_delay();
                 let via = &config.entry;
@@ -165,10 +185,31 @@ async fn attempt(
 ) -> Result<Joined, Failure> {
     let via_peer = config.join.is_some();
     let addr = config.entry.resolve().await.map_err(PeerError::from)?;
-    let mut conn = Connection::connect(addr).await?;
-    let swarm = holdings.as_ref().map(|h| h.manifest().swarm_id());
+    let mut conn = Connection::connect(addr, Arc::clone(&me.creds)).await?;
+    let ticket = config.ticket.as_ref().map(Ticket::swarm);
+    let swarm = holdings.as_ref().map(|h| h.manifest().swarm_id()).or(ticket);
     let hello = handshake::client_hello(Role::Join, me.port, swarm, me.id);
-    let theirs = conn.handshake(&hello).await?;
+    let theirs = match conn.handshake(&hello).await {
+        Ok(theirs) => theirs,
+        // Closed before the encrypted handshake was done, without word of a connection
+        // limit, or a proof refused: the other side did not take ours (its secret is
+        // another, or it is private and we are not). Retrying would not help.
+        Err(e @ (PeerError::Closed(_) | PeerError::Io { .. })) if conn.remote_id().is_none() => {
+            debug!(%addr, cause = %e, "refused in the handshake");
+            return Err(Failure::Refused(Error::Refused {
+                addr,
+                private: ticket.is_some(),
+            }));
+        }
+        Err(PeerError::Secure(e)) if e.is_auth() => {
+            debug!(%addr, cause = %e, "the handshake failed");
+            return Err(Failure::Refused(Error::Refused {
+                addr,
+                private: ticket.is_some(),
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if handshake::check_join_server(&theirs, via_peer).is_err() {
         // Something answers, but it is not an owner (often a peer's port given by
         // mistake): retrying would not help.
@@ -191,6 +232,13 @@ async fn attempt(
         }
         other => return Err(unexpected("waiting for the manifest", &other)),
     };
+    if let Some(ticket) = ticket.filter(|&t| t != manifest.swarm_id()) {
+        return Err(Failure::Fatal(Error::NotTheTicketsSwarm {
+            addr,
+            ticket,
+            actual: manifest.swarm_id(),
+        }));
+    }
     if Some(manifest.swarm_id()) != theirs.swarm {
         return Err(Failure::Fatal(Error::ManifestIdMismatch {
             addr,
@@ -228,21 +276,21 @@ async fn attempt(
     })
 }
 
-/// Keeps the peer's ID in its store, so it is the same peer after a restart.
-fn save_id(me: PeerId, store: &ChunkStore) -> Result<(), Error> {
-    me.save(store.root()).map_err(|source| Error::Io {
-        what: "keeping the peer ID",
+/// Keeps the peer's key in its store, so it is the same peer after a restart.
+fn save_key(key: &NodeKey, store: &ChunkStore) -> Result<(), Error> {
+    key.save(store.root()).map_err(|source| Error::Io {
+        what: "keeping the node key",
         source,
     })
 }
 
 async fn open_store(config: &PeerConfig, manifest: Manifest, me: &Me) -> Result<Arc<Holdings>, Error> {
     let dir = config.dir.clone();
-    let id = me.id;
+    let key = me.creds.key.clone();
     let (store, have) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         ChunkStore::check_destination(&dir, &manifest)?;
         let opened = ChunkStore::open(&dir, Arc::new(manifest))?;
-        save_id(id, &opened.0)?;
+        save_key(&key, &opened.0)?;
         Ok(opened)
     })
     .await

@@ -148,7 +148,7 @@ async fn dial(
     };
     let me = &ctx.me;
     let neighbor = what == PINNED;
-    let open = FetchLink::open(&endpoint, ctx.holdings.manifest(), me.port, me.id, neighbor);
+    let open = FetchLink::open(&endpoint, ctx.holdings.manifest(), me.port, &me.creds, neighbor);
     let result = tokio::time::timeout(timeout, open)
         .await
         .unwrap_or(Err(PeerError::Timeout("connecting")));

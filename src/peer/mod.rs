@@ -35,6 +35,7 @@ use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::rate::Limits;
+use crate::secure::{Access, Credentials, NodeKey};
 use crate::upload::{self, node_addr, Served};
 use crate::web::{Role as ViewRole, SwarmView};
 use crate::wire::handshake::{self, Purpose};
@@ -87,8 +88,10 @@ pub struct Peer {
 /// knows of.
 #[derive(Debug, Clone)]
 pub(crate) struct Me {
-    /// The peer's ID (kept in its directory once it has a store).
+    /// The peer's ID: the one its key proves.
     pub(crate) id: PeerId,
+    /// Its key (kept in its directory once it has a store) and the swarm's access.
+    pub(crate) creds: Arc<Credentials>,
     /// The port it listens on.
     pub(crate) port: u16,
     /// The peers it knows.
@@ -123,10 +126,18 @@ impl Peer {
             source,
         })?;
         let (progress, _) = watch::channel(Progress::Joining);
-        // The ID a previous run kept; a new one is saved once the store exists.
-        let id = PeerId::load(&config.dir.join(STORE_DIR)).unwrap_or_else(PeerId::random);
+        // The key a previous run kept; a new one is saved once the store exists.
+        let key = NodeKey::load(&config.dir.join(STORE_DIR)).unwrap_or_else(NodeKey::generate);
+        let id = key.id();
         let me = Me {
             id,
+            creds: Arc::new(Credentials {
+                key,
+                access: config
+                    .ticket
+                    .as_ref()
+                    .map_or(Access::Open, |t| Access::Private(t.psk())),
+            }),
             port: local.port(),
             book: Arc::new(AddressBook::new(id)),
             limits: Limits::new(config.upload_limit, config.download_limit),
@@ -176,7 +187,7 @@ impl Peer {
         let held: reachable::Held = Arc::new(std::sync::Mutex::new(Some(Vec::new())));
         let joined = tokio::select! {
             joined = bootstrap::start(&self.config, &me, &token, &joining) => joined?,
-            never = reachable::answer_while_joining(&self.listener, me.port, me.id, seen, Arc::clone(&held)) => match never {},
+            never = reachable::answer_while_joining(&self.listener, me.port, &me.creds, seen, Arc::clone(&held)) => match never {},
         };
         let Some(joined) = joined else {
             return Ok(());
@@ -217,8 +228,15 @@ impl Peer {
             move |conn| serve_neighbor(conn, Arc::clone(&holdings), me.clone())
         };
         tracker.spawn(
-            upload::accept_loop(self.listener, held, token.clone(), tracker.clone(), handler)
-                .in_current_span(),
+            upload::accept_loop(
+                self.listener,
+                held,
+                Arc::clone(&me.creds),
+                token.clone(),
+                tracker.clone(),
+                handler,
+            )
+            .in_current_span(),
         );
         tracker.spawn(
             report_progress(Arc::clone(&holdings), self.progress.clone(), token.clone()).in_current_span(),

@@ -48,7 +48,7 @@ pub(crate) async fn announce(me: Me, holdings: Arc<Holdings>, token: Cancellatio
 async fn announce_to(me: &Me, holdings: &Holdings, peer: PeerAddr) {
     let endpoint = Endpoint::from_addr(peer.addr);
     let swap = async {
-        let mut link = FetchLink::open(&endpoint, holdings.manifest(), me.port, me.id, false).await?;
+        let mut link = FetchLink::open(&endpoint, holdings.manifest(), me.port, &me.creds, false).await?;
         Ok::<_, PeerError>((link.peer_id(), link.peers_now().await?))
     };
     match tokio::time::timeout(ANNOUNCE_TIMEOUT, swap).await {

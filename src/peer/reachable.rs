@@ -1,18 +1,18 @@
 //! While a peer joins, its port already answers the owner: the owner dials back the port a
 //! joiner announces, to check that the joiner is who it says and can be reached (the
-//! owner's gate), before it sends the manifest. This task looks at each connection's hello
-//! without consuming it: the owner's probe (a FETCH hello from the owner's ID, listening
-//! nowhere) gets a `BUSY` hello under this peer's ID and the swarm's, both learned from the
-//! owner's own hello, and is closed. Every other connection is held, unread, for the upload
-//! server to answer once the peer has its store, as if it had waited in the listen queue.
+//! owner's gate), before it sends the manifest. This task runs the encrypted handshake on
+//! each connection and reads its hello: the owner's probe (a FETCH hello from the owner's
+//! ID, listening nowhere) gets a `BUSY` hello under this peer's ID and the swarm's, both
+//! learned from the owner's own hello, and is closed. Every other connection is held, its
+//! hello read but not answered, for the upload server to answer once the peer has its
+//! store, as if it had waited in the listen queue.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, Instrument};
@@ -20,7 +20,8 @@ use tracing::{debug, Instrument};
 use crate::connection::Connection;
 use crate::identity::PeerId;
 use crate::manifest::SwarmId;
-use crate::wire::{handshake, Hello, Role, HELLO_LEN};
+use crate::secure::Credentials;
+use crate::wire::{handshake, Hello, Role};
 
 /// Connections looked at at once while joining; a newer one takes the place of the oldest
 /// (a hello takes a moment to arrive, so only a silent client is dropped).
@@ -39,12 +40,12 @@ pub(crate) struct Joining {
     pub(crate) owner: PeerId,
 }
 
-/// Connections accepted while joining, their hellos still unread; `None` once the upload
-/// server has taken them (a look that ends later closes its connection).
-pub(crate) type Held = Arc<Mutex<Option<Vec<(TcpStream, SocketAddr)>>>>;
+/// Connections accepted while joining, their hellos read but not answered; `None` once the
+/// upload server has taken them (a look that ends later closes its connection).
+pub(crate) type Held = Arc<Mutex<Option<Vec<Connection>>>>;
 
 /// Takes the held connections for the upload server; none can be added afterwards.
-pub(crate) fn take_held(held: &Held) -> Vec<(TcpStream, SocketAddr)> {
+pub(crate) fn take_held(held: &Held) -> Vec<Connection> {
     held.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take()
@@ -56,7 +57,7 @@ pub(crate) fn take_held(held: &Held) -> Vec<(TcpStream, SocketAddr)> {
 pub(crate) async fn answer_while_joining(
     listener: &TcpListener,
     port: u16,
-    id: PeerId,
+    creds: &Arc<Credentials>,
     joining: watch::Receiver<Option<Joining>>,
     held: Held,
 ) -> Infallible {
@@ -78,22 +79,34 @@ pub(crate) async fn answer_while_joining(
                 oldest.abort();
             }
         }
-        let look = look_at(stream, remote, port, id, joining.clone(), Arc::clone(&held));
+        let conn = Connection::new(stream, remote, Arc::clone(creds));
+        let look = look_at(conn, port, creds.key.id(), joining.clone(), Arc::clone(&held));
         oldest_first.push_back(looking.spawn(look.in_current_span()));
     }
 }
 
 async fn look_at(
-    stream: TcpStream,
-    remote: SocketAddr,
+    mut conn: Connection,
     port: u16,
     id: PeerId,
     mut joining: watch::Receiver<Option<Joining>>,
     held: Held,
 ) {
-    let Ok(Some(hello)) = tokio::time::timeout(LOOK_TIME, peek_hello(&stream)).await else {
-        debug!(%remote, "closed while joining: no hello");
-        return;
+    let remote = conn.remote();
+    let hello = match tokio::time::timeout(LOOK_TIME, conn.read_client_hello()).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(e)) if e.is_auth_failure() => {
+            crate::activity::auth_failed(remote, &e);
+            return;
+        }
+        Ok(Err(e)) => {
+            debug!(%remote, cause = %e, "closed while joining");
+            return;
+        }
+        Err(_) => {
+            debug!(%remote, "closed while joining: no hello");
+            return;
+        }
     };
     // Only a FETCH that listens nowhere can be the owner's probe: wait for the owner's
     // hello to tell; anything else is held at once.
@@ -108,7 +121,6 @@ async fn look_at(
     };
     match seen {
         Some(seen) if is_probe(&hello, seen) => {
-            let mut conn = Connection::new(stream, remote);
             let busy = |_: &Hello| handshake::server_hello(Role::Busy, port, seen.swarm, id);
             if let Err(e) = conn.answer_handshake(busy).await {
                 debug!(%remote, cause = %e, "the owner's probe went unanswered");
@@ -118,7 +130,7 @@ async fn look_at(
         _ => {
             let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(held) = held.as_mut().filter(|h| h.len() < MAX_HELD) {
-                held.push((stream, remote));
+                held.push(conn);
             }
         }
     }
@@ -130,20 +142,4 @@ fn is_probe(hello: &Hello, seen: Joining) -> bool {
         && hello.listen_port == 0
         && hello.peer == seen.owner
         && hello.swarm == Some(seen.swarm)
-}
-
-/// The connection's hello, read without consuming it; `None` if it does not parse.
-async fn peek_hello(stream: &TcpStream) -> Option<Hello> {
-    let mut buf = [0u8; HELLO_LEN];
-    loop {
-        let n = stream.peek(&mut buf).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        if n == HELLO_LEN {
-            return Hello::decode(&buf).ok();
-        }
-        // Part of it so far: wait for the rest rather than spin on what is there.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }

@@ -1,31 +1,54 @@
-//! `Connection::write_chunk`: a chunk goes out as one exact `CHUNK` frame whether its bytes
-//! are in memory or in a file handed to the kernel, and a file that ends early is an error
-//! instead of a short frame.
+//! `Connection`: every connection is encrypted, and a chunk still goes out as one exact
+//! `CHUNK` frame whether its bytes are in memory or in a file; a file that ends early is an
+//! error before any of the frame is sent; hellos carry the ID the key proves.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
 use crate::chunk_store::ChunkBody;
 use crate::connection::Connection;
-use crate::wire::{self, Message};
-use bytes::{Bytes, BytesMut};
+use crate::error::PeerError;
+use crate::identity::PeerId;
+use crate::manifest::SwarmId;
+use crate::secure::Credentials;
+use crate::wire::{handshake, Message, Role};
+use bytes::Bytes;
 
-/// A connected pair: our `Connection` on one end, a plain blocking socket on the other.
-async fn pair() -> (Connection, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let conn = Connection::connect(addr).await.unwrap();
-    let (raw, _) = listener.accept().unwrap();
-    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    (conn, raw)
+fn swarm() -> SwarmId {
+    SwarmId([7; 32])
 }
 
-fn encoded(msg: &Message) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    wire::encode(msg, &mut out);
-    out.to_vec()
+/// A connected pair, hellos exchanged: the dialer's `Connection` and the listener's.
+pub(crate) async fn pair() -> (Connection, Connection) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let (a, b) = (Credentials::fresh(), Credentials::fresh());
+    let (b_id, a_id) = (b.key.id(), a.key.id());
+    let server = tokio::spawn(async move {
+        let (stream, remote) = listener.accept().await.unwrap();
+        let mut conn = Connection::new(stream, remote, b);
+        let hello = conn
+            .answer_handshake(|_| handshake::server_hello(Role::Peer, 1, swarm(), b_id))
+            .await
+            .unwrap();
+        assert_eq!(hello.peer, a_id);
+        conn
+    });
+    let mut conn = Connection::connect(addr, a).await.unwrap();
+    let theirs = conn
+        .handshake(&handshake::fetch_hello(1, swarm(), a_id, false))
+        .await
+        .unwrap();
+    assert_eq!(theirs.peer, b_id);
+    assert_eq!(conn.remote_id(), Some(b_id));
+    let mut served = server.await.unwrap();
+    served.set_max_frame(1 << 20);
+    (conn, served)
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
@@ -34,82 +57,68 @@ fn data(n: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+async fn next_chunk(conn: &mut Connection) -> (u32, Bytes) {
+    match conn.read_message(Duration::from_secs(10), "test").await {
+        Ok(Some(Message::Chunk { id, data })) => (id, data),
+        other => panic!("expected a chunk, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn a_chunk_from_memory_is_one_exact_frame() {
-    let (mut conn, mut raw) = pair().await;
+async fn a_chunk_from_memory_arrives_whole() {
+    let (mut conn, mut other) = pair().await;
     let bytes = Bytes::from(data(102_400, 1));
     conn.write_chunk(9, &ChunkBody::Memory(bytes.clone()))
         .await
         .unwrap();
-    let want = encoded(&Message::Chunk { id: 9, data: bytes });
-    let mut got = vec![0; want.len()];
-    raw.read_exact(&mut got).unwrap();
-    assert_eq!(got, want);
+    assert_eq!(next_chunk(&mut other).await, (9, bytes));
 }
 
 #[tokio::test]
-async fn a_chunk_file_is_sent_as_one_exact_frame() {
-    let (mut conn, mut raw) = pair().await;
-    let mut want = Vec::new();
+async fn chunk_files_arrive_as_exact_frames_back_to_back() {
+    let (mut conn, mut other) = pair().await;
     // Several frames back to back, the last chunk shorter, so the frames must line up.
-    for (id, len) in [(0u32, 102_400usize), (41, 102_400), (42, 3_333)] {
-        let bytes = data(len, id as u8);
+    let chunks = [(0u32, 102_400usize), (41, 102_400), (42, 3_333)];
+    for (id, len) in chunks {
         let mut file = tempfile::tempfile().unwrap();
-        file.write_all(&bytes).unwrap();
-        conn.write_chunk(
-            id,
-            &ChunkBody::File {
-                file: Arc::new(file),
-                len,
-            },
-        )
-        .await
-        .unwrap();
-        want.extend(encoded(&Message::Chunk {
-            id,
-            data: Bytes::from(bytes),
-        }));
+        file.write_all(&data(len, id as u8)).unwrap();
+        let body = ChunkBody::File {
+            file: Arc::new(file),
+            len,
+        };
+        conn.write_chunk(id, &body).await.unwrap();
     }
-    let mut got = vec![0; want.len()];
-    raw.read_exact(&mut got).unwrap();
-    assert_eq!(got.len(), want.len());
-    assert!(
-        got == want,
-        "the bytes on the wire differ from the encoded frames"
-    );
+    for (id, len) in chunks {
+        assert_eq!(
+            next_chunk(&mut other).await,
+            (id, Bytes::from(data(len, id as u8)))
+        );
+    }
 }
 
-#[cfg(target_os = "linux")]
 #[tokio::test]
-async fn a_chunk_file_that_ends_early_is_an_error_not_a_short_frame() {
-    let (mut conn, mut raw) = pair().await;
+async fn a_chunk_file_that_ends_early_is_an_error_and_nothing_of_it_is_sent() {
+    let (mut conn, mut other) = pair().await;
     let mut file = tempfile::tempfile().unwrap();
     file.write_all(&data(1_000, 7)).unwrap();
-    let sent = tokio::time::timeout(
-        Duration::from_secs(10),
-        conn.write_chunk(
-            3,
-            &ChunkBody::File {
-                file: Arc::new(file),
-                len: 2_000,
-            },
-        ),
-    )
-    .await
-    .expect("write_chunk returned");
+    let body = ChunkBody::File {
+        file: Arc::new(file),
+        len: 2_000,
+    };
+    let sent = tokio::time::timeout(Duration::from_secs(10), conn.write_chunk(3, &body))
+        .await
+        .expect("write_chunk returned");
     let err = sent.expect_err("a file shorter than the frame promised is an error");
     assert!(err.to_string().contains("ended early"), "{err}");
-    // What reached the socket is the header and the 1,000 bytes there were: the caller
-    // closes the connection, and the receiver sees a frame cut short, never a wrong one.
+    // The caller closes the connection; the receiver sees a clean close, never a frame.
     drop(conn);
-    let mut got = Vec::new();
-    raw.read_to_end(&mut got).unwrap();
-    assert_eq!(got.len(), wire::LEN_PREFIX + 5 + 1_000);
+    let got = other.read_message(Duration::from_secs(10), "test").await;
+    assert!(matches!(got, Ok(None)), "{got:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_file_chunks_to_a_slow_reader_line_up() {
-    let (mut conn, mut raw) = pair().await;
+    let (mut conn, mut other) = pair().await;
     let mut want = Vec::new();
     let mut bodies = Vec::new();
     for id in 0..96u32 {
@@ -121,24 +130,15 @@ async fn many_file_chunks_to_a_slow_reader_line_up() {
         let bytes = data(len, id as u8);
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&bytes).unwrap();
-        // file position at the end, like a staged file: sendfile must use its own offset.
+        // The file's position is at its end, like a staged file: reads use their own offset.
         bodies.push((id, Arc::new(file), len));
-        want.extend(encoded(&Message::Chunk {
-            id,
-            data: Bytes::from(bytes),
-        }));
+        want.push((id, Bytes::from(bytes)));
     }
-    let total = want.len();
-    let reader = std::thread::spawn(move || {
-        let mut got = Vec::with_capacity(total);
-        let mut buf = [0u8; 7_001];
-        while got.len() < total {
-            let n = raw.read(&mut buf).unwrap();
-            assert!(n > 0);
-            got.extend_from_slice(&buf[..n]);
-            if got.len() % 5 == 0 {
-                std::thread::sleep(Duration::from_micros(200));
-            }
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..96 {
+            got.push(next_chunk(&mut other).await);
+            tokio::time::sleep(Duration::from_micros(200)).await;
         }
         got
     });
@@ -147,6 +147,98 @@ async fn many_file_chunks_to_a_slow_reader_line_up() {
             .await
             .unwrap();
     }
-    let got = reader.join().unwrap();
-    assert!(got == want, "stream differs");
+    assert!(reader.await.unwrap() == want, "stream differs");
+}
+
+#[tokio::test]
+async fn the_wire_carries_no_plaintext() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let creds = Credentials::fresh();
+    let id = creds.key.id();
+    let client = tokio::spawn(async move {
+        let mut conn = Connection::connect(addr, creds).await.unwrap();
+        // The dialer's half of the handshake goes out; nobody answers it.
+        let _ = tokio::time::timeout(
+            Duration::from_millis(500),
+            conn.handshake(&handshake::fetch_hello(1, swarm(), id, false)),
+        )
+        .await;
+    });
+    let (mut raw, _) = listener.accept().await.unwrap();
+    client.await.unwrap();
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut seen)).await;
+    assert!(seen.starts_with(b"SWSH"), "the preamble is in clear");
+    assert!(
+        !seen.windows(32).any(|w| w == swarm().0),
+        "the swarm ID never crosses in clear"
+    );
+    assert!(!seen.windows(16).any(|w| w == id.0), "nor the peer ID");
+}
+
+#[tokio::test]
+async fn a_hello_under_another_id_is_refused() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, remote) = listener.accept().await.unwrap();
+        let mut conn = Connection::new(stream, remote, Credentials::fresh());
+        conn.answer_handshake(|_| handshake::server_hello(Role::Peer, 1, swarm(), PeerId([5; 16])))
+            .await
+    });
+    let creds = Credentials::fresh();
+    let impostor = PeerId([9; 16]);
+    let mut conn = Connection::connect(addr, creds).await.unwrap();
+    let mine = conn
+        .handshake(&handshake::fetch_hello(1, swarm(), impostor, false))
+        .await;
+    let theirs = server.await.unwrap();
+    assert!(
+        matches!(theirs, Err(ref e) if e.is_auth_failure()),
+        "the server refuses a claimed ID its key does not prove: {theirs:?}"
+    );
+    assert!(mine.is_err());
+}
+
+#[tokio::test]
+async fn garbage_and_old_clients_get_a_clear_error_and_nothing_back() {
+    for (what, bytes) in [
+        ("an old clear hello", {
+            let mut h = b"SWSH".to_vec();
+            h.push(5);
+            h.extend([2u8; 51]);
+            h
+        }),
+        ("garbage", vec![0xAB; 300]),
+        ("a huge handshake length", {
+            let mut h = crate::secure::preamble(&crate::secure::Access::Open).to_vec();
+            h.extend([0xFF, 0xFF]);
+            h
+        }),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, remote) = listener.accept().await.unwrap();
+            let mut conn = Connection::new(stream, remote, Credentials::fresh());
+            conn.answer_handshake(|_| handshake::server_hello(Role::Peer, 1, swarm(), PeerId([5; 16])))
+                .await
+        });
+        let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut raw, &bytes)
+            .await
+            .unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(15), server)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(result, Err(PeerError::Secure(_)) | Err(PeerError::Closed(_))),
+            "{what}: {result:?}"
+        );
+        let mut back = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), raw.read_to_end(&mut back)).await;
+        assert!(back.is_empty(), "{what}: the server sent {} bytes", back.len());
+    }
 }

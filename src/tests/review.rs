@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::admission::{admit, Admit, Seat, IDLE_EVICT, MAX_DOWNLOADERS};
@@ -14,6 +13,7 @@ use crate::book::{AddressBook, MAX_PER_IP};
 use crate::connection::Connection;
 use crate::error::PeerError;
 use crate::identity::PeerId;
+use crate::secure::Credentials;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -24,20 +24,37 @@ async fn half_frame_server() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     tokio::spawn(async move {
-        let (mut s, _) = l.accept().await.unwrap();
+        let (s, remote) = l.accept().await.unwrap();
+        let creds = Credentials::fresh();
+        let id = creds.key.id();
+        let mut conn = Connection::new(s, remote, creds);
+        let swarm = crate::manifest::SwarmId([7; 32]);
+        conn.answer_handshake(|_| {
+            crate::wire::handshake::server_hello(crate::wire::Role::Peer, 1, swarm, id)
+        })
+        .await
+        .unwrap();
         let mut buf = 1005u32.to_be_bytes().to_vec();
         buf.push(6);
         buf.extend_from_slice(&[0u8; 15]);
-        s.write_all(&buf).await.unwrap();
+        conn.write_raw_for_test(&buf).await.unwrap();
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        drop(s);
+        drop(conn);
     });
     a
 }
 
 #[tokio::test]
 async fn a_frame_stalled_midway_is_noticed_however_often_its_read_restarts() {
-    let mut c = Connection::connect(half_frame_server().await).await.unwrap();
+    let creds = Credentials::fresh();
+    let id = creds.key.id();
+    let mut c = Connection::connect(half_frame_server().await, creds)
+        .await
+        .unwrap();
+    let swarm = crate::manifest::SwarmId([7; 32]);
+    c.handshake(&crate::wire::handshake::fetch_hello(1, swarm, id, false))
+        .await
+        .unwrap();
     c.set_max_frame(1 << 20);
     let t0 = tokio::time::Instant::now();
     // As a link task does: the read dropped and taken up again on every wake-up.
@@ -105,19 +122,19 @@ async fn a_busy_peer_is_named_busy_not_unreachable() {
     let hashes = vec![[0u8; 32]; layout.chunk_count() as usize];
     let manifest = Arc::new(crate::manifest::Manifest::new("f.bin".into(), layout, [0; 32], hashes).unwrap());
     let swarm = manifest.swarm_id();
-    let busy = PeerId([9; 16]);
+    let server = Credentials::fresh();
+    let busy = server.key.id();
     tokio::spawn(async move {
-        let (mut s, _) = l.accept().await.unwrap();
-        let mut theirs = [0u8; crate::wire::HELLO_LEN];
-        s.read_exact(&mut theirs).await.unwrap();
+        let (s, remote) = l.accept().await.unwrap();
+        let mut conn = Connection::new(s, remote, server);
         let hello = crate::wire::handshake::server_hello(crate::wire::Role::Busy, at.port(), swarm, busy);
-        s.write_all(&hello.encode()).await.unwrap();
+        conn.answer_handshake(|_| hello).await.unwrap();
     });
     let e = crate::fetch::FetchLink::open(
         &crate::config::Endpoint::from_addr(at),
         &manifest,
         1,
-        PeerId([1; 16]),
+        &Credentials::fresh(),
         false,
     )
     .await

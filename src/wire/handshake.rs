@@ -11,7 +11,7 @@ use crate::manifest::{SwarmId, HASH_LEN};
 /// The handshake's magic bytes.
 pub(crate) const MAGIC: [u8; 4] = *b"SWSH";
 /// The protocol version this build speaks.
-pub(crate) const VERSION: u8 = 5;
+pub(crate) const VERSION: u8 = 6;
 /// The hello's length in bytes.
 pub(crate) const HELLO_LEN: usize = 8 + HASH_LEN + PEER_ID_LEN;
 

@@ -282,9 +282,13 @@ fn fake_owner(manifest: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+        let (s, _) = listener.accept().unwrap();
+        let limit = std::time::Duration::from_secs(30);
+        let mut s =
+            swarmshare::blocking::SecureStream::accept(s, &swarmshare::blocking::Mode::Open, limit).unwrap();
         let swarm = SwarmId(*blake3::hash(&manifest).as_bytes());
-        s.write_all(&hello(ROLE_OWNER, port, Some(swarm))).unwrap();
+        let mine = hello(ROLE_OWNER, port, Some(swarm), s.id());
+        s.write_all(&mine).unwrap();
         let mut theirs = [0u8; 40];
         s.read_exact(&mut theirs).unwrap();
         let mut frame = ((manifest.len() + 1) as u32).to_be_bytes().to_vec();

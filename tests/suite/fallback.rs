@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+use swarmshare::blocking::{Mode, SecureStream};
+
 /// PROTOCOL.md: "At 3 strikes the client closes the connection and does not dial that
 /// node again".
 const MAX_STRIKES: u32 = 3;
@@ -45,13 +47,15 @@ fn fake_neighbor(manifest: Manifest, file: std::path::PathBuf, liar: Liar) -> u1
 }
 
 fn serve_lies(
-    mut s: TcpStream,
+    s: TcpStream,
     manifest: &Manifest,
     file: &std::path::Path,
     port: u16,
     liar: Liar,
 ) -> std::io::Result<()> {
-    s.write_all(&hello(ROLE_PEER, port, Some(manifest.swarm_id())))?;
+    let mut s = SecureStream::accept(s, &Mode::Open, Duration::from_secs(60))?;
+    let mine = hello(ROLE_PEER, port, Some(manifest.swarm_id()), s.id());
+    s.write_all(&mine)?;
     s.read_exact(&mut [0u8; HELLO_LEN])?;
     let layout = manifest.layout();
     let mut requests = 0u32;

@@ -31,3 +31,8 @@ fn wire_decoder_corpus() {
 fn manifest_parser_corpus() {
     replay("manifest_parser", fuzzing::manifest_parser);
 }
+
+#[test]
+fn secure_handshake_corpus() {
+    replay("secure_handshake", fuzzing::secure_handshake);
+}

@@ -5,12 +5,13 @@
 //! (A neighbor that sends wrong or unrequested chunks is in `fallback`.)
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
+use swarmshare::blocking::{Mode, SecureStream};
 use swarmshare::manifest::{hash_file, SwarmId};
 
 use super::protocol::{hello, Msg, HELLO_LEN, ROLE_FETCH};
@@ -19,21 +20,29 @@ use super::swarm::{events_of, Swarm};
 /// The upload server's connection limit (PROTOCOL.md, "Timeouts and limits").
 const LIMIT: usize = 256;
 
+/// A plain TCP connection: nothing of the handshake sent.
 fn dial(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s
 }
 
+/// A connection whose encrypted handshake is done, under a fresh key.
+pub(super) fn secure(port: u16) -> SecureStream {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    SecureStream::connect(addr, &Mode::Open, Duration::from_secs(60)).unwrap()
+}
+
 /// A valid FETCH hello for `swarm` from a client that does not listen.
-fn fetch_hello(swarm: SwarmId) -> [u8; HELLO_LEN] {
-    hello(ROLE_FETCH, 0, Some(swarm))
+fn fetch_hello(s: &SecureStream, swarm: SwarmId) -> [u8; HELLO_LEN] {
+    hello(ROLE_FETCH, 0, Some(swarm), s.id())
 }
 
 /// Dials and completes a FETCH handshake for `swarm`.
-pub(super) fn fetch_session(port: u16, swarm: SwarmId) -> TcpStream {
-    let mut s = dial(port);
-    s.write_all(&fetch_hello(swarm)).unwrap();
+pub(super) fn fetch_session(port: u16, swarm: SwarmId) -> SecureStream {
+    let mut s = secure(port);
+    let mine = fetch_hello(&s, swarm);
+    s.write_all(&mine).unwrap();
     let mut theirs = [0u8; HELLO_LEN];
     s.read_exact(&mut theirs).unwrap();
     s
@@ -98,18 +107,50 @@ fn one_shot_attacks(port: u16, swarm: SwarmId, chunks: u32) -> Vec<(&'static str
     let mut garbage = vec![0u8; 64 * 1024];
     rng.fill_bytes(&mut garbage);
     let mut results = Vec::new();
-    let mut attack = |name: &'static str, mut s: TcpStream, bytes: &[u8]| {
+    let mut raw = dial(port);
+    let _ = raw.write_all(&garbage);
+    results.push((
+        "garbage before the handshake",
+        closed_within(&mut raw, Duration::from_secs(20)),
+    ));
+    let preamble = [b'S', b'W', b'S', b'H', super::protocol::VERSION, 0, 0, 0];
+    let mut truncated = dial(port);
+    let _ = truncated.write_all(&[&preamble[..], &[0, 48], &garbage[..20]].concat());
+    let _ = truncated.shutdown(Shutdown::Write);
+    results.push((
+        "a handshake cut short",
+        closed_within(&mut truncated, Duration::from_secs(20)),
+    ));
+    let mut oversized = dial(port);
+    let _ = oversized.write_all(&[&preamble[..], &[0xFF, 0xFF], &garbage[..]].concat());
+    results.push((
+        "an oversized handshake message",
+        closed_within(&mut oversized, Duration::from_secs(20)),
+    ));
+    let mut forged = dial(port);
+    let _ = forged.write_all(&[&preamble[..], &[0, 48], &garbage[..48]].concat());
+    results.push((
+        "a forged first handshake message",
+        closed_within(&mut forged, Duration::from_secs(20)),
+    ));
+    let mut unsealed = fetch_session(port, swarm);
+    let _ = unsealed.socket().write_all(&garbage);
+    results.push((
+        "unsealed garbage after the handshake",
+        closed_within(unsealed.socket(), Duration::from_secs(20)),
+    ));
+    let mut attack = |name: &'static str, mut s: SecureStream, bytes: &[u8]| {
         let _ = s.write_all(bytes);
-        results.push((name, closed_within(&mut s, Duration::from_secs(20))));
+        results.push((name, closed_within(s.socket(), Duration::from_secs(20))));
     };
-    attack("garbage before the handshake", dial(port), &garbage);
     attack(
         "garbage after the handshake",
         fetch_session(port, swarm),
         &garbage,
     );
-    let wrong = hello(ROLE_FETCH, 0, Some(SwarmId([7; 32])));
-    attack("wrong swarm ID", dial(port), &wrong);
+    let s = secure(port);
+    let wrong = hello(ROLE_FETCH, 0, Some(SwarmId([7; 32])), s.id());
+    attack("wrong swarm ID", s, &wrong);
     attack(
         "chunk ID = count",
         fetch_session(port, swarm),
@@ -139,10 +180,10 @@ fn one_shot_attacks(port: u16, swarm: SwarmId, chunks: u32) -> Vec<(&'static str
     truncated.truncate(6);
     let mut s = fetch_session(port, swarm);
     let _ = s.write_all(&truncated);
-    let _ = s.shutdown(Shutdown::Write);
+    let _ = s.socket().shutdown(Shutdown::Write);
     results.push((
         "truncated frame then EOF",
-        closed_within(&mut s, Duration::from_secs(20)),
+        closed_within(s.socket(), Duration::from_secs(20)),
     ));
     results
 }
@@ -170,7 +211,7 @@ fn flood(port: u16, swarm: SwarmId, chunks: u32, n: u32) -> u64 {
     }
     let _ = w.write_all(&batch);
     thread::sleep(Duration::from_secs(3));
-    let _ = w.shutdown(Shutdown::Both);
+    let _ = w.socket().shutdown(Shutdown::Both);
     drain.join().unwrap()
 }
 
@@ -183,7 +224,7 @@ fn idle_connections(port: u16, n: usize, limit: Duration) -> (usize, bool) {
     thread::sleep(Duration::from_secs(1));
     let mut held = 0;
     for s in &mut conns {
-        // An accepted connection has the victim's hello waiting; a refused one is closed.
+        // An accepted connection waits for our handshake; a refused one is closed.
         held += usize::from(!is_closed_now(s));
     }
     let all_closed = conns.iter_mut().all(|s| closed_within(s, limit));
@@ -195,13 +236,17 @@ fn idle_connections(port: u16, n: usize, limit: Duration) -> (usize, bool) {
 fn stalled_frame(port: u16, swarm: SwarmId, limit: Duration) -> bool {
     let mut s = fetch_session(port, swarm);
     let _ = s.write_all(&[0, 0]);
-    closed_within(&mut s, limit)
+    closed_within(s.socket(), limit)
 }
 
-/// Sends a valid hello one byte every 2 s; true if the victim hung up before the end.
-fn trickle(port: u16, swarm: SwarmId) -> bool {
+/// Sends the handshake's preamble and then zeros one byte every 2 s; true if the victim
+/// hung up before the end.
+fn trickle(port: u16) -> bool {
     let mut s = dial(port);
-    for b in fetch_hello(swarm) {
+    let mut bytes = b"SWSH".to_vec();
+    bytes.extend([super::protocol::VERSION, 0, 0, 0]);
+    bytes.extend([0u8; 24]);
+    for b in bytes {
         if s.write_all(&[b]).is_err() {
             return true;
         }
@@ -244,7 +289,7 @@ fn hostile_peers_do_not_stop_the_swarm() {
         .map(|p| spawn(move || one_shot_attacks(p, id, chunks)))
         .into();
     let flood = spawn(move || flood(victim, id, chunks, 20_000));
-    let trickle = spawn(move || trickle(victim, id));
+    let trickle = spawn(move || trickle(victim));
     let stalled = spawn(move || stalled_frame(victim, id, Duration::from_secs(30)));
     for (h, who) in prefix.into_iter().zip(["peer", "owner"]) {
         let sent = h.join().unwrap();

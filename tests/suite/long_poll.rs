@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use swarmshare::blocking::SecureStream;
 use swarmshare::manifest::hash_file;
 
 use super::hostile::{fetch_session, frame};
@@ -13,9 +14,11 @@ use super::protocol::Msg;
 use super::swarm::Swarm;
 
 /// Sends `msg` and reads the LIST that answers it: (chunks listed, seconds it took).
-pub(super) fn ask(s: &mut TcpStream, msg: &Msg) -> (u32, f64) {
+pub(super) fn ask(s: &mut SecureStream, msg: &Msg) -> (u32, f64) {
     // A regression fails the test instead of hanging the suite.
-    s.set_read_timeout(Some(Duration::from_secs(70))).unwrap();
+    s.socket()
+        .set_read_timeout(Some(Duration::from_secs(70)))
+        .unwrap();
     let t0 = Instant::now();
     s.write_all(&frame(msg)).unwrap();
     let mut len = [0u8; 4];

@@ -11,6 +11,7 @@ mod manifest;
 mod names;
 mod netlab;
 mod netns;
+mod private;
 mod protocol;
 mod status;
 mod swarm;

@@ -7,7 +7,7 @@ use swarmshare::manifest::SwarmId;
 /// The hello's length (§1).
 pub const HELLO_LEN: usize = 56;
 /// The protocol version (§1).
-pub const VERSION: u8 = 5;
+pub const VERSION: u8 = 6;
 pub const ROLE_FETCH: u8 = 2;
 pub const ROLE_OWNER: u8 = 3;
 pub const ROLE_PEER: u8 = 4;
@@ -21,8 +21,9 @@ pub const MSG_CHUNK: u8 = 6;
 pub const MSG_NOT_HAVE: u8 = 7;
 pub const MSG_LIST_WAIT: u8 = 10;
 
-/// A hello (§1): `swarm` `None` is all zero, as is the peer ID of a test client.
-pub fn hello(role: u8, listen_port: u16, swarm: Option<SwarmId>) -> [u8; HELLO_LEN] {
+/// A hello (§1): `swarm` `None` is all zero; `peer` must be the ID the sender's key
+/// proves (a scripted client's is its stream's).
+pub fn hello(role: u8, listen_port: u16, swarm: Option<SwarmId>, peer: [u8; 16]) -> [u8; HELLO_LEN] {
     let mut h = [0u8; HELLO_LEN];
     h[..4].copy_from_slice(b"SWSH");
     h[4] = VERSION;
@@ -31,6 +32,7 @@ pub fn hello(role: u8, listen_port: u16, swarm: Option<SwarmId>) -> [u8; HELLO_L
     if let Some(s) = swarm {
         h[8..40].copy_from_slice(&s.0);
     }
+    h[40..].copy_from_slice(&peer);
     h
 }
 
