@@ -15,13 +15,22 @@ use bytes::BytesMut;
 
 use crate::secure::{self, Access, Credentials, NodeKey, LEN_PREFIX, PREAMBLE_LEN};
 
-/// Which swarm a scripted client claims to be of.
-#[derive(Debug, Clone)]
+/// Which swarm a scripted client claims to be of. `Debug` leaves the key out.
+#[derive(Clone)]
 pub enum Mode {
     /// An open swarm.
     Open,
     /// A private swarm with this pre-shared key.
     Private([u8; 32]),
+}
+
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Open => "Open",
+            Mode::Private(_) => "Private",
+        })
+    }
 }
 
 impl Mode {
@@ -58,7 +67,7 @@ impl Identity {
 pub const DIALER_HANDSHAKE_BYTES: u64 = (PREAMBLE_LEN + 2 * LEN_PREFIX + 48 + 64) as u64;
 
 /// An encrypted stream over a blocking socket. Clones share the cipher state, so one
-/// thread may read while another writes.
+/// thread may read while another writes (one writer at a time).
 pub struct SecureStream {
     stream: TcpStream,
     transport: Arc<Mutex<snow::TransportState>>,
@@ -171,7 +180,9 @@ impl SecureStream {
         &mut self.stream
     }
 
-    /// Another handle on the same connection and cipher state.
+    /// Another handle on the same connection and cipher state: one may read while another
+    /// writes, but two must not write at once (each write is sealed under the lock and
+    /// sent after it, so two writers could send their messages out of nonce order).
     pub fn try_clone(&self) -> io::Result<SecureStream> {
         Ok(SecureStream {
             stream: self.stream.try_clone()?,

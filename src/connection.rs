@@ -41,6 +41,10 @@ pub(crate) const MIN_FRAME_RATE: u64 = 64 * 1024;
 const READ_MIN: usize = 4 * 1024;
 /// The most the read buffer grows by in one step.
 const READ_STEP: usize = 256 * 1024;
+/// How much plaintext is sealed and written at a time (16 transport messages).
+const SEAL_STEP: usize = 16 * secure::MAX_PLAINTEXT;
+/// Write buffers larger than this (a manifest went out) are let go afterwards.
+const KEEP_BUFFER: usize = 2 * SEAL_STEP;
 /// The frame limit before the handshake sets one: enough for any hello-stage message.
 const DEFAULT_MAX_FRAME: usize = 64;
 
@@ -87,6 +91,9 @@ pub(crate) struct Connection {
     /// Its encrypted bytes.
     obuf: Vec<u8>,
     noise: Noise,
+    /// The listener answered our first handshake message (so a close after this is not a
+    /// refusal of our proof).
+    answered: bool,
     /// A client's hello read ahead of the answer (see [`Connection::read_client_hello`]).
     pending_hello: Option<Hello>,
     max_frame: usize,
@@ -111,6 +118,7 @@ impl Connection {
             wbuf: BytesMut::with_capacity(1024),
             obuf: Vec::with_capacity(1024),
             noise: Noise::Pending(creds),
+            answered: false,
             pending_hello: None,
             max_frame: DEFAULT_MAX_FRAME,
             remote,
@@ -131,6 +139,11 @@ impl Connection {
     /// The other side's socket address.
     pub(crate) fn remote(&self) -> SocketAddr {
         self.remote
+    }
+
+    /// Whether the listener answered our first handshake message (it took our proof).
+    pub(crate) fn answered(&self) -> bool {
+        self.answered
     }
 
     /// The ID the other side's key proved, once the handshake has run.
@@ -229,6 +242,7 @@ impl Connection {
             .map_err(PeerError::io("sending the handshake"))?;
         let msg = self.read_answer_message().await?;
         secure::read_handshake(&mut state, &msg)?;
+        self.answered = true;
         out.clear();
         secure::write_handshake(&mut state, &mut out)?;
         self.stream
@@ -314,8 +328,9 @@ impl Connection {
     /// Turns a connection away at the connection limit, before its handshake: reads what
     /// has arrived of it (so the close is a clean one), says the node is at its limit, and
     /// closes. Never waits.
+    /// In a private swarm nothing is said: an intruder gets no byte, not even this one.
     pub(crate) fn refuse_at_limit(self) {
-        if matches!(self.noise, Noise::Pending(_)) {
+        if matches!(&self.noise, Noise::Pending(c) if c.access == secure::Access::Open) {
             let mut sink = [0u8; 512];
             let _ = self.stream.try_read(&mut sink);
             let _ = self.stream.try_write(&secure::AT_LIMIT);
@@ -341,7 +356,7 @@ impl Connection {
     /// Decrypts the whole transport messages received so far.
     fn open_received(&mut self) -> Result<usize, PeerError> {
         let Noise::Ready { transport, .. } = &mut self.noise else {
-            return Err(PeerError::Secure(SecureError::Auth(
+            return Err(PeerError::Secure(SecureError::Local(
                 "no handshake yet".to_owned(),
             )));
         };
@@ -349,13 +364,27 @@ impl Connection {
     }
 
     /// Encrypts `wbuf` and writes it.
+    /// A large message (a manifest) is sealed and written a step at a time, and leaves no
+    /// large buffer behind.
     async fn flush_sealed(&mut self) -> io::Result<()> {
         let Noise::Ready { transport, .. } = &mut self.noise else {
             return Err(io::Error::other("no handshake yet"));
         };
-        self.obuf.clear();
-        secure::seal(transport, &self.wbuf, &mut self.obuf).map_err(io::Error::other)?;
-        self.stream.write_all(&self.obuf).await
+        let mut at = 0;
+        while at < self.wbuf.len() {
+            let end = (at + SEAL_STEP).min(self.wbuf.len());
+            self.obuf.clear();
+            secure::seal(transport, &self.wbuf[at..end], &mut self.obuf).map_err(io::Error::other)?;
+            self.stream.write_all(&self.obuf).await?;
+            at = end;
+        }
+        if self.wbuf.capacity() > KEEP_BUFFER {
+            self.wbuf = BytesMut::new();
+        }
+        if self.obuf.capacity() > KEEP_BUFFER {
+            self.obuf = Vec::new();
+        }
+        Ok(())
     }
 
     /// Reads the next message. The first byte of the next frame must arrive within
@@ -370,10 +399,11 @@ impl Connection {
         state: &'static str,
     ) -> Result<Option<Message>, PeerError> {
         let idle_deadline = Instant::now() + idle;
-        if self.rbuf.is_empty() {
+        if self.rbuf.is_empty() && self.cbuf.is_empty() {
             self.frame = None;
         } else if self.frame.is_none() {
-            // The start of the next frame came with the last one.
+            // The start of the next frame came with the last one (decrypted, or still in
+            // a transport message that is only partly here).
             self.frame = Some((Instant::now() + FRAME_TIMEOUT, false));
             self.last_byte = Instant::now();
         }
@@ -440,7 +470,7 @@ impl Connection {
     }
 
     /// Writes chunk `id` as one `CHUNK` frame within [`WRITE_TIMEOUT`]. Encryption needs
-    /// the bytes in hand: a chunk file is read (on the blocking pool) and sealed, where the
+    /// the bytes in hand: a chunk file is read and sealed, where the
     /// clear protocol handed it to the kernel with `sendfile`.
     pub(crate) async fn write_chunk(&mut self, id: ChunkId, body: &ChunkBody) -> Result<(), PeerError> {
         let header = wire::message::chunk_header(id, body.len());
@@ -460,9 +490,10 @@ impl Connection {
     }
 
     /// Appends the first `len` bytes of `file` to `wbuf`. A file that ends early is an
-    /// error: the header promised `len` bytes. Read in place: a chunk file that is sent
-    /// was written or read a moment ago and is in the page cache (a hand-off to the
-    /// blocking pool for every chunk cost more than the read).
+    /// error: the header promised `len` bytes. Read in place, on the runtime's thread: a
+    /// chunk file that is sent was written or read a moment ago and is in the page cache
+    /// (a hand-off to the blocking pool for every chunk cost more than the read; a cold
+    /// disk is issue 16's).
     async fn read_file(&mut self, file: &Arc<std::fs::File>, len: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         let at = self.wbuf.len();
@@ -474,6 +505,20 @@ impl Connection {
             }
             _ => e,
         })
+    }
+
+    /// Seals `bytes` and writes only the first `cut` bytes of the ciphertext (tests: a
+    /// transport message that stops midway).
+    #[cfg(test)]
+    pub(crate) async fn write_cut_for_test(&mut self, bytes: &[u8], cut: usize) -> io::Result<()> {
+        let Noise::Ready { transport, .. } = &mut self.noise else {
+            return Err(io::Error::other("no handshake yet"));
+        };
+        self.obuf.clear();
+        secure::seal(transport, bytes, &mut self.obuf).map_err(io::Error::other)?;
+        self.stream
+            .write_all(&self.obuf[..cut.min(self.obuf.len())])
+            .await
     }
 
     /// Seals `bytes` as they are, whatever they hold (tests: half frames, bad frames).

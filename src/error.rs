@@ -77,6 +77,16 @@ pub enum Error {
         /// Whether we came with a ticket.
         private: bool,
     },
+    /// The node at the ticket's address is not the ticket's owner.
+    #[error("{addr} answered as peer {answered}, but the ticket's owner is {owner}")]
+    NotTheTicketsOwner {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// The owner the ticket names.
+        owner: PeerId,
+        /// Who answered.
+        answered: PeerId,
+    },
     /// The manifest is not of the swarm the ticket names.
     #[error("{addr} sent the manifest of swarm {actual}, but the ticket is for swarm {ticket}")]
     NotTheTicketsSwarm {

@@ -209,6 +209,12 @@ pub enum SecureError {
     /// The other side is at its connection limit (it said so): try again later.
     #[error("the node is at its connection limit")]
     AtLimit,
+    /// Something failed on this side (the cipher could not be set up): not the other's doing.
+    #[error("{0}")]
+    Local(String),
+    /// A transport message failed its tag: changed in transit, or not from the other side.
+    #[error("a message failed its authentication tag (changed in transit?)")]
+    Tampered,
     /// The other side did not prove the swarm's secret or its key.
     #[error("authentication failed: {0}")]
     Auth(String),
@@ -267,20 +273,20 @@ pub(crate) fn check_preamble(bytes: &[u8; PREAMBLE_LEN], ours: &Access) -> Resul
 pub(crate) fn start(creds: &Credentials, initiator: bool) -> Result<snow::HandshakeState, SecureError> {
     let params: snow::params::NoiseParams = PATTERN
         .parse()
-        .map_err(|e| SecureError::Auth(format!("noise parameters: {e}")))?;
+        .map_err(|e| SecureError::Local(format!("noise parameters: {e}")))?;
     let psk = creds.access.psk();
     let prologue = preamble(&creds.access);
     let builder = snow::Builder::new(params)
         .local_private_key(&creds.key.secret)
         .and_then(|b| b.psk(0, &psk))
         .and_then(|b| b.prologue(&prologue))
-        .map_err(|e| SecureError::Auth(format!("noise setup: {e}")))?;
+        .map_err(|e| SecureError::Local(format!("noise setup: {e}")))?;
     let state = if initiator {
         builder.build_initiator()
     } else {
         builder.build_responder()
     };
-    state.map_err(|e| SecureError::Auth(format!("noise setup: {e}")))
+    state.map_err(|e| SecureError::Local(format!("noise setup: {e}")))
 }
 
 /// Writes the next handshake message (with its length prefix) into `out`.
@@ -318,11 +324,26 @@ pub(crate) fn finish(state: snow::HandshakeState) -> Result<(snow::TransportStat
     let transport = state
         .into_transport_mode()
         .map_err(|e| SecureError::Auth(format!("{e}")))?;
-    let id = transport
+    let remote = transport
         .get_remote_static()
-        .map(id_of)
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
         .ok_or_else(|| SecureError::Auth("no static key".to_owned()))?;
-    Ok((transport, id))
+    Ok((transport, proven_id(remote)?))
+}
+
+/// The ID a remote static key proves. A key of small order (which makes every
+/// Diffie-Hellman result the same, so proves nothing) is refused, and the bit X25519
+/// ignores is cleared first, so one key is one ID.
+fn proven_id(mut remote: [u8; 32]) -> Result<PeerId, SecureError> {
+    remote[31] &= 0x7f;
+    let probe = x25519_dalek::StaticSecret::from(NodeKey::generate().secret);
+    if !probe
+        .diffie_hellman(&x25519_dalek::PublicKey::from(remote))
+        .was_contributory()
+    {
+        return Err(SecureError::Auth("a static key of small order".to_owned()));
+    }
+    Ok(id_of(&remote))
 }
 
 /// Seals `plain` into transport messages appended to `out`, each behind its length.
@@ -336,7 +357,7 @@ pub(crate) fn seal(
         out.resize(at + LEN_PREFIX + piece.len() + TAG_LEN, 0);
         let n = transport
             .write_message(piece, &mut out[at + LEN_PREFIX..])
-            .map_err(|e| SecureError::Auth(format!("sealing: {e}")))?;
+            .map_err(|e| SecureError::Local(format!("sealing: {e}")))?;
         out[at..at + LEN_PREFIX].copy_from_slice(&(n as u16).to_be_bytes());
         out.truncate(at + LEN_PREFIX + n);
     }
@@ -372,9 +393,7 @@ pub(crate) fn open(
         let Ok(n) = opened else {
             // Nothing of a message that fails its tag is kept.
             plain.truncate(at);
-            return Err(SecureError::Auth(
-                "a message failed its authentication tag".to_owned(),
-            ));
+            return Err(SecureError::Tampered);
         };
         plain.truncate(at + n);
         let _ = cipher.split_to(LEN_PREFIX + len);

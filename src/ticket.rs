@@ -1,8 +1,11 @@
 //! Tickets: what it takes to join a private swarm, in one copy-pasteable string.
 //!
-//! A ticket holds the swarm ID, the swarm's 32-byte secret and the owner's addresses. It is
-//! `swsh1` followed by the hex of: the format byte `1`, the swarm ID, the secret, and each
-//! address as a family byte (`4` or `6`), the IP and the port (big-endian). Every
+//! A ticket holds the swarm ID, the swarm's 32-byte secret, the owner's peer ID and its
+//! addresses. It is `swsh1` followed by the hex of: the format byte `1`, the swarm ID, the
+//! secret, the owner's peer ID, and each address as a family byte (`4` or `6`), the IP and
+//! the port (big-endian). A peer joining through the owner checks that the node at the
+//! address proves the owner's ID, so a member that intercepts the address cannot pose as
+//! the owner. Every
 //! connection in the swarm proves the secret in its handshake: the Noise pre-shared key is
 //! a BLAKE3 key derivation from the secret and the swarm ID ([`Ticket::psk`]), so a ticket
 //! of another swarm, or with one bit changed, proves nothing.
@@ -17,6 +20,7 @@ use std::str::FromStr;
 
 use rand::RngCore;
 
+use crate::identity::{PeerId, PEER_ID_LEN};
 use crate::manifest::{SwarmId, HASH_LEN};
 
 /// What every ticket starts with.
@@ -34,6 +38,7 @@ const PSK_CONTEXT: &str = "swarmshare 2026-12 private swarm pre-shared key";
 pub struct Ticket {
     swarm: SwarmId,
     secret: [u8; 32],
+    owner: PeerId,
     addrs: Vec<SocketAddr>,
 }
 
@@ -41,6 +46,7 @@ impl fmt::Debug for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ticket")
             .field("swarm", &self.swarm)
+            .field("owner", &self.owner)
             .field("addrs", &self.addrs)
             .finish_non_exhaustive()
     }
@@ -62,14 +68,20 @@ pub enum TicketError {
 
 impl Ticket {
     /// A new swarm secret for `swarm`, reachable at `addrs`.
-    pub(crate) fn generate(swarm: SwarmId, addrs: Vec<SocketAddr>) -> Ticket {
+    pub(crate) fn generate(swarm: SwarmId, owner: PeerId, addrs: Vec<SocketAddr>) -> Ticket {
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         Ticket {
             swarm,
             secret,
+            owner,
             addrs: addrs.into_iter().take(MAX_ADDRS).collect(),
         }
+    }
+
+    /// The owner's peer ID.
+    pub fn owner(&self) -> PeerId {
+        self.owner
     }
 
     /// The swarm it admits to.
@@ -82,9 +94,10 @@ impl Ticket {
         &self.addrs
     }
 
-    /// The same secret, at other addresses.
-    pub(crate) fn at(&self, addrs: Vec<SocketAddr>) -> Ticket {
+    /// The same secret, for this owner at these addresses.
+    pub(crate) fn at(&self, owner: PeerId, addrs: Vec<SocketAddr>) -> Ticket {
         Ticket {
+            owner,
             addrs: addrs.into_iter().take(MAX_ADDRS).collect(),
             ..self.clone()
         }
@@ -103,6 +116,7 @@ impl Ticket {
         let mut bytes = vec![FORMAT];
         bytes.extend_from_slice(&self.swarm.0);
         bytes.extend_from_slice(&self.secret);
+        bytes.extend_from_slice(&self.owner.0);
         for a in &self.addrs {
             match a.ip() {
                 IpAddr::V4(ip) => {
@@ -151,11 +165,12 @@ impl FromStr for Ticket {
         if format != FORMAT {
             return Err(TicketError::Damaged("unknown format"));
         }
-        if rest.len() < HASH_LEN + 32 {
+        if rest.len() < HASH_LEN + 32 + PEER_ID_LEN {
             return Err(TicketError::Damaged("too short"));
         }
         let (swarm, rest) = rest.split_at(HASH_LEN);
-        let (secret, mut rest) = rest.split_at(32);
+        let (secret, rest) = rest.split_at(32);
+        let (owner, mut rest) = rest.split_at(PEER_ID_LEN);
         let mut addrs = Vec::new();
         while let Some((&family, more)) = rest.split_first() {
             let ip_len = match family {
@@ -188,9 +203,12 @@ impl FromStr for Ticket {
         id.copy_from_slice(swarm);
         let mut s = [0u8; 32];
         s.copy_from_slice(secret);
+        let mut o = [0u8; PEER_ID_LEN];
+        o.copy_from_slice(owner);
         Ok(Ticket {
             swarm: SwarmId(id),
             secret: s,
+            owner: PeerId(o),
             addrs,
         })
     }
@@ -231,6 +249,7 @@ mod tests {
     fn sample() -> Ticket {
         Ticket::generate(
             SwarmId([9; 32]),
+            PeerId([3; 16]),
             vec![
                 "10.1.2.3:5000".parse().unwrap(),
                 "[2001:db8::7]:6000".parse().unwrap(),
@@ -276,7 +295,10 @@ mod tests {
         let mut other = t.clone();
         other.swarm = SwarmId([8; 32]);
         assert_ne!(t.psk(), other.psk());
-        assert_eq!(t.psk(), t.at(vec!["10.0.0.1:1".parse().unwrap()]).psk());
+        assert_eq!(
+            t.psk(),
+            t.at(PeerId([4; 16]), vec!["10.0.0.1:1".parse().unwrap()]).psk()
+        );
     }
 
     #[test]

@@ -126,8 +126,8 @@ impl Owner {
                     );
                     // A restarted owner keeps its secret: the tickets it gave out stay good.
                     let ticket = match Ticket::load(root, swarm) {
-                        Some(kept) => kept.at(addrs),
-                        None => Ticket::generate(swarm, addrs),
+                        Some(kept) => kept.at(key.id(), addrs),
+                        None => Ticket::generate(swarm, key.id(), addrs),
                     };
                     ticket.save(root).map(|()| ticket)
                 })

@@ -101,8 +101,10 @@ enum Failure {
     Refused(Error),
 }
 
-/// Handshake refusals in a row that make a peer give up (about 0.6 s with the backoff).
+/// Handshake refusals in a row that make a peer give up...
 const REFUSALS: u32 = 3;
+/// ...tried this far apart (a proxy whose owner is not up yet closes connections too).
+const REFUSED_RETRY: Duration = Duration::from_millis(300);
 
 impl From<PeerError> for Failure {
     fn from(e: PeerError) -> Failure {
@@ -157,7 +159,7 @@ async fn join_loop(
             Err(Failure::Refused(e)) if refusals >= REFUSALS => return Err(e),
             Err(Failure::Refused(e)) => {
                 debug!(cause = %e, "refused in the handshake; trying again");
-                if !task::sleep(token, backoff.next_delay()).await {
+                if !task::sleep(token, REFUSED_RETRY).await {
                     return Ok(None);
                 }
             }
@@ -191,17 +193,17 @@ async fn attempt(
     let hello = handshake::client_hello(Role::Join, me.port, swarm, me.id);
     let theirs = match conn.handshake(&hello).await {
         Ok(theirs) => theirs,
-        // Closed before the encrypted handshake was done, without word of a connection
-        // limit, or a proof refused: the other side did not take ours (its secret is
-        // another, or it is private and we are not). Retrying would not help.
-        Err(e @ (PeerError::Closed(_) | PeerError::Io { .. })) if conn.remote_id().is_none() => {
+        // Closed before the listener answered our first handshake message, without word of
+        // a connection limit: it did not take our proof (its secret is another, or it is
+        // private and we are not).
+        Err(e @ (PeerError::Closed(_) | PeerError::Io { .. })) if !conn.answered() => {
             debug!(%addr, cause = %e, "refused in the handshake");
             return Err(Failure::Refused(Error::Refused {
                 addr,
                 private: ticket.is_some(),
             }));
         }
-        Err(PeerError::Secure(e)) if e.is_auth() => {
+        Err(PeerError::Secure(e)) if e.is_auth() && !conn.answered() => {
             debug!(%addr, cause = %e, "the handshake failed");
             return Err(Failure::Refused(Error::Refused {
                 addr,
@@ -210,6 +212,19 @@ async fn attempt(
         }
         Err(e) => return Err(e.into()),
     };
+    // Through the owner, the ticket names who must answer.
+    if let Some(owner) = config
+        .ticket
+        .as_ref()
+        .map(Ticket::owner)
+        .filter(|&o| !via_peer && o != theirs.peer)
+    {
+        return Err(Failure::Fatal(Error::NotTheTicketsOwner {
+            addr,
+            owner,
+            answered: theirs.peer,
+        }));
+    }
     if handshake::check_join_server(&theirs, via_peer).is_err() {
         // Something answers, but it is not an owner (often a peer's port given by
         // mistake): retrying would not help.

@@ -19,8 +19,9 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-/// A server that sends the first 20 bytes of a 1,009-byte CHUNK frame, then nothing.
-async fn half_frame_server() -> SocketAddr {
+/// A server that sends the first 20 bytes of a 1,009-byte CHUNK frame, then nothing; with
+/// `cut_message`, only part of the transport message that holds them.
+async fn half_frame_server(cut_message: bool) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     tokio::spawn(async move {
@@ -37,7 +38,12 @@ async fn half_frame_server() -> SocketAddr {
         let mut buf = 1005u32.to_be_bytes().to_vec();
         buf.push(6);
         buf.extend_from_slice(&[0u8; 15]);
-        conn.write_raw_for_test(&buf).await.unwrap();
+        if cut_message {
+            // The frame's start is in a transport message that stops midway.
+            conn.write_cut_for_test(&buf, 12).await.unwrap();
+        } else {
+            conn.write_raw_for_test(&buf).await.unwrap();
+        }
         tokio::time::sleep(Duration::from_secs(3600)).await;
         drop(conn);
     });
@@ -46,9 +52,18 @@ async fn half_frame_server() -> SocketAddr {
 
 #[tokio::test]
 async fn a_frame_stalled_midway_is_noticed_however_often_its_read_restarts() {
+    stalled_midway(false).await;
+}
+
+#[tokio::test]
+async fn a_transport_message_stalled_midway_is_noticed_however_often_its_read_restarts() {
+    stalled_midway(true).await;
+}
+
+async fn stalled_midway(cut_message: bool) {
     let creds = Credentials::fresh();
     let id = creds.key.id();
-    let mut c = Connection::connect(half_frame_server().await, creds)
+    let mut c = Connection::connect(half_frame_server(cut_message).await, creds)
         .await
         .unwrap();
     let swarm = crate::manifest::SwarmId([7; 32]);
