@@ -347,3 +347,134 @@ fn nothing_of_the_file_or_its_name_crosses_the_wire_in_clear() {
     assert!(!found(b"secret-plans-name"), "the file's name crossed in clear");
     assert!(done, "every peer has a byte-identical copy");
 }
+
+#[test]
+fn a_private_peer_killed_and_restarted_with_its_ticket_resumes() {
+    let mut swarm = Swarm::new(3_000_000, 2, 154);
+    swarm.owner_args = vec!["--private".to_owned()];
+    swarm.start_owner(2);
+    let text = ticket_of(swarm.owner.as_ref().unwrap());
+    let with_ticket = ["--ticket".to_owned(), text.clone()];
+    swarm.start_peer_with(0, &[swarm.ports[0].to_string()], &with_ticket);
+    swarm.wait_joined(0);
+    swarm.peer(0).kill9();
+    swarm.start_peer_with(0, &[swarm.ports[0].to_string()], &with_ticket);
+    swarm.start_peer_with(1, &[swarm.ports[1].to_string()], &with_ticket);
+    swarm.wait_all_complete(Duration::from_secs(90));
+    let resumed = events_of(swarm.peers[0].as_ref().unwrap())
+        .iter()
+        .any(|e| e["event"] == "peer_start" && e["resumed"] == true);
+    assert!(resumed, "the restarted peer resumed from its directory");
+}
+
+/// A scripted neighbor that lists nothing and answers every PEERS request with one entry:
+/// `victim_id` at `trap`, its own second port. Returns its port.
+fn gossiping_neighbor(
+    swarm_id: swarmshare::manifest::SwarmId,
+    chunks: u32,
+    victim_id: [u8; 16],
+    trap: u16,
+) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || -> std::io::Result<()> {
+                let mut s = SecureStream::accept(stream, &Mode::Open, LIMIT)?;
+                s.socket().set_read_timeout(None)?;
+                s.read_exact(&mut [0u8; super::protocol::HELLO_LEN])?;
+                let mine = hello(super::protocol::ROLE_PEER, port, Some(swarm_id), s.id());
+                s.write_all(&mine)?;
+                loop {
+                    let mut len = [0u8; 4];
+                    s.read_exact(&mut len)?;
+                    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+                    s.read_exact(&mut payload)?;
+                    let answer = match payload.first() {
+                        Some(8) => {
+                            let mut body = vec![9u8, 0, 1];
+                            body.extend_from_slice(&victim_id);
+                            body.extend([4, 127, 0, 0, 1]);
+                            body.extend(trap.to_be_bytes());
+                            let mut f = (body.len() as u32).to_be_bytes().to_vec();
+                            f.extend(body);
+                            f
+                        }
+                        Some(3) | Some(10) => {
+                            thread::sleep(Duration::from_millis(200));
+                            Msg::List {
+                                count: chunks,
+                                bits: vec![0; (chunks as usize).div_ceil(8)],
+                            }
+                            .frame()
+                        }
+                        _ => continue,
+                    };
+                    s.write_all(&answer)?;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn gossip_that_points_a_known_id_elsewhere_gets_no_request_there() {
+    let mut swarm = Swarm::new(3_000_000, 2, 155);
+    let manifest = swarmshare::manifest::hash_file(&swarm.file, "payload.bin").unwrap();
+    swarm.start_owner(2);
+    // Peer 2 (the honest one the lie is about) first, so that its ID is known.
+    swarm.start_swarm_peer(1);
+    swarm.wait_joined(1);
+    let honest = events_of(swarm.peers[1].as_ref().unwrap())
+        .iter()
+        .find(|e| e["event"] == "peer_start")
+        .and_then(|e| e["id"].as_str().map(str::to_owned))
+        .unwrap();
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&honest[2 * i..2 * i + 2], 16).unwrap();
+    }
+    // The trap: answers under the honest peer's ID in its hello (its key proves another)
+    // and counts the chunk requests that reach it.
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    let trap_port = trap.local_addr().unwrap().port();
+    let requests = Arc::new(Mutex::new((0u32, 0u32)));
+    let counted = Arc::clone(&requests);
+    let swarm_id = manifest.swarm_id();
+    thread::spawn(move || {
+        for stream in trap.incoming().flatten() {
+            let counted = Arc::clone(&counted);
+            thread::spawn(move || -> std::io::Result<()> {
+                counted.lock().unwrap().0 += 1;
+                let mut s = SecureStream::accept(stream, &Mode::Open, LIMIT)?;
+                s.read_exact(&mut [0u8; super::protocol::HELLO_LEN])?;
+                s.write_all(&hello(super::protocol::ROLE_PEER, trap_port, Some(swarm_id), id))?;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    // Anything after the hellos: the victim took the trap for the peer.
+                    counted.lock().unwrap().1 += n as u32;
+                }
+                Ok(())
+            });
+        }
+    });
+    let liar = gossiping_neighbor(swarm_id, manifest.layout().chunk_count(), id, trap_port);
+    // Peer 1 has the liar as its download neighbor; its other slots have room for the lie.
+    let positional = [
+        swarm.owner_port.to_string(),
+        swarm.ports[0].to_string(),
+        liar.to_string(),
+    ];
+    swarm.start_peer_with(0, &positional, &[]);
+    swarm.wait_all_complete(Duration::from_secs(90));
+    let (dialled, asked) = *requests.lock().unwrap();
+    println!("the trap was dialled {dialled} times");
+    assert_eq!(
+        asked, 0,
+        "the victim sent {asked} bytes past the hellos to the address gossip gave a known ID"
+    );
+}
