@@ -72,6 +72,32 @@ pub enum ConfigError {
         /// What was given.
         got: u64,
     },
+    /// `--ticket-file` could not be read or does not hold a ticket.
+    #[error("--ticket-file {}: {reason}", crate::text::Quoted(path))]
+    TicketFile {
+        /// The file given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The ticket in `path` (`--ticket-file`): at most 4 KiB of text, surrounding white space
+/// ignored. A file keeps the swarm's secret out of the process list, where `--ticket`
+/// shows it to every user of the machine.
+pub fn read_ticket_file(path: &std::path::Path) -> Result<crate::ticket::Ticket, ConfigError> {
+    use std::io::Read;
+    let fail = |reason: String| ConfigError::TicketFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4096).read_to_string(&mut text))
+        .map_err(|e| fail(e.to_string()))?;
+    text.trim()
+        .parse()
+        .map_err(|e: crate::ticket::TicketError| fail(e.to_string()))
 }
 
 /// Parses `--http`: `PORT` (on 127.0.0.1) or `IP:PORT`.

@@ -146,6 +146,9 @@ struct PeerArgs {
     /// PORT [DOWNLOAD_NEIGHBOR] (the owner's address is in the ticket).
     #[arg(long, value_name = "TICKET")]
     ticket: Option<Ticket>,
+    /// As --ticket, the ticket read from FILE (keeps the secret out of the process list).
+    #[arg(long, value_name = "FILE", conflicts_with = "ticket")]
+    ticket_file: Option<PathBuf>,
     /// Join through this peer, already in the swarm, instead of the owner.
     #[arg(long, value_name = "HOST:PORT")]
     join: Option<Endpoint>,
@@ -358,10 +361,14 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             owner.run(sockets, shutdown_on_signal()).await.map(|()| None)
         }
         Command::Peer(a) => {
-            let (owner, port, neighbor) = peer_positionals(&a.args, a.join.is_some(), a.ticket.is_some())?;
+            let ticket = match &a.ticket_file {
+                Some(path) => Some(swarmshare::config::read_ticket_file(path)?),
+                None => a.ticket,
+            };
+            let (owner, port, neighbor) = peer_positionals(&a.args, a.join.is_some(), ticket.is_some())?;
             // With a ticket, the owner is dialled at the ticket's first address.
             let owner = owner.or_else(|| {
-                a.ticket
+                ticket
                     .as_ref()
                     .and_then(|t| t.addrs().first())
                     .map(|&addr| Endpoint::from_addr(addr))
@@ -380,7 +387,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             config.seed_time = a.seed_time.map(Duration::from_secs);
             config.fsync = !a.no_fsync;
             config.http = a.http;
-            config.ticket = a.ticket;
+            config.ticket = ticket;
             let peer = Peer::bind(config).await?;
             if let Some(bars) = bars {
                 let (name, progress) = (format!("peer :{port}"), peer.progress());

@@ -358,13 +358,30 @@ fn a_private_peer_killed_and_restarted_with_its_ticket_resumes() {
     swarm.start_peer_with(0, &[swarm.ports[0].to_string()], &with_ticket);
     swarm.wait_joined(0);
     swarm.peer(0).kill9();
-    swarm.start_peer_with(0, &[swarm.ports[0].to_string()], &with_ticket);
+    // Back with the ticket in a file this time (out of the process list).
+    let file = swarm.root.path().join("ticket.txt");
+    std::fs::write(&file, format!("{text}\n")).unwrap();
+    let from_file = ["--ticket-file".to_owned(), file.to_str().unwrap().to_owned()];
+    swarm.start_peer_with(0, &[swarm.ports[0].to_string()], &from_file);
     swarm.start_peer_with(1, &[swarm.ports[1].to_string()], &with_ticket);
     swarm.wait_all_complete(Duration::from_secs(90));
     let resumed = events_of(swarm.peers[0].as_ref().unwrap())
         .iter()
         .any(|e| e["event"] == "peer_start" && e["resumed"] == true);
     assert!(resumed, "the restarted peer resumed from its directory");
+    // A file that holds no ticket: one line naming it, exit 2, nothing written.
+    std::fs::write(&file, "swsh1 not a ticket").unwrap();
+    let (code, err, _) = run_peer(
+        &swarm,
+        "bad-ticket-file",
+        &["--ticket-file", file.to_str().unwrap(), "0"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("--ticket-file") && err.contains("ticket.txt"),
+        "{err}"
+    );
 }
 
 /// A scripted neighbor that lists nothing and answers every PEERS request with one entry:
