@@ -214,9 +214,10 @@ impl FromStr for Ticket {
     }
 }
 
-/// The addresses to put in a ticket for a node listening on `listen`: that address, or for
-/// an unspecified one, the address this host uses to reach other networks (no packet is
-/// sent to learn it), else loopback.
+/// The addresses to put in a ticket for a node listening on `listen`: that address; for an
+/// unspecified one, the address this host uses to reach other networks (learned without
+/// sending a packet), then its other IPv4 addresses (from `/proc/net/fib_trie`), then
+/// loopback last.
 pub(crate) fn addrs_for(listen: SocketAddr) -> Vec<SocketAddr> {
     if !listen.ip().is_unspecified() {
         return vec![listen];
@@ -233,13 +234,41 @@ pub(crate) fn addrs_for(listen: SocketAddr) -> Vec<SocketAddr> {
         })
         .ok()
         .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified());
-    let ip = outward.unwrap_or(if listen.is_ipv4() {
-        IpAddr::from([127, 0, 0, 1])
+        .filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
+    let mut ips: Vec<IpAddr> = outward.into_iter().collect();
+    if listen.is_ipv4() {
+        let table = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
+        for ip in local_ipv4s(&table) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        ips.push(IpAddr::from([127, 0, 0, 1]));
     } else {
-        IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
-    });
-    vec![SocketAddr::new(ip, listen.port())]
+        ips.push(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]));
+    }
+    ips.into_iter()
+        .take(MAX_ADDRS)
+        .map(|ip| SocketAddr::new(ip, listen.port()))
+        .collect()
+}
+
+/// This host's own IPv4 addresses other than loopback, from the kernel's routing trie: an
+/// address line followed by a `/32 host LOCAL` line.
+fn local_ipv4s(table: &str) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut last: Option<IpAddr> = None;
+    for line in table.lines() {
+        let line = line.trim();
+        if let Some(ip) = line.strip_prefix("|-- ").and_then(|t| t.parse::<IpAddr>().ok()) {
+            last = Some(ip);
+        } else if line == "/32 host LOCAL" {
+            if let Some(ip) = last.take().filter(|ip| !ip.is_loopback() && !out.contains(ip)) {
+                out.push(ip);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -298,6 +327,19 @@ mod tests {
         assert_eq!(
             t.psk(),
             t.at(PeerId([4; 16]), vec!["10.0.0.1:1".parse().unwrap()]).psk()
+        );
+    }
+
+    #[test]
+    fn an_owner_on_every_address_names_them_all_loopback_last() {
+        let table = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 127.0.0.1\n        /32 host LOCAL\n     |-- 10.78.0.1\n        /32 host LOCAL\n     |-- 10.78.0.255\n        /32 link BROADCAST\nLocal:\n     |-- 10.78.0.1\n        /32 host LOCAL\n";
+        assert_eq!(local_ipv4s(table), vec![IpAddr::from([10, 78, 0, 1])]);
+        let addrs = addrs_for("0.0.0.0:7000".parse().unwrap());
+        assert_eq!(addrs.last(), Some(&"127.0.0.1:7000".parse().unwrap()));
+        assert!(addrs.iter().all(|a| a.port() == 7000 && !a.ip().is_unspecified()));
+        assert_eq!(
+            addrs_for("10.1.1.1:5".parse().unwrap()),
+            vec!["10.1.1.1:5".parse().unwrap()]
         );
     }
 

@@ -20,7 +20,7 @@ use tracing::{debug, info};
 use super::reachable::Joining;
 use super::Me;
 use crate::chunk_store::ChunkStore;
-use crate::config::PeerConfig;
+use crate::config::{Endpoint, PeerConfig};
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::fetch::FetchLink;
@@ -143,11 +143,26 @@ async fn join_loop(
     joining: &watch::Sender<Option<Joining>>,
 ) -> Result<Option<Joined>, Error> {
     let mut refusals = 0;
+    // Through the owner of a ticket: each of its addresses in turn while none answers.
+    let entries: Vec<Endpoint> = match (&config.ticket, &config.join) {
+        (Some(t), None) if !t.addrs().is_empty() => {
+            t.addrs().iter().map(|&a| Endpoint::from_addr(a)).collect()
+        }
+        _ => vec![config.entry.clone()],
+    };
+    let mut at = 0;
     loop {
+        let entry = &entries[at % entries.len()];
         let attempt = tokio::select! {
             _ = token.cancelled() => return Ok(None),
-            attempt = attempt(config, me, holdings, joining) => attempt,
+            attempt = attempt(config, entry, me, holdings, joining) => attempt,
         };
+        if matches!(
+            attempt,
+            Err(Failure::Retry(PeerError::Connect(_) | PeerError::Timeout(_)))
+        ) {
+            at += 1;
+        }
         refusals = if matches!(attempt, Err(Failure::Refused(_))) {
             refusals + 1
         } else {
@@ -165,7 +180,7 @@ async fn join_loop(
             }
             Err(Failure::Retry(e)) => {
                 let delay = backoff.next_delay();
-                let via = &config.entry;
+                let via = entry;
                 if backoff.attempts() == 1 || backoff.attempts() % 10 == 0 {
                     info!(%via, cause = %e, "cannot join yet; retrying");
                 } else {
@@ -181,12 +196,13 @@ async fn join_loop(
 
 async fn attempt(
     config: &PeerConfig,
+    entry: &Endpoint,
     me: &Me,
     holdings: &mut Option<Arc<Holdings>>,
     joining: &watch::Sender<Option<Joining>>,
 ) -> Result<Joined, Failure> {
     let via_peer = config.join.is_some();
-    let addr = config.entry.resolve().await.map_err(PeerError::from)?;
+    let addr = entry.resolve().await.map_err(PeerError::from)?;
     let mut conn = Connection::connect(addr, Arc::clone(&me.creds)).await?;
     let ticket = config.ticket.as_ref().map(Ticket::swarm);
     let swarm = holdings.as_ref().map(|h| h.manifest().swarm_id()).or(ticket);
