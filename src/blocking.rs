@@ -81,6 +81,15 @@ fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
+/// The socket's read limit set, and the credentials a handshake under `who` proves.
+fn prepare(stream: &TcpStream, who: &Identity, mode: &Mode, limit: Duration) -> io::Result<Credentials> {
+    stream.set_read_timeout(Some(limit))?;
+    Ok(Credentials {
+        key: who.0.clone(),
+        access: mode.access(),
+    })
+}
+
 fn read_message(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     let mut len = [0u8; LEN_PREFIX];
     stream.read_exact(&mut len)?;
@@ -108,11 +117,7 @@ impl SecureStream {
         mode: &Mode,
         limit: Duration,
     ) -> io::Result<SecureStream> {
-        stream.set_read_timeout(Some(limit))?;
-        let creds = Credentials {
-            key: who.0.clone(),
-            access: mode.access(),
-        };
+        let creds = prepare(&stream, who, mode, limit)?;
         let mut state = secure::start(&creds, true).map_err(other)?;
         let mut out = secure::preamble(&creds.access).to_vec();
         secure::write_handshake(&mut state, &mut out).map_err(other)?;
@@ -136,11 +141,7 @@ impl SecureStream {
         mode: &Mode,
         limit: Duration,
     ) -> io::Result<SecureStream> {
-        stream.set_read_timeout(Some(limit))?;
-        let creds = Credentials {
-            key: who.0.clone(),
-            access: mode.access(),
-        };
+        let creds = prepare(&stream, who, mode, limit)?;
         let mut preamble = [0u8; PREAMBLE_LEN];
         stream.read_exact(&mut preamble)?;
         secure::check_preamble(&preamble, &creds.access).map_err(other)?;

@@ -236,25 +236,14 @@ impl Connection {
         let mut state = secure::start(creds, true)?;
         let mut out = secure::preamble(&creds.access).to_vec();
         secure::write_handshake(&mut state, &mut out)?;
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(PeerError::io("sending the handshake"))?;
+        self.send_handshake(&out).await?;
         let msg = self.read_answer_message().await?;
         secure::read_handshake(&mut state, &msg)?;
         self.answered = true;
         out.clear();
         secure::write_handshake(&mut state, &mut out)?;
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(PeerError::io("sending the handshake"))?;
-        let (transport, remote) = secure::finish(state)?;
-        self.noise = Noise::Ready {
-            transport: Box::new(transport),
-            remote,
-        };
-        Ok(())
+        self.send_handshake(&out).await?;
+        self.become_ready(state)
     }
 
     /// The listener's side: the dialer's preamble and first message (in a private swarm,
@@ -264,23 +253,31 @@ impl Connection {
             return Ok(());
         };
         let creds = Arc::clone(creds);
-        let mut preamble = [0u8; PREAMBLE_LEN];
-        self.stream
-            .read_exact(&mut preamble)
-            .await
-            .map_err(|e| PeerError::from_read(e, "reading the handshake"))?;
-        secure::check_preamble(&preamble, &creds.access)?;
+        let preamble = self.read_exact_handshake(PREAMBLE_LEN).await?;
+        let preamble: &[u8; PREAMBLE_LEN] = preamble
+            .first_chunk()
+            .ok_or(SecureError::BadLength(preamble.len()))?;
+        secure::check_preamble(preamble, &creds.access)?;
         let mut state = secure::start(&creds, false)?;
         let msg = self.read_handshake_message().await?;
         secure::read_handshake(&mut state, &msg)?;
         let mut out = Vec::with_capacity(secure::MAX_HANDSHAKE_MESSAGE);
         secure::write_handshake(&mut state, &mut out)?;
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(PeerError::io("sending the handshake"))?;
+        self.send_handshake(&out).await?;
         let msg = self.read_handshake_message().await?;
         secure::read_handshake(&mut state, &msg)?;
+        self.become_ready(state)
+    }
+
+    async fn send_handshake(&mut self, bytes: &[u8]) -> Result<(), PeerError> {
+        self.stream
+            .write_all(bytes)
+            .await
+            .map_err(PeerError::io("sending the handshake"))
+    }
+
+    /// The handshake is done: the transport from now on, and the ID the other side proved.
+    fn become_ready(&mut self, state: snow::HandshakeState) -> Result<(), PeerError> {
         let (transport, remote) = secure::finish(state)?;
         self.noise = Noise::Ready {
             transport: Box::new(transport),

@@ -74,6 +74,12 @@ fn requests(actions: &[Action]) -> Vec<ChunkId> {
         .collect()
 }
 
+/// The owner (peer 200) comes up on `link`.
+fn connect_owner(s: &mut Scheduler, link: LinkId, now: Time) {
+    let (peer, addr, owner) = (id(200), addr([10, 0, 0, 200], 1), true);
+    s.handle(now, link, Event::Connected { peer, addr, owner });
+}
+
 fn dial_target(actions: &[Action]) -> Option<PeerId> {
     actions.iter().find_map(|a| match a {
         Action::Dial {
@@ -166,15 +172,7 @@ fn a_late_chunk_is_asked_of_the_owner_and_the_first_copy_wins() {
         ms(0),
     ));
     assert_eq!(asked, vec![5]);
-    s.handle(
-        ms(0),
-        owner_link,
-        Event::Connected {
-            peer: id(200),
-            addr: addr([10, 0, 0, 200], 1),
-            owner: true,
-        },
-    );
+    connect_owner(&mut s, owner_link, ms(0));
     let early = requests(&actions(&mut s, owner_link, ms(10)));
     assert!(!early.contains(&5), "not before the neighbor is late");
     let mut t = ms(10);
@@ -221,15 +219,7 @@ fn a_moments_hiccup_at_a_neighbor_does_not_send_its_queue_to_the_owner() {
         &set(0..CHUNKS),
         ms(0),
     ));
-    s.handle(
-        ms(0),
-        owner_link,
-        Event::Connected {
-            peer: id(200),
-            addr: addr([10, 0, 0, 200], 1),
-            owner: true,
-        },
-    );
+    connect_owner(&mut s, owner_link, ms(0));
     // The neighbor delivers a chunk every 2 ms for 60 ms: its pace is known, its window full.
     let mut t = ms(0);
     while t < ms(60) {
@@ -636,15 +626,7 @@ fn a_link_waiting_on_its_answers_is_not_woken_on_every_tick() {
     let book = Arc::new(AddressBook::new(id(1)));
     let mut s = scheduler(1, &book);
     let owner_link = 1;
-    s.handle(
-        ms(0),
-        owner_link,
-        Event::Connected {
-            peer: id(200),
-            addr: addr([10, 0, 0, 200], 1),
-            owner: true,
-        },
-    );
+    connect_owner(&mut s, owner_link, ms(0));
     assert!(actions(&mut s, owner_link, ms(0)).contains(&Action::AskPeers));
     let _ = s.take_woken();
     // The peer list never comes: nothing for the link to do until it does.

@@ -51,6 +51,23 @@ pub(crate) async fn pair() -> (Connection, Connection) {
     (conn, served)
 }
 
+/// A listener that answers one connection's handshake, under a fresh key, with a hello
+/// claiming peer `[5; 16]`; its outcome.
+async fn one_listener() -> (
+    SocketAddr,
+    tokio::task::JoinHandle<Result<crate::wire::Hello, PeerError>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, remote) = listener.accept().await.unwrap();
+        let mut conn = Connection::new(stream, remote, Credentials::fresh());
+        conn.answer_handshake(|_| handshake::server_hello(Role::Peer, 1, swarm(), PeerId([5; 16])))
+            .await
+    });
+    (addr, server)
+}
+
 fn data(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
@@ -179,14 +196,7 @@ async fn the_wire_carries_no_plaintext() {
 
 #[tokio::test]
 async fn a_hello_under_another_id_is_refused() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (stream, remote) = listener.accept().await.unwrap();
-        let mut conn = Connection::new(stream, remote, Credentials::fresh());
-        conn.answer_handshake(|_| handshake::server_hello(Role::Peer, 1, swarm(), PeerId([5; 16])))
-            .await
-    });
+    let (addr, server) = one_listener().await;
     let creds = Credentials::fresh();
     let impostor = PeerId([9; 16]);
     let mut conn = Connection::connect(addr, creds).await.unwrap();
@@ -217,14 +227,7 @@ async fn garbage_and_old_clients_get_a_clear_error_and_nothing_back() {
             h
         }),
     ] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (stream, remote) = listener.accept().await.unwrap();
-            let mut conn = Connection::new(stream, remote, Credentials::fresh());
-            conn.answer_handshake(|_| handshake::server_hello(Role::Peer, 1, swarm(), PeerId([5; 16])))
-                .await
-        });
+        let (addr, server) = one_listener().await;
         let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
         tokio::io::AsyncWriteExt::write_all(&mut raw, &bytes)
             .await
