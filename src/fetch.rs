@@ -117,17 +117,21 @@ impl FetchLink {
         link
     }
 
-    /// The next chunk of the owner's batch, or `None` at `BATCH_END` (logged).
+    /// The next chunk of the owner's batch, or `None` at `BATCH_END` (logged). Each
+    /// message must begin within [`BATCH_TIMEOUT`] of the one before; cancel-safe, and a
+    /// cancelled call does not restart that clock.
     pub(crate) async fn batch_chunk(&mut self) -> Result<Option<(ChunkId, Bytes)>, PeerError> {
         const STATE: &str = "receiving the owner's batch";
         if !self.in_batch {
             return Ok(None);
         }
+        let idle = (self.last_answer + BATCH_TIMEOUT).saturating_duration_since(Instant::now());
         let msg = self
             .conn
-            .read_message(BATCH_TIMEOUT, STATE)
+            .read_message(idle, STATE)
             .await?
             .ok_or(PeerError::Closed(STATE))?;
+        self.last_answer = Instant::now();
         match msg {
             Message::Chunk { id, .. } if id >= self.chunk_count => Err(PeerError::ChunkOutOfRange {
                 id,

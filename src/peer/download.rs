@@ -202,18 +202,22 @@ async fn receive_batch(ctx: Arc<Ctx>, mut batch: FetchLink) -> Result<(), Error>
     let (owner, addr) = (batch.peer_id(), batch.addr());
     ctx.with(None, |s, now| s.batch_streaming(true, now));
     loop {
+        // A chunk is recorded (logged, announced, known to the scheduler) as soon as it
+        // is stored, not when the next frame arrives: on a slow or cut link that can be
+        // many seconds later.
         let next = tokio::select! {
             _ = ctx.token.cancelled() => break,
-            next = batch.batch_chunk() => next,
+            done = storing.oldest(), if !storing.is_empty() => {
+                storing.record(&ctx, None, done?).await?;
+                continue;
+            }
+            next = batch.batch_chunk(), if !storing.full() => next,
         };
         match next {
             Ok(Some((id, data))) => {
                 ctx.with(None, |s, now| s.pushed(id, now));
                 let received = Received::new(id, data.len(), addr, owner, Source::Owner);
                 storing.push(&ctx.holdings, received, data);
-                while storing.full() {
-                    storing.finish_oldest(&ctx, None).await?;
-                }
             }
             Ok(None) => break,
             Err(e) => {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::protocol::Msg;
+use super::scripted;
 use super::swarm::{complete_event, event_names, events_of, Swarm};
 use super::util::{free_port, random_file, Proc};
 
@@ -274,32 +276,6 @@ fn demo_subcommand_completes() {
     }
 }
 
-/// A fake owner that sends `manifest` to the first peer that joins.
-fn fake_owner(manifest: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
-    use super::protocol::{hello, ROLE_OWNER};
-    use std::io::{Read, Write};
-    use swarmshare::manifest::SwarmId;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
-        let (s, _) = listener.accept().unwrap();
-        let limit = std::time::Duration::from_secs(30);
-        let mut s =
-            swarmshare::blocking::SecureStream::accept(s, &swarmshare::blocking::Mode::Open, limit).unwrap();
-        let swarm = SwarmId(*blake3::hash(&manifest).as_bytes());
-        let mine = hello(ROLE_OWNER, port, Some(swarm), s.id());
-        s.write_all(&mine).unwrap();
-        let mut theirs = [0u8; 40];
-        s.read_exact(&mut theirs).unwrap();
-        let mut frame = ((manifest.len() + 1) as u32).to_be_bytes().to_vec();
-        frame.push(1); // MANIFEST
-        frame.extend_from_slice(&manifest);
-        let _ = s.write_all(&frame);
-        let _ = s.read(&mut [0u8; 16]);
-    });
-    (port, handle)
-}
-
 #[test]
 fn peer_refuses_a_manifest_whose_name_is_a_path() {
     let root = tempfile::tempdir().unwrap();
@@ -313,7 +289,7 @@ fn peer_refuses_a_manifest_whose_name_is_a_path() {
         // Same length as "escape", so only the name changes; the name starts at byte 56.
         let mut bytes = good.clone();
         bytes[56..62].copy_from_slice(bad_name);
-        let (port, owner) = fake_owner(bytes);
+        let (port, owner) = scripted::owner(bytes, scripted::until_closed);
         let dir = root.path().join("peer");
         let mut p = Proc::start(
             root.path(),
@@ -386,4 +362,51 @@ fn a_directory_in_the_way_of_the_file_is_refused_before_downloading() {
         !swarm.peer_dir(0).join(".swarmshare").exists(),
         "nothing downloaded"
     );
+}
+
+#[test]
+fn a_batch_chunk_is_logged_when_stored_not_when_the_next_frame_comes() {
+    let root = tempfile::tempdir().unwrap();
+    let src = root.path().join("payload.bin");
+    random_file(&src, 600_000, 17);
+    let manifest = swarmshare::manifest::hash_file(&src, "payload.bin").unwrap();
+    let first = std::fs::read(&src).unwrap()[..102_400].to_vec();
+    let log = root.path().join("peer.out");
+    let watched = log.clone();
+    let (tx, seen) = std::sync::mpsc::channel();
+    // The owner sends one chunk of its batch and then nothing until the peer has logged
+    // it: a peer that records a chunk only when the next frame arrives never does.
+    let (port, owner) = scripted::owner(manifest.encoded().to_vec(), move |s| {
+        use std::io::Write;
+        s.write_all(&Msg::Chunk { id: 0, data: first }.frame()).unwrap();
+        let logged = super::util::wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&watched).is_ok_and(|out| out.contains("chunk received"))
+        });
+        tx.send(logged).unwrap();
+        let _ = s.write_all(&Msg::BatchEnd(1).frame());
+        scripted::until_closed(s);
+    });
+    let dir = root.path().join("peer");
+    let peer = Proc::start(
+        root.path(),
+        "peer",
+        &[
+            "peer",
+            &port.to_string(),
+            &free_port().to_string(),
+            &free_port().to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let logged = seen.recv_timeout(Duration::from_secs(30)).unwrap_or(false);
+    assert!(
+        logged,
+        "chunk 0 was not logged while the owner held its batch open: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    drop(peer);
+    owner.join().unwrap();
 }

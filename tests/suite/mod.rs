@@ -13,6 +13,7 @@ mod netlab;
 mod netns;
 mod private;
 mod protocol;
+mod scripted;
 mod status;
 mod swarm;
 mod swarm_mode;

@@ -404,6 +404,20 @@ fn a_peer_that_changes_its_address_mid_transfer_still_completes() {
     );
 }
 
+/// The value of `count` once it has not changed for `quiet` (or, failing that, at `limit`).
+fn settled_count(count: impl Fn() -> usize, quiet: Duration, limit: Duration) -> usize {
+    let start = Instant::now();
+    let (mut last, mut since) = (count(), Instant::now());
+    while since.elapsed() < quiet && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = count();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    last
+}
+
 #[test]
 fn a_link_cut_for_20_seconds_then_restored_resumes() {
     let test = "a_link_cut_for_20_seconds_then_restored_resumes";
@@ -419,11 +433,14 @@ fn a_link_cut_for_20_seconds_then_restored_resumes() {
     lab.say(&format!(
         "peer3's link is down, holding {held} of {CHUNKS} chunks"
     ));
-    // A chunk already in its socket buffer may still be verified and stored (fsync
-    // included) in the first moments.
-    std::thread::sleep(Duration::from_secs(5));
-    let frozen = lab.held(3);
-    std::thread::sleep(Duration::from_secs(15));
+    let down_at = Instant::now();
+    // Chunks already in peer 3's socket buffers or being stored when the link went down
+    // are still verified and stored, fsync included; on a busy disk that can take many
+    // seconds (ext4 commits every file's dirty data with the journal). So the count is
+    // frozen only once it has not moved for 4 s, and then it must stay so for 12 s more.
+    let frozen = settled_count(|| lab.held(3), Duration::from_secs(4), Duration::from_secs(30));
+    let hold_until = (down_at + Duration::from_secs(20)).max(Instant::now() + Duration::from_secs(12));
+    std::thread::sleep(hold_until.saturating_duration_since(Instant::now()));
     let at_restore = lab.held(3);
     let others_done: Vec<bool> = (1..=2).map(|k| lab.complete(k)).collect();
     must("ip", &["-n", &ns, "link", "set", &dev, "up"]);
