@@ -3,6 +3,7 @@
 //! `main.rs` turns command-line arguments into these; the library only ever sees values
 //! that passed the checks here (ports, addresses, a peer that does not name itself).
 
+pub use crate::chunk_store::ChunkFiles;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -272,6 +273,8 @@ pub struct OwnerConfig {
     pub http: Option<SocketAddr>,
     /// A private swarm: only holders of its ticket may connect.
     pub private: bool,
+    /// Which chunks get a chunk file of their own (README, "On disk").
+    pub chunk_files: ChunkFiles,
 }
 
 impl OwnerConfig {
@@ -306,6 +309,7 @@ impl OwnerConfig {
             upload_limit: None,
             http: None,
             private: false,
+            chunk_files: ChunkFiles::Auto,
         })
     }
 }
@@ -342,6 +346,8 @@ pub struct PeerConfig {
     pub http: Option<SocketAddr>,
     /// A private swarm's ticket (`None`: an open swarm).
     pub ticket: Option<crate::ticket::Ticket>,
+    /// Which chunks get a chunk file of their own (README, "On disk").
+    pub chunk_files: ChunkFiles,
 }
 
 /// How many neighbors a peer downloads from at once unless told otherwise (and how many
@@ -404,6 +410,7 @@ impl PeerConfig {
             fsync: true,
             http: None,
             ticket: None,
+            chunk_files: ChunkFiles::Auto,
         })
     }
 }

@@ -467,8 +467,7 @@ impl Connection {
     }
 
     /// Writes chunk `id` as one `CHUNK` frame within [`WRITE_TIMEOUT`]. Encryption needs
-    /// the bytes in hand: a chunk file is read and sealed, where the
-    /// clear protocol handed it to the kernel with `sendfile`.
+    /// the bytes in hand: a chunk's range of the data file is read and sealed.
     pub(crate) async fn write_chunk(&mut self, id: ChunkId, body: &ChunkBody) -> Result<(), PeerError> {
         let header = wire::message::chunk_header(id, body.len());
         with_timeout("writing", WRITE_TIMEOUT, async {
@@ -476,29 +475,28 @@ impl Connection {
             self.wbuf.extend_from_slice(&header);
             match body {
                 ChunkBody::Memory(data) => self.wbuf.extend_from_slice(data),
-                ChunkBody::File { file, len } => self
-                    .read_file(file, *len)
+                ChunkBody::File { file, offset, len } => self
+                    .read_file(file, *offset, *len)
                     .await
-                    .map_err(PeerError::io("reading a chunk file"))?,
+                    .map_err(PeerError::io("reading a chunk from the data file"))?,
             }
             self.flush_sealed().await.map_err(PeerError::io("writing"))
         })
         .await
     }
 
-    /// Appends the first `len` bytes of `file` to `wbuf`. A file that ends early is an
+    /// Appends `len` bytes of `file` at `offset` to `wbuf`. A file that ends early is an
     /// error: the header promised `len` bytes. Read in place, on the runtime's thread: a
-    /// chunk file that is sent was written or read a moment ago and is in the page cache
-    /// (a hand-off to the blocking pool for every chunk cost more than the read; a cold
-    /// disk is issue 16's).
-    async fn read_file(&mut self, file: &Arc<std::fs::File>, len: usize) -> io::Result<()> {
+    /// chunk that is sent was mostly written or read a moment ago and is in the page cache
+    /// (a hand-off to the blocking pool for every chunk cost more than the read).
+    async fn read_file(&mut self, file: &Arc<std::fs::File>, offset: u64, len: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         let at = self.wbuf.len();
         self.wbuf.resize(at + len, 0);
-        let read = file.read_exact_at(&mut self.wbuf[at..], 0);
+        let read = file.read_exact_at(&mut self.wbuf[at..], offset);
         read.map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => {
-                io::Error::new(io::ErrorKind::UnexpectedEof, "the chunk file ended early")
+                io::Error::new(io::ErrorKind::UnexpectedEof, "the data file ended early")
             }
             _ => e,
         })

@@ -5,20 +5,19 @@
 //! only then makes it visible to the upload side: a node never lists or serves a chunk
 //! that is not verified and written.
 //!
-//! Durability is batched, off the data path. A verified chunk is written under `tmp/`
-//! (not synced) and becomes visible at once; it is served from that file while it waits
-//! (its pages are in the page cache, handed to the socket without a copy), so the chunk a
-//! neighbor asks for next costs no disk read. [`Holdings::commit`] then syncs
-//! every staged chunk, renames each into `chunks/`, syncs the directory and rewrites the
-//! summary from the committed set only: the summary never lists a chunk that is not on
-//! disk. A commit runs every [`SUMMARY_INTERVAL`] (the status task), when the set is
-//! complete, and at shutdown; as soon as [`MAX_STAGED`] chunks are staged the chunks are
-//! committed without the summary unless it is due (back-pressure that bounds the open
-//! files to a few dozen, while the summary is still rewritten at most every
-//! [`SUMMARY_INTERVAL`] and its cost stays linear in the file size).
+//! Durability is batched, off the data path. A verified chunk is written once, into the
+//! data file at its offset (its write to the disk started at once, not waited for), and
+//! is visible and served from there at once: the chunk a neighbor asks for next is in
+//! the page cache. [`Holdings::commit`] then syncs the data file, makes chunk files for
+//! what it synced (see `chunk_store`) and rewrites the summary from the synced set only:
+//! the summary never lists a chunk that is not on disk. A commit runs every
+//! [`SUMMARY_INTERVAL`] (the status task), when the set is complete, and at shutdown; as
+//! soon as [`MAX_UNSYNCED`] chunks wait for one, the data file is synced without the
+//! summary unless it is due (back-pressure that bounds what a crash can cost, while the
+//! summary is still rewritten at most every [`SUMMARY_INTERVAL`] and its cost stays
+//! linear in the file size).
 
-use std::collections::HashMap;
-use std::fs::File;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::chunk_set::ChunkSet;
-use crate::chunk_store::{ChunkBody, ChunkStore, Partial, Staged, StoreError};
+use crate::chunk_store::{ChunkBody, ChunkStore, StoreError};
 use crate::error::Error;
 use crate::manifest::{ChunkId, Manifest};
 
@@ -49,7 +48,7 @@ pub(crate) struct StartedAdd(tokio::task::JoinHandle<Result<AddDone, StoreError>
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AddDone {
     added: Added,
-    /// Chunks staged after it.
+    /// Chunks waiting for a sync after it.
     staged: usize,
     /// Whether the set is complete after it.
     complete: bool,
@@ -66,11 +65,9 @@ impl StartedAdd {
 #[derive(Debug)]
 pub struct Holdings {
     store: ChunkStore,
-    /// Verified and written: committed or staged. Lock order: `have`, then `staged`.
+    /// Verified and written: synced or not yet. Lock order: `have`, then `staged`.
     have: Mutex<ChunkSet>,
     staged: Mutex<Staging>,
-    /// The file being joined as chunks arrive, once one has.
-    partial: Mutex<Option<Partial>>,
     // Serialises commits so the summary file is rewritten in order; holds what it lists.
     write: Arc<tokio::sync::Mutex<SummaryState>>,
     count: watch::Sender<u32>,
@@ -78,16 +75,16 @@ pub struct Holdings {
 
 /// The longest the summary file lags behind while chunks are arriving.
 pub(crate) const SUMMARY_INTERVAL: Duration = Duration::from_millis(250);
-/// Chunks staged at most before an add waits for a commit (each holds an open file until
-/// then).
-pub(crate) const MAX_STAGED: usize = 32;
+/// Chunks written at most before an add waits for a sync (25 MiB of 100 KiB chunks:
+/// what a crash can make a peer fetch again).
+pub(crate) const MAX_UNSYNCED: usize = 256;
 
 #[derive(Debug, Default)]
 struct Staging {
-    files: Vec<Staged>,
-    /// Chunks being staged or staged, also the ones a commit is syncing right now: with a
-    /// handle on the staged file to send from, once it is written.
-    open: HashMap<ChunkId, Option<Arc<File>>>,
+    /// Written, not yet synced.
+    written: Vec<ChunkId>,
+    /// Being written right now (so two tasks adding one chunk write it once).
+    writing: HashSet<ChunkId>,
 }
 
 #[derive(Debug)]
@@ -122,7 +119,6 @@ impl Holdings {
             })),
             have: Mutex::new(have),
             staged: Mutex::new(Staging::default()),
-            partial: Mutex::new(None),
             count,
         }
     }
@@ -172,7 +168,7 @@ impl Holdings {
     pub(crate) async fn settle(self: &Arc<Self>, done: AddDone) -> Result<Added, Error> {
         if done.complete {
             self.commit().await?;
-        } else if done.staged >= MAX_STAGED {
+        } else if done.staged >= MAX_UNSYNCED {
             self.commit_chunks().await?;
         }
         Ok(done.added)
@@ -193,35 +189,19 @@ impl Holdings {
             let mut staged = locked(&self.staged);
             // Reserved before the write, so two tasks adding the same chunk at once write
             // it once.
-            if have.contains(id) || staged.open.contains_key(&id) {
+            if have.contains(id) || !staged.writing.insert(id) {
                 return Ok(done(Added::Duplicate, 0, false));
             }
-            staged.open.insert(id, None);
         }
-        let written = self.store.stage_chunk(id, &data).and_then(|file| {
-            let handle = file.handle()?;
-            let mut partial = locked(&self.partial);
-            let partial = match partial.as_mut() {
-                Some(p) => p,
-                None => partial.insert(self.store.start_partial()?),
-            };
-            self.store.write_partial(partial, id, &data, &cvs)?;
-            Ok((file, handle))
-        });
-        let (file, handle) = match written {
-            Ok(written) => written,
-            Err(e) => {
-                locked(&self.staged).open.remove(&id);
-                return Err(e);
-            }
-        };
+        let written = self.store.write_chunk(id, &data, &cvs);
         let mut have = locked(&self.have);
         let mut staged = locked(&self.staged);
-        staged.open.insert(id, Some(Arc::new(handle)));
-        staged.files.push(file);
+        staged.writing.remove(&id);
+        written?;
+        staged.written.push(id);
         have.insert(id);
         self.count.send_replace(have.count());
-        Ok(done(Added::New, staged.files.len(), have.is_complete()))
+        Ok(done(Added::New, staged.written.len(), have.is_complete()))
     }
 
     /// Makes every staged chunk durable and rewrites the summary file if anything changed
@@ -238,26 +218,20 @@ impl Holdings {
 
     async fn commit_with(self: &Arc<Self>, summary_now: bool) -> Result<(), Error> {
         let mut summary = Arc::clone(&self.write).lock_owned().await;
-        let files = std::mem::take(&mut locked(&self.staged).files);
-        if files.is_empty() && !summary.dirty {
+        let ids = std::mem::take(&mut locked(&self.staged).written);
+        if ids.is_empty() && !summary.dirty {
             return Ok(());
         }
         let write_summary = summary_now || summary.written.elapsed() >= SUMMARY_INTERVAL;
         let this = Arc::clone(self);
         // The blocking thread owns the lock: a cancelled caller cannot leave a half commit.
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-            let ids: Vec<ChunkId> = files.iter().map(Staged::id).collect();
             summary.dirty = true;
-            this.store.commit_chunks(files)?;
+            this.store.sync()?;
             for &id in &ids {
                 summary.committed.insert(id);
             }
-            // Renamed into place: reads find them on disk from now on.
-            let mut staged = locked(&this.staged);
-            for id in &ids {
-                staged.open.remove(id);
-            }
-            drop(staged);
+            this.store.make_chunk_files(&ids)?;
             if write_summary {
                 this.store.write_summary(&summary.committed)?;
                 summary.dirty = false;
@@ -272,39 +246,42 @@ impl Holdings {
 
     /// Joins the chunks into the file and checks it (see [`ChunkStore::assemble`]).
     pub fn assemble(&self) -> Result<std::path::PathBuf, StoreError> {
-        let partial = locked(&self.partial).take();
-        self.store.assemble(partial)
+        self.store.assemble()
     }
 
-    /// A held chunk's bytes, to send: its staged file while it waits for a commit, else
-    /// its chunk file. Returns `None` if the chunk is not held.
+    /// A held chunk's bytes, to send: its range of the data file, or, once that file has
+    /// been changed behind the node's back, the bytes read and verified first. Returns
+    /// `None` if the chunk is not held (or no longer: it did not verify, and is dropped).
     pub async fn read(self: &Arc<Self>, id: ChunkId) -> Result<Option<ChunkBody>, StoreError> {
         if !self.contains(id) {
             return Ok(None);
         }
-        let len = self.manifest().layout().chunk_len(id).unwrap_or(0) as usize;
-        if let Some(Some(file)) = locked(&self.staged).open.get(&id) {
-            let file = Arc::clone(file);
-            return Ok(Some(ChunkBody::File { file, len }));
+        if let Some(body) = self.store.chunk_range(id) {
+            return Ok(Some(body));
         }
-        // Held and not staged, so already renamed into `chunks/` (a commit renames before
-        // it unstages).
         let this = Arc::clone(self);
-        let path = self.store.chunk_path(id);
-        tokio::task::spawn_blocking(move || {
-            let (file, len) = this.store.open_chunk(id)?;
-            Ok(Some(ChunkBody::File {
-                file: Arc::new(file),
-                len,
-            }))
-        })
-        .await
-        .unwrap_or_else(|e| {
+        let read = tokio::task::spawn_blocking(move || this.store.read_verified(id)).await;
+        let read = read.unwrap_or_else(|e| {
             Err(StoreError::Io {
                 what: "read",
-                path,
+                path: self.store.file_path(),
                 source: std::io::Error::other(e),
             })
-        })
+        })?;
+        match read {
+            Some(data) => Ok(Some(ChunkBody::Memory(Bytes::from(data)))),
+            None => {
+                {
+                    let mut have = locked(&self.have);
+                    if have.remove(id) {
+                        self.count.send_replace(have.count());
+                    }
+                }
+                let mut summary = self.write.lock().await;
+                summary.committed.remove(id);
+                summary.dirty = true;
+                Ok(None)
+            }
+        }
     }
 }

@@ -13,7 +13,8 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use swarmshare::config::{
-    parse_http_addr, parse_rate, parse_size, ConfigError, DemoConfig, Endpoint, OwnerConfig, PeerConfig,
+    parse_http_addr, parse_rate, parse_size, ChunkFiles, ConfigError, DemoConfig, Endpoint, OwnerConfig,
+    PeerConfig,
 };
 use swarmshare::logging::{self, LogFormat};
 use swarmshare::owner::{Owner, OwnerSockets};
@@ -133,6 +134,10 @@ struct OwnerArgs {
     /// holding it can connect to any node of the swarm.
     #[arg(long)]
     private: bool,
+    /// Chunk files in DIR/.swarmshare/chunks: auto (clones of FILE where the filesystem
+    /// shares blocks, none elsewhere), copy (copies elsewhere), none.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    chunk_files: ChunkFiles,
 }
 
 #[derive(clap::Args)]
@@ -179,6 +184,10 @@ struct PeerArgs {
     /// Directory for this peer's chunks and the finished file.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// Chunk files in DIR/.swarmshare/chunks: auto (clones of the data file where the
+    /// filesystem shares blocks, none elsewhere), copy (copies elsewhere), none.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    chunk_files: ChunkFiles,
     /// Address to listen on.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     bind: IpAddr,
@@ -344,6 +353,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             config.upload_limit = a.upload_limit;
             config.http = a.http;
             config.private = a.private;
+            config.chunk_files = a.chunk_files;
             let sockets = OwnerSockets::bind(&config).await?;
             // A ticket names the port actually bound.
             config.listen = sockets.local_addr().unwrap_or(config.listen);
@@ -386,6 +396,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             config.exit_when_done = a.exit_when_done;
             config.seed_time = a.seed_time.map(Duration::from_secs);
             config.fsync = !a.no_fsync;
+            config.chunk_files = a.chunk_files;
             config.http = a.http;
             config.ticket = ticket;
             let peer = Peer::bind(config).await?;

@@ -1,155 +1,190 @@
-//! Joining the chunks into the file. A downloading node writes each chunk into a
-//! [`Partial`] file (under `tmp/`) as it arrives, so completion costs no second copy of
-//! every chunk; chunks held before this run (a resume) are copied in at the end. With each
-//! chunk go its pieces of the file's hash tree ([`crate::manifest::tree`]), 32 bytes each,
-//! into a small side file, so the whole-file hash is checked without reading the file
-//! back (layouts without pieces read it). The file is renamed into place only when its
-//! hash matches the manifest, and never over another file.
+//! Writing chunks into the data file and finishing it. A downloading node writes each
+//! verified chunk at its place in `DIR/.swarmshare/partial`, once. With each chunk go its
+//! pieces of the file's hash tree ([`crate::manifest::tree`]), 32 bytes each, into a small
+//! side file under `tmp/` (rebuilt when a store is opened), so the whole-file hash is
+//! checked without reading the file back (layouts without pieces read it). The file is
+//! renamed into `DIR` only when its hash matches the manifest, and never over another
+//! file.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 
 use super::{hash_file_at, io_err, ChunkStore, StoreError};
-use crate::chunk_set::ChunkSet;
 use crate::manifest::tree::{self, ChainingValue, CV_LEN};
 use crate::manifest::{ChunkId, Layout};
 
-/// The file being joined: a temporary file in `tmp/`, the chunks already in it and, for
-/// layouts with pieces, the side file of their chaining values (chunk `id`'s at
-/// `id × max_pieces × 32`, 6 × 32 bytes per 100 KiB chunk).
+/// The side file of chaining values: chunk `id`'s at `id × max_pieces × 32`, 6 × 32
+/// bytes per 100 KiB chunk.
 #[derive(Debug)]
-pub struct Partial {
-    file: tempfile::NamedTempFile,
-    written: ChunkSet,
-    cvs: Option<tempfile::NamedTempFile>,
-}
+pub(crate) struct Pieces(tempfile::NamedTempFile);
 
 /// Where chunk `id`'s chaining values start in the side file (room for the layout's most).
 fn cv_slot(layout: &Layout, id: ChunkId) -> u64 {
     u64::from(id) * (tree::max_pieces(layout) * CV_LEN) as u64
 }
 
-impl ChunkStore {
-    /// Starts the file this node is downloading, empty, under `tmp/`.
-    pub fn start_partial(&self) -> Result<Partial, StoreError> {
-        let tmp_dir = self.root.join("tmp");
-        let create =
-            || tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir));
-        let file = create()?;
-        let cvs = tree::has_pieces(self.manifest.layout())
-            .then(create)
-            .transpose()?;
-        Ok(Partial {
-            file,
-            written: ChunkSet::empty(self.manifest.layout().chunk_count()),
-            cvs,
-        })
+impl Pieces {
+    /// A new, empty side file under `tmp`, for layouts with pieces.
+    pub(super) fn create(layout: &Layout, tmp: &Path) -> Result<Option<Pieces>, StoreError> {
+        if !tree::has_pieces(layout) {
+            return Ok(None);
+        }
+        let file = tempfile::NamedTempFile::new_in(tmp).map_err(io_err("create a file in", tmp))?;
+        Ok(Some(Pieces(file)))
     }
 
-    /// Writes verified chunk `id` at its place in `partial`, with its pieces' chaining
-    /// values `cvs` (from [`Manifest::verify_chunk_pieces`](crate::manifest::Manifest::verify_chunk_pieces)).
-    pub fn write_partial(
+    /// Records chunk `id`'s chaining values.
+    pub(super) fn write(
         &self,
-        partial: &mut Partial,
+        layout: &Layout,
         id: ChunkId,
-        data: &[u8],
         cvs: &[ChainingValue],
     ) -> Result<(), StoreError> {
-        // Errors name the temporary file being written, not the final name.
-        let dest = partial.file.path().to_owned();
-        let Some(offset) = self.manifest.layout().chunk_offset(id) else {
-            let e = io::Error::new(io::ErrorKind::InvalidInput, format!("chunk {id} is out of range"));
-            return Err(io_err("write", &dest)(e));
-        };
-        partial
-            .file
-            .as_file()
-            .write_all_at(data, offset)
-            .map_err(io_err("write", &dest))?;
-        if let Some(side) = &partial.cvs {
-            if cvs.len() > tree::max_pieces(self.manifest.layout()) {
-                let e = io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("chunk {id} has too many pieces"),
-                );
-                return Err(io_err("write", side.path())(e));
-            }
-            side.as_file()
-                .write_all_at(&cvs.concat(), cv_slot(self.manifest.layout(), id))
-                .map_err(io_err("write", side.path()))?;
+        if cvs.len() > tree::max_pieces(layout) {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("chunk {id} has too many pieces"),
+            );
+            return Err(io_err("write", self.0.path())(e));
         }
-        partial.written.insert(id);
-        Ok(())
+        self.0
+            .as_file()
+            .write_all_at(&cvs.concat(), cv_slot(layout, id))
+            .map_err(io_err("write", self.0.path()))
     }
 
-    /// Completes the file: copies in every chunk `partial` lacks (all of them without
-    /// one), checks the whole-file hash, syncs it and renames it into `DIR`. A file
-    /// already there with the right contents is kept; one with other contents is never
-    /// overwritten.
-    pub fn assemble(&self, partial: Option<Partial>) -> Result<PathBuf, StoreError> {
-        let dest = self.file_path();
-        if fs::symlink_metadata(&dest).is_ok() {
-            // Kept only if it is a regular file with exactly the swarm's contents.
-            return match hash_file_at(&dest) {
-                Ok(hash) if hash == *self.manifest.file_hash() => Ok(dest),
-                _ => Err(StoreError::Occupied(dest)),
-            };
-        }
-        let mut partial = match partial {
-            Some(p) => p,
-            None => self.start_partial()?,
-        };
-        let layout = *self.manifest.layout();
-        for id in 0..layout.chunk_count() {
-            if !partial.written.contains(id) {
-                let data = self.read_chunk(id)?;
-                // Checked again as it is copied: the pieces come from the same pass.
-                let cvs = self.manifest.verify_chunk_pieces(id, &data);
-                let cvs = cvs.ok_or(StoreError::FileHashMismatch)?;
-                self.write_partial(&mut partial, id, &data, &cvs)?;
+    /// The file's hash merged from the chaining values, read in order one chunk's at a
+    /// time; `None` if they do not fit the layout.
+    fn root(&self, layout: &Layout) -> Result<Option<[u8; 32]>, StoreError> {
+        let mut failed = None;
+        let all = (0..layout.chunk_count()).flat_map(|id| {
+            let mut slot = vec![0u8; tree::pieces(layout, id).len() * CV_LEN];
+            if let Err(e) = self.0.as_file().read_exact_at(&mut slot, cv_slot(layout, id)) {
+                failed.get_or_insert(e);
             }
+            let values: Vec<ChainingValue> = slot
+                .chunks_exact(CV_LEN)
+                .filter_map(|cv| cv.try_into().ok())
+                .collect();
+            values
+        });
+        let hash = tree::root(layout, all);
+        match failed {
+            Some(e) => Err(io_err("read", self.0.path())(e)),
+            None => Ok(hash),
         }
-        let file = partial.file.as_file();
-        let len = file.metadata().map_err(io_err("inspect", &dest))?.len();
-        let path = partial.file.path();
-        let hash = match &partial.cvs {
-            Some(cvs) => tree_hash(&layout, cvs)?,
-            None => Some(hash_file_at(path).map_err(io_err("read", path))?),
-        };
-        if len != layout.file_size() || hash != Some(*self.manifest.file_hash()) {
-            return Err(StoreError::FileHashMismatch);
-        }
-        if self.fsync {
-            file.sync_all().map_err(io_err("sync", &dest))?;
-        }
-        partial
-            .file
-            .persist_noclobber(&dest)
-            .map_err(|e| io_err("rename into", &dest)(e.error))?;
-        Ok(dest)
     }
 }
 
-/// The file's hash merged from the side file's chaining values, read in order one chunk's
-/// at a time; `None` if they do not fit the layout.
-fn tree_hash(layout: &Layout, side: &tempfile::NamedTempFile) -> Result<Option<[u8; 32]>, StoreError> {
-    let mut failed = None;
-    let all = (0..layout.chunk_count()).flat_map(|id| {
-        let mut slot = vec![0u8; tree::pieces(layout, id).len() * CV_LEN];
-        if let Err(e) = side.as_file().read_exact_at(&mut slot, cv_slot(layout, id)) {
-            failed.get_or_insert(e);
-        }
-        let values: Vec<ChainingValue> = slot
-            .chunks_exact(CV_LEN)
-            .filter_map(|cv| cv.try_into().ok())
-            .collect();
-        values
-    });
-    let hash = tree::root(layout, all);
-    match failed {
-        Some(e) => Err(io_err("read", side.path())(e)),
-        None => Ok(hash),
+impl ChunkStore {
+    /// Writes verified chunk `id` at its place in the data file, with its pieces' chaining
+    /// values `cvs` (from [`Manifest::verify_chunk_pieces`](crate::manifest::Manifest::verify_chunk_pieces)),
+    /// and starts writing it to the disk. Durable after the next [`ChunkStore::sync`].
+    pub fn write_chunk(&self, id: ChunkId, data: &[u8], cvs: &[ChainingValue]) -> Result<(), StoreError> {
+        let layout = self.manifest.layout();
+        let offset = match layout.chunk_offset(id) {
+            Some(offset) if layout.chunk_len(id) == Some(data.len() as u32) => offset,
+            _ => {
+                let e = io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("chunk {id} does not fit the file"),
+                );
+                return Err(io_err("write", &self.data.path())(e));
+            }
+        };
+        self.data.write_at(data, offset, self.fsync)?;
+        self.record_pieces(id, cvs)
     }
+
+    /// Waits until every chunk written is on the disk (a no-op with `--no-fsync`).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        if self.fsync {
+            self.data.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Completes the file once every chunk is written: checks the whole-file hash, syncs
+    /// it and moves it into `DIR` under its name, never over another file (a file already
+    /// there with exactly these contents is kept). Returns its path.
+    pub fn assemble(&self) -> Result<PathBuf, StoreError> {
+        let dest = self.file_path();
+        let partial = self.partial_path();
+        if self.data.path() == dest {
+            return Ok(dest);
+        }
+        let layout = *self.manifest.layout();
+        let hash = match &*self.pieces.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(pieces) => pieces.root(&layout)?,
+            None => Some(hash_file_at(&partial).map_err(io_err("read", &partial))?),
+        };
+        if hash != Some(*self.manifest.file_hash()) {
+            return Err(StoreError::FileHashMismatch);
+        }
+        self.data.sync()?;
+        // A hard link never replaces a file; the partial name goes once the file is in
+        // place. Killed in between, the next start finds both and keeps the finished file.
+        match fs::hard_link(&partial, &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return match hash_file_at(&dest) {
+                    Ok(hash) if hash == *self.manifest.file_hash() => self.finish_as(&dest),
+                    _ => Err(StoreError::Occupied(dest)),
+                };
+            }
+            Err(e) => return Err(io_err("link into", &dest)(e)),
+        }
+        self.finish_as(&dest)
+    }
+
+    /// The data file is done with under its partial name: the finished file at `dest` is
+    /// what the node serves from now on.
+    fn finish_as(&self, dest: &Path) -> Result<PathBuf, StoreError> {
+        let partial = self.partial_path();
+        if self.data.path() != dest && fs::symlink_metadata(&partial).is_ok() {
+            fs::remove_file(&partial).map_err(io_err("remove", &partial))?;
+        }
+        if self.fsync {
+            sync_dir(&self.dir)?;
+            sync_dir(&self.root)?;
+        }
+        if let Ok(meta) = fs::symlink_metadata(dest) {
+            let mark = format!("{} {}\n", meta.dev(), meta.ino());
+            super::write_atomic(&self.root, &self.root.join(FINISHED), mark.as_bytes(), self.fsync)?;
+        }
+        self.data.hand_over(dest);
+        // The side file's work is done; it goes from `tmp/`.
+        self.pieces.lock().unwrap_or_else(PoisonError::into_inner).take();
+        Ok(dest.to_owned())
+    }
+
+    /// `DIR/.swarmshare/partial`.
+    pub(super) fn partial_path(&self) -> PathBuf {
+        self.root.join(super::PARTIAL)
+    }
+}
+
+/// The record of which file this node finished (device and inode), so that a damaged
+/// finished file can be told from someone else's file of the same name.
+const FINISHED: &str = "finished";
+
+/// Whether `dest` is the file this node finished (see [`FINISHED`]).
+pub(super) fn is_ours(root: &Path, dest: &Path) -> bool {
+    let (Ok(meta), Ok(mark)) = (
+        fs::symlink_metadata(dest),
+        fs::read_to_string(root.join(FINISHED)),
+    ) else {
+        return false;
+    };
+    meta.is_file() && mark.trim() == format!("{} {}", meta.dev(), meta.ino())
+}
+
+/// Makes a directory's entries (a rename, a link) durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync", dir))
 }

@@ -10,12 +10,13 @@ use bytes::Bytes;
 pub enum ChunkBody {
     /// In memory.
     Memory(Bytes),
-    /// `len` bytes of a file from its start: on Linux handed to the socket by the kernel
-    /// (`sendfile`), the pages going from the page cache to the socket without passing
-    /// through here; elsewhere read on the blocking pool first.
+    /// `len` bytes of a file at `offset`: the chunk's range of the data file, read
+    /// straight into the connection's buffer to be sealed.
     File {
-        /// The chunk file (or staged file), open for reading; never written again.
+        /// The data file, open for reading.
         file: Arc<std::fs::File>,
+        /// Where the chunk starts in it.
+        offset: u64,
         /// Its length, checked when it was opened: the frame header promises it.
         len: usize,
     },

@@ -1,13 +1,18 @@
 //! A read-only look at a node's directory, for `swarmshare status`: what the manifest
-//! says, which chunk files verify, what the summary claims and whether the file is there.
-//! Unlike [`ChunkStore::open`](super::ChunkStore::open) it changes nothing: a damaged
-//! chunk file is reported, not removed.
+//! says, which chunks verify (in the data file or as chunk files), what the summary claims
+//! and whether the file is there. Unlike [`ChunkStore::open`](super::ChunkStore::open) it
+//! changes nothing: a damaged chunk file is reported, not removed.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{chunk_file, hash_file_at, io_err, read_no_follow, stored_manifest, StoreError, STORE_DIR};
+use std::os::unix::fs::FileExt;
+
+use super::files::open_no_follow;
+use super::{
+    chunk_file, hash_file_at, io_err, read_no_follow, stored_manifest, StoreError, PARTIAL, STORE_DIR,
+};
 use crate::chunk_set::ChunkSet;
 use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
@@ -22,9 +27,11 @@ pub(crate) struct DirStatus {
     pub manifest: Manifest,
     /// The node's peer ID, if it has one.
     pub peer_id: Option<PeerId>,
-    /// Chunk files present whose bytes match the manifest.
+    /// Chunks whose bytes match the manifest, in the data file (the partial file, or the
+    /// finished file) or as a chunk file.
     pub verified: ChunkSet,
-    /// Chunk files present that do not (truncated, corrupted, or not a regular file).
+    /// Chunks that should be there and are not: listed in the summary or present as a
+    /// chunk file, yet their bytes do not verify (truncated, corrupted, not a regular file).
     pub damaged: Vec<ChunkId>,
     /// What the summary file lists; `None` if there is none, `Err` if it does not parse.
     pub summary: Option<Result<ChunkSet, String>>,
@@ -73,7 +80,25 @@ pub(crate) fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
     let layout = *manifest.layout();
     let mut verified = ChunkSet::empty(layout.chunk_count());
     let mut damaged = Vec::new();
+    let data = [root.join(PARTIAL), dir.join(manifest.name())]
+        .into_iter()
+        .find_map(|path| {
+            open_no_follow(&path)
+                .ok()
+                .filter(|(_, len)| *len == layout.file_size())
+        });
+    let mut buf = vec![0u8; layout.chunk_size() as usize];
     for id in 0..layout.chunk_count() {
+        let (Some(offset), Some(len)) = (layout.chunk_offset(id), layout.chunk_len(id)) else {
+            continue;
+        };
+        let buf = &mut buf[..len as usize];
+        if let Some((file, _)) = &data {
+            if file.read_exact_at(buf, offset).is_ok() && manifest.verify_chunk(id, buf) {
+                verified.insert(id);
+                continue;
+            }
+        }
         let path = chunk_file(&root, id);
         match read_no_follow(&path, u64::from(layout.chunk_size())) {
             Ok(data) if manifest.verify_chunk(id, &data) => {
@@ -88,6 +113,11 @@ pub(crate) fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => Some(Err(e.to_string())),
     };
+    if let Some(Ok(listed)) = &summary {
+        damaged.extend(listed.iter().filter(|&id| !verified.contains(id)));
+        damaged.sort_unstable();
+        damaged.dedup();
+    }
     let temporary = fs::read_dir(root.join("tmp")).map_or(0, Iterator::count);
     let file = file_state(&dir.join(manifest.name()), &manifest);
     Ok(Some(DirStatus {

@@ -103,16 +103,22 @@ fn join_err(e: tokio::task::JoinError) -> Error {
 }
 
 impl Owner {
-    /// Hashes the file, builds the manifest and writes (or re-verifies) the chunk files in
-    /// the work directory.
+    /// Hashes the file, builds the manifest and opens the store in the work directory:
+    /// the chunks are served from the file itself.
     pub async fn prepare(config: &OwnerConfig) -> Result<Owner, Error> {
         let file = config.file.clone();
         let dir = config.dir.clone();
-        let (private, listen) = (config.private, config.listen);
+        let (private, listen, policy) = (config.private, config.listen, config.chunk_files);
         let (store, have, key, ticket) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            // What the file is when hashing starts: it must be the same when it is served.
+            let before = std::fs::metadata(&file);
+            // A missing or unreadable file is refused here, as a usage error.
             let manifest = Arc::new(manifest::manifest_for(&file)?);
-            let (store, mut have) = ChunkStore::open(&dir, manifest)?;
-            store.import(&file, &mut have)?;
+            let before = before.map_err(|source| Error::Io {
+                what: "reading the file to share",
+                source,
+            })?;
+            let (store, have) = ChunkStore::open_owner(&dir, manifest, &file, &before, policy)?;
             let key = NodeKey::load_or_create(store.root()).map_err(|source| Error::Io {
                 what: "keeping the owner's node key",
                 source,

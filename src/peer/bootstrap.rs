@@ -66,14 +66,14 @@ pub(crate) async fn start(
 
 /// Opens the store from the manifest an earlier run left, if there is one.
 async fn resume(config: &PeerConfig, me: &Me) -> Result<Option<Arc<Holdings>>, Error> {
-    let dir = config.dir.clone();
+    let (dir, policy) = (config.dir.clone(), config.chunk_files);
     let key = me.creds.key.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         let Some(manifest) = crate::chunk_store::stored_manifest(&dir)? else {
             return Ok(None);
         };
         ChunkStore::check_destination(&dir, &manifest)?;
-        let opened = ChunkStore::open(&dir, Arc::new(manifest))?;
+        let opened = ChunkStore::open(&dir, Arc::new(manifest), policy)?;
         save_key(&key, &opened.0)?;
         Ok(Some(opened))
     })
@@ -316,11 +316,11 @@ fn save_key(key: &NodeKey, store: &ChunkStore) -> Result<(), Error> {
 }
 
 async fn open_store(config: &PeerConfig, manifest: Manifest, me: &Me) -> Result<Arc<Holdings>, Error> {
-    let dir = config.dir.clone();
+    let (dir, policy) = (config.dir.clone(), config.chunk_files);
     let key = me.creds.key.clone();
     let (store, have) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         ChunkStore::check_destination(&dir, &manifest)?;
-        let opened = ChunkStore::open(&dir, Arc::new(manifest))?;
+        let opened = ChunkStore::open(&dir, Arc::new(manifest), policy)?;
         save_key(&key, &opened.0)?;
         Ok(opened)
     })

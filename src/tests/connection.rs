@@ -92,15 +92,23 @@ async fn a_chunk_from_memory_arrives_whole() {
 }
 
 #[tokio::test]
-async fn chunk_files_arrive_as_exact_frames_back_to_back() {
+async fn chunk_ranges_of_one_data_file_arrive_as_exact_frames_back_to_back() {
+    use std::os::unix::fs::FileExt;
     let (mut conn, mut other) = pair().await;
-    // Several frames back to back, the last chunk shorter, so the frames must line up.
-    let chunks = [(0u32, 102_400usize), (41, 102_400), (42, 3_333)];
+    // Several frames back to back out of one file, the last chunk shorter, so the frames
+    // must line up and each must come from its own offset (not from the file's start).
+    let chunks = [(3u32, 102_400usize), (1, 102_400), (4, 3_333)];
+    let file = tempfile::tempfile().unwrap();
+    file.write_all_at(&[0xEE; 102_400], 0).unwrap();
     for (id, len) in chunks {
-        let mut file = tempfile::tempfile().unwrap();
-        file.write_all(&data(len, id as u8)).unwrap();
+        file.write_all_at(&data(len, id as u8), u64::from(id) * 102_400)
+            .unwrap();
+    }
+    let file = Arc::new(file);
+    for (id, len) in chunks {
         let body = ChunkBody::File {
-            file: Arc::new(file),
+            file: Arc::clone(&file),
+            offset: u64::from(id) * 102_400,
             len,
         };
         conn.write_chunk(id, &body).await.unwrap();
@@ -114,12 +122,13 @@ async fn chunk_files_arrive_as_exact_frames_back_to_back() {
 }
 
 #[tokio::test]
-async fn a_chunk_file_that_ends_early_is_an_error_and_nothing_of_it_is_sent() {
+async fn a_data_file_that_ends_early_is_an_error_and_nothing_of_it_is_sent() {
     let (mut conn, mut other) = pair().await;
     let mut file = tempfile::tempfile().unwrap();
     file.write_all(&data(1_000, 7)).unwrap();
     let body = ChunkBody::File {
         file: Arc::new(file),
+        offset: 0,
         len: 2_000,
     };
     let sent = tokio::time::timeout(Duration::from_secs(10), conn.write_chunk(3, &body))
@@ -160,7 +169,7 @@ async fn many_file_chunks_to_a_slow_reader_line_up() {
         got
     });
     for (id, file, len) in bodies {
-        conn.write_chunk(id, &ChunkBody::File { file, len })
+        conn.write_chunk(id, &ChunkBody::File { file, offset: 0, len })
             .await
             .unwrap();
     }

@@ -15,8 +15,24 @@ use swarmshare::manifest::{hash_file, Manifest};
 use super::swarm::{events_of, Swarm};
 use super::util::Proc;
 
-fn chunk_file(dir: &Path, id: u32) -> std::path::PathBuf {
-    dir.join(STORE_DIR).join("chunks").join(format!("{id:07}"))
+/// Chunk `id`'s bytes as the peer in `dir` keeps them: in its partial file while it
+/// downloads, in the finished file once complete (README, "On disk").
+fn stored_chunk(dir: &Path, manifest: &Manifest, id: u32) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let partial = dir.join(STORE_DIR).join("partial");
+    let file = fs::File::open(&partial).or_else(|_| fs::File::open(dir.join(manifest.name())))?;
+    let layout = manifest.layout();
+    let mut buf = vec![0u8; layout.chunk_len(id).unwrap_or(0) as usize];
+    file.read_exact_at(&mut buf, layout.chunk_offset(id).unwrap_or(0))?;
+    Ok(buf)
+}
+
+/// Writes `bytes` over the start of chunk `id` in `file` (damage on the disk).
+fn damage(file: &Path, manifest: &Manifest, id: u32, at: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.write_all_at(bytes, manifest.layout().chunk_offset(id).unwrap() + at)
+        .unwrap();
 }
 
 /// The chunk IDs a summary file lists (none if it is absent).
@@ -28,11 +44,12 @@ fn summary_ids(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// Asserts every chunk the summary lists is on disk and matches the manifest.
+/// Asserts every chunk the summary lists is on disk (in the data file) and matches the
+/// manifest.
 fn assert_summary_true(dir: &Path, manifest: &Manifest) -> usize {
     let ids = summary_ids(dir);
     for &id in &ids {
-        let data = fs::read(chunk_file(dir, id)).unwrap_or_else(|e| panic!("chunk {id} listed but {e}"));
+        let data = stored_chunk(dir, manifest, id).unwrap_or_else(|e| panic!("chunk {id} listed but {e}"));
         assert!(
             manifest.verify_chunk(id, &data),
             "chunk {id} listed but does not verify"
@@ -51,7 +68,13 @@ fn received(p: &Proc) -> BTreeSet<u32> {
 }
 
 pub(super) fn start_ring(size: usize, n: usize, seed: u64) -> (Swarm, Manifest) {
+    start_ring_with(size, n, seed, &[])
+}
+
+/// [`start_ring`] with `peer_args` given to every peer.
+pub(super) fn start_ring_with(size: usize, n: usize, seed: u64, peer_args: &[&str]) -> (Swarm, Manifest) {
     let mut swarm = Swarm::new(size, n, seed);
+    swarm.peer_args = peer_args.iter().map(|&a| a.to_owned()).collect();
     let manifest = hash_file(&swarm.file, "payload.bin").unwrap();
     swarm.start_owner(n);
     for i in 0..n {
@@ -89,19 +112,19 @@ fn a_damaged_directory_is_repaired_by_fetching_only_what_is_damaged() {
         .terminate(Duration::from_secs(10))
         .is_some_and(|s| s.success()));
     let dir = swarm.peer_dir(0);
-    let truncated = chunk_file(&dir, 3);
-    let data = fs::read(&truncated).unwrap();
-    fs::write(&truncated, &data[..data.len() / 2]).unwrap();
-    let flipped = chunk_file(&dir, 7);
-    let mut data = fs::read(&flipped).unwrap();
-    data[100] ^= 0x01;
-    fs::write(&flipped, data).unwrap();
+    // Half of chunk 3 zeroed, one bit of chunk 7 flipped, in the finished file.
+    let file = swarm.peer_file(0);
+    damage(&file, &manifest, 3, 51_200, &[0u8; 51_200]);
+    let mut byte = stored_chunk(&dir, &manifest, 7).unwrap()[100];
+    byte ^= 0x01;
+    damage(&file, &manifest, 7, 100, &[byte]);
     fs::remove_file(dir.join(STORE_DIR).join("summary")).unwrap();
     let stray = dir.join(STORE_DIR).join("tmp").join(".tmpLEFTOVER");
     fs::write(&stray, b"half a chunk").unwrap();
-    fs::remove_file(swarm.peer_file(0)).unwrap();
 
     swarm.start_peer(0, swarm.ring_neighbor(0));
+    // The damaged file is there until the peer takes it back: wait for it to finish again.
+    swarm.wait_event(0, "complete", Duration::from_secs(60));
     swarm.wait_all_complete(Duration::from_secs(60));
     assert_eq!(
         received(swarm.peer(0)),

@@ -38,50 +38,48 @@ fn status_json_matches_the_directory_after_kill_9() {
     swarm.start_owner(2);
     swarm.start_peer(0, swarm.ports[1]);
     swarm.start_peer(1, swarm.ports[0]);
-    // Killed once part of the file is committed to chunks/, before it can have all of it.
-    let committed = swarm.peer_dir(0).join(".swarmshare").join("chunks");
-    let seen = super::util::wait_until(Duration::from_secs(60), || {
-        std::fs::read_dir(&committed).map_or(0, Iterator::count) >= 40
-    });
-    assert!(seen, "peer1 committed chunks");
-    swarm.peer(0).kill9();
+    // Killed once the summary lists part of the file, before it can have all of it.
     let dir = swarm.peer_dir(0);
     let store = dir.join(".swarmshare");
-    // A chunk file cut short, as a crash of the disk might leave one.
-    let victim = std::fs::read_dir(store.join("chunks"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let len = std::fs::metadata(&victim).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&victim)
-        .unwrap()
-        .set_len(len / 2)
-        .unwrap();
+    let listed_now = || {
+        let text = std::fs::read_to_string(store.join("summary")).unwrap_or_default();
+        super::protocol::summary_ids(&text)
+    };
+    let seen = super::util::wait_until(Duration::from_secs(60), || listed_now().len() >= 40);
+    assert!(seen, "peer1 committed chunks");
+    swarm.peer(0).kill9();
+    // A listed chunk cut in half in the partial file, as a crash of the disk might leave it.
+    let victim = listed_now()[0];
+    let partial = store.join("partial");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&partial).unwrap();
+        let at = manifest.layout().chunk_offset(victim).unwrap() + 51_200;
+        f.write_all_at(&[0u8; 51_200], at).unwrap();
+    }
 
     let status = json_of(&["status", dir.to_str().unwrap(), "--json"]);
 
-    // The independent check: every chunk file's bytes against the manifest.
+    // The independent check: every chunk's bytes in the partial file against the
+    // manifest; damaged: listed, yet not verifying.
+    let listed_ids = listed_now();
+    let on_disk = std::fs::read(&partial).unwrap();
+    let layout = manifest.layout();
     let (mut verified, mut damaged) = (Vec::new(), Vec::new());
     for id in 0..chunks {
-        match std::fs::read(store.join("chunks").join(format!("{id:07}"))) {
-            Ok(bytes) if manifest.verify_chunk(id, &bytes) => verified.push(u64::from(id)),
-            Ok(_) => damaged.push(u64::from(id)),
-            Err(_) => {}
+        let at = layout.chunk_offset(id).unwrap() as usize;
+        let bytes = &on_disk[at..at + layout.chunk_len(id).unwrap() as usize];
+        if manifest.verify_chunk(id, bytes) {
+            verified.push(u64::from(id));
+        } else if listed_ids.contains(&id) {
+            damaged.push(u64::from(id));
         }
     }
     let missing: Vec<u64> = (0..u64::from(chunks))
         .filter(|id| !verified.contains(id))
         .collect();
     assert!(!verified.is_empty() && !missing.is_empty(), "killed mid-transfer");
-    assert_eq!(
-        damaged.len(),
-        1,
-        "the truncated chunk file is the one damaged file"
-    );
+    assert_eq!(damaged.len(), 1, "the chunk cut in half is the one damaged chunk");
     assert_eq!(ids(&status["verified"]), verified);
     assert_eq!(ids(&status["missing"]), missing);
     assert_eq!(ids(&status["damaged"]), damaged);
@@ -106,8 +104,8 @@ fn status_json_matches_the_directory_after_kill_9() {
         bad.iter().all(|id| damaged.contains(id)),
         "only the damaged chunk can be listed unverified"
     );
-    // Read-only: the damaged file is still there.
-    assert_eq!(std::fs::metadata(&victim).unwrap().len(), len / 2);
+    // Read-only: the damage is still there.
+    assert_eq!(std::fs::read(&partial).unwrap(), on_disk);
 
     // Restarted, the peer completes; status then says so.
     swarm.start_peer(0, swarm.ports[1]);

@@ -1,0 +1,228 @@
+//! Opening a store: tidying what an earlier run (or a crash, or a user) left, and
+//! finding out, by verifying, which chunks are held.
+//!
+//! A peer's chunks are those whose bytes in the data file verify: the partial file
+//! (ranges the filesystem reports as holes are skipped unread), or the finished file when
+//! it is there instead. A chunk file that verifies for a chunk the data file lacks (a store
+//! from a version that kept chunks only as files, or a user's copy) is written into the
+//! data file. The data file is then synced and the summary rewritten, so the summary lists
+//! exactly what is on the disk.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::assemble::Pieces;
+use super::chunk_files;
+use super::data::DataFile;
+use super::files::{hash_file_at, io_err};
+use super::{
+    check_manifest, chunk_file, ensure_dir, tidy, ChunkFiles, ChunkStore, StoreError, PARTIAL, STORE_DIR,
+};
+use crate::chunk_set::ChunkSet;
+use crate::manifest::{ChunkId, Manifest};
+use crate::text::Quoted;
+
+/// The store's folders in `dir`, tidied; and the chunk files there that verify.
+fn prepare(dir: &Path, manifest: &Manifest) -> Result<(std::path::PathBuf, ChunkSet), StoreError> {
+    if manifest.name() == STORE_DIR {
+        return Err(StoreError::ReservedName);
+    }
+    ensure_dir(dir)?;
+    let root = dir.join(STORE_DIR);
+    ensure_dir(&root)?;
+    // Leftover temporary files are half-written; nothing refers to them.
+    tidy::clear_tmp(&root, &root.join("tmp"))?;
+    check_manifest(&root, manifest)?;
+    let chunks = root.join("chunks");
+    tidy::ensure_chunks_dir(&root, &chunks)?;
+    let files = tidy::scan(&root, &chunks, manifest)?;
+    Ok((root, files))
+}
+
+impl ChunkStore {
+    /// Opens (creating if needed) a peer's store in `dir` for `manifest`, and returns it
+    /// with the set of chunks it holds (see the module docs).
+    pub fn open(
+        dir: &Path,
+        manifest: Arc<Manifest>,
+        policy: ChunkFiles,
+    ) -> Result<(ChunkStore, ChunkSet), StoreError> {
+        let (root, files) = prepare(dir, &manifest)?;
+        let layout = *manifest.layout();
+        let partial = root.join(PARTIAL);
+        let dest = dir.join(manifest.name());
+        let finished = !fs::symlink_metadata(&partial).is_ok_and(|m| m.is_file())
+            && fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == layout.file_size());
+        let intact = finished && hash_file_at(&dest).is_ok_and(|hash| hash == *manifest.file_hash());
+        if finished && !intact {
+            // The file this node finished, damaged since: taken back to be repaired.
+            // Anyone else's file is never touched.
+            if !super::assemble::is_ours(&root, &dest) {
+                return Err(StoreError::Occupied(dest));
+            }
+            warn!(file = %Quoted(&dest), "the finished file no longer matches; repairing it");
+            fs::rename(&dest, &partial).map_err(io_err("move back", &dest))?;
+        }
+        let finished = intact;
+        let data = if finished {
+            DataFile::open_read(&dest)?
+        } else {
+            remove_if_not_a_file(&partial)?;
+            DataFile::open_partial(&partial, layout.file_size())?
+        };
+        let making = chunk_files::decide(policy, data.file(), &root.join("tmp"));
+        let pieces = if finished {
+            None
+        } else {
+            Pieces::create(&layout, &root.join("tmp"))?
+        };
+        let store = ChunkStore {
+            dir: dir.to_owned(),
+            root,
+            manifest,
+            fsync: true,
+            data,
+            pieces: std::sync::Mutex::new(pieces),
+            policy,
+            making: std::sync::Mutex::new(making),
+        };
+        let have = if finished {
+            ChunkSet::full(layout.chunk_count())
+        } else {
+            store.verify_partial(&files)?
+        };
+        store.data.sync()?;
+        let missing: Vec<ChunkId> = have.iter().filter(|&id| !files.contains(id)).collect();
+        store.make_chunk_files(&missing)?;
+        store.write_summary(&have)?;
+        Ok((store, have))
+    }
+
+    /// Opens the owner's store in `dir`: the data file is `source`, the file it shares,
+    /// which must still be as it was when `manifest` was made from it (`before`). Every
+    /// chunk is held.
+    pub fn open_owner(
+        dir: &Path,
+        manifest: Arc<Manifest>,
+        source: &Path,
+        before: &fs::Metadata,
+        policy: ChunkFiles,
+    ) -> Result<(ChunkStore, ChunkSet), StoreError> {
+        let (root, files) = prepare(dir, &manifest)?;
+        let data = DataFile::open_read(source)?;
+        if !data.same_as(before) {
+            return Err(StoreError::SourceChanged(source.to_owned()));
+        }
+        let making = chunk_files::decide(policy, data.file(), &root.join("tmp"));
+        let store = ChunkStore {
+            dir: dir.to_owned(),
+            root,
+            fsync: true,
+            data,
+            pieces: std::sync::Mutex::new(None),
+            policy,
+            making: std::sync::Mutex::new(making),
+            manifest,
+        };
+        let have = ChunkSet::full(store.manifest.layout().chunk_count());
+        let missing: Vec<ChunkId> = have.iter().filter(|&id| !files.contains(id)).collect();
+        store.make_chunk_files(&missing)?;
+        store.write_summary(&have)?;
+        Ok((store, have))
+    }
+
+    /// The chunks whose bytes in the partial file verify, their chaining values recorded;
+    /// chunk files in `files` fill in the chunks it lacks.
+    fn verify_partial(&self, files: &ChunkSet) -> Result<ChunkSet, StoreError> {
+        let layout = *self.manifest.layout();
+        let mut have = ChunkSet::empty(layout.chunk_count());
+        let data_at = DataRanges::new(self.data.file());
+        let mut buf = vec![0u8; layout.chunk_size() as usize];
+        for id in 0..layout.chunk_count() {
+            let (Some(offset), Some(len)) = (layout.chunk_offset(id), layout.chunk_len(id)) else {
+                continue;
+            };
+            let buf = &mut buf[..len as usize];
+            if data_at.any(offset, u64::from(len)) {
+                self.data.read_at(buf, offset)?;
+                if let Some(cvs) = self.manifest.verify_chunk_pieces(id, buf) {
+                    self.record_pieces(id, &cvs)?;
+                    have.insert(id);
+                    continue;
+                }
+            }
+            if files.contains(id) {
+                let path = chunk_file(&self.root, id);
+                let bytes = super::read_no_follow(&path, u64::from(layout.chunk_size()))
+                    .map_err(io_err("read", &path))?;
+                match self.manifest.verify_chunk_pieces(id, &bytes) {
+                    Some(cvs) => {
+                        self.write_chunk(id, &bytes, &cvs)?;
+                        have.insert(id);
+                    }
+                    None => {
+                        warn!(path = %Quoted(&path), "a chunk file changed while the store opened; not used")
+                    }
+                }
+            }
+        }
+        Ok(have)
+    }
+
+    pub(super) fn record_pieces(
+        &self,
+        id: ChunkId,
+        cvs: &[crate::manifest::tree::ChainingValue],
+    ) -> Result<(), StoreError> {
+        match &*self
+            .pieces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(pieces) => pieces.write(self.manifest.layout(), id, cvs),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Removes whatever is at `path` if it is not a regular file (a symlink is removed, never
+/// followed); a directory, which may hold someone's data, is refused.
+fn remove_if_not_a_file(path: &Path) -> Result<(), StoreError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) if m.is_dir() => Err(StoreError::Occupied(path.to_owned())),
+        Ok(_) => {
+            warn!(path = %Quoted(path), "removing an entry that is not a file where the partial file belongs");
+            fs::remove_file(path).map_err(io_err("remove", path))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("inspect", path)(e)),
+    }
+}
+
+/// Which ranges of a file hold data, as the filesystem reports (`SEEK_DATA`): a range
+/// never written (a hole, or preallocated and unwritten) need not be read to know it holds
+/// no chunk. Where the filesystem cannot tell, every range counts as data.
+struct DataRanges<'a> {
+    file: &'a fs::File,
+}
+
+impl<'a> DataRanges<'a> {
+    fn new(file: &'a fs::File) -> DataRanges<'a> {
+        DataRanges { file }
+    }
+
+    /// Whether any byte of `[offset, offset + len)` may hold data.
+    fn any(&self, offset: u64, len: u64) -> bool {
+        match rustix::fs::seek(self.file, rustix::fs::SeekFrom::Data(offset)) {
+            Ok(next) => next < offset + len,
+            // No data at or after `offset`.
+            Err(e) if e == rustix::io::Errno::NXIO => false,
+            Err(_) => true,
+        }
+    }
+}
