@@ -293,20 +293,7 @@ fn peer_refuses_a_manifest_whose_name_is_a_path() {
         bytes[56..62].copy_from_slice(bad_name);
         let (port, owner) = scripted::owner(bytes, scripted::until_closed);
         let dir = root.path().join("peer");
-        let mut p = Proc::start(
-            root.path(),
-            "peer",
-            &[
-                "peer",
-                &port.to_string(),
-                &free_port().to_string(),
-                &free_port().to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                dir.to_str().unwrap(),
-            ],
-        );
+        let mut p = scripted::peer_of(root.path(), port);
         let status = p.wait_for(Duration::from_secs(20)).expect("peer exits");
         owner.join().unwrap();
         assert_eq!(status.code(), Some(1), "stderr: {}", p.errors());
@@ -388,21 +375,7 @@ fn a_batch_chunk_is_logged_when_stored_not_when_the_next_frame_comes() {
         let _ = s.write_all(&Msg::BatchEnd(1).frame());
         scripted::until_closed(s);
     });
-    let dir = root.path().join("peer");
-    let peer = Proc::start(
-        root.path(),
-        "peer",
-        &[
-            "peer",
-            &port.to_string(),
-            &free_port().to_string(),
-            &free_port().to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-    );
+    let peer = scripted::peer_of(root.path(), port);
     let logged = seen.recv_timeout(Duration::from_secs(30)).unwrap_or(false);
     assert!(
         logged,

@@ -40,3 +40,24 @@ pub fn until_closed(s: &mut SecureStream) {
     let _ = s.socket().set_read_timeout(Some(Duration::from_secs(30)));
     let _ = s.read(&mut [0u8; 16]);
 }
+
+/// Starts a peer in `root/peer` whose owner is the scripted one at `port` (logs under
+/// `root`).
+pub fn peer_of(root: &std::path::Path, port: u16) -> super::util::Proc {
+    use super::util::free_port;
+    let dir = root.join("peer");
+    super::util::Proc::start(
+        root,
+        "peer",
+        &[
+            "peer",
+            &port.to_string(),
+            &free_port().to_string(),
+            &free_port().to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+    )
+}
