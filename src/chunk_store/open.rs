@@ -55,7 +55,8 @@ impl ChunkStore {
         let layout = *manifest.layout();
         let partial = root.join(PARTIAL);
         let dest = dir.join(manifest.name());
-        let finished = !fs::symlink_metadata(&partial).is_ok_and(|m| m.is_file())
+        let existed = fs::symlink_metadata(&partial).is_ok_and(|m| m.is_file());
+        let finished = !existed
             && fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == layout.file_size());
         let intact = finished && hash_file_at(&dest).is_ok_and(|hash| hash == *manifest.file_hash());
         if finished && !intact {
@@ -67,6 +68,9 @@ impl ChunkStore {
             warn!(file = %Quoted(&dest), "the finished file no longer matches; repairing it");
             fs::rename(&dest, &partial).map_err(io_err("move back", &dest))?;
         }
+        // Whether there is something to verify in `partial` (a file made just now holds
+        // nothing).
+        let existed = existed || finished;
         let finished = intact;
         let data = if finished {
             DataFile::open_read(&dest)?
@@ -74,6 +78,7 @@ impl ChunkStore {
             remove_if_not_a_file(&partial)?;
             DataFile::open_partial(&partial, layout.file_size())?
         };
+        let fresh = !finished && !existed;
         let making = chunk_files::decide(policy, data.file(), &root.join("tmp"));
         let pieces = if finished {
             None
@@ -93,7 +98,7 @@ impl ChunkStore {
         let have = if finished {
             ChunkSet::full(layout.chunk_count())
         } else {
-            store.verify_partial(&files)?
+            store.verify_partial(&files, fresh)?
         };
         store.data.sync()?;
         let missing: Vec<ChunkId> = have.iter().filter(|&id| !files.contains(id)).collect();
@@ -135,9 +140,10 @@ impl ChunkStore {
         Ok((store, have))
     }
 
-    /// The chunks whose bytes in the partial file verify, their chaining values recorded;
-    /// chunk files in `files` fill in the chunks it lacks.
-    fn verify_partial(&self, files: &ChunkSet) -> Result<ChunkSet, StoreError> {
+    /// The chunks whose bytes in the partial file verify (none if it is `fresh`, made just
+    /// now), their chaining values recorded; chunk files in `files` fill in the chunks it
+    /// lacks.
+    fn verify_partial(&self, files: &ChunkSet, fresh: bool) -> Result<ChunkSet, StoreError> {
         let layout = *self.manifest.layout();
         let mut have = ChunkSet::empty(layout.chunk_count());
         let data_at = DataRanges::new(self.data.file());
@@ -147,7 +153,7 @@ impl ChunkStore {
                 continue;
             };
             let buf = &mut buf[..len as usize];
-            if data_at.any(offset, u64::from(len)) {
+            if !fresh && data_at.any(offset, u64::from(len)) {
                 self.data.read_at(buf, offset)?;
                 if let Some(cvs) = self.manifest.verify_chunk_pieces(id, buf) {
                     self.record_pieces(id, &cvs)?;
