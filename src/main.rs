@@ -309,7 +309,15 @@ fn main() -> ExitCode {
         .then(Bars::for_terminal)
         .flatten();
     let log = logging::init(format, level, bars.as_ref());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // A node is one thread of its own plus the blocking pool (disk writes, hashing): with
+    // one runtime thread, a task woken by another never wakes a second thread to run it,
+    // which cost a quarter of a peer's CPU. The demo runs a whole swarm in one process.
+    let mut builder = if matches!(cli.command, Command::Demo(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder
         .enable_all()
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()

@@ -72,6 +72,7 @@ class Proc:
         self.pid = self.p.pid
         self.status = None  # wait status once reaped
         self.rusage = None
+        self.io = (0, 0)  # (write_bytes, cancelled_write_bytes) from /proc/PID/io, last seen
         Proc.registry.append(self)
         with open(PIDFILE, "a") as f:
             f.write("%d\n" % self.pid)
@@ -93,6 +94,31 @@ class Proc:
 
     def exit_code(self):
         return None if self.status is None else os.waitstatus_to_exitcode(self.status)
+
+    def sample_io(self):
+        """Reads /proc/PID/io while the process lives: bytes it sent to the storage layer
+        (write_bytes) and dirty bytes it dropped before they were written (cancelled)."""
+        if self.status is not None:
+            return
+        try:
+            vals = {}
+            with open("/proc/%d/io" % self.pid) as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    vals[k] = int(v)
+            self.io = (vals.get("write_bytes", 0), vals.get("cancelled_write_bytes", 0))
+        except (OSError, ValueError):
+            pass
+
+    def disk_written(self):
+        """Bytes this process made the kernel write to the storage device, net of what it
+        cancelled: the last /proc/PID/io sample, or wait4's ru_oublock (512-byte blocks,
+        the same counter, up to the exit) if larger."""
+        self.sample_io()
+        written, cancelled = self.io
+        if self.rusage is not None:
+            written = max(written, self.rusage.ru_oublock * 512)
+        return max(written - cancelled, 0)
 
     def stats(self):
         """(peak RSS KiB, CPU seconds, RssAnon KiB now): from /proc while it runs (VmHWM,
@@ -503,7 +529,7 @@ def run_one(ctx, tool, scen):
     rec = {"tool": tool, "scenario": scen, "n": r.n, "cap": r.cap, "file_size": ctx.size,
            "time_all": None, "completions": [], "owner_up": None, "peer_rss_kib": [],
            "peer_cpu_s": [], "peer_rss_anon_kib": [], "owner_rss_kib": None, "owner_cpu_s": None, "verified": False,
-           "note": ""}
+           "fs": ctx.fs, "peer_disk_written": [], "note": ""}
     failed = False
     done = [None] * r.n
     try:
@@ -523,6 +549,8 @@ def run_one(ctx, tool, scen):
                                    % (r.n - done.count(None), r.n, ctx.timeout))
             if now >= next_exit_check:
                 next_exit_check = now + 0.25
+                for p in r.peers:
+                    p.sample_io()
                 for i, p in enumerate(r.peers):
                     if done[i] is None and p.poll() and not r.peer_done(i):
                         raise RuntimeError("peer %d exited (code %s) before completing"
@@ -539,6 +567,7 @@ def run_one(ctx, tool, scen):
             rec["peer_rss_kib"].append(rss)
             rec["peer_cpu_s"].append(cpu)
             rec["peer_rss_anon_kib"].append(anon)
+            rec["peer_disk_written"].append(p.disk_written())
         rec["owner_rss_kib"], rec["owner_cpu_s"], _ = r.owner.stats()
         exited = sum(1 for p in r.peers if p.status is not None)
         if exited:
@@ -587,7 +616,18 @@ def fmt_rec(rec):
     extra = ""
     if rss:
         extra = ", max peer RSS %.1f MiB, peers' CPU %.1f s" % (max(rss) / 1024, sum(cpu))
+        if cpu and len(cpu) == rec["n"]:
+            extra += " (%.2f s per GiB delivered)" % cpu_per_gib(rec)
+        disk = rec.get("peer_disk_written") or []
+        if disk:
+            extra += ", written to disk per peer %.2f x F max" % (max(disk) / rec["file_size"])
     return "%s, owner sent %s%s%s" % (t, up, extra, (" [%s]" % rec["note"]) if rec["note"] else "")
+
+
+def cpu_per_gib(rec):
+    """The peers' CPU seconds per GiB delivered to them (N copies of F)."""
+    cpu = sum(x for x in rec["peer_cpu_s"] if x is not None)
+    return cpu / (rec["n"] * rec["file_size"] / 2**30)
 
 
 class Ctx:
@@ -612,11 +652,13 @@ def main():
     ap.add_argument("--timeout", type=int, default=300)
     ap.add_argument("--peer-log", default=os.environ.get("SS_PEER_LOG", "warn"))
     ap.add_argument("--keep-logs", action="store_true")
+    ap.add_argument("--fs", default="?", help="the file system the folders are on (for the record)")
     a = ap.parse_args()
 
     ctx = Ctx()
     ctx.bin, ctx.src, ctx.torrent, ctx.infohash = a.bin, a.src, a.torrent, a.infohash
     ctx.out, ctx.timeout, ctx.peer_log, ctx.keep_logs = a.out, a.timeout, a.peer_log, a.keep_logs
+    ctx.fs = a.fs
     ctx.ss_rate, ctx.ss_exit_when_done = a.ss_rate, a.ss_exit_when_done == "yes"
     ctx.tracker = a.tracker
     ctx.name = os.path.basename(a.src)

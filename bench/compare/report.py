@@ -27,10 +27,26 @@ def lower_bound(rec):
     return max(f / cap, 0.0, n * f / (cap + n * cap))  # F/d_min = 0: downloads unlimited
 
 
+GIB = 1024 * MIB
+
+
+def size_label(b):
+    for unit, k in (("G", GIB), ("M", MIB), ("K", 1024)):
+        if b >= k and b % k == 0:
+            return "%d%s" % (b // k, unit)
+    return str(b)
+
+
+def panel(rec):
+    """The scenario with its file system and file size: what a panel of the plot shows."""
+    return "%s %s %s" % (rec["scenario"], rec.get("fs", "?"), size_label(rec["file_size"]))
+
+
 def row(rec):
     tool, scen, n = rec["tool"], rec["scenario"], rec["n"]
+    fs, size = rec.get("fs", "?"), size_label(rec["file_size"])
     if rec.get("skipped"):
-        return [tool, scen, str(n), "skipped", "-", "-", "-", "-"]
+        return [tool, scen, fs, size, str(n), "skipped", "-", "-", "-", "-", "-", "-"]
     t = rec.get("time_all")
     lb = lower_bound(rec)
     ts = "%.2f" % t if t is not None else "FAILED"
@@ -39,12 +55,18 @@ def row(rec):
     rss = [x for x in rec.get("peer_rss_kib", []) if x is not None]
     cpu = [x for x in rec.get("peer_cpu_s", []) if x is not None]
     rss_s = "%.1f" % (max(rss) / 1024) if rss else "?"
-    cpu_s = "%.1f" % sum(cpu) if cpu and len(cpu) == len(rec.get("peer_cpu_s", [])) else ("?" if not cpu else "%.1f+" % sum(cpu))
-    return [tool, scen, str(n), ts, ratio, up, rss_s, cpu_s]
+    whole = cpu and len(cpu) == len(rec.get("peer_cpu_s", []))
+    cpu_s = "%.1f" % sum(cpu) if whole else ("?" if not cpu else "%.1f+" % sum(cpu))
+    per_gib = "%.2f" % (sum(cpu) / (n * rec["file_size"] / GIB)) if whole and t is not None else "?"
+    disk = [x for x in rec.get("peer_disk_written", []) if x is not None]
+    disk_s = "%.2f / %.2f" % (max(disk) / rec["file_size"], sum(disk) / len(disk) / rec["file_size"]) if disk else "?"
+    return [tool, scen, fs, size, str(n), ts, ratio, up, rss_s, cpu_s, per_gib, disk_s]
 
 
-HEAD = ["tool", "scenario", "N", "time to all-complete (s)", "ratio to lower bound",
-        "owner upload / F", "max peak RSS per peer (MiB)", "total peer CPU (s)"]
+HEAD = ["tool", "scenario", "fs", "F", "N", "time to all-complete (s)", "ratio to lower bound",
+        "owner upload / F", "max peak RSS per peer (MiB)", "total peer CPU (s)",
+        "peer CPU s per GiB delivered", "written to disk per peer / F (max / mean)"]
+LEFT = 4  # columns aligned left
 
 
 def table(recs):
@@ -52,9 +74,9 @@ def table(recs):
     w = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
     lines = []
     for k, r in enumerate(rows):
-        lines.append("| " + " | ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(r)) + " |")
+        lines.append("| " + " | ".join(c.ljust(w[i]) if i < LEFT else c.rjust(w[i]) for i, c in enumerate(r)) + " |")
         if k == 0:
-            lines.append("|" + "|".join("-" * (w[i] + 1) + (":" if i >= 2 else "-") for i in range(len(HEAD))) + "|")
+            lines.append("|" + "|".join("-" * (w[i] + 1) + (":" if i >= LEFT else "-") for i in range(len(HEAD))) + "|")
     return "\n".join(lines)
 
 
@@ -64,8 +86,8 @@ def plot_matplotlib(recs, path, title):
     import matplotlib.pyplot as plt
     scens = []
     for r in recs:
-        if r["scenario"] not in scens and r.get("completions"):
-            scens.append(r["scenario"])
+        if panel(r) not in scens and r.get("completions"):
+            scens.append(panel(r))
     width = max(8.0, 5.5 * len(scens))
     fig, axes = plt.subplots(1, len(scens), figsize=(width, 5.0), squeeze=False)
     styles = {"swarmshare-ring": ("tab:blue", "-"), "swarmshare-swarm": ("tab:cyan", "-"),
@@ -73,7 +95,7 @@ def plot_matplotlib(recs, path, title):
     for ax, s in zip(axes[0], scens):
         lb = None
         for r in recs:
-            if r["scenario"] != s or r.get("skipped") or not r.get("completions"):
+            if panel(r) != s or r.get("skipped") or not r.get("completions"):
                 continue
             xs = [0.0] + r["completions"]
             ys = list(range(len(xs)))
@@ -88,7 +110,7 @@ def plot_matplotlib(recs, path, title):
         ax.set_xlabel("seconds since the peers started")
         ax.set_ylabel("peers complete")
         ax.set_xlim(left=0)
-        ax.set_ylim(0, max((r["n"] for r in recs if r["scenario"] == s), default=1) + 0.5)
+        ax.set_ylim(0, max((r["n"] for r in recs if panel(r) == s), default=1) + 0.5)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle("\n".join(textwrap.wrap(title, int(width * 13))), fontsize=9)
@@ -103,21 +125,21 @@ def plot_gnuplot(recs, path, title):
             'set key bottom right font ",9"', 'set xrange [0:*]']
     scens = []
     for r in recs:
-        if r["scenario"] not in scens and r.get("completions"):
-            scens.append(r["scenario"])
+        if panel(r) not in scens and r.get("completions"):
+            scens.append(panel(r))
     cmds.append('set multiplot layout 1,%d title "%s"' % (len(scens), title.replace('"', "'")))
     for s in scens:
         plots = []
         for r in recs:
-            if r["scenario"] != s or r.get("skipped") or not r.get("completions"):
+            if panel(r) != s or r.get("skipped") or not r.get("completions"):
                 continue
-            dat = os.path.join(d, "plot-%s-%s.dat" % (r["tool"], s))
+            dat = os.path.join(d, "plot-%s-%s.dat" % (r["tool"], s.replace(" ", "-")))
             with open(dat, "w") as f:
                 f.write("0 0\n")
                 for k, x in enumerate(r["completions"], 1):
                     f.write("%f %d\n" % (x, k))
             plots.append('"%s" using 1:2 with steps lw 2 title "%s"' % (dat, r["tool"]))
-        n = max(r["n"] for r in recs if r["scenario"] == s)
+        n = max(r["n"] for r in recs if panel(r) == s)
         cmds.append('set title "%s"' % s)
         cmds.append("set yrange [0:%g]" % (n + 0.5))
         cmds.append("plot " + ", ".join(plots) if plots else 'plot 0 notitle')
@@ -146,7 +168,7 @@ def main():
         if lb and r.get("time_all") is not None and r["time_all"] < lb:
             why.append("faster than the lower bound: some process did not honour its upload cap")
         if why:
-            notes.append("- %s / %s: %s" % (r["tool"], r["scenario"], "; ".join(why)))
+            notes.append("- %s / %s: %s" % (r["tool"], panel(r), "; ".join(why)))
     caps = sorted({r["cap"] for r in recs if r.get("cap")})
     legend = [
         "Time: from starting the N peers (the owner/seeder already serving) until the last peer has the verified file.",
@@ -155,7 +177,10 @@ def main():
         % ", ".join(str(c) for c in caps) if caps else "Ratio: \"-\": uncapped on loopback there is no meaningful bound.",
         "Owner upload / F: payload bytes the owner/seeder sent, divided by the file size (\"?\" = not obtainable).",
         "RSS: VmHWM of each peer process (libtorrent peers are Python processes: the interpreter is included).",
-        "CPU: utime+stime of all N peers, summed (owner/seeder not included).",
+        "CPU: utime+stime of all N peers, summed (owner/seeder not included); per GiB delivered: that sum over N x F.",
+        "Written to disk: each peer's write_bytes - cancelled_write_bytes (/proc/PID/io, or wait4's ru_oublock for a "
+        "peer that exited), over F: bytes it made the kernel send to the storage device (tmpfs: 0).",
+        "fs: tmpfs (the folders in RAM: network and CPU only) or disk (this machine's own file system; syncing on).",
     ]
     text = "\n".join(header) + ("\n\n" if header else "") + tab + "\n"
     if notes:

@@ -2,16 +2,19 @@
 # bench/compare/run.sh - issue 6: time until every peer has the file, swarmshare (ring and
 # swarm modes) next to aria2 and libtorrent, on 127.0.0.1 of this machine.
 #   Scenarios: uncapped5 (N=5, no caps), capped5 (N=5, every process uploads at most
-#   10 MB/s = 10,000,000 B/s), capped10 (N=10, same caps). Prints a table and writes
-#   OUT/results.md, OUT/results.jsonl and OUT/completion.png.
+#   10 MB/s = 10,000,000 B/s), capped10 (N=10, same caps), capped20 (N=20, same caps),
+#   uncapped5-1g (N=5, no caps, a 1 GiB file whatever FILE_SIZE says). The default set runs
+#   all of them twice: with the folders on a tmpfs and on the disk. Prints a table and writes
+#   OUT/results.md, OUT/results.jsonl and OUT/completion.png (one subfolder per file system
+#   and file size, their results joined in OUT).
 # Usage: bench/compare/run.sh
 # Env:   OUT (default /tmp/swarmshare-compare)  FILE_SIZE (default 100M, head -c syntax)
 #        SCENARIOS (default all; names or 1 2 3)  TOOLS (default all: swarmshare aria2 libtorrent;
 #        also swarmshare-ring, swarmshare-swarm)  TIMEOUT (s per run, 300)  TRACKER (opentracker|python)
-#        BENCH_TMP (default /tmp)  BENCH_FS (tmpfs|disk, default tmpfs: every tool's folders on a
-#        tmpfs mounted over the work folder, so the disk is out of the race; disk: on BENCH_TMP's
-#        file system)  SKIP_BUILD=1  KEEP_LOGS=1  SS_EXIT_WHEN_DONE (auto|0)
-#        SWARMSHARE_BIN (another binary; no build)
+#        BENCH_TMP (default /tmp)  BENCH_FS (both|tmpfs|disk, default both. tmpfs: every tool's
+#        folders on a tmpfs mounted over the work folder, so the disk is out of the race; disk: on
+#        BENCH_TMP's file system)  SKIP_1G=1 (leave uncapped5-1g out of "all")  SKIP_BUILD=1
+#        KEEP_LOGS=1  SS_EXIT_WHEN_DONE (auto|0)  SWARMSHARE_BIN (another binary; no build)
 # Installs what it needs with apt-get; stops everything it started by PID; deletes its temp folder.
 set -euo pipefail
 
@@ -33,7 +36,7 @@ die() { echo "run.sh: $*" >&2; exit 1; }
 WORK=""
 DRIVER=""
 MOUNTED=""
-BENCH_FS=${BENCH_FS:-tmpfs}
+BENCH_FS=${BENCH_FS:-both}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -59,9 +62,49 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+small=()  # scenarios on FILE_SIZE
+big=0     # uncapped5-1g wanted
 for s in ${SCENARIOS//,/ }; do
-  case $s in all|uncapped5|capped5|capped10|capped20|1|2|3) ;; *) die "unknown scenario '$s' (uncapped5 capped5 capped10 capped20, or 1 2 3)" ;; esac
+  case $s in
+    all) small+=(uncapped5 capped5 capped10 capped20); [ "${SKIP_1G:-0}" = 1 ] || big=1 ;;
+    uncapped5|capped5|capped10|capped20|1|2|3) small+=("$s") ;;
+    uncapped5-1g) big=1 ;;
+    *) die "unknown scenario '$s' (uncapped5 capped5 capped10 capped20 uncapped5-1g, or 1 2 3)" ;;
+  esac
 done
+case $BENCH_FS in both|tmpfs|disk) ;; *) die "BENCH_FS must be both, tmpfs or disk, not '$BENCH_FS'" ;; esac
+
+# ---- more than one file system or file size: one run of this script for each, joined
+if [ -z "${BENCH_PART:-}" ] && { [ "$BENCH_FS" = both ] || [ "$big" = 1 ]; }; then
+  trap - EXIT
+  if [ -z "${SWARMSHARE_BIN:-}" ] && [ "${SKIP_BUILD:-0}" != 1 ]; then
+    echo "== cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet) || echo "   WARNING: the build failed; using the existing binary"
+  fi
+  fss=(tmpfs disk)
+  [ "$BENCH_FS" = both ] || fss=("$BENCH_FS")
+  mkdir -p "$OUT"
+  : >"$OUT/results.jsonl"
+  rc=0
+  for fs in "${fss[@]}"; do
+    parts=()
+    [ ${#small[@]} -gt 0 ] && parts+=("$FILE_SIZE:$(IFS=,; echo "${small[*]}")")
+    [ "$big" = 1 ] && parts+=("1G:uncapped5")
+    for part in "${parts[@]}"; do
+      size=${part%%:*}
+      echo
+      echo "==== folders on $fs, F = $size"
+      BENCH_PART=1 BENCH_FS=$fs FILE_SIZE=$size SCENARIOS=${part#*:} OUT=$OUT/$fs-$size SKIP_BUILD=1 \
+        "$0" || rc=$?
+      cat "$OUT/$fs-$size/results.jsonl" >>"$OUT/results.jsonl" 2>/dev/null || true
+    done
+  done
+  echo
+  echo "==== all runs"
+  "$PY" "$HERE/report.py" "$OUT" "$(nproc) cores, $(uname -r), $(date '+%F %H:%M'); each part's header: $OUT/*/results.md"
+  exit "$rc"
+fi
+SCENARIOS=$(IFS=,; echo "${small[*]}")
 for t in ${TOOLS//,/ }; do
   case $t in all|swarmshare|swarmshare-ring|swarmshare-swarm|aria2|libtorrent) ;;
     *) die "unknown tool '$t' (swarmshare swarmshare-ring swarmshare-swarm aria2 libtorrent)" ;; esac
@@ -154,7 +197,6 @@ case $BENCH_FS in
       BENCH_FS=disk
     fi ;;
   disk) ;;
-  *) die "BENCH_FS must be tmpfs or disk, not '$BENCH_FS'" ;;
 esac
 SRC=$WORK/sample.bin
 head -c "$FILE_SIZE" /dev/urandom >"$SRC"
@@ -197,7 +239,7 @@ echo "$header2"
 extra=()
 [ "${KEEP_LOGS:-0}" = 1 ] && extra+=(--keep-logs)
 "$PY" "$HERE/bench.py" --bin "$BIN" --src "$SRC" --torrent "$TORRENT" --infohash "$INFOHASH" \
-  --out "$OUT" --work "$WORK" --scenarios "$SCENARIOS" --tools "$TOOLS" --timeout "$TIMEOUT" \
+  --out "$OUT" --work "$WORK" --scenarios "$SCENARIOS" --tools "$TOOLS" --timeout "$TIMEOUT" --fs "$BENCH_FS" \
   --tracker "$( [ "$TRACKER" = python ] && echo python || echo opentracker)" \
   "${ss_args[@]}" "${extra[@]}" &
 DRIVER=$!

@@ -5,10 +5,11 @@
 //! `RUST_LOG` overrides the level filter. Logs go to standard output; the binary prints
 //! fatal errors to standard error.
 //!
-//! Lines are written by a writer thread (tracing-appender, never lossy: a full queue
-//! blocks the logger) through a buffer flushed whenever the queue runs empty, so a busy
-//! node makes one write for many lines instead of one per line, and a quiet one shows
-//! each line at once.
+//! Lines are written by a writer thread ([`writer`]): never lossy, a busy node makes a few
+//! dozen writes a second however many lines it logs, and a quiet one shows each line at
+//! once.
+
+pub(crate) mod writer;
 
 use std::io::{BufWriter, IsTerminal};
 use std::os::fd::AsFd;
@@ -16,9 +17,9 @@ use std::os::fd::AsFd;
 use std::fmt;
 
 use tracing::field::{Field, Visit};
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::EnvFilter;
 
@@ -34,7 +35,7 @@ pub enum LogFormat {
 
 /// Keeps the log writer thread; dropping it writes out every line still queued.
 #[must_use = "dropping the guard stops the log writer"]
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+pub struct LogGuard(#[allow(dead_code)] Option<writer::WriterThread>);
 
 /// Installs the global subscriber, showing `level` and above (`RUST_LOG` overrides it),
 /// writing to standard output, through progress `bars` if given. Call once, before
@@ -50,7 +51,13 @@ pub fn init(format: LogFormat, level: &str, bars: Option<&crate::progress::Bars>
         Some(bars) => bars.log_writer(out),
         None => out,
     };
-    let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(out);
+    let (writer, guard) = match writer::WriterThread::start(out) {
+        Ok((sink, thread)) => (BoxMakeWriter::new(move || sink.clone()), Some(thread)),
+        Err(e) => {
+            eprintln!("warning: cannot start the log writer thread ({e}); logging without it");
+            (BoxMakeWriter::new(std::io::stdout), None)
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
