@@ -121,6 +121,14 @@ fn main() -> ExitCode {
             "owner upload / F {:.3}, duplicate chunks {}, {} events in {:.1} s of wall time",
             r.owner_upload_ratio, r.duplicates, r.events, r.wall_secs
         );
+        let per = |n: u64| n as f64 / (r.peers.max(1) as f64 * f64::from(r.chunks.max(1)));
+        let m = r.messages;
+        println!(
+            "per chunk per peer: requests {:.2}, list asks {:.2}, lists {:.2}",
+            per(m.requests),
+            per(m.list_asks),
+            per(m.lists)
+        );
     }
     if let Some(path) = &a.plot {
         if let Err(e) = plot(path, &r, &a) {

@@ -153,11 +153,12 @@ impl Holdings {
         self.count.subscribe()
     }
 
-    /// Verifies `data` as chunk `id` and, if it is new, writes it and makes it visible (it
-    /// reaches `chunks/` and the summary with the next [`Holdings::commit`]); adds run in
-    /// parallel, and a storage failure is fatal to the node. The first half of an add: starts the verify-and-write on a blocking thread
-    /// at once, so a caller can read the next chunk meanwhile. Dropping the result leaves
-    /// the work to finish on its own (the chunk is then staged and visible, or not stored).
+    /// The first half of an add: starts verifying `data` as chunk `id` and, if it is new,
+    /// writing it, on a blocking thread, so a caller can read the next chunk meanwhile
+    /// (adds run in parallel; a storage failure is fatal to the node). The chunk reaches
+    /// `chunks/` and the summary with the next [`Holdings::commit`]. Dropping the result
+    /// leaves the work to finish on its own (the chunk is then staged and visible, or not
+    /// stored).
     pub(crate) fn start_add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> StartedAdd {
         let this = Arc::clone(self);
         StartedAdd(tokio::task::spawn_blocking(move || this.add_blocking(id, data)))

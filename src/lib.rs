@@ -48,6 +48,7 @@ pub mod fuzzing;
 mod holdings;
 mod identity;
 pub mod logging;
+mod long_poll;
 pub mod manifest;
 pub mod owner;
 pub mod peer;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn};
@@ -26,6 +27,7 @@ use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
+use crate::long_poll::{self, Due, MAX_LIST_WAIT};
 use crate::rate::{Allowance, Limits};
 use crate::secure::Credentials;
 use crate::task;
@@ -38,8 +40,6 @@ pub(crate) const MAX_CONNECTIONS: usize = 256;
 pub(crate) const MAX_PER_IP: usize = 64;
 /// How long a served connection may stay silent between requests.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// The longest a server holds a `LIST_WAIT` before answering.
-pub(crate) const MAX_LIST_WAIT: Duration = Duration::from_secs(5);
 
 /// When this node's upload side last answered a request (for `--exit-when-done`).
 #[derive(Debug)]
@@ -224,8 +224,10 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
         allowance,
     } = s;
     let count = holdings.manifest().layout().chunk_count();
-    // How many chunks the last list sent on this connection named (sets only grow).
+    // How many chunks the last list sent on this connection named (sets only grow), and
+    // when it went (`None`: no list yet).
     let mut listed = 0;
+    let mut listed_at = None;
     loop {
         let evicted = seat
             .as_ref()
@@ -265,7 +267,7 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
             Message::ListRequest | Message::ListWait(_) => {
                 if let Message::ListWait(ms) = msg {
                     let wait = Duration::from_millis(u64::from(ms)).min(MAX_LIST_WAIT);
-                    wait_for_more(holdings, listed, wait).await;
+                    wait_for_more(holdings, listed, listed_at, wait).await;
                 }
                 let list = holdings.snapshot();
                 listed = list.count();
@@ -273,6 +275,7 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
                     a.spend(list.len().div_ceil(8) as usize + 8).await;
                 }
                 conn.write_message(&Message::List(list)).await?;
+                listed_at = Some(Instant::now());
                 activity::list_sent(peer, listed);
             }
             Message::Request(id) => {
@@ -311,10 +314,33 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
     }
 }
 
-/// Returns once `holdings` holds more than `listed` chunks, or after `wait`.
-async fn wait_for_more(holdings: &Holdings, listed: u32, wait: Duration) {
+/// Returns when the long poll is due ([`long_poll::due`]) or after `wait`; `listed` and
+/// `listed_at` describe the connection's last list. The caller then answers with the list
+/// as it is.
+async fn wait_for_more(holdings: &Holdings, listed: u32, listed_at: Option<Instant>, wait: Duration) {
+    let deadline = Instant::now() + wait;
     let mut count = holdings.subscribe();
-    let more = count.wait_for(|&held| held > listed);
-    // Either way the caller answers with the list as it is then.
-    let _ = tokio::time::timeout(wait, more).await;
+    loop {
+        // Copied out at once: the watch's lock is never held across anything else.
+        let held = *count.borrow_and_update();
+        let now = Instant::now();
+        let wake = match long_poll::due(held, listed, listed_at.map(|at| now - at)) {
+            Due::Now => return,
+            Due::In(gap) => (now + gap).min(deadline),
+            Due::OnNews => deadline,
+        };
+        tokio::select! {
+            changed = count.changed() => {
+                if changed.is_err() {
+                    // No more news can come: only the wait is left.
+                    tokio::time::sleep_until(deadline).await;
+                    return;
+                }
+            }
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+    }
 }

@@ -6,6 +6,7 @@ use super::node::{Ask, ConnId, Ev, Kind, Reply, Serving};
 use super::world::World;
 use super::NodeId;
 use crate::identity::PeerId;
+use crate::long_poll::Due;
 use crate::manifest::ChunkId;
 use crate::scheduler::{Action, DialFailure, Event, LinkId, Outcome, Target, Woken};
 
@@ -84,8 +85,14 @@ impl World {
                     },
                 );
             }
-            Action::Request(c) => self.send(conn, Ask::Chunk(c)),
-            Action::AskList(wait) => self.send(conn, Ask::List(wait)),
+            Action::Request(c) => {
+                self.messages.requests += 1;
+                self.send(conn, Ask::Chunk(c))
+            }
+            Action::AskList(wait) => {
+                self.messages.list_asks += 1;
+                self.send(conn, Ask::List(wait))
+            }
             Action::AskPeers => self.send(conn, Ask::Peers),
             Action::Close(_) => {
                 if let Some(c) = conn {
@@ -195,9 +202,18 @@ impl World {
         if outcome == Outcome::New {
             let waiters = std::mem::take(&mut self.nodes[node].waiters);
             for w in waiters {
-                if matches!(self.conns[w].serving, Serving::Wait(_)) {
+                if !matches!(self.conns[w].serving, Serving::Wait(_)) {
+                    continue;
+                }
+                if self.list_due(w) == Due::Now {
                     self.answer_list(w);
                     self.serve(w);
+                } else {
+                    // The first news since its list: answered once the gap is over.
+                    if self.nodes[node].held.count() == self.conns[w].listed + 1 {
+                        self.news_for(w);
+                    }
+                    self.nodes[node].waiters.push(w);
                 }
             }
             if self.nodes[node].held.is_complete() && self.nodes[node].completed.is_none() {

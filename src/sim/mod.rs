@@ -119,6 +119,8 @@ pub struct SimReport {
     pub owner_upload_ratio: f64,
     /// Chunks that arrived after another copy had been stored.
     pub duplicates: u64,
+    /// What the peers' fetch sessions said, counted over the whole run.
+    pub messages: Messages,
     /// Peers that did not complete within the limit.
     pub incomplete: usize,
     /// Events processed.
@@ -128,6 +130,18 @@ pub struct SimReport {
     /// Every peer's completion time over the bound, ascending (infinite: never).
     #[serde(skip)]
     pub completions: Vec<f64>,
+}
+
+/// Messages of the fetch sessions (the owner's batch not counted): what a real node wakes
+/// up for.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Messages {
+    /// `REQUEST`s sent.
+    pub requests: u64,
+    /// `LIST_REQUEST`s and `LIST_WAIT`s sent.
+    pub list_asks: u64,
+    /// `LIST`s sent.
+    pub lists: u64,
 }
 
 /// Runs the simulation.

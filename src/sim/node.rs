@@ -84,6 +84,8 @@ pub(super) struct Conn {
     pub(super) queue: VecDeque<Ask>,
     pub(super) serving: Serving,
     pub(super) listed: u32,
+    /// When the last list went (`None`: none yet).
+    pub(super) listed_at: Option<Time>,
     pub(super) alive: bool,
     /// When the client last asked for something (a downloader seat in use).
     pub(super) last_ask: Time,

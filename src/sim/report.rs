@@ -127,6 +127,7 @@ impl World {
             p99_ratio_stayers: quantile(&stayers, 0.99),
             owner_upload_ratio: self.owner_sent / self.layout.file_size() as f64,
             duplicates: self.duplicates,
+            messages: self.messages,
             incomplete,
             events: self.events,
             wall_secs: wall,

@@ -10,6 +10,7 @@ use super::node::{Ask, Conn, ConnId, Ev, Kind, Reply, Serving};
 use super::world::World;
 use super::NodeId;
 use crate::admission::{admit, Admit, Seat};
+use crate::long_poll::{self, Due, MAX_LIST_WAIT};
 use crate::scheduler::LinkId;
 use crate::wire::MAX_PEERS;
 
@@ -22,6 +23,7 @@ impl World {
             queue: VecDeque::new(),
             serving: Serving::Idle,
             listed: 0,
+            listed_at: None,
             alive: true,
             last_ask: self.now,
         });
@@ -78,7 +80,7 @@ impl World {
             if !c.alive || !matches!(c.serving, Serving::Idle) {
                 return;
             }
-            let (server, client, listed) = (c.server, c.client, c.listed);
+            let (server, client) = (c.server, c.client);
             if self.nodes[server].kind == Kind::Sybil {
                 return;
             }
@@ -103,15 +105,15 @@ impl World {
                 Ask::Push(_) => {}
                 Ask::List(None) => self.answer_list(conn),
                 Ask::List(Some(wait)) => {
-                    let count = self.nodes[server].held.count();
-                    if count > listed || (listed == 0 && count > 0) {
+                    if self.list_due(conn) == Due::Now {
                         self.answer_list(conn);
                     } else {
                         let version = self.seq;
                         self.conns[conn].serving = Serving::Wait(version);
                         self.nodes[server].waiters.push(conn);
-                        let at = self.now + wait.min(Duration::from_secs(5));
+                        let at = self.now + wait.min(MAX_LIST_WAIT);
                         self.push(at, Ev::WaitOver { conn, version });
+                        self.news_for(conn);
                         return;
                     }
                 }
@@ -129,11 +131,28 @@ impl World {
         }
     }
 
+    /// When a long poll on `conn` is answered: the real server's rule.
+    pub(super) fn list_due(&self, conn: ConnId) -> Due {
+        let c = &self.conns[conn];
+        let held = self.nodes[c.server].held.count();
+        long_poll::due(held, c.listed, c.listed_at.map(|at| self.now.saturating_sub(at)))
+    }
+
+    /// A long poll on `conn` that has news but must wait out the gap: answered then.
+    pub(super) fn news_for(&mut self, conn: ConnId) {
+        if let (Serving::Wait(version), Due::In(gap)) = (&self.conns[conn].serving, self.list_due(conn)) {
+            let version = *version;
+            self.push(self.now + gap, Ev::WaitOver { conn, version });
+        }
+    }
+
     pub(super) fn answer_list(&mut self, conn: ConnId) {
         let server = self.conns[conn].server;
         self.nodes[server].waiters.retain(|&w| w != conn);
         let list = self.nodes[server].held.clone();
         self.conns[conn].listed = list.count();
+        self.conns[conn].listed_at = Some(self.now);
+        self.messages.lists += 1;
         self.conns[conn].serving = Serving::Idle;
         // A list shares the node's uplink with its chunks.
         let client = self.conns[conn].client;

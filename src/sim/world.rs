@@ -47,6 +47,7 @@ pub(super) struct World {
     pub(super) planner: BatchPlanner,
     pub(super) owner_sent: f64,
     pub(super) duplicates: u64,
+    pub(super) messages: super::Messages,
     pub(super) events: u64,
     pub(super) bound: f64,
     /// The first this many peers are the slow ones.
@@ -82,6 +83,7 @@ impl World {
             planner: BatchPlanner::new(chunks, config.owner_peers.unwrap_or(config.peers as u32)),
             owner_sent: 0.0,
             duplicates: 0,
+            messages: super::Messages::default(),
             events: 0,
             bound: 0.0,
             slow: 0,
