@@ -605,6 +605,8 @@ def run_one(ctx, tool, scen):
             or n in (".swarmshare",) or n == ctx.name])
         log("   logs kept in %s" % dst)
     shutil.rmtree(d, ignore_errors=True)
+    # What this run left for the disk to write is written now, not during the next run.
+    os.sync()
     return rec
 
 

@@ -204,6 +204,7 @@ case $BENCH_FS in
 esac
 SRC=$WORK/sample.bin
 head -c "$FILE_SIZE" /dev/urandom >"$SRC"
+sync  # on the disk, the first tool must not race the write-out of the sample
 avail=$(df -Pk "$WORK" | awk 'NR==2 {print $4}')
 [ "$avail" -gt "$need_free" ] || die "need about $((need_free / 1024)) MiB free in ${BENCH_TMP:-/tmp}, have $((avail / 1024)) MiB"
 TORRENT=$WORK/sample.torrent

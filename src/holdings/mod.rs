@@ -1,7 +1,7 @@
 //! `Holdings`: what a node holds, shared by its upload server and its download side.
 //!
 //! It pairs the on-disk [`ChunkStore`] with the in-memory set of verified chunks. Adding a
-//! chunk goes through [`Holdings::add`], the one place that verifies and stores it and
+//! chunk goes through [`Holdings::start_add`], the one place that verifies and stores it and
 //! only then makes it visible to the upload side: a node never lists or serves a chunk
 //! that is not verified and written.
 //!
@@ -29,6 +29,10 @@ use crate::chunk_store::{ChunkBody, ChunkStore, StoreError};
 use crate::error::Error;
 use crate::manifest::{ChunkId, Manifest};
 
+mod placement;
+
+use placement::{Place, Placement};
+
 /// What adding a received chunk did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Added {
@@ -40,9 +44,13 @@ pub(crate) enum Added {
     HashMismatch,
 }
 
-/// An add under way on a blocking thread (see [`Holdings::start_add`]).
+/// An add under way on a blocking thread, or done in place (see [`Holdings::start_add`]).
 #[derive(Debug)]
-pub(crate) struct StartedAdd(tokio::task::JoinHandle<Result<AddDone, StoreError>>);
+pub(crate) enum StartedAdd {
+    Pool(tokio::task::JoinHandle<Result<AddDone, StoreError>>),
+    /// Taken by the first `wait` that finds it.
+    Done(Option<Result<AddDone, StoreError>>),
+}
 
 /// A finished add, before the commit it may make due ([`Holdings::settle`]).
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +65,16 @@ pub(crate) struct AddDone {
 impl StartedAdd {
     /// Waits for the add. Cancel-safe: dropped, the wait can be taken up again.
     pub(crate) async fn wait(&mut self) -> Result<AddDone, Error> {
-        (&mut self.0).await.map_err(blocking_err)?.map_err(Error::from)
+        match self {
+            StartedAdd::Pool(handle) => handle.await.map_err(blocking_err)?.map_err(Error::from),
+            StartedAdd::Done(done) => match done.take() {
+                Some(done) => done.map_err(Error::from),
+                None => Err(Error::Io {
+                    what: "running a storage task",
+                    source: std::io::Error::other("an add was waited for twice"),
+                }),
+            },
+        }
     }
 }
 
@@ -71,6 +88,7 @@ pub struct Holdings {
     // Serialises commits so the summary file is rewritten in order; holds what it lists.
     write: Arc<tokio::sync::Mutex<SummaryState>>,
     count: watch::Sender<u32>,
+    placement: Mutex<Placement>,
 }
 
 /// The longest the summary file lags behind while chunks are arriving.
@@ -120,6 +138,7 @@ impl Holdings {
             have: Mutex::new(have),
             staged: Mutex::new(Staging::default()),
             count,
+            placement: Mutex::new(Placement::new(Instant::now())),
         }
     }
 
@@ -153,15 +172,30 @@ impl Holdings {
         self.count.subscribe()
     }
 
-    /// The first half of an add: starts verifying `data` as chunk `id` and, if it is new,
-    /// writing it, on a blocking thread, so a caller can read the next chunk meanwhile
-    /// (adds run in parallel; a storage failure is fatal to the node). The chunk reaches
-    /// `chunks/` and the summary with the next [`Holdings::commit`]. Dropping the result
-    /// leaves the work to finish on its own (the chunk is then staged and visible, or not
-    /// stored).
+    /// The first half of an add: verifies `data` as chunk `id` and, if it is new, writes
+    /// it, either in place or on a blocking thread so a caller can read the next chunk
+    /// meanwhile ([`placement`] decides; adds run in parallel; a storage failure is fatal
+    /// to the node). The chunk reaches `chunks/` and the summary with the next
+    /// [`Holdings::commit`]. Dropping the result leaves the work to finish on its own (the
+    /// chunk is then staged and visible, or not stored).
     pub(crate) fn start_add(self: &Arc<Self>, id: ChunkId, data: Bytes) -> StartedAdd {
-        let this = Arc::clone(self);
-        StartedAdd(tokio::task::spawn_blocking(move || this.add_blocking(id, data)))
+        let place = locked(&self.placement).place(Instant::now());
+        match place {
+            Place::Inline => StartedAdd::Done(Some(self.timed_add(id, data))),
+            Place::Pool => {
+                let this = Arc::clone(self);
+                StartedAdd::Pool(tokio::task::spawn_blocking(move || this.timed_add(id, data)))
+            }
+        }
+    }
+
+    /// [`Holdings::add_blocking`], its time told to the placement rule.
+    fn timed_add(&self, id: ChunkId, data: Bytes) -> Result<AddDone, StoreError> {
+        let start = Instant::now();
+        let done = self.add_blocking(id, data);
+        let end = Instant::now();
+        locked(&self.placement).record(end, end - start);
+        done
     }
 
     /// The second half of an add: what a finished add did, after the commit it

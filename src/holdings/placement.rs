@@ -1,0 +1,161 @@
+//! Where a received chunk is verified and written: on the runtime's own thread, or on the
+//! blocking pool. A rule without a clock (the caller passes the time), so tests drive it.
+//!
+//! Handing a chunk to the pool costs two thread switches (wake a pool thread; it wakes
+//! the runtime back), which under a rate limit, when chunks arrive every few
+//! milliseconds, was the largest part of a peer's CPU per chunk. Doing the work in place
+//! costs one hash and one copy into the page cache (tens of microseconds) but blocks the
+//! runtime while it runs. So a store runs in place while stores are quick and rare, and
+//! goes to the pool when:
+//! - they took more than [`MAX_DUTY`] of the last [`WINDOW`] (the node is busy: hashing on
+//!   another core is worth the switches), or
+//! - one took longer than [`SLOW_STORE`] (the disk pushes back: dirty-page throttling, a
+//!   congested device), and then for [`SLOW_BACKOFF`] after it.
+
+use std::time::{Duration, Instant};
+
+/// How often the rule looks at how busy stores kept the node.
+pub(crate) const WINDOW: Duration = Duration::from_millis(100);
+/// The share of a window that stores may take and still run in place.
+pub(crate) const MAX_DUTY: f64 = 0.25;
+/// A store slower than this means the disk is pushing back.
+pub(crate) const SLOW_STORE: Duration = Duration::from_millis(2);
+/// How long after a slow store every store goes to the pool.
+pub(crate) const SLOW_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Where one store runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// On the calling (runtime) thread.
+    Inline,
+    /// On the blocking pool.
+    Pool,
+}
+
+/// The rule's state: the current window and what stores cost in it.
+#[derive(Debug)]
+pub(crate) struct Placement {
+    window: Instant,
+    busy: Duration,
+    /// Decided at the end of the last window.
+    mode: Place,
+    pool_until: Option<Instant>,
+}
+
+impl Placement {
+    /// A node starts storing in place.
+    pub(crate) fn new(now: Instant) -> Placement {
+        Placement {
+            window: now,
+            busy: Duration::ZERO,
+            mode: Place::Inline,
+            pool_until: None,
+        }
+    }
+
+    /// Where the next store runs.
+    pub(crate) fn place(&mut self, now: Instant) -> Place {
+        self.roll(now);
+        if self.pool_until.is_some_and(|until| now < until) {
+            return Place::Pool;
+        }
+        if self.busy.as_secs_f64() > MAX_DUTY * WINDOW.as_secs_f64() {
+            // Busy already in this window: no need to wait for its end.
+            return Place::Pool;
+        }
+        self.mode
+    }
+
+    /// A store that ended at `now` took `took`, wherever it ran.
+    pub(crate) fn record(&mut self, now: Instant, took: Duration) {
+        self.roll(now);
+        self.busy += took;
+        if took > SLOW_STORE {
+            self.pool_until = Some(now + SLOW_BACKOFF);
+        }
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.window);
+        if elapsed >= WINDOW {
+            let duty = self.busy.as_secs_f64() / elapsed.as_secs_f64();
+            self.mode = if duty > MAX_DUTY {
+                Place::Pool
+            } else {
+                Place::Inline
+            };
+            self.window = now;
+            self.busy = Duration::ZERO;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    const US: Duration = Duration::from_micros(1);
+
+    #[test]
+    fn rare_quick_stores_run_in_place() {
+        let t0 = Instant::now();
+        let mut p = Placement::new(t0);
+        // 100 chunks a second (10 MB/s), 60 µs each.
+        for i in 0..300 {
+            let at = t0 + i * 10 * MS;
+            assert_eq!(p.place(at), Place::Inline, "store {i}");
+            p.record(at + 60 * US, 60 * US);
+        }
+    }
+
+    #[test]
+    fn a_busy_node_stores_on_the_pool_until_it_is_quiet() {
+        let t0 = Instant::now();
+        let mut p = Placement::new(t0);
+        // Back to back, 60 µs each, one every 100 µs: 60% of the time.
+        let mut at = t0;
+        let mut pooled = 0;
+        for _ in 0..3000 {
+            if p.place(at) == Place::Pool {
+                pooled += 1;
+            }
+            p.record(at + 60 * US, 60 * US);
+            at += 100 * US;
+        }
+        assert!(pooled > 2500, "{pooled} of 3000 went to the pool");
+        // Then a quiet spell: in place again.
+        at += 2 * WINDOW;
+        assert_eq!(p.place(at), Place::Inline);
+    }
+
+    #[test]
+    fn within_a_window_the_pool_takes_over_once_the_share_is_spent() {
+        let t0 = Instant::now();
+        let mut p = Placement::new(t0);
+        // 30 ms of stores in the first 40 ms of a window (no single store is slow).
+        for i in 0..20 {
+            let at = t0 + i * 2 * MS;
+            let place = p.place(at);
+            p.record(at + 1500 * US, 1500 * US);
+            if i >= 17 {
+                assert_eq!(place, Place::Pool, "store {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_slow_store_sends_the_next_seconds_to_the_pool() {
+        let t0 = Instant::now();
+        let mut p = Placement::new(t0);
+        p.record(t0 + 30 * MS, 30 * MS);
+        let mut at = t0 + 40 * MS;
+        while at < t0 + 30 * MS + SLOW_BACKOFF {
+            assert_eq!(p.place(at), Place::Pool);
+            p.record(at + 60 * US, 60 * US);
+            at += 10 * MS;
+        }
+        at += WINDOW;
+        assert_eq!(p.place(at), Place::Inline);
+    }
+}
