@@ -88,7 +88,10 @@ pub(crate) struct Connection {
     cbuf: BytesMut,
     /// A message being encoded.
     wbuf: BytesMut,
-    /// Its encrypted bytes.
+    /// A chunk being sent, header and bytes: kept at its longest length, so it is not
+    /// zeroed again for every chunk.
+    pbuf: Vec<u8>,
+    /// Encrypted bytes on their way out (kept at its longest length too).
     obuf: Vec<u8>,
     noise: Noise,
     /// The listener answered our first handshake message (so a close after this is not a
@@ -116,7 +119,8 @@ impl Connection {
             rbuf: BytesMut::new(),
             cbuf: BytesMut::new(),
             wbuf: BytesMut::with_capacity(1024),
-            obuf: Vec::with_capacity(1024),
+            pbuf: Vec::new(),
+            obuf: Vec::new(),
             noise: Noise::Pending(creds),
             answered: false,
             pending_hello: None,
@@ -364,21 +368,11 @@ impl Connection {
     /// A large message (a manifest) is sealed and written a step at a time, and leaves no
     /// large buffer behind.
     async fn flush_sealed(&mut self) -> io::Result<()> {
-        let Noise::Ready { transport, .. } = &mut self.noise else {
-            return Err(io::Error::other("no handshake yet"));
-        };
-        let mut at = 0;
-        while at < self.wbuf.len() {
-            let end = (at + SEAL_STEP).min(self.wbuf.len());
-            self.obuf.clear();
-            secure::seal(transport, &self.wbuf[at..end], &mut self.obuf).map_err(io::Error::other)?;
-            self.stream.write_all(&self.obuf).await?;
-            at = end;
-        }
+        seal_and_write(&mut self.noise, &mut self.stream, &mut self.obuf, &self.wbuf).await?;
         if self.wbuf.capacity() > KEEP_BUFFER {
             self.wbuf = BytesMut::new();
         }
-        if self.obuf.capacity() > KEEP_BUFFER {
+        if self.obuf.len() > KEEP_BUFFER {
             self.obuf = Vec::new();
         }
         Ok(())
@@ -471,35 +465,22 @@ impl Connection {
     pub(crate) async fn write_chunk(&mut self, id: ChunkId, body: &ChunkBody) -> Result<(), PeerError> {
         let header = wire::message::chunk_header(id, body.len());
         with_timeout("writing", WRITE_TIMEOUT, async {
-            self.wbuf.clear();
-            self.wbuf.extend_from_slice(&header);
+            let (h, end) = (header.len(), header.len() + body.len());
+            if self.pbuf.len() < end {
+                self.pbuf.resize(end, 0);
+            }
+            self.pbuf[..h].copy_from_slice(&header);
             match body {
-                ChunkBody::Memory(data) => self.wbuf.extend_from_slice(data),
-                ChunkBody::File { file, offset, len } => self
-                    .read_file(file, *offset, *len)
-                    .await
+                ChunkBody::Memory(data) => self.pbuf[h..end].copy_from_slice(data),
+                ChunkBody::File { file, offset, .. } => read_file(file, *offset, &mut self.pbuf[h..end])
                     .map_err(PeerError::io("reading a chunk from the data file"))?,
             }
-            self.flush_sealed().await.map_err(PeerError::io("writing"))
+            let plain = &self.pbuf[..end];
+            seal_and_write(&mut self.noise, &mut self.stream, &mut self.obuf, plain)
+                .await
+                .map_err(PeerError::io("writing"))
         })
         .await
-    }
-
-    /// Appends `len` bytes of `file` at `offset` to `wbuf`. A file that ends early is an
-    /// error: the header promised `len` bytes. Read in place, on the runtime's thread: a
-    /// chunk that is sent was mostly written or read a moment ago and is in the page cache
-    /// (a hand-off to the blocking pool for every chunk cost more than the read).
-    async fn read_file(&mut self, file: &Arc<std::fs::File>, offset: u64, len: usize) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let at = self.wbuf.len();
-        self.wbuf.resize(at + len, 0);
-        let read = file.read_exact_at(&mut self.wbuf[at..], offset);
-        read.map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => {
-                io::Error::new(io::ErrorKind::UnexpectedEof, "the data file ended early")
-            }
-            _ => e,
-        })
     }
 
     /// Seals `bytes` and writes only the first `cut` bytes of the ciphertext (tests: a
@@ -523,4 +504,35 @@ impl Connection {
         self.wbuf.extend_from_slice(bytes);
         self.flush_sealed().await
     }
+}
+
+/// Seals `plain` and writes it, [`SEAL_STEP`] at a time, through `obuf`.
+async fn seal_and_write(
+    noise: &mut Noise,
+    stream: &mut TcpStream,
+    obuf: &mut Vec<u8>,
+    plain: &[u8],
+) -> io::Result<()> {
+    let Noise::Ready { transport, .. } = noise else {
+        return Err(io::Error::other("no handshake yet"));
+    };
+    for step in plain.chunks(SEAL_STEP) {
+        let n = secure::seal_over(transport, step, obuf).map_err(io::Error::other)?;
+        stream.write_all(&obuf[..n]).await?;
+    }
+    Ok(())
+}
+
+/// Fills `buf` from `file` at `offset`. A file that ends early is an error: the header
+/// promised these bytes. Read in place, on the runtime's thread: a chunk that is sent was
+/// mostly written or read a moment ago and is in the page cache (a hand-off to the
+/// blocking pool for every chunk cost more than the read).
+fn read_file(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "the data file ended early")
+        }
+        _ => e,
+    })
 }

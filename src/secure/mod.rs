@@ -267,16 +267,43 @@ pub(crate) fn seal(
     plain: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), SecureError> {
+    let end = seal_at(transport, plain, out, out.len())?;
+    out.truncate(end);
+    Ok(())
+}
+
+/// Seals `plain` as [`seal`] does, into the front of `out`; returns how many of its bytes
+/// the messages take. `out` is grown as needed but never cleared or shrunk, so a buffer
+/// reused for every chunk sent is not zeroed again each time.
+pub(crate) fn seal_over(
+    transport: &mut snow::TransportState,
+    plain: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize, SecureError> {
+    seal_at(transport, plain, out, 0)
+}
+
+/// Seals `plain` into `out` from `at` on, growing `out` if it is too short; returns where
+/// the messages end.
+fn seal_at(
+    transport: &mut snow::TransportState,
+    plain: &[u8],
+    out: &mut Vec<u8>,
+    mut at: usize,
+) -> Result<usize, SecureError> {
+    let pieces = plain.len().div_ceil(MAX_PLAINTEXT);
+    let most = at + plain.len() + pieces * (LEN_PREFIX + TAG_LEN);
+    if out.len() < most {
+        out.resize(most, 0);
+    }
     for piece in plain.chunks(MAX_PLAINTEXT) {
-        let at = out.len();
-        out.resize(at + LEN_PREFIX + piece.len() + TAG_LEN, 0);
         let n = transport
             .write_message(piece, &mut out[at + LEN_PREFIX..])
             .map_err(|e| SecureError::Local(format!("sealing: {e}")))?;
         out[at..at + LEN_PREFIX].copy_from_slice(&(n as u16).to_be_bytes());
-        out.truncate(at + LEN_PREFIX + n);
+        at += LEN_PREFIX + n;
     }
-    Ok(())
+    Ok(at)
 }
 
 /// Opens every whole transport message at the front of `cipher` into `plain`, removing
@@ -363,6 +390,25 @@ mod tests {
         let mut out = bytes::BytesMut::new();
         assert_eq!(open(&mut b, &mut cipher, &mut out).unwrap(), 0);
         assert_eq!(&out[..], &plain[..]);
+    }
+
+    #[test]
+    fn sealing_over_a_used_buffer_gives_the_same_messages() {
+        let (mut a, mut b) = pair(&open_creds(), &open_creds()).unwrap();
+        let mut out = vec![0xAA; 300_000];
+        for plain in [vec![7u8; 150_000], b"short".to_vec(), Vec::new()] {
+            let n = seal_over(&mut a, &plain, &mut out).unwrap();
+            assert_eq!(
+                out.len(),
+                300_000,
+                "a long enough buffer is neither grown nor shrunk"
+            );
+            let mut cipher = bytes::BytesMut::from(&out[..n]);
+            let mut got = bytes::BytesMut::new();
+            assert_eq!(open(&mut b, &mut cipher, &mut got).unwrap(), 0);
+            assert_eq!(&got[..], &plain[..]);
+            assert!(cipher.is_empty());
+        }
     }
 
     #[test]
