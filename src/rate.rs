@@ -5,7 +5,8 @@
 //! the rate, holds at most [`BURST`] worth of tokens, and may go into debt by one request,
 //! which the next caller waits off. So the long-run rate never exceeds the limit, a single
 //! 100 KiB chunk is never refused for being larger than the bucket, and waiting costs no
-//! CPU (a tokio sleep).
+//! CPU (a tokio sleep, ending on a [`WAKE_GRID`] point so that senders waiting at once
+//! wake together).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,6 +15,10 @@ use tokio::time::Instant;
 
 /// How much unused allowance may pile up: this much time's worth of the rate.
 pub(crate) const BURST: Duration = Duration::from_millis(50);
+/// A waiting sender wakes on this grid (counted from the bucket's creation), so senders
+/// waiting at once share one wake-up instead of one each. Waking later never lets more
+/// through: the tokens are counted from the clock, and the grid is well under [`BURST`].
+pub(crate) const WAKE_GRID: Duration = Duration::from_millis(20);
 
 /// A token bucket in bytes.
 #[derive(Debug)]
@@ -21,6 +26,8 @@ pub(crate) struct RateLimit {
     rate: f64,
     burst: f64,
     state: Mutex<(f64, Instant)>,
+    /// Where [`WAKE_GRID`] starts.
+    epoch: Instant,
 }
 
 impl RateLimit {
@@ -32,6 +39,7 @@ impl RateLimit {
             rate,
             burst,
             state: Mutex::new((burst, Instant::now())),
+            epoch: Instant::now(),
         }
     }
 
@@ -42,6 +50,7 @@ impl RateLimit {
             rate: bytes_per_sec.max(1) as f64,
             burst,
             state: Mutex::new((burst, Instant::now())),
+            epoch: Instant::now(),
         }
     }
 
@@ -65,22 +74,28 @@ impl RateLimit {
 
     /// Takes `bytes` from the bucket, waiting until the debt they leave is paid off.
     pub(crate) async fn acquire(&self, bytes: usize) {
-        let wait = {
+        let wake = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
             let (tokens, last) = *state;
             let refilled = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
             let left = refilled - bytes as f64;
             *state = (left, now);
-            if left < 0.0 {
-                Duration::from_secs_f64(-left / self.rate)
-            } else {
-                Duration::ZERO
-            }
+            (left < 0.0).then(|| self.on_grid(now + Duration::from_secs_f64(-left / self.rate)))
         };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        if let Some(wake) = wake {
+            tokio::time::sleep_until(wake).await;
         }
+    }
+}
+
+impl RateLimit {
+    /// The first [`WAKE_GRID`] point at or after `at`.
+    fn on_grid(&self, at: Instant) -> Instant {
+        let since = at.saturating_duration_since(self.epoch).as_nanos();
+        let grid = WAKE_GRID.as_nanos();
+        let steps = u32::try_from(since.div_ceil(grid)).unwrap_or(u32::MAX);
+        self.epoch + WAKE_GRID * steps
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::config::parse_rate;
-use crate::rate::{RateLimit, BURST};
+use crate::rate::{RateLimit, BURST, WAKE_GRID};
 
 fn virtual_time<F: std::future::Future>(f: F) -> Duration {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -80,4 +80,51 @@ fn rates_parse_with_units() {
     assert_eq!(parse_rate("1000"), Ok(1000));
     assert!(parse_rate("0").is_err());
     assert!(parse_rate("fast").is_err());
+}
+
+#[test]
+fn senders_waiting_at_once_share_wake_ups_on_the_grid() {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    let wakes = Arc::new(Mutex::new(Vec::new()));
+    let took = virtual_time({
+        let wakes = Arc::clone(&wakes);
+        async move {
+            let start = tokio::time::Instant::now();
+            let limit = Arc::new(RateLimit::new(10_000_000));
+            let mut tasks = Vec::new();
+            for _ in 0..4 {
+                let (limit, wakes) = (Arc::clone(&limit), Arc::clone(&wakes));
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..10 {
+                        let before = tokio::time::Instant::now();
+                        limit.acquire(102_400).await;
+                        if before.elapsed() > Duration::ZERO {
+                            wakes.lock().unwrap().push(start.elapsed());
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    });
+    let wakes = wakes.lock().unwrap();
+    assert!(wakes.len() >= 30, "most acquires waited: {}", wakes.len());
+    for w in wakes.iter() {
+        assert_eq!(w.as_nanos() % WAKE_GRID.as_nanos(), 0, "{w:?} is on the grid");
+    }
+    // 40 chunks of 10.24 ms each: about two per grid step, so about half as many wake-ups.
+    let distinct: BTreeSet<_> = wakes.iter().collect();
+    assert!(
+        distinct.len() <= 21,
+        "{} wake-ups for {} waits",
+        distinct.len(),
+        wakes.len()
+    );
+    // And still never faster than the rate.
+    let floor = Duration::from_secs_f64(40.0 * 102_400.0 / 10_000_000.0) - BURST;
+    assert!(took >= floor, "{took:?} < {floor:?}");
 }
