@@ -71,6 +71,12 @@ impl Placement {
         self.roll(now);
         self.busy += took;
         if took > SLOW_STORE {
+            if self.pool_until.is_none_or(|until| now >= until) {
+                tracing::debug!(
+                    took_ms = took.as_secs_f64() * 1e3,
+                    "a slow store: stores go to the blocking pool"
+                );
+            }
             self.pool_until = Some(now + SLOW_BACKOFF);
         }
     }
