@@ -523,7 +523,7 @@ RUNNERS = {"swarmshare-ring": SwarmshareRun, "swarmshare-swarm": SwarmshareRun,
 
 
 def run_one(ctx, tool, scen):
-    d = os.path.join(ctx.work, "%s-%s" % (tool, scen))
+    d = os.path.join(ctx.work, "%s-%s" % (tool, scen) + ("-r%d" % (ctx.round + 1) if ctx.round else ""))
     os.makedirs(d)
     r = RUNNERS[tool](ctx, tool, scen, d)
     rec = {"tool": tool, "scenario": scen, "n": r.n, "cap": r.cap, "file_size": ctx.size,
@@ -652,12 +652,14 @@ def main():
     ap.add_argument("--ss-rate", default="10MB")
     ap.add_argument("--tracker", choices=["opentracker", "python"], default="opentracker")
     ap.add_argument("--timeout", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--peer-log", default=os.environ.get("SS_PEER_LOG", "warn"))
     ap.add_argument("--keep-logs", action="store_true")
     ap.add_argument("--fs", default="?", help="the file system the folders are on (for the record)")
     a = ap.parse_args()
 
     ctx = Ctx()
+    ctx.round = 0
     ctx.bin, ctx.src, ctx.torrent, ctx.infohash = a.bin, a.src, a.torrent, a.infohash
     ctx.out, ctx.timeout, ctx.peer_log, ctx.keep_logs = a.out, a.timeout, a.peer_log, a.keep_logs
     ctx.fs = a.fs
@@ -693,9 +695,14 @@ def main():
     ctx.sha = sha256(a.src)
     results_path = os.path.join(a.out, "results.jsonl")
     open(results_path, "w").close()
+    # Rounds outer, tools inner: a noisy spell of this machine falls on every tool alike.
+    runs = [(k, s) for k in range(max(a.rounds, 1)) for s in scen]
     try:
-        for s in scen:
+        for k, s in runs:
             n, cap = SCENARIOS[s]
+            if a.rounds > 1:
+                log("==== round %d of %d, %s" % (k + 1, a.rounds, s))
+            ctx.round = k
             for t in tools:
                 label = "%-17s %-10s N=%-2d" % (t, s, n)
                 if cap and t.startswith("swarmshare") and a.ss_upload_limit == "no":
@@ -706,6 +713,7 @@ def main():
                     log("== %s ..." % label)
                     rec = run_one(ctx, t, s)
                     log("   %s" % fmt_rec(rec))
+                rec["round"] = k
                 with open(results_path, "a") as f:
                     f.write(json.dumps(rec) + "\n")
                 time.sleep(1)

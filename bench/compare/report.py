@@ -147,6 +147,57 @@ def plot_gnuplot(recs, path, title):
     subprocess.run(["gnuplot"], input="\n".join(cmds).encode(), check=True)
 
 
+def per_gib(rec):
+    cpu = rec.get("peer_cpu_s") or []
+    if rec.get("time_all") is None or not cpu or None in cpu:
+        return None
+    return sum(cpu) / (rec["n"] * rec["file_size"] / GIB)
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+
+
+def medians(recs):
+    """With more than one round: per tool and scenario, the median over the rounds of the
+    time, its ratio to the bound and the peer CPU per GiB, and each round's CPU per GiB
+    divided by aria2's in the same round (paired, so a noisy round counts against both)."""
+    groups = {}
+    for r in recs:
+        if not r.get("skipped"):
+            groups.setdefault((r["tool"], r["scenario"], r.get("fs", "?"), r["file_size"]), []).append(r)
+    aria = {(r["scenario"], r.get("fs", "?"), r["file_size"], r.get("round", 0)): per_gib(r)
+            for r in recs if r["tool"] == "aria2" and not r.get("skipped")}
+    head = ["tool", "scenario", "fs", "F", "N", "rounds", "median time (s)", "median ratio to lower bound",
+            "median peer CPU s per GiB", "CPU per GiB / aria2's, per round (median; min-max)"]
+    rows = [head]
+    for (tool, scen, fs, size), rs in groups.items():
+        t = median(r.get("time_all") for r in rs)
+        lbs = [lower_bound(r) for r in rs]
+        ratio = median(r["time_all"] / lb for r, lb in zip(rs, lbs) if lb and r.get("time_all") is not None)
+        cpu = median(per_gib(r) for r in rs)
+        pair = []
+        for r in rs:
+            mine, theirs = per_gib(r), aria.get((scen, fs, size, r.get("round", 0)))
+            if mine is not None and theirs:
+                pair.append(mine / theirs)
+        pair_s = "-" if not pair or tool == "aria2" else "%.2f; %.2f-%.2f" % (median(pair), min(pair), max(pair))
+        rows.append([tool, scen, fs, size_label(size), str(rs[0]["n"]), str(len(rs)),
+                     "%.2f" % t if t is not None else "-", "%.2f" % ratio if ratio is not None else "-",
+                     "%.2f" % cpu if cpu is not None else "-", pair_s])
+    w = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("| " + " | ".join(c.ljust(w[i]) if i < LEFT else c.rjust(w[i]) for i, c in enumerate(r)) + " |")
+        if k == 0:
+            lines.append("|" + "|".join("-" * (w[i] + 1) + (":" if i >= LEFT else "-") for i in range(len(head))) + "|")
+    return "\n".join(lines)
+
+
 def main():
     out = sys.argv[1]
     header = sys.argv[2:]
@@ -161,6 +212,8 @@ def main():
         print("no results in %s" % os.path.join(out, "results.jsonl"))
         return
     tab = table(recs)
+    if any(r.get("round", 0) for r in recs):
+        tab += "\n\nMedians over the rounds:\n\n" + medians(recs)
     notes = []
     for r in recs:
         why = [x for x in (r.get("note"), r.get("skipped")) if x]

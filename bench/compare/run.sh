@@ -15,6 +15,8 @@
 #        folders on a tmpfs mounted over the work folder, so the disk is out of the race; disk: on
 #        BENCH_TMP's file system)  SKIP_1G=1 (leave uncapped5-1g out of "all")  SKIP_BUILD=1
 #        KEEP_LOGS=1  SS_EXIT_WHEN_DONE (auto|0)  SWARMSHARE_BIN (another binary; no build)
+#        ROUNDS (default 1: every scenario and tool run this many times, rounds interleaved, so a
+#        noisy minute hits every tool alike; the table then adds medians over the rounds)
 # Installs what it needs with apt-get; stops everything it started by PID; deletes its temp folder.
 set -euo pipefail
 
@@ -28,6 +30,8 @@ SCENARIOS=${SCENARIOS:-all}
 TOOLS=${TOOLS:-all}
 TIMEOUT=${TIMEOUT:-300}
 TRACKER=${TRACKER:-opentracker}
+ROUNDS=${ROUNDS:-1}
+[[ "$ROUNDS" =~ ^[1-9][0-9]?$ ]] || { echo "run.sh: ROUNDS must be a whole number from 1 to 99, not '$ROUNDS'" >&2; exit 1; }
 SS_EXIT_WHEN_DONE=${SS_EXIT_WHEN_DONE:-auto}
 PY=/usr/bin/python3   # Debian's python3: python3-libtorrent and python3-matplotlib live there
 
@@ -244,7 +248,7 @@ echo "$header2"
 extra=()
 [ "${KEEP_LOGS:-0}" = 1 ] && extra+=(--keep-logs)
 "$PY" "$HERE/bench.py" --bin "$BIN" --src "$SRC" --torrent "$TORRENT" --infohash "$INFOHASH" \
-  --out "$OUT" --work "$WORK" --scenarios "$SCENARIOS" --tools "$TOOLS" --timeout "$TIMEOUT" --fs "$BENCH_FS" \
+  --out "$OUT" --work "$WORK" --scenarios "$SCENARIOS" --tools "$TOOLS" --timeout "$TIMEOUT" --fs "$BENCH_FS" --rounds "$ROUNDS" \
   --tracker "$( [ "$TRACKER" = python ] && echo python || echo opentracker)" \
   "${ss_args[@]}" "${extra[@]}" &
 DRIVER=$!

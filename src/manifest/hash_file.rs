@@ -1,4 +1,4 @@
-//! Building a manifest from a file on disk: one streaming pass that hashes every chunk
+//! Building a manifest from a file on disk (a directory: [`super::hash_tree`]): one streaming pass that hashes every chunk
 //! and the whole file, never holding more than one chunk in memory.
 
 use std::fs::File;
@@ -47,7 +47,8 @@ pub enum HashFileError {
     },
 }
 
-/// The manifest of the file at `path`, under its own file name (what the owner serves).
+/// The manifest of the file or directory at `path`, under its own name (what the owner
+/// serves).
 pub fn manifest_for(path: &Path) -> Result<Manifest, HashFileError> {
     let name = path
         .file_name()
@@ -56,7 +57,10 @@ pub fn manifest_for(path: &Path) -> Result<Manifest, HashFileError> {
             path: Quoted(path).to_string(),
             source: io::Error::other("the file name is not valid UTF-8 or missing"),
         })?;
-    hash_file(path, name)
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => super::hash_tree::hash_tree(path, name),
+        _ => hash_file(path, name),
+    }
 }
 
 /// Reads `path` once, streaming, and builds its manifest under the name `name`.

@@ -8,12 +8,17 @@
 //! in [`hash_file`](fn@hash_file). The byte format is specified in `PROTOCOL.md`
 //! ("Manifest").
 
+pub mod entries;
+mod error;
 mod hash_file;
+mod hash_tree;
 mod layout;
 pub mod tree;
 
 use std::fmt;
 
+pub use entries::{Entry, EntryKind, Tree};
+pub use error::ManifestError;
 pub use hash_file::{hash_file, manifest_for, HashFileError};
 pub use layout::{ChunkId, Layout, LayoutError, CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNKS};
 
@@ -23,12 +28,18 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const HASH_LEN: usize = 32;
 
 const MAGIC: [u8; 4] = *b"SWMF";
-/// Version 2: chunk hashes are made from tree pieces (`tree::chunk_hash`); version 1
-/// hashed every chunk whole.
+/// Version 2, one file: chunk hashes are made from tree pieces (`tree::chunk_hash`);
+/// version 1 hashed every chunk whole.
 const VERSION: u8 = 2;
+/// Version 3, a directory tree: version 2's header with the entry table's count and
+/// length added, and the table between the name and the chunk hashes.
+const TREE_VERSION: u8 = 3;
 const FIXED_LEN: usize = 56;
-/// The largest encoded manifest: fixed part, longest name, one hash per chunk.
-pub const MAX_MANIFEST_LEN: usize = FIXED_LEN + MAX_NAME_LEN + HASH_LEN * MAX_CHUNKS as usize;
+const TREE_FIXED_LEN: usize = FIXED_LEN + 8;
+/// The largest encoded manifest: fixed part, longest name, longest table, one hash per
+/// chunk.
+pub const MAX_MANIFEST_LEN: usize =
+    TREE_FIXED_LEN + MAX_NAME_LEN + entries::MAX_TABLE_LEN + HASH_LEN * MAX_CHUNKS as usize;
 
 /// The swarm's identity: the BLAKE3 hash of its encoded manifest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,63 +69,13 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Why a manifest was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ManifestError {
-    /// Fewer bytes than the fixed header.
-    #[error("manifest is truncated: {len} bytes")]
-    Truncated {
-        /// Bytes received.
-        len: usize,
-    },
-    /// The first four bytes are not `SWMF`.
-    #[error("not a swarmshare manifest (bad magic)")]
-    BadMagic,
-    /// A version this build does not read.
-    #[error("unsupported manifest version {0} (this build reads version {VERSION}; a directory made by another swarmshare version must start over)")]
-    UnsupportedVersion(u8),
-    /// The reserved byte is not zero.
-    #[error("manifest reserved byte is {0}, expected 0")]
-    Reserved(u8),
-    /// The declared size cannot be split.
-    #[error("manifest declares an unusable file size: {0}")]
-    Layout(#[from] LayoutError),
-    /// Chunk size or count disagree with the split rule for the declared size.
-    #[error("manifest declares {chunk_count} chunks of {chunk_size} bytes, but a {file_size}-byte file has {expected_count} chunks of {expected_size} bytes")]
-    LayoutMismatch {
-        /// Declared file size.
-        file_size: u64,
-        /// Declared chunk size.
-        chunk_size: u32,
-        /// Declared chunk count.
-        chunk_count: u32,
-        /// Chunk size the rule gives.
-        expected_size: u32,
-        /// Chunk count the rule gives.
-        expected_count: u32,
-    },
-    /// The total length disagrees with the declared name length and chunk count.
-    #[error("manifest is {len} bytes, its header implies {expected}")]
-    Length {
-        /// Bytes received.
-        len: usize,
-        /// Bytes the header implies.
-        expected: usize,
-    },
-    /// The file name is not one plain file name.
-    #[error("manifest file name {name:?} is refused: {reason}")]
-    BadName {
-        /// The name, lossily decoded.
-        name: String,
-        /// Why it is refused.
-        reason: &'static str,
-    },
-}
-
-/// The description of one shared file.
+/// The description of one shared file, or of a shared directory tree whose files, one
+/// after the other, are cut into chunks as one file would be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
     name: String,
+    /// The tree's entries; `None` for one file.
+    tree: Option<Tree>,
     layout: Layout,
     file_hash: [u8; HASH_LEN],
     chunk_hashes: Vec<[u8; HASH_LEN]>,
@@ -136,6 +97,12 @@ pub fn check_file_name(name: &str) -> Result<(), &'static str> {
     if name.contains(['/', '\\']) {
         return Err("it contains a path separator");
     }
+    check_name_chars(name)
+}
+
+/// Refuses control characters (terminal escape codes among them) and bidirectional
+/// controls in a name.
+pub(crate) fn check_name_chars(name: &str) -> Result<(), &'static str> {
     if name.chars().any(char::is_control) {
         return Err("it contains a control character");
     }
@@ -152,9 +119,37 @@ fn is_bidi_control(c: char) -> bool {
 }
 
 impl Manifest {
-    /// Builds a manifest from its parts. The chunk hashes must match the layout.
+    /// Builds a one-file manifest from its parts. The chunk hashes must match the layout.
     pub fn new(
         name: String,
+        layout: Layout,
+        file_hash: [u8; HASH_LEN],
+        chunk_hashes: Vec<[u8; HASH_LEN]>,
+    ) -> Result<Manifest, ManifestError> {
+        Manifest::build(name, None, layout, file_hash, chunk_hashes)
+    }
+
+    /// Builds a tree's manifest: `name` is the shared directory's name, `file_hash` the
+    /// BLAKE3 hash of the files' bytes one after the other (the stream `layout` cuts).
+    pub fn new_tree(
+        name: String,
+        tree: Tree,
+        layout: Layout,
+        file_hash: [u8; HASH_LEN],
+        chunk_hashes: Vec<[u8; HASH_LEN]>,
+    ) -> Result<Manifest, ManifestError> {
+        if tree.total_size() != layout.file_size() {
+            return Err(ManifestError::TreeSize {
+                declared: layout.file_size(),
+                listed: tree.total_size(),
+            });
+        }
+        Manifest::build(name, Some(tree), layout, file_hash, chunk_hashes)
+    }
+
+    fn build(
+        name: String,
+        tree: Option<Tree>,
         layout: Layout,
         file_hash: [u8; HASH_LEN],
         chunk_hashes: Vec<[u8; HASH_LEN]>,
@@ -162,16 +157,24 @@ impl Manifest {
         if let Err(reason) = check_file_name(&name) {
             return Err(ManifestError::BadName { name, reason });
         }
-        let expected = FIXED_LEN + name.len() + HASH_LEN * layout.chunk_count() as usize;
+        let mut table = Vec::new();
+        if let Some(tree) = &tree {
+            tree.encode(&mut table);
+        }
+        let fixed = if tree.is_some() { TREE_FIXED_LEN } else { FIXED_LEN };
+        let expected = fixed + name.len() + table.len() + HASH_LEN * layout.chunk_count() as usize;
         if chunk_hashes.len() != layout.chunk_count() as usize {
             return Err(ManifestError::Length {
-                len: FIXED_LEN + name.len() + HASH_LEN * chunk_hashes.len(),
+                len: fixed + name.len() + table.len() + HASH_LEN * chunk_hashes.len(),
                 expected,
             });
         }
+        if table.len() > entries::MAX_TABLE_LEN {
+            return Err(ManifestError::BadTable("it is longer than 32 MiB"));
+        }
         let mut encoded = Vec::with_capacity(expected);
         encoded.extend_from_slice(&MAGIC);
-        encoded.push(VERSION);
+        encoded.push(if tree.is_some() { TREE_VERSION } else { VERSION });
         encoded.push(0);
         // check_file_name bounds the name to 255 bytes.
         encoded.extend_from_slice(&(name.len() as u16).to_be_bytes());
@@ -179,13 +182,20 @@ impl Manifest {
         encoded.extend_from_slice(&layout.chunk_size().to_be_bytes());
         encoded.extend_from_slice(&layout.chunk_count().to_be_bytes());
         encoded.extend_from_slice(&file_hash);
+        if let Some(tree) = &tree {
+            // MAX_ENTRIES and MAX_TABLE_LEN are below 2^32.
+            encoded.extend_from_slice(&(tree.entries().len() as u32).to_be_bytes());
+            encoded.extend_from_slice(&(table.len() as u32).to_be_bytes());
+        }
         encoded.extend_from_slice(name.as_bytes());
+        encoded.extend_from_slice(&table);
         for hash in &chunk_hashes {
             encoded.extend_from_slice(hash);
         }
         let id = SwarmId(*blake3::hash(&encoded).as_bytes());
         Ok(Manifest {
             name,
+            tree,
             layout,
             file_hash,
             chunk_hashes,
@@ -199,21 +209,37 @@ impl Manifest {
         if buf.len() < FIXED_LEN {
             return Err(ManifestError::Truncated { len: buf.len() });
         }
-        let (header, rest) = buf.split_at(FIXED_LEN);
-        if header[0..4] != MAGIC {
+        if buf[0..4] != MAGIC {
             return Err(ManifestError::BadMagic);
         }
-        if header[4] != VERSION {
-            return Err(ManifestError::UnsupportedVersion(header[4]));
+        let is_tree = match buf[4] {
+            VERSION => false,
+            TREE_VERSION => true,
+            v => return Err(ManifestError::UnsupportedVersion(v)),
+        };
+        if buf[5] != 0 {
+            return Err(ManifestError::Reserved(buf[5]));
         }
-        if header[5] != 0 {
-            return Err(ManifestError::Reserved(header[5]));
+        let fixed = if is_tree { TREE_FIXED_LEN } else { FIXED_LEN };
+        if buf.len() < fixed {
+            return Err(ManifestError::Truncated { len: buf.len() });
         }
+        let (header, rest) = buf.split_at(fixed);
         let name_len = usize::from(u16::from_be_bytes([header[6], header[7]]));
         let file_size = u64::from_be_bytes(array(&header[8..16]));
         let chunk_size = u32::from_be_bytes(array(&header[16..20]));
         let chunk_count = u32::from_be_bytes(array(&header[20..24]));
         let file_hash: [u8; HASH_LEN] = array(&header[24..56]);
+        let (entry_count, table_len) = if is_tree {
+            let count = u32::from_be_bytes(array(&header[56..60])) as usize;
+            let len = u32::from_be_bytes(array(&header[60..64])) as usize;
+            if len > entries::MAX_TABLE_LEN {
+                return Err(ManifestError::BadTable("it is longer than 32 MiB"));
+            }
+            (count, len)
+        } else {
+            (0, 0)
+        };
         let layout = Layout::for_size(file_size)?;
         if layout.chunk_size() != chunk_size || layout.chunk_count() != chunk_count {
             return Err(ManifestError::LayoutMismatch {
@@ -224,21 +250,27 @@ impl Manifest {
                 expected_count: layout.chunk_count(),
             });
         }
-        // chunk_count <= MAX_CHUNKS and name_len <= u16::MAX: no overflow.
-        let expected = FIXED_LEN + name_len + HASH_LEN * chunk_count as usize;
+        // chunk_count <= MAX_CHUNKS, name_len <= u16::MAX, table_len <= MAX_TABLE_LEN: no
+        // overflow.
+        let expected = fixed + name_len + table_len + HASH_LEN * chunk_count as usize;
         if buf.len() != expected {
             return Err(ManifestError::Length {
                 len: buf.len(),
                 expected,
             });
         }
-        let (name, hashes) = rest.split_at(name_len);
+        let (name, rest) = rest.split_at(name_len);
+        let (table, hashes) = rest.split_at(table_len);
         let name = std::str::from_utf8(name).map_err(|_| ManifestError::BadName {
             name: String::from_utf8_lossy(name).into_owned(),
             reason: "it is not UTF-8",
         })?;
         let chunk_hashes = hashes.chunks_exact(HASH_LEN).map(array).collect();
-        Manifest::new(name.to_owned(), layout, file_hash, chunk_hashes)
+        if !is_tree {
+            return Manifest::new(name.to_owned(), layout, file_hash, chunk_hashes);
+        }
+        let tree = Tree::decode(table, entry_count)?;
+        Manifest::new_tree(name.to_owned(), tree, layout, file_hash, chunk_hashes)
     }
 
     /// The canonical encoding, whose hash is the swarm ID.
@@ -251,9 +283,14 @@ impl Manifest {
         self.id
     }
 
-    /// The shared file's name: one plain file name.
+    /// The shared file's name, or the shared directory's: one plain file name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The tree's entries, for a shared directory; `None` for one file.
+    pub fn tree(&self) -> Option<&Tree> {
+        self.tree.as_ref()
     }
 
     /// How the file is cut into chunks.
@@ -288,7 +325,7 @@ impl Manifest {
     }
 }
 
-fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+pub(crate) fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(bytes);
     out

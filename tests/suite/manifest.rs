@@ -206,7 +206,7 @@ fn a_version_1_manifest_is_refused_naming_the_version() {
     assert_eq!(err, ManifestError::UnsupportedVersion(1));
     let line = err.to_string();
     assert!(
-        line.contains("version 1") && line.contains("reads version 2"),
+        line.contains("version 1") && line.contains("reads versions 2 and 3"),
         "{line}"
     );
     assert!(!line.contains('\n'));

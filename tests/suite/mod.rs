@@ -8,6 +8,7 @@ mod fuzz_corpus;
 mod hostile;
 mod long_poll;
 mod manifest;
+mod manifest_tree;
 mod names;
 mod netlab;
 mod netns;
