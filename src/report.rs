@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::chunk_set::ChunkSet;
 use crate::chunk_store::DirStatus;
-use crate::manifest::{hex, Manifest};
+use crate::manifest::{hex, EntryKind, Manifest};
 use crate::text::{printable, Quoted};
 
 /// Chunk-ID ranges shown at most in a human line.
@@ -22,7 +22,39 @@ pub(crate) fn manifest_json(m: &Manifest) -> Value {
         "last_chunk_size": layout.chunk_len(layout.chunk_count().saturating_sub(1)).unwrap_or(0),
         "swarm": m.swarm_id().to_string(),
         "file_hash": hex(m.file_hash()),
+        "tree": m.tree().map(tree_json),
     })
+}
+
+/// A tree's entries, as JSON: each file with its path, size and executable bit, each
+/// empty directory with its path.
+fn tree_json(tree: &crate::manifest::Tree) -> Value {
+    let entries: Vec<Value> = tree
+        .entries()
+        .iter()
+        .map(|e| match e.kind {
+            EntryKind::File { size, executable, .. } => json!({
+                "path": printable(std::ffi::OsStr::new(&e.path)),
+                "size": size,
+                "executable": executable,
+            }),
+            EntryKind::EmptyDir => json!({ "path": printable(std::ffi::OsStr::new(&e.path)), "dir": true }),
+        })
+        .collect();
+    json!({ "entries": entries })
+}
+
+/// "N files, M empty directories" for a tree.
+fn tree_counts(tree: &crate::manifest::Tree) -> String {
+    let files = tree
+        .entries()
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+        .count();
+    format!(
+        "{files} files, {} empty directories",
+        tree.entries().len() - files
+    )
 }
 
 /// The manifest a file would have, for people.
@@ -40,7 +72,10 @@ pub(crate) fn manifest_text(m: &Manifest) -> String {
         last,
         m.swarm_id(),
         hex(m.file_hash()),
-    )
+    ) + &m
+        .tree()
+        .map(|t| format!("tree        {} (the size and hash are of their bytes one after the other)\n", tree_counts(t)))
+        .unwrap_or_default()
 }
 
 /// A directory's state, as JSON: every list is of chunk IDs, ascending.
@@ -67,8 +102,11 @@ pub(crate) fn status_json(s: &DirStatus) -> Value {
         "damaged": s.damaged,
         "summary": summary,
         "file": s.file.as_str(),
-        "complete": s.verified.is_complete() || s.file == crate::chunk_store::FileState::Verified,
+        "complete": s.file == crate::chunk_store::FileState::Verified
+            || (s.files.is_none() && s.verified.is_complete()),
         "temporary_files": s.temporary,
+        "files_in_place": s.files.map(|(done, _)| done),
+        "files": s.files.map(|(_, all)| all),
     })
 }
 
@@ -89,6 +127,9 @@ pub(crate) fn status_text(s: &DirStatus) -> String {
         },
         m.swarm_id(),
     );
+    if let Some((done, all)) = s.files {
+        out += &format!("files       {done} of {all} in place in the tree\n");
+    }
     out += &format!(
         "chunks      {held} of {count} verified ({:.1}%)\n",
         f64::from(held) * 100.0 / f64::from(count.max(1))

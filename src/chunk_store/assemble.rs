@@ -96,7 +96,13 @@ impl ChunkStore {
             }
         };
         self.data.write_at(data, offset, self.fsync)?;
-        self.record_pieces(id, cvs)
+        self.record_pieces(id, cvs)?;
+        if let Some(state) = &self.tree {
+            for i in state.written(&self.manifest, &self.data, id) {
+                self.place(state, i)?;
+            }
+        }
+        Ok(())
     }
 
     /// Waits until every chunk written is on the disk (a no-op with `--no-fsync`).
@@ -111,6 +117,9 @@ impl ChunkStore {
     /// it and moves it into `DIR` under its name, never over another file (a file already
     /// there with exactly these contents is kept). Returns its path.
     pub fn assemble(&self) -> Result<PathBuf, StoreError> {
+        if self.manifest.tree().is_some() {
+            return self.assemble_tree();
+        }
         let dest = self.file_path();
         let partial = self.partial_path();
         if self.data.path() == dest {
@@ -159,6 +168,46 @@ impl ChunkStore {
         // The side file's work is done; it goes from `tmp/`.
         self.pieces.lock().unwrap_or_else(PoisonError::into_inner).take();
         Ok(dest.to_owned())
+    }
+
+    /// Completes a tree once every chunk is written: each file is in place already (moved
+    /// there when its last chunk was written); this checks the stream's hash, syncs the
+    /// tree's top directory and returns `DIR/NAME`.
+    fn assemble_tree(&self) -> Result<PathBuf, StoreError> {
+        let dest = self.file_path();
+        if self.tree.as_ref().is_some_and(|t| !t.all_complete()) {
+            return Err(StoreError::FileHashMismatch);
+        }
+        let layout = *self.manifest.layout();
+        let hash = match &*self.pieces.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(pieces) => pieces.root(&layout)?,
+            None => Some(self.stream_hash(&layout)?),
+        };
+        if hash != Some(*self.manifest.file_hash()) {
+            return Err(StoreError::FileHashMismatch);
+        }
+        if self.fsync {
+            sync_dir(&dest)?;
+            sync_dir(&self.dir)?;
+        }
+        self.pieces.lock().unwrap_or_else(PoisonError::into_inner).take();
+        // Empty now; a leftover is harmless and goes with the store.
+        let _ = fs::remove_dir(self.root.join(super::tree_files::PARTS_DIR));
+        Ok(dest)
+    }
+
+    /// The BLAKE3 hash of the data read back (layouts without pieces: under 500 KiB).
+    fn stream_hash(&self, layout: &Layout) -> Result<[u8; 32], StoreError> {
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; layout.chunk_size() as usize];
+        for id in 0..layout.chunk_count() {
+            let (Some(offset), Some(len)) = (layout.chunk_offset(id), layout.chunk_len(id)) else {
+                continue;
+            };
+            self.data.read_at(&mut buf[..len as usize], offset)?;
+            hasher.update(&buf[..len as usize]);
+        }
+        Ok(*hasher.finalize().as_bytes())
     }
 
     /// `DIR/.swarmshare/partial`.

@@ -54,8 +54,9 @@ pub(super) enum Making {
 
 /// Decides how chunk files are made for a data file at `data` (open as `file`) with the
 /// store's `tmp` directory: clones only if the two are on one filesystem and it clones.
-pub(super) fn decide(policy: ChunkFiles, file: &File, tmp: &Path) -> Making {
-    let clones = policy != ChunkFiles::Never && can_clone(file, tmp);
+/// For a tree, `file` is its first file (a chunk spanning files is never a clone).
+pub(super) fn decide(policy: ChunkFiles, file: Option<&File>, tmp: &Path) -> Making {
+    let clones = policy != ChunkFiles::Never && file.is_some_and(|file| can_clone(file, tmp));
     let making = match policy {
         ChunkFiles::Never => Making::Nothing,
         _ if clones => Making::Clones,
@@ -112,8 +113,13 @@ impl ChunkStore {
             let dest = self.chunk_path(id);
             let tmp =
                 tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
-            if making == Making::Clones {
-                if let Err(e) = copy_range(self.data.file(), tmp.as_file(), offset, len.into()) {
+            let within = self.data.within_one(offset, len.into());
+            if making == Making::Clones && within.is_none() && self.policy != ChunkFiles::Copy {
+                // A chunk spanning files of a tree cannot be a clone; copies were not asked for.
+                continue;
+            }
+            if let (Making::Clones, Some((file, at))) = (making, within) {
+                if let Err(e) = copy_range(file, tmp.as_file(), at, len.into()) {
                     // The probe said yes, this range says no: go on as the policy says.
                     let next = match self.policy {
                         ChunkFiles::Copy => Making::Copies,

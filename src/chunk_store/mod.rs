@@ -40,6 +40,7 @@ mod files;
 mod open;
 mod status;
 mod tidy;
+mod tree_files;
 
 use assemble::Pieces;
 pub(crate) use body::ChunkBody;
@@ -85,6 +86,8 @@ pub struct ChunkStore {
     policy: ChunkFiles,
     /// How they are made, as found possible here (see [`chunk_files`]).
     making: std::sync::Mutex<chunk_files::Making>,
+    /// A tree's files still downloading (a peer's store for a tree; `None` otherwise).
+    tree: Option<tree_files::TreeFiles>,
 }
 
 /// Refuses a store in `root` that belongs to another swarm; writes the manifest if absent.
@@ -181,17 +184,21 @@ impl ChunkStore {
     }
 
     /// Chunk `id`'s range of the data file, to send, while the file is as the node
-    /// checked it; `None` once it may have been changed behind the node's back (then
-    /// [`ChunkStore::read_verified`]).
+    /// checked it; `None` once it may have been changed behind the node's back, or when
+    /// the chunk spans files of a tree (then [`ChunkStore::read_verified`]).
     pub fn chunk_range(&self, id: ChunkId) -> Option<ChunkBody> {
         let layout = self.manifest.layout();
         let (offset, len) = (layout.chunk_offset(id)?, layout.chunk_len(id)?);
-        if self.data.changed_behind_us(&self.manifest) {
+        if self
+            .data
+            .changed_behind_us(&self.manifest, offset, u64::from(len))
+        {
             return None;
         }
+        let (file, at) = self.data.within_one(offset, u64::from(len))?;
         Some(ChunkBody::File {
-            file: std::sync::Arc::clone(self.data.file()),
-            offset,
+            file: Arc::clone(file),
+            offset: at,
             len: len as usize,
         })
     }
@@ -211,6 +218,19 @@ impl ChunkStore {
     /// is left for [`ChunkStore::assemble`] to check by hash.
     pub fn check_destination(dir: &Path, manifest: &Manifest) -> Result<(), StoreError> {
         let dest = dir.join(manifest.name());
+        if let Some(tree) = manifest.tree() {
+            if manifest.name() == STORE_DIR {
+                return Err(StoreError::ReservedName);
+            }
+            return match fs::symlink_metadata(&dest) {
+                Ok(meta) if !meta.is_dir() => Err(StoreError::NotADirectory(dest)),
+                Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                    Err(StoreError::NotADirectory(dir.to_owned()))
+                }
+                _ if !dir.exists() => Ok(()),
+                _ => tree_files::check_destination(dir, manifest, tree),
+            };
+        }
         match fs::symlink_metadata(&dest) {
             Ok(meta) if meta.is_file() && meta.len() == manifest.layout().file_size() => Ok(()),
             Ok(_) => Err(StoreError::Occupied(dest)),

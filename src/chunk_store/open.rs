@@ -19,6 +19,7 @@ use super::assemble::Pieces;
 use super::chunk_files;
 use super::data::DataFile;
 use super::files::{hash_file_at, io_err};
+use super::tree_files::{self, TreeFiles};
 use super::{
     check_manifest, chunk_file, ensure_dir, tidy, ChunkFiles, ChunkStore, StoreError, PARTIAL, STORE_DIR,
 };
@@ -52,6 +53,9 @@ impl ChunkStore {
         policy: ChunkFiles,
     ) -> Result<(ChunkStore, ChunkSet), StoreError> {
         let (root, files) = prepare(dir, &manifest)?;
+        if manifest.tree().is_some() {
+            return ChunkStore::open_tree(dir, manifest, policy, root, files);
+        }
         let layout = *manifest.layout();
         let partial = root.join(PARTIAL);
         let dest = dir.join(manifest.name());
@@ -79,7 +83,7 @@ impl ChunkStore {
             DataFile::open_partial(&partial, layout.file_size())?
         };
         let fresh = !finished && !existed;
-        let making = chunk_files::decide(policy, data.file(), &root.join("tmp"));
+        let making = chunk_files::decide(policy, data.first_file(), &root.join("tmp"));
         let pieces = if finished {
             None
         } else {
@@ -94,6 +98,7 @@ impl ChunkStore {
             pieces: std::sync::Mutex::new(pieces),
             policy,
             making: std::sync::Mutex::new(making),
+            tree: None,
         };
         let have = if finished {
             ChunkSet::full(layout.chunk_count())
@@ -118,11 +123,14 @@ impl ChunkStore {
         policy: ChunkFiles,
     ) -> Result<(ChunkStore, ChunkSet), StoreError> {
         let (root, files) = prepare(dir, &manifest)?;
-        let data = DataFile::open_read(source)?;
-        if !data.same_as(before) {
+        let data = match manifest.tree() {
+            Some(tree) => tree_data(source, tree)?,
+            None => DataFile::open_read(source)?,
+        };
+        if manifest.tree().is_none() && !data.same_as(before) {
             return Err(StoreError::SourceChanged(source.to_owned()));
         }
-        let making = chunk_files::decide(policy, data.file(), &root.join("tmp"));
+        let making = chunk_files::decide(policy, data.first_file(), &root.join("tmp"));
         let store = ChunkStore {
             dir: dir.to_owned(),
             root,
@@ -132,8 +140,50 @@ impl ChunkStore {
             policy,
             making: std::sync::Mutex::new(making),
             manifest,
+            tree: None,
         };
         let have = ChunkSet::full(store.manifest.layout().chunk_count());
+        let missing: Vec<ChunkId> = have.iter().filter(|&id| !files.contains(id)).collect();
+        store.make_chunk_files(&missing)?;
+        store.write_summary(&have)?;
+        Ok((store, have))
+    }
+
+    /// Opens a peer's store for a tree (see [`tree_files`]): the files finished or
+    /// downloading are verified chunk by chunk; a finished file that no longer verifies is
+    /// someone else's now, and refused.
+    fn open_tree(
+        dir: &Path,
+        manifest: Arc<Manifest>,
+        policy: ChunkFiles,
+        root: std::path::PathBuf,
+        files: ChunkSet,
+    ) -> Result<(ChunkStore, ChunkSet), StoreError> {
+        let tree = manifest.tree().ok_or(StoreError::FileHashMismatch)?;
+        let (data, entries) = tree_files::open_data(dir, &root, &manifest, tree)?;
+        let making = chunk_files::decide(policy, data.first_file(), &root.join("tmp"));
+        let pieces = Pieces::create(manifest.layout(), &root.join("tmp"))?;
+        let mut store = ChunkStore {
+            dir: dir.to_owned(),
+            root,
+            manifest: Arc::clone(&manifest),
+            fsync: true,
+            data,
+            pieces: std::sync::Mutex::new(pieces),
+            policy,
+            making: std::sync::Mutex::new(making),
+            tree: None,
+        };
+        let have = store.verify_partial(&files, false)?;
+        let state = TreeFiles::new(&manifest, &store.data, entries, &have);
+        if let Some(damaged) = state.damaged_finished(&store.data) {
+            return Err(StoreError::Occupied(damaged));
+        }
+        store.data.sync()?;
+        for i in state.complete_unplaced(&store.data) {
+            store.place(&state, i)?;
+        }
+        store.tree = Some(state);
         let missing: Vec<ChunkId> = have.iter().filter(|&id| !files.contains(id)).collect();
         store.make_chunk_files(&missing)?;
         store.write_summary(&have)?;
@@ -146,14 +196,13 @@ impl ChunkStore {
     fn verify_partial(&self, files: &ChunkSet, fresh: bool) -> Result<ChunkSet, StoreError> {
         let layout = *self.manifest.layout();
         let mut have = ChunkSet::empty(layout.chunk_count());
-        let data_at = DataRanges::new(self.data.file());
         let mut buf = vec![0u8; layout.chunk_size() as usize];
         for id in 0..layout.chunk_count() {
             let (Some(offset), Some(len)) = (layout.chunk_offset(id), layout.chunk_len(id)) else {
                 continue;
             };
             let buf = &mut buf[..len as usize];
-            if !fresh && data_at.any(offset, u64::from(len)) {
+            if !fresh && self.data.may_hold(offset, u64::from(len)) {
                 self.data.read_at(buf, offset)?;
                 if let Some(cvs) = self.manifest.verify_chunk_pieces(id, buf) {
                     self.record_pieces(id, &cvs)?;
@@ -195,6 +244,26 @@ impl ChunkStore {
     }
 }
 
+/// The owner's data for a tree: its non-empty files under `source`, each still the size
+/// the manifest lists.
+fn tree_data(source: &Path, tree: &crate::manifest::Tree) -> Result<DataFile, StoreError> {
+    let mut parts = Vec::new();
+    for e in tree.entries() {
+        if let crate::manifest::EntryKind::File { size, offset, .. } = e.kind {
+            if size == 0 {
+                continue;
+            }
+            let path = source.join(&e.path);
+            let part = super::data::Part::open_read(&path, offset)?;
+            if part.range().1 != size {
+                return Err(StoreError::SourceChanged(path));
+            }
+            parts.push(part);
+        }
+    }
+    Ok(DataFile::of_parts(parts))
+}
+
 /// Removes whatever is at `path` if it is not a regular file (a symlink is removed, never
 /// followed); a directory, which may hold someone's data, is refused.
 fn remove_if_not_a_file(path: &Path) -> Result<(), StoreError> {
@@ -207,28 +276,5 @@ fn remove_if_not_a_file(path: &Path) -> Result<(), StoreError> {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err("inspect", path)(e)),
-    }
-}
-
-/// Which ranges of a file hold data, as the filesystem reports (`SEEK_DATA`): a range
-/// never written (a hole, or preallocated and unwritten) need not be read to know it holds
-/// no chunk. Where the filesystem cannot tell, every range counts as data.
-struct DataRanges<'a> {
-    file: &'a fs::File,
-}
-
-impl<'a> DataRanges<'a> {
-    fn new(file: &'a fs::File) -> DataRanges<'a> {
-        DataRanges { file }
-    }
-
-    /// Whether any byte of `[offset, offset + len)` may hold data.
-    fn any(&self, offset: u64, len: u64) -> bool {
-        match rustix::fs::seek(self.file, rustix::fs::SeekFrom::Data(offset)) {
-            Ok(next) => next < offset + len,
-            // No data at or after `offset`.
-            Err(e) if e == rustix::io::Errno::NXIO => false,
-            Err(_) => true,
-        }
     }
 }

@@ -39,6 +39,8 @@ pub(crate) struct DirStatus {
     pub file: FileState,
     /// Leftover temporary files (a run that was stopped or killed).
     pub temporary: usize,
+    /// For a tree: files at their place in it (of the right size), and files in all.
+    pub files: Option<(usize, usize)>,
 }
 
 /// The state of `DIR/<name>`.
@@ -80,8 +82,16 @@ pub(crate) fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
     let layout = *manifest.layout();
     let mut verified = ChunkSet::empty(layout.chunk_count());
     let mut damaged = Vec::new();
+    let (tree_data, files) = match manifest.tree() {
+        Some(tree) => {
+            let (data, finished, total) = super::tree_files::existing_data(dir, &root, &manifest, tree);
+            (Some(data), Some((finished, total)))
+        }
+        None => (None, None),
+    };
     let data = [root.join(PARTIAL), dir.join(manifest.name())]
         .into_iter()
+        .filter(|_| tree_data.is_none())
         .find_map(|path| {
             open_no_follow(&path)
                 .ok()
@@ -95,6 +105,12 @@ pub(crate) fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
         let buf = &mut buf[..len as usize];
         if let Some((file, _)) = &data {
             if file.read_exact_at(buf, offset).is_ok() && manifest.verify_chunk(id, buf) {
+                verified.insert(id);
+                continue;
+            }
+        }
+        if let Some(tree_data) = &tree_data {
+            if tree_data.read_at(buf, offset).is_ok() && manifest.verify_chunk(id, buf) {
                 verified.insert(id);
                 continue;
             }
@@ -119,7 +135,12 @@ pub(crate) fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
         damaged.dedup();
     }
     let temporary = fs::read_dir(root.join("tmp")).map_or(0, Iterator::count);
-    let file = file_state(&dir.join(manifest.name()), &manifest);
+    let file = match files {
+        // A tree is there when every file is, and every chunk verifies.
+        Some((finished, total)) if finished == total && verified.is_complete() => FileState::Verified,
+        Some(_) => FileState::Absent,
+        None => file_state(&dir.join(manifest.name()), &manifest),
+    };
     Ok(Some(DirStatus {
         dir: dir.to_owned(),
         peer_id: crate::secure::NodeKey::load(&root).map(|k| k.id()),
@@ -129,6 +150,7 @@ pub(crate) fn dir_status(dir: &Path) -> Result<Option<DirStatus>, StoreError> {
         summary,
         file,
         temporary,
+        files,
     }))
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::chunk_set::ChunkSet;
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
-use crate::manifest::hex;
+use crate::manifest::{hex, EntryKind, Manifest, Tree};
 
 /// Other nodes the view keeps at most.
 pub(crate) const MAX_NODES: usize = 256;
@@ -279,6 +279,7 @@ impl SwarmView {
             "chunks": layout.chunk_count(),
             "chunk_size": layout.chunk_size(),
             "swarm": manifest.swarm_id().to_string(),
+            "files": manifest.tree().map(|tree| files_json(manifest, tree, &mine)),
             "nodes": nodes,
             "columns": columns,
             // Per column: the fewest copies of any chunk in it.
@@ -290,4 +291,41 @@ impl SwarmView {
                 .collect::<Vec<u32>>(),
         })
     }
+}
+
+/// The most files a snapshot lists one by one.
+const FILES_SHOWN: usize = 100;
+
+/// A tree's files as this node holds them: how many are complete of how many, and up to
+/// [`FILES_SHOWN`] of them with the share of their chunks held (all when they fit, else
+/// those not complete, in the tree's order).
+fn files_json(manifest: &Manifest, tree: &Tree, mine: &ChunkSet) -> Value {
+    let size = u64::from(manifest.layout().chunk_size());
+    let progress: Vec<(&str, u64, f64)> = tree
+        .entries()
+        .iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::File { size: 0, .. } => Some((e.path.as_str(), 0, 1.0)),
+            EntryKind::File {
+                size: len, offset, ..
+            } => {
+                // offset + len <= the file size, so chunk IDs fit.
+                let (first, last) = ((offset / size) as u32, ((offset + len - 1) / size) as u32);
+                let held = (first..=last).filter(|&id| mine.contains(id)).count();
+                Some((e.path.as_str(), len, held as f64 / f64::from(last - first + 1)))
+            }
+            EntryKind::EmptyDir => None,
+        })
+        .collect();
+    let complete = progress.iter().filter(|(_, _, done)| *done >= 1.0).count();
+    let all = progress.len();
+    let shown = progress
+        .into_iter()
+        .filter(|(_, _, done)| all <= FILES_SHOWN || *done < 1.0)
+        .take(FILES_SHOWN)
+        .map(|(path, len, done)| {
+            json!({ "path": crate::text::printable(std::ffi::OsStr::new(path)), "size": len, "done": done })
+        })
+        .collect::<Vec<_>>();
+    json!({ "complete": complete, "total": all, "list": shown })
 }

@@ -18,6 +18,7 @@ mod scripted;
 mod status;
 mod swarm;
 mod swarm_mode;
+mod tree;
 mod util;
 mod web;
 mod wild;

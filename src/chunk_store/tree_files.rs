@@ -1,0 +1,371 @@
+//! A tree's files on a peer: each non-empty file is downloaded into
+//! `DIR/.swarmshare/parts/<entry>` and moved to `DIR/NAME/<path>` once every chunk holding
+//! its bytes is written (and synced), with mode 0644 or 0755 and nothing else; empty files
+//! and empty directories are made when the store opens. A consumer can use a finished file
+//! while the rest of the tree downloads.
+//!
+//! Every directory on the way to a file is opened relative to the one before it without
+//! following a symlink (`openat` with `O_NOFOLLOW`), and a file is moved in with
+//! `RENAME_NOREPLACE`: nothing is ever written through a symlink found in the destination,
+//! nothing outside `DIR`, and no file already there is replaced.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use tracing::info;
+
+use super::data::{DataFile, Part};
+use super::files::io_err;
+use super::{ChunkStore, StoreError};
+use crate::chunk_set::ChunkSet;
+use crate::manifest::{ChunkId, EntryKind, Manifest, Tree};
+use crate::text::Quoted;
+
+/// The parts directory's name inside the store directory.
+pub(super) const PARTS_DIR: &str = "parts";
+
+/// Which files of the tree are still downloading, and how many chunks each lacks.
+#[derive(Debug)]
+pub(super) struct TreeFiles {
+    /// For each part of the data (non-empty files in stream order): its entry index.
+    entries: Vec<usize>,
+    /// For each part: chunks holding its bytes not written yet; 0 once it is in place.
+    missing: Vec<AtomicU32>,
+    /// Chunks written since the store opened, so a chunk counts once.
+    written: Mutex<ChunkSet>,
+}
+
+fn errno(e: rustix::io::Errno) -> io::Error {
+    e.into()
+}
+
+/// The directory `DIR/NAME/<parent of path>` opened one component at a time without
+/// following symlinks, made where missing if `create`; `None` if missing and not
+/// `create`. A symlink or a file on the way is refused, naming it.
+fn open_parent(dir: &Path, name: &str, path: &str, create: bool) -> Result<Option<OwnedFd>, StoreError> {
+    let flags = OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY;
+    let mut fd = rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| io_err("open", dir)(errno(e)))?;
+    let mut at = dir.to_owned();
+    let parents = path.rsplit_once('/').map_or("", |(p, _)| p);
+    for c in std::iter::once(name).chain(parents.split('/').filter(|c| !c.is_empty())) {
+        at.push(c);
+        let open = |fd: &OwnedFd| rustix::fs::openat(fd, c, flags | OFlags::NOFOLLOW, Mode::empty());
+        let next = match open(&fd) {
+            Ok(next) => next,
+            Err(rustix::io::Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&fd, c, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(io_err("create directory", &at)(errno(e))),
+                }
+                open(&fd).map_err(|e| in_the_way(&at, e))?
+            }
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(in_the_way(&at, e)),
+        };
+        fd = next;
+    }
+    Ok(Some(fd))
+}
+
+/// A path where a directory belongs is a symlink or a file (or cannot be opened).
+fn in_the_way(at: &Path, e: rustix::io::Errno) -> StoreError {
+    match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => StoreError::NotADirectory(at.to_owned()),
+        e => io_err("open", at)(errno(e)),
+    }
+}
+
+/// The last component of `path`.
+fn leaf(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, l)| l)
+}
+
+/// What is at `name` in `parent`, never following a symlink: its type and size.
+fn stat_at(parent: &OwnedFd, name: &str) -> Result<Option<(FileType, u64)>, rustix::io::Errno> {
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some((FileType::from_raw_mode(st.st_mode), st.st_size as u64))),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Refuses, before anything is downloaded, a destination where the tree cannot be made:
+/// `DIR/NAME` or a directory in it that is a symlink or a file, or an entry's path taken by
+/// something else (a file of the right size is left for the store to verify).
+pub(super) fn check_destination(dir: &Path, manifest: &Manifest, tree: &Tree) -> Result<(), StoreError> {
+    let name = manifest.name();
+    let mut last: Option<(String, Option<OwnedFd>)> = None;
+    for e in tree.entries() {
+        let parent_path = e.path.rsplit_once('/').map_or("", |(p, _)| p);
+        if last.as_ref().is_none_or(|(p, _)| p != parent_path) {
+            last = Some((parent_path.to_owned(), open_parent(dir, name, &e.path, false)?));
+        }
+        let Some((_, Some(parent))) = &last else {
+            continue;
+        };
+        let at = dir.join(name).join(&e.path);
+        let found = stat_at(parent, leaf(&e.path)).map_err(|err| io_err("inspect", &at)(errno(err)))?;
+        let fits = match (found, e.kind) {
+            (None, _) => true,
+            (Some((FileType::RegularFile, len)), EntryKind::File { size, .. }) => len == size,
+            (Some((FileType::Directory, _)), EntryKind::EmptyDir) => true,
+            _ => false,
+        };
+        if !fits {
+            return Err(StoreError::Occupied(at));
+        }
+    }
+    Ok(())
+}
+
+/// Opens file `path` of the tree read-only where it already is, finished, never through a
+/// symlink; `None` if it is not there.
+fn open_finished(dir: &Path, name: &str, path: &str) -> Result<Option<(File, PathBuf)>, StoreError> {
+    let Some(parent) = open_parent(dir, name, path, false)? else {
+        return Ok(None);
+    };
+    let at = dir.join(name).join(path);
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    match rustix::fs::openat(&parent, leaf(path), flags, Mode::empty()) {
+        Ok(fd) => Ok(Some((File::from(fd), at))),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(io_err("open", &at)(errno(e))),
+    }
+}
+
+/// The data of a tree a peer downloads: for each non-empty file, its part file in
+/// `parts/` if there is one (an earlier run's download), else the finished file at its
+/// path in the tree, else a new part file. Empty files and directories are made now.
+pub(super) fn open_data(
+    dir: &Path,
+    root: &Path,
+    manifest: &Manifest,
+    tree: &Tree,
+) -> Result<(DataFile, Vec<usize>), StoreError> {
+    let name = manifest.name();
+    let parts_dir = root.join(PARTS_DIR);
+    super::ensure_dir(&parts_dir)?;
+    let mut parts = Vec::new();
+    let mut entries = Vec::new();
+    for (i, e) in tree.entries().iter().enumerate() {
+        match e.kind {
+            EntryKind::File {
+                size: 0, executable, ..
+            } => make_empty_file(dir, name, &e.path, executable)?,
+            EntryKind::File { size, offset, .. } => {
+                let part = parts_dir.join(format!("{i:07}"));
+                let existing = std::fs::symlink_metadata(&part).is_ok_and(|m| m.is_file());
+                let finished = if existing {
+                    None
+                } else {
+                    open_finished(dir, name, &e.path)?
+                };
+                parts.push(match finished {
+                    Some((file, at)) => Part::from_file(file, &at, offset, false)?,
+                    None => Part::open_partial(&part, offset, size)?,
+                });
+                entries.push(i);
+            }
+            EntryKind::EmptyDir => {
+                let inner = format!("{}/.", e.path);
+                open_parent(dir, name, &inner, true)?;
+            }
+        }
+    }
+    // A tree of empty files only has no chunks; Layout refuses it before this.
+    Ok((DataFile::of_parts(parts), entries))
+}
+
+/// A tree's data as it is on disk, for a read-only look (`status`): each non-empty file
+/// that is there, downloading (`parts/`) or finished; and how many files are finished
+/// (empty ones included) of how many.
+pub(super) fn existing_data(
+    dir: &Path,
+    root: &Path,
+    manifest: &Manifest,
+    tree: &Tree,
+) -> (DataFile, usize, usize) {
+    let name = manifest.name();
+    let (mut parts, mut finished, mut files) = (Vec::new(), 0, 0);
+    for (i, e) in tree.entries().iter().enumerate() {
+        let EntryKind::File { size, offset, .. } = e.kind else {
+            continue;
+        };
+        files += 1;
+        let part = root.join(PARTS_DIR).join(format!("{i:07}"));
+        if size > 0 {
+            if let Ok(p) = Part::open_read(&part, offset) {
+                parts.push(p);
+                continue;
+            }
+        }
+        if let Ok(Some((file, at))) = open_finished(dir, name, &e.path) {
+            if let Ok(p) = Part::from_file(file, &at, offset, false) {
+                if p.range().1 == size {
+                    finished += 1;
+                    if size > 0 {
+                        parts.push(p);
+                    }
+                }
+            }
+        }
+    }
+    (DataFile::of_parts(parts), finished, files)
+}
+
+/// Makes the empty file `path` of the tree (an empty file is complete at once); one found
+/// there, regular and empty, is kept.
+fn make_empty_file(dir: &Path, name: &str, path: &str, executable: bool) -> Result<(), StoreError> {
+    let parent =
+        open_parent(dir, name, path, true)?.ok_or_else(|| StoreError::NoSuchDirectory(dir.to_owned()))?;
+    let at = dir.join(name).join(path);
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(&parent, leaf(path), flags, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => {
+            rustix::fs::fchmod(&fd, mode(executable)).map_err(|e| io_err("set the mode of", &at)(errno(e)))
+        }
+        Err(rustix::io::Errno::EXIST) => match stat_at(&parent, leaf(path)) {
+            Ok(Some((FileType::RegularFile, 0))) => Ok(()),
+            _ => Err(StoreError::Occupied(at)),
+        },
+        Err(e) => Err(io_err("create", &at)(errno(e))),
+    }
+}
+
+fn mode(executable: bool) -> Mode {
+    Mode::from_raw_mode(if executable { 0o755 } else { 0o644 })
+}
+
+/// The chunks holding bytes of `offset..offset + len` of the stream.
+fn chunk_span(manifest: &Manifest, offset: u64, len: u64) -> std::ops::RangeInclusive<ChunkId> {
+    let size = u64::from(manifest.layout().chunk_size());
+    // offset + len <= file size, so both fit a ChunkId.
+    ((offset / size) as ChunkId)..=((offset + len - 1) / size) as ChunkId
+}
+
+impl TreeFiles {
+    /// The state of a tree whose store opened holding `have`: which files lack chunks.
+    pub(super) fn new(
+        manifest: &Manifest,
+        data: &DataFile,
+        entries: Vec<usize>,
+        have: &ChunkSet,
+    ) -> TreeFiles {
+        let missing = data
+            .parts()
+            .iter()
+            .map(|p| {
+                let (start, len) = p.range();
+                AtomicU32::new(
+                    chunk_span(manifest, start, len)
+                        .filter(|&id| !have.contains(id))
+                        .count() as u32,
+                )
+            })
+            .collect();
+        TreeFiles {
+            entries,
+            missing,
+            written: Mutex::new(have.clone()),
+        }
+    }
+
+    /// Counts chunk `id` as written; returns the parts it completed, to be moved into place.
+    pub(super) fn written(&self, manifest: &Manifest, data: &DataFile, id: ChunkId) -> Vec<usize> {
+        if !self
+            .written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id)
+        {
+            return Vec::new();
+        }
+        let layout = manifest.layout();
+        let (Some(offset), Some(len)) = (layout.chunk_offset(id), layout.chunk_len(id)) else {
+            return Vec::new();
+        };
+        data.part_indices(offset, u64::from(len))
+            .filter(|&i| self.missing[i].fetch_sub(1, Ordering::AcqRel) == 1)
+            .collect()
+    }
+
+    /// The parts complete but not yet in place (an earlier run stopped in between).
+    pub(super) fn complete_unplaced(&self, data: &DataFile) -> Vec<usize> {
+        (0..self.missing.len())
+            .filter(|&i| self.missing[i].load(Ordering::Acquire) == 0 && data.parts()[i].is_ours())
+            .collect()
+    }
+
+    /// A finished file (not a part of ours) whose chunks did not all verify.
+    pub(super) fn damaged_finished(&self, data: &DataFile) -> Option<PathBuf> {
+        (0..self.missing.len())
+            .find(|&i| self.missing[i].load(Ordering::Acquire) > 0 && !data.parts()[i].is_ours())
+            .map(|i| data.parts()[i].path())
+    }
+
+    /// Whether every file is complete.
+    pub(super) fn all_complete(&self) -> bool {
+        self.missing.iter().all(|m| m.load(Ordering::Acquire) == 0)
+    }
+}
+
+impl ChunkStore {
+    /// Moves part `i`, complete and verified, to its path in the tree: synced first (with
+    /// `fsync`), given its mode, renamed without replacing anything, its directory synced.
+    pub(super) fn place(&self, state: &TreeFiles, i: usize) -> Result<(), StoreError> {
+        let (dir, root, manifest, data, fsync) =
+            (&self.dir, &self.root, &*self.manifest, &self.data, self.fsync);
+        let Some(tree) = manifest.tree() else {
+            return Ok(());
+        };
+        let part = &data.parts()[i];
+        if !part.is_ours() {
+            return Ok(());
+        }
+        let entry = &tree.entries()[state.entries[i]];
+        let EntryKind::File { size, executable, .. } = entry.kind else {
+            return Ok(());
+        };
+        if fsync {
+            part.sync()?;
+        }
+        let at = dir.join(manifest.name()).join(&entry.path);
+        rustix::fs::fchmod(&**part.file(), mode(executable))
+            .map_err(|e| io_err("set the mode of", &at)(errno(e)))?;
+        let parent = open_parent(dir, manifest.name(), &entry.path, true)?
+            .ok_or_else(|| StoreError::NoSuchDirectory(dir.to_owned()))?;
+        let parts_dir = root.join(PARTS_DIR);
+        let from = part.path();
+        let parts_fd = rustix::fs::open(
+            &parts_dir,
+            OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("open", &parts_dir)(errno(e)))?;
+        let from_name = from
+            .file_name()
+            .ok_or_else(|| StoreError::NoSuchDirectory(from.clone()))?;
+        match rustix::fs::renameat_with(
+            &parts_fd,
+            from_name,
+            &parent,
+            leaf(&entry.path),
+            RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) => return Err(StoreError::Occupied(at)),
+            Err(e) => return Err(io_err("move into", &at)(errno(e))),
+        }
+        if fsync {
+            rustix::fs::fsync(&parent).map_err(|e| io_err("sync", &at)(errno(e)))?;
+        }
+        part.hand_over(&at);
+        info!(event = "file_complete", path = %Quoted(Path::new(&entry.path)), bytes = size, "file complete, verified");
+        Ok(())
+    }
+}
