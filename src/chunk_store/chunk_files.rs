@@ -119,7 +119,7 @@ impl ChunkStore {
                 continue;
             }
             if let (Making::Clones, Some((file, at))) = (making, within) {
-                if let Err(e) = copy_range(file, tmp.as_file(), at, len.into()) {
+                if let Err(e) = copy_range(&file, tmp.as_file(), at, len.into()) {
                     // The probe said yes, this range says no: go on as the policy says.
                     let next = match self.policy {
                         ChunkFiles::Copy => Making::Copies,

@@ -38,6 +38,7 @@ mod data;
 mod error;
 mod files;
 mod open;
+mod part;
 mod status;
 mod tidy;
 mod tree_files;
@@ -197,7 +198,7 @@ impl ChunkStore {
         }
         let (file, at) = self.data.within_one(offset, u64::from(len))?;
         Some(ChunkBody::File {
-            file: Arc::clone(file),
+            file,
             offset: at,
             len: len as usize,
         })

@@ -83,7 +83,7 @@ impl ChunkStore {
             DataFile::open_partial(&partial, layout.file_size())?
         };
         let fresh = !finished && !existed;
-        let making = chunk_files::decide(policy, data.first_file(), &root.join("tmp"));
+        let making = chunk_files::decide(policy, data.first_file().as_deref(), &root.join("tmp"));
         let pieces = if finished {
             None
         } else {
@@ -130,7 +130,7 @@ impl ChunkStore {
         if manifest.tree().is_none() && !data.same_as(before) {
             return Err(StoreError::SourceChanged(source.to_owned()));
         }
-        let making = chunk_files::decide(policy, data.first_file(), &root.join("tmp"));
+        let making = chunk_files::decide(policy, data.first_file().as_deref(), &root.join("tmp"));
         let store = ChunkStore {
             dir: dir.to_owned(),
             root,
@@ -161,7 +161,7 @@ impl ChunkStore {
     ) -> Result<(ChunkStore, ChunkSet), StoreError> {
         let tree = manifest.tree().ok_or(StoreError::FileHashMismatch)?;
         let (data, entries) = tree_files::open_data(dir, &root, &manifest, tree)?;
-        let making = chunk_files::decide(policy, data.first_file(), &root.join("tmp"));
+        let making = chunk_files::decide(policy, data.first_file().as_deref(), &root.join("tmp"));
         let pieces = Pieces::create(manifest.layout(), &root.join("tmp"))?;
         let mut store = ChunkStore {
             dir: dir.to_owned(),
@@ -248,13 +248,14 @@ impl ChunkStore {
 /// the manifest lists.
 fn tree_data(source: &Path, tree: &crate::manifest::Tree) -> Result<DataFile, StoreError> {
     let mut parts = Vec::new();
+    let budget = Arc::default();
     for e in tree.entries() {
         if let crate::manifest::EntryKind::File { size, offset, .. } = e.kind {
             if size == 0 {
                 continue;
             }
             let path = source.join(&e.path);
-            let part = super::data::Part::open_read(&path, offset)?;
+            let part = super::data::Part::open_read(&path, offset, &budget)?;
             if part.range().1 != size {
                 return Err(StoreError::SourceChanged(path));
             }

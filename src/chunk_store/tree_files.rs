@@ -152,6 +152,7 @@ pub(super) fn open_data(
     super::ensure_dir(&parts_dir)?;
     let mut parts = Vec::new();
     let mut entries = Vec::new();
+    let budget = std::sync::Arc::default();
     for (i, e) in tree.entries().iter().enumerate() {
         match e.kind {
             EntryKind::File {
@@ -166,8 +167,8 @@ pub(super) fn open_data(
                     open_finished(dir, name, &e.path)?
                 };
                 parts.push(match finished {
-                    Some((file, at)) => Part::from_file(file, &at, offset, false)?,
-                    None => Part::open_partial(&part, offset, size)?,
+                    Some((file, at)) => Part::from_file(file, &at, offset, &budget)?,
+                    None => Part::open_partial(&part, offset, size, &budget)?,
                 });
                 entries.push(i);
             }
@@ -192,6 +193,7 @@ pub(super) fn existing_data(
 ) -> (DataFile, usize, usize) {
     let name = manifest.name();
     let (mut parts, mut finished, mut files) = (Vec::new(), 0, 0);
+    let budget = std::sync::Arc::default();
     for (i, e) in tree.entries().iter().enumerate() {
         let EntryKind::File { size, offset, .. } = e.kind else {
             continue;
@@ -199,13 +201,13 @@ pub(super) fn existing_data(
         files += 1;
         let part = root.join(PARTS_DIR).join(format!("{i:07}"));
         if size > 0 {
-            if let Ok(p) = Part::open_read(&part, offset) {
+            if let Ok(p) = Part::open_read(&part, offset, &budget) {
                 parts.push(p);
                 continue;
             }
         }
         if let Ok(Some((file, at))) = open_finished(dir, name, &e.path) {
-            if let Ok(p) = Part::from_file(file, &at, offset, false) {
+            if let Ok(p) = Part::from_file(file, &at, offset, &budget) {
                 if p.range().1 == size {
                     finished += 1;
                     if size > 0 {
@@ -335,7 +337,7 @@ impl ChunkStore {
             part.sync()?;
         }
         let at = dir.join(manifest.name()).join(&entry.path);
-        rustix::fs::fchmod(&**part.file(), mode(executable))
+        rustix::fs::fchmod(&*part.file()?, mode(executable))
             .map_err(|e| io_err("set the mode of", &at)(errno(e)))?;
         let parent = open_parent(dir, manifest.name(), &entry.path, true)?
             .ok_or_else(|| StoreError::NoSuchDirectory(dir.to_owned()))?;

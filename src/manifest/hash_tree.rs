@@ -67,7 +67,11 @@ fn walk(dir: &Path, rel: &str, depth: usize, found: &mut Vec<Found>) -> Result<(
         // The entry itself, never what a symlink points to.
         let meta = fs::symlink_metadata(&path).map_err(read_error(&path))?;
         let kind = meta.file_type();
-        if kind.is_dir() {
+        if kind.is_dir() && sub.rsplit('/').next() == Some(".swarmshare") {
+            // A swarmshare store (the owner's own, or a peer's): its node key is a secret,
+            // and none of it is content.
+            warn!(path = %Quoted(&path), "skipped, not shared: a swarmshare store directory");
+        } else if kind.is_dir() {
             empty = false;
             walk(&path, &sub, depth + 1, found)?;
         } else if kind.is_file() {

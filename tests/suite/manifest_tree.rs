@@ -92,6 +92,9 @@ fn a_directory_is_listed_hashed_as_one_stream_and_round_trips() {
     std::fs::set_permissions(root.join("bin/tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::create_dir_all(root.join("void/deeper")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", root.join("b/link")).unwrap();
+    // A swarmshare store inside the tree (its node key is a secret) is never shared.
+    std::fs::create_dir_all(root.join(".swarmshare/chunks")).unwrap();
+    std::fs::write(root.join(".swarmshare/node_key"), b"secret").unwrap();
 
     let m = manifest_for(&root).unwrap();
     assert_eq!(m.name(), "share");
@@ -112,7 +115,7 @@ fn a_directory_is_listed_hashed_as_one_stream_and_round_trips() {
             ("bin/tool", f(5000, true, 102_402)),
             ("void/deeper", EntryKind::EmptyDir),
         ],
-        "sorted by bytes, the symlink skipped, only the innermost empty directory listed"
+        "sorted by bytes, the symlink and the store skipped, only the innermost empty directory listed"
     );
     let stream = [a, c, empty, tool].concat();
     assert_eq!(m.layout().file_size(), stream.len() as u64);

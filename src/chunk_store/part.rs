@@ -1,0 +1,272 @@
+//! `Part`: one file of a node's data, holding the stream's bytes `start..start + len`
+//! (see [`super::data`]); and the budget of files a node keeps open at once.
+//!
+//! A tree may have a quarter of a million files, far more than a process may open: a
+//! part's file is opened when it is first needed and closed again once [`MAX_OPEN`] files
+//! opened after it are open (the oldest goes first). A chunk being sent keeps its file
+//! open until it is sent. A file opened again is checked to be the same file (inode): if
+//! it is not, a partial file is an error, a finished one counts as changed.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tracing::error;
+
+use super::files::io_err;
+use super::StoreError;
+use crate::text::Quoted;
+
+/// The most data files a node keeps open at once (a shared file is one; a tree's files
+/// beyond this are closed and opened again as needed).
+pub(crate) const MAX_OPEN: usize = 256;
+
+/// What identifies a file's contents as checked: if any of these changed, so may they.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Stamp {
+    len: u64,
+    mtime: (i64, i64),
+    ino: u64,
+}
+
+impl Stamp {
+    pub(super) fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ino: meta.ino(),
+        }
+    }
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A part's open file, when it is open.
+type Slot = Arc<Mutex<Option<Arc<File>>>>;
+
+/// The files a node's parts hold open, oldest first; past [`MAX_OPEN`] the oldest is
+/// closed.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    open: Mutex<VecDeque<Slot>>,
+}
+
+impl Budget {
+    fn opened(&self, slot: &Slot) {
+        let mut open = locked(&self.open);
+        open.push_back(Arc::clone(slot));
+        while open.len() > MAX_OPEN {
+            if let Some(old) = open.pop_front() {
+                if !Arc::ptr_eq(&old, slot) {
+                    locked(&old).take();
+                }
+            }
+        }
+    }
+}
+
+/// Opens `path` without following a symlink at its last component; only a regular file.
+pub(super) fn open_regular(path: &Path, write: bool, create: bool) -> io::Result<File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .create(create)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(file)
+}
+
+/// One file of the data.
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub(super) start: u64,
+    pub(super) len: u64,
+    file: Slot,
+    budget: Arc<Budget>,
+    /// Where it is (errors name it); changes once, when a partial file is finished.
+    path: Mutex<PathBuf>,
+    /// Set once the file is found changed since it was checked.
+    changed: AtomicBool,
+    pub(super) stamp: Mutex<Stamp>,
+    /// Whether only this node writes the file (a peer's partial file, until it is handed
+    /// over as the finished file): then nobody else changes it behind our back.
+    ours: AtomicBool,
+    /// Written since it was last synced (so a tree's sync skips its untouched files).
+    pub(super) dirty: AtomicBool,
+}
+
+impl Part {
+    /// An existing file, read-only (the owner's, a peer's finished one), holding the
+    /// stream's bytes from `start`.
+    pub(crate) fn open_read(path: &Path, start: u64, budget: &Arc<Budget>) -> Result<Part, StoreError> {
+        let file = open_regular(path, false, false).map_err(io_err("open", path))?;
+        Part::new(file, path, start, false, budget)
+    }
+
+    /// The file a peer downloads `len` bytes into (opened or created), sized at once and
+    /// preallocated where the filesystem can (so a full disk shows at the start).
+    pub(crate) fn open_partial(
+        path: &Path,
+        start: u64,
+        len: u64,
+        budget: &Arc<Budget>,
+    ) -> Result<Part, StoreError> {
+        let file = open_regular(path, true, true).map_err(io_err("open", path))?;
+        if file.metadata().map_err(io_err("inspect", path))?.len() != len {
+            file.set_len(len).map_err(io_err("size", path))?;
+        }
+        match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::NOSPC => {
+                return Err(io_err("preallocate", path)(e.into()));
+            }
+            // Not every filesystem preallocates; the file is sparse there.
+            Err(_) => {}
+        }
+        Part::new(file, path, start, true, budget)
+    }
+
+    /// A file already open (a tree's finished file, opened without following symlinks).
+    pub(crate) fn from_file(
+        file: File,
+        path: &Path,
+        start: u64,
+        budget: &Arc<Budget>,
+    ) -> Result<Part, StoreError> {
+        if !file.metadata().map_err(io_err("inspect", path))?.is_file() {
+            return Err(StoreError::Occupied(path.to_owned()));
+        }
+        Part::new(file, path, start, false, budget)
+    }
+
+    fn new(
+        file: File,
+        path: &Path,
+        start: u64,
+        ours: bool,
+        budget: &Arc<Budget>,
+    ) -> Result<Part, StoreError> {
+        let meta = file.metadata().map_err(io_err("inspect", path))?;
+        let part = Part {
+            start,
+            len: meta.len(),
+            file: Arc::new(Mutex::new(Some(Arc::new(file)))),
+            budget: Arc::clone(budget),
+            path: Mutex::new(path.to_owned()),
+            changed: AtomicBool::new(false),
+            stamp: Mutex::new(Stamp::of(&meta)),
+            ours: AtomicBool::new(ours),
+            // Whatever an earlier run wrote may not be on the disk yet.
+            dirty: AtomicBool::new(ours),
+        };
+        budget.opened(&part.file);
+        Ok(part)
+    }
+
+    /// The open file, opened again if it was closed (see the module docs).
+    pub(crate) fn file(&self) -> Result<Arc<File>, StoreError> {
+        if let Some(file) = locked(&self.file).as_ref() {
+            return Ok(Arc::clone(file));
+        }
+        let path = self.path();
+        let ours = self.is_ours();
+        let file = open_regular(&path, ours, false).map_err(io_err("open", &path))?;
+        let meta = file.metadata().map_err(io_err("inspect", &path))?;
+        if meta.ino() != locked(&self.stamp).ino {
+            if ours {
+                let e = io::Error::other("the partial file was replaced by another");
+                return Err(io_err("open", &path)(e));
+            }
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        let file = Arc::new(file);
+        *locked(&self.file) = Some(Arc::clone(&file));
+        self.budget.opened(&self.file);
+        Ok(file)
+    }
+
+    /// Where it is.
+    pub(crate) fn path(&self) -> PathBuf {
+        locked(&self.path).clone()
+    }
+
+    /// Where its bytes start in the stream, and how many it holds.
+    pub(crate) fn range(&self) -> (u64, u64) {
+        (self.start, self.len)
+    }
+
+    /// Whether it is still this node's partial file, not yet handed over.
+    pub(crate) fn is_ours(&self) -> bool {
+        self.ours.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every byte written to it is on the disk.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            if let Err(e) = self
+                .file()
+                .and_then(|f| f.sync_data().map_err(io_err("sync", &self.path())))
+            {
+                self.dirty.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The file, complete and checked, is the user's at `path` from now on: someone else
+    /// may change it, and sends check for that.
+    pub(crate) fn hand_over(&self, path: &Path) {
+        if let Ok(meta) = self
+            .file()
+            .and_then(|f| f.metadata().map_err(io_err("inspect", path)))
+        {
+            *locked(&self.stamp) = Stamp::of(&meta);
+        }
+        path.clone_into(&mut locked(&self.path));
+        self.ours.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether someone else may have changed it since it was checked (the answer stays
+    /// yes once it is). A partial file is ours alone: never.
+    pub(super) fn changed_behind_us(&self, name: &str) -> bool {
+        if self.is_ours() {
+            return false;
+        }
+        let now = self
+            .file()
+            .ok()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| Stamp::of(&m));
+        if self.changed.load(Ordering::Relaxed) {
+            return true;
+        }
+        let same = now.as_ref().is_some_and(|now| *now == *locked(&self.stamp));
+        if !same && !self.changed.swap(true, Ordering::Relaxed) {
+            error!(
+                file = %Quoted(&self.path()),
+                name = %Quoted(Path::new(name)),
+                "the file changed after it was checked: every chunk is verified before it is sent from now on, and one that does not match is not sent"
+            );
+        }
+        !same
+    }
+
+    /// This part's share of `offset..offset + len`: (offset in the part, offset in the
+    /// range, length), if they overlap.
+    pub(super) fn share(&self, offset: u64, len: u64) -> Option<(u64, usize, usize)> {
+        let from = offset.max(self.start);
+        let to = (offset + len).min(self.start + self.len);
+        (from < to).then(|| (from - self.start, (from - offset) as usize, (to - from) as usize))
+    }
+}
