@@ -98,17 +98,19 @@ impl ChunkStore {
         self.data.write_at(data, offset, self.fsync)?;
         self.record_pieces(id, cvs)?;
         if let Some(state) = &self.tree {
-            for i in state.written(&self.manifest, &self.data, id) {
-                self.place(state, i)?;
-            }
+            state.written(&self.manifest, &self.data, id);
         }
         Ok(())
     }
 
     /// Waits until every chunk written is on the disk (a no-op with `--no-fsync`).
+    /// A tree's files completed since the last sync are then moved into place.
     pub fn sync(&self) -> Result<(), StoreError> {
         if self.fsync {
             self.data.sync()?;
+        }
+        if let Some(state) = &self.tree {
+            self.place_pending(state)?;
         }
         Ok(())
     }
@@ -175,6 +177,7 @@ impl ChunkStore {
     /// tree's top directory and returns `DIR/NAME`.
     fn assemble_tree(&self) -> Result<PathBuf, StoreError> {
         let dest = self.file_path();
+        self.sync()?;
         if self.tree.as_ref().is_some_and(|t| !t.all_complete()) {
             return Err(StoreError::FileHashMismatch);
         }
@@ -187,7 +190,7 @@ impl ChunkStore {
             return Err(StoreError::FileHashMismatch);
         }
         if self.fsync {
-            sync_dir(&dest)?;
+            self.sync_tree_dirs()?;
             sync_dir(&self.dir)?;
         }
         self.pieces.lock().unwrap_or_else(PoisonError::into_inner).take();

@@ -42,6 +42,9 @@ pub(crate) struct DataFile {
 /// 10.5 s of CPU per GiB, one per 4 MiB about 7.5 s: BENCHMARKS.md).
 pub(crate) const WRITE_BEHIND_STEP: u64 = 4 << 20;
 
+/// A sync with more files written than this syncs their file system instead.
+const SYNCFS_ABOVE: usize = 32;
+
 impl DataFile {
     /// Opens an existing file read-only (the owner's FILE, a peer's finished file).
     pub(crate) fn open_read(path: &Path) -> Result<DataFile, StoreError> {
@@ -163,8 +166,30 @@ impl DataFile {
         Ok(())
     }
 
-    /// Waits until every byte written is on the disk.
+    /// Waits until every byte written is on the disk: each file written since the last
+    /// sync is synced, or, when more than [`SYNCFS_ABOVE`] are (a tree of small files),
+    /// their whole file system at once (`syncfs`: one journal commit, not thousands).
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        let dirty = self
+            .parts
+            .iter()
+            .filter(|p| p.dirty.load(Ordering::Acquire))
+            .count();
+        if dirty > SYNCFS_ABOVE {
+            if let Some(part) = self.parts.iter().find(|p| p.dirty.load(Ordering::Acquire)) {
+                let file = part.file()?;
+                for p in &self.parts {
+                    p.dirty.store(false, Ordering::Release);
+                }
+                if let Err(e) = rustix::fs::syncfs(&*file) {
+                    for p in &self.parts {
+                        p.dirty.store(true, Ordering::Release);
+                    }
+                    return Err(io_err("sync", &part.path())(e.into()));
+                }
+                return Ok(());
+            }
+        }
         self.parts.iter().try_for_each(Part::sync)
     }
 
@@ -185,10 +210,14 @@ impl DataFile {
         changed
     }
 
-    /// Whether any byte of `offset..offset + len` may hold data, as the file systems
-    /// report (`SEEK_DATA`): a range never written need not be read to know it holds no
+    /// Whether any byte of `offset..offset + len` may hold data: not if a file holding
+    /// some of it was made just now, else as the file systems report (`SEEK_DATA`): a range never written need not be read to know it holds no
     /// chunk. Where a file system cannot tell, every range counts as data.
     pub(crate) fn may_hold(&self, offset: u64, len: u64) -> bool {
+        // A chunk with bytes in a file made just now is not held.
+        if self.shares(offset, len).any(|(part, _)| part.fresh) {
+            return false;
+        }
         self.shares(offset, len).any(|(part, (at, _, n))| {
             let Ok(file) = part.file() else {
                 return true;

@@ -185,23 +185,34 @@ impl ChunkStore {
     }
 
     /// Chunk `id`'s range of the data file, to send, while the file is as the node
-    /// checked it; `None` once it may have been changed behind the node's back, or when
-    /// the chunk spans files of a tree (then [`ChunkStore::read_verified`]).
+    /// checked it; `None` once it may have been changed behind the node's back (then
+    /// [`ChunkStore::read_verified`]). A chunk spanning files of a tree is read and
+    /// verified here instead: one hash costs less than looking at each of its files.
     pub fn chunk_range(&self, id: ChunkId) -> Option<ChunkBody> {
         let layout = self.manifest.layout();
         let (offset, len) = (layout.chunk_offset(id)?, layout.chunk_len(id)?);
-        if self
-            .data
-            .changed_behind_us(&self.manifest, offset, u64::from(len))
-        {
-            return None;
+        match self.data.within_one(offset, u64::from(len)) {
+            Some((file, at)) => {
+                if self
+                    .data
+                    .changed_behind_us(&self.manifest, offset, u64::from(len))
+                {
+                    return None;
+                }
+                Some(ChunkBody::File {
+                    file,
+                    offset: at,
+                    len: len as usize,
+                })
+            }
+            None => {
+                let mut buf = vec![0u8; len as usize];
+                self.data.read_at(&mut buf, offset).ok()?;
+                self.manifest
+                    .verify_chunk(id, &buf)
+                    .then(|| ChunkBody::Memory(bytes::Bytes::from(buf)))
+            }
         }
-        let (file, at) = self.data.within_one(offset, u64::from(len))?;
-        Some(ChunkBody::File {
-            file,
-            offset: at,
-            len: len as usize,
-        })
     }
 
     /// Chunk `id`'s bytes from the data file, verified; `None` if they do not match.

@@ -180,9 +180,8 @@ impl ChunkStore {
             return Err(StoreError::Occupied(damaged));
         }
         store.data.sync()?;
-        for i in state.complete_unplaced(&store.data) {
-            store.place(&state, i)?;
-        }
+        state.queue_complete(&store.data);
+        store.place_pending(&state)?;
         store.tree = Some(state);
         let missing: Vec<ChunkId> = have.iter().filter(|&id| !files.contains(id)).collect();
         store.make_chunk_files(&missing)?;

@@ -1,11 +1,12 @@
 //! `Part`: one file of a node's data, holding the stream's bytes `start..start + len`
 //! (see [`super::data`]); and the budget of files a node keeps open at once.
 //!
-//! A tree may have a quarter of a million files, far more than a process may open: a
-//! part's file is opened when it is first needed and closed again once [`MAX_OPEN`] files
+//! A tree may have a quarter of a million files, more than a process may open: a part's
+//! file is opened when it is first needed and closed again once [`open_limit`] files
 //! opened after it are open (the oldest goes first). A chunk being sent keeps its file
 //! open until it is sent. A file opened again is checked to be the same file (inode): if
-//! it is not, a partial file is an error, a finished one counts as changed.
+//! it is not, a partial file is an error, a finished one counts as changed. A tree's part
+//! file is created on its first write (so a tree of many files starts at once).
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -21,9 +22,34 @@ use super::files::io_err;
 use super::StoreError;
 use crate::text::Quoted;
 
-/// The most data files a node keeps open at once (a shared file is one; a tree's files
-/// beyond this are closed and opened again as needed).
-pub(crate) const MAX_OPEN: usize = 256;
+/// Data files kept open at least, and at most, whatever the descriptor limit.
+const OPEN_RANGE: (usize, usize) = (64, 16_384);
+/// Descriptors left for sockets and everything else.
+const OTHER_FILES: u64 = 512;
+
+/// How many data files a node keeps open at once (a shared file is one; a tree's files
+/// beyond this are closed and opened again as needed): its descriptor limit, raised once
+/// to the hard limit, less [`OTHER_FILES`], within [`OPEN_RANGE`].
+pub(crate) fn open_limit() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current != limit.maximum {
+            let raised = rustix::process::Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                limit = raised;
+            }
+        }
+        let room = limit.current.unwrap_or(u64::MAX).saturating_sub(OTHER_FILES);
+        usize::try_from(room)
+            .unwrap_or(usize::MAX)
+            .clamp(OPEN_RANGE.0, OPEN_RANGE.1)
+    })
+}
 
 /// What identifies a file's contents as checked: if any of these changed, so may they.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +76,7 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A part's open file, when it is open.
 type Slot = Arc<Mutex<Option<Arc<File>>>>;
 
-/// The files a node's parts hold open, oldest first; past [`MAX_OPEN`] the oldest is
+/// The files a node's parts hold open, oldest first; past [`open_limit`] the oldest is
 /// closed.
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
@@ -61,7 +87,7 @@ impl Budget {
     fn opened(&self, slot: &Slot) {
         let mut open = locked(&self.open);
         open.push_back(Arc::clone(slot));
-        while open.len() > MAX_OPEN {
+        while open.len() > open_limit() {
             if let Some(old) = open.pop_front() {
                 if !Arc::ptr_eq(&old, slot) {
                     locked(&old).take();
@@ -103,6 +129,8 @@ pub(crate) struct Part {
     ours: AtomicBool,
     /// Written since it was last synced (so a tree's sync skips its untouched files).
     pub(super) dirty: AtomicBool,
+    /// Made just now: it holds nothing yet, so nothing in it needs verifying.
+    pub(super) fresh: bool,
 }
 
 impl Part {
@@ -121,6 +149,7 @@ impl Part {
         len: u64,
         budget: &Arc<Budget>,
     ) -> Result<Part, StoreError> {
+        let existed = fs::symlink_metadata(path).is_ok();
         let file = open_regular(path, true, true).map_err(io_err("open", path))?;
         if file.metadata().map_err(io_err("inspect", path))?.len() != len {
             file.set_len(len).map_err(io_err("size", path))?;
@@ -133,7 +162,40 @@ impl Part {
             // Not every filesystem preallocates; the file is sparse there.
             Err(_) => {}
         }
-        Part::new(file, path, start, true, budget)
+        let mut part = Part::new(file, path, start, true, budget)?;
+        part.fresh = !existed;
+        Ok(part)
+    }
+
+    /// A tree's file to download `len` bytes into, created at `path` on its first write
+    /// (see the module docs).
+    pub(crate) fn lazy_partial(path: &Path, start: u64, len: u64, budget: &Arc<Budget>) -> Part {
+        Part {
+            start,
+            len,
+            file: Arc::new(Mutex::new(None)),
+            budget: Arc::clone(budget),
+            path: Mutex::new(path.to_owned()),
+            changed: AtomicBool::new(false),
+            // Inode 0: not made yet.
+            stamp: Mutex::new(Stamp {
+                len,
+                mtime: (0, 0),
+                ino: 0,
+            }),
+            ours: AtomicBool::new(true),
+            dirty: AtomicBool::new(false),
+            fresh: true,
+        }
+    }
+
+    /// Makes a lazy part's file (see [`Part::lazy_partial`]), sized at once.
+    fn create(&self, path: &Path) -> Result<File, StoreError> {
+        let file = open_regular(path, true, true).map_err(io_err("create", path))?;
+        file.set_len(self.len).map_err(io_err("size", path))?;
+        let meta = file.metadata().map_err(io_err("inspect", path))?;
+        *locked(&self.stamp) = Stamp::of(&meta);
+        Ok(file)
     }
 
     /// A file already open (a tree's finished file, opened without following symlinks).
@@ -168,6 +230,7 @@ impl Part {
             ours: AtomicBool::new(ours),
             // Whatever an earlier run wrote may not be on the disk yet.
             dirty: AtomicBool::new(ours),
+            fresh: false,
         };
         budget.opened(&part.file);
         Ok(part)
@@ -180,7 +243,11 @@ impl Part {
         }
         let path = self.path();
         let ours = self.is_ours();
-        let file = open_regular(&path, ours, false).map_err(io_err("open", &path))?;
+        let file = if ours && locked(&self.stamp).ino == 0 {
+            self.create(&path)?
+        } else {
+            open_regular(&path, ours, false).map_err(io_err("open", &path))?
+        };
         let meta = file.metadata().map_err(io_err("inspect", &path))?;
         if meta.ino() != locked(&self.stamp).ino {
             if ours {
@@ -227,13 +294,14 @@ impl Part {
     /// The file, complete and checked, is the user's at `path` from now on: someone else
     /// may change it, and sends check for that.
     pub(crate) fn hand_over(&self, path: &Path) {
+        // The new path first: a file closed meanwhile is opened again from there.
+        path.clone_into(&mut locked(&self.path));
         if let Ok(meta) = self
             .file()
             .and_then(|f| f.metadata().map_err(io_err("inspect", path)))
         {
             *locked(&self.stamp) = Stamp::of(&meta);
         }
-        path.clone_into(&mut locked(&self.path));
         self.ours.store(false, Ordering::Relaxed);
     }
 

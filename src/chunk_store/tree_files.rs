@@ -26,6 +26,9 @@ use crate::chunk_set::ChunkSet;
 use crate::manifest::{ChunkId, EntryKind, Manifest, Tree};
 use crate::text::Quoted;
 
+/// A tree's files smaller than this are made on their first write, larger ones at once.
+const LAZY_BELOW: u64 = 1 << 20;
+
 /// The parts directory's name inside the store directory.
 pub(super) const PARTS_DIR: &str = "parts";
 
@@ -38,6 +41,8 @@ pub(super) struct TreeFiles {
     missing: Vec<AtomicU32>,
     /// Chunks written since the store opened, so a chunk counts once.
     written: Mutex<ChunkSet>,
+    /// Parts complete, to be moved into place once synced (by the next commit).
+    pending: Mutex<Vec<usize>>,
 }
 
 fn errno(e: rustix::io::Errno) -> io::Error {
@@ -168,7 +173,12 @@ pub(super) fn open_data(
                 };
                 parts.push(match finished {
                     Some((file, at)) => Part::from_file(file, &at, offset, &budget)?,
-                    None => Part::open_partial(&part, offset, size, &budget)?,
+                    // Large files are made and preallocated now (a full disk shows at
+                    // once); small ones on their first write, so many start at once.
+                    None if existing || size >= LAZY_BELOW => {
+                        Part::open_partial(&part, offset, size, &budget)?
+                    }
+                    None => Part::lazy_partial(&part, offset, size, &budget),
                 });
                 entries.push(i);
             }
@@ -274,33 +284,41 @@ impl TreeFiles {
             entries,
             missing,
             written: Mutex::new(have.clone()),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
-    /// Counts chunk `id` as written; returns the parts it completed, to be moved into place.
-    pub(super) fn written(&self, manifest: &Manifest, data: &DataFile, id: ChunkId) -> Vec<usize> {
+    /// Counts chunk `id` as written; the parts it completes wait to be moved into place.
+    pub(super) fn written(&self, manifest: &Manifest, data: &DataFile, id: ChunkId) {
         if !self
             .written
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id)
         {
-            return Vec::new();
+            return;
         }
         let layout = manifest.layout();
         let (Some(offset), Some(len)) = (layout.chunk_offset(id), layout.chunk_len(id)) else {
-            return Vec::new();
+            return;
         };
-        data.part_indices(offset, u64::from(len))
-            .filter(|&i| self.missing[i].fetch_sub(1, Ordering::AcqRel) == 1)
-            .collect()
+        let done = data
+            .part_indices(offset, u64::from(len))
+            .filter(|&i| self.missing[i].fetch_sub(1, Ordering::AcqRel) == 1);
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(done);
     }
 
-    /// The parts complete but not yet in place (an earlier run stopped in between).
-    pub(super) fn complete_unplaced(&self, data: &DataFile) -> Vec<usize> {
-        (0..self.missing.len())
-            .filter(|&i| self.missing[i].load(Ordering::Acquire) == 0 && data.parts()[i].is_ours())
-            .collect()
+    /// Queues the parts complete but not in place (an earlier run stopped in between).
+    pub(super) fn queue_complete(&self, data: &DataFile) {
+        let done = (0..self.missing.len())
+            .filter(|&i| self.missing[i].load(Ordering::Acquire) == 0 && data.parts()[i].is_ours());
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(done);
     }
 
     /// A finished file (not a part of ours) whose chunks did not all verify.
@@ -317,11 +335,52 @@ impl TreeFiles {
 }
 
 impl ChunkStore {
-    /// Moves part `i`, complete and verified, to its path in the tree: synced first (with
-    /// `fsync`), given its mode, renamed without replacing anything, its directory synced.
-    pub(super) fn place(&self, state: &TreeFiles, i: usize) -> Result<(), StoreError> {
-        let (dir, root, manifest, data, fsync) =
-            (&self.dir, &self.root, &*self.manifest, &self.data, self.fsync);
+    /// Moves the files completed since the last call into place (see
+    /// [`ChunkStore::place`]); called after the data is synced, so each file reaches its
+    /// path with its bytes on the disk.
+    pub(super) fn place_pending(&self, state: &TreeFiles) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut *state.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let parts_dir = self.root.join(PARTS_DIR);
+        let parts_fd = rustix::fs::open(
+            &parts_dir,
+            OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("open", &parts_dir)(errno(e)))?;
+        // Directories opened for this batch only, so a directory the user moves later is
+        // opened again (and checked) by the next.
+        let mut last: Option<(String, OwnedFd)> = None;
+        let mut result = Ok(());
+        for (k, &i) in pending.iter().enumerate() {
+            if let Err(e) = self.place(state, i, &parts_fd, &mut last) {
+                // What is not placed yet is tried again by the next commit.
+                state
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(&pending[k..]);
+                result = Err(e);
+                break;
+            }
+        }
+        result
+    }
+
+    /// Moves part `i`, complete, verified and synced, to its path in the tree: given its
+    /// mode, renamed without replacing anything. The tree's directories are synced when it
+    /// is complete; before that, a move lost in a power cut leaves the file in `parts/`,
+    /// whole, and the next start moves it again.
+    fn place(
+        &self,
+        state: &TreeFiles,
+        i: usize,
+        parts_fd: &OwnedFd,
+        last: &mut Option<(String, OwnedFd)>,
+    ) -> Result<(), StoreError> {
+        let (dir, manifest, data) = (&self.dir, &*self.manifest, &self.data);
         let Some(tree) = manifest.tree() else {
             return Ok(());
         };
@@ -333,29 +392,29 @@ impl ChunkStore {
         let EntryKind::File { size, executable, .. } = entry.kind else {
             return Ok(());
         };
-        if fsync {
+        if self.fsync {
             part.sync()?;
         }
         let at = dir.join(manifest.name()).join(&entry.path);
         rustix::fs::fchmod(&*part.file()?, mode(executable))
             .map_err(|e| io_err("set the mode of", &at)(errno(e)))?;
-        let parent = open_parent(dir, manifest.name(), &entry.path, true)?
-            .ok_or_else(|| StoreError::NoSuchDirectory(dir.to_owned()))?;
-        let parts_dir = root.join(PARTS_DIR);
+        let parent_path = entry.path.rsplit_once('/').map_or("", |(p, _)| p);
+        if last.as_ref().is_none_or(|(p, _)| p != parent_path) {
+            let fd = open_parent(dir, manifest.name(), &entry.path, true)?
+                .ok_or_else(|| StoreError::NoSuchDirectory(dir.to_owned()))?;
+            *last = Some((parent_path.to_owned(), fd));
+        }
+        let Some((_, parent)) = last.as_ref() else {
+            return Err(StoreError::NoSuchDirectory(dir.to_owned()));
+        };
         let from = part.path();
-        let parts_fd = rustix::fs::open(
-            &parts_dir,
-            OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
-            Mode::empty(),
-        )
-        .map_err(|e| io_err("open", &parts_dir)(errno(e)))?;
         let from_name = from
             .file_name()
             .ok_or_else(|| StoreError::NoSuchDirectory(from.clone()))?;
         match rustix::fs::renameat_with(
-            &parts_fd,
+            parts_fd,
             from_name,
-            &parent,
+            parent,
             leaf(&entry.path),
             RenameFlags::NOREPLACE,
         ) {
@@ -363,11 +422,27 @@ impl ChunkStore {
             Err(rustix::io::Errno::EXIST) => return Err(StoreError::Occupied(at)),
             Err(e) => return Err(io_err("move into", &at)(errno(e))),
         }
-        if fsync {
-            rustix::fs::fsync(&parent).map_err(|e| io_err("sync", &at)(errno(e)))?;
-        }
         part.hand_over(&at);
         info!(event = "file_complete", path = %Quoted(Path::new(&entry.path)), bytes = size, "file complete, verified");
+        Ok(())
+    }
+
+    /// Syncs every directory of the tree, so the moves into them are on the disk.
+    pub(super) fn sync_tree_dirs(&self) -> Result<(), StoreError> {
+        let Some(tree) = self.manifest.tree() else {
+            return Ok(());
+        };
+        let top = self.dir.join(self.manifest.name());
+        let mut dirs: Vec<&str> = tree
+            .entries()
+            .iter()
+            .flat_map(|e| e.path.match_indices('/').map(|(at, _)| &e.path[..at]))
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        for d in std::iter::once(top.clone()).chain(dirs.into_iter().map(|d| top.join(d))) {
+            super::assemble::sync_dir(&d)?;
+        }
         Ok(())
     }
 }

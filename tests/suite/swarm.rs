@@ -19,6 +19,8 @@ pub struct Swarm {
     pub peer_args: Vec<String>,
     /// Extra arguments for the owner.
     pub owner_args: Vec<String>,
+    /// A limit on open descriptors for the owner and the peers started from now on.
+    pub nofile: Option<u64>,
 }
 
 impl Swarm {
@@ -36,6 +38,7 @@ impl Swarm {
             peers: (0..peers).map(|_| None).collect(),
             peer_args: Vec::new(),
             owner_args: Vec::new(),
+            nofile: None,
         }
     }
 
@@ -60,7 +63,7 @@ impl Swarm {
         ]
         .map(String::from);
         let args: Vec<&str> = args.iter().chain(&self.owner_args).map(String::as_str).collect();
-        self.owner = Some(Proc::start(&self.logs(), "owner", &args));
+        self.owner = Some(Proc::start_limited(&self.logs(), "owner", &args, self.nofile));
     }
 
     /// Starts peer `i` downloading from port `neighbor` (the seed's three arguments).
@@ -94,7 +97,12 @@ impl Swarm {
         args.extend(extra.iter().cloned());
         args.extend(self.peer_args.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.peers[i] = Some(Proc::start(&self.logs(), &format!("peer{}", i + 1), &args));
+        self.peers[i] = Some(Proc::start_limited(
+            &self.logs(),
+            &format!("peer{}", i + 1),
+            &args,
+            self.nofile,
+        ));
     }
 
     /// The chunk IDs the peers `which` logged as received, together.

@@ -52,9 +52,24 @@ pub struct Proc {
 impl Proc {
     /// Starts `swarmshare ARGS` with logs under `logs/NAME.{out,err}`.
     pub fn start(logs: &Path, name: &str, args: &[&str]) -> Proc {
+        Proc::start_limited(logs, name, args, None)
+    }
+
+    /// As [`Proc::start`], with at most `nofile` open descriptors (soft and hard limit,
+    /// set by `prlimit`, which then runs the binary under its own PID).
+    pub fn start_limited(logs: &Path, name: &str, args: &[&str], nofile: Option<u64>) -> Proc {
         let stdout = logs.join(format!("{name}.out"));
         let stderr = logs.join(format!("{name}.err"));
-        let child = swarmshare()
+        let mut command = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg(env!("CARGO_BIN_EXE_swarmshare"));
+                c
+            }
+            None => swarmshare(),
+        };
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout).unwrap())
