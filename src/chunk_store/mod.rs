@@ -42,6 +42,7 @@ mod part;
 mod status;
 mod tidy;
 mod tree_files;
+mod tree_place;
 
 use assemble::Pieces;
 pub(crate) use body::ChunkBody;

@@ -16,15 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
-use tracing::info;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use super::data::{DataFile, Part};
 use super::files::io_err;
-use super::{ChunkStore, StoreError};
+use super::StoreError;
 use crate::chunk_set::ChunkSet;
 use crate::manifest::{ChunkId, EntryKind, Manifest, Tree};
-use crate::text::Quoted;
 
 /// A tree's files smaller than this are made on their first write, larger ones at once.
 const LAZY_BELOW: u64 = 1 << 20;
@@ -36,23 +34,28 @@ pub(super) const PARTS_DIR: &str = "parts";
 #[derive(Debug)]
 pub(super) struct TreeFiles {
     /// For each part of the data (non-empty files in stream order): its entry index.
-    entries: Vec<usize>,
+    pub(super) entries: Vec<usize>,
     /// For each part: chunks holding its bytes not written yet; 0 once it is in place.
     missing: Vec<AtomicU32>,
     /// Chunks written since the store opened, so a chunk counts once.
     written: Mutex<ChunkSet>,
     /// Parts complete, to be moved into place once synced (by the next commit).
-    pending: Mutex<Vec<usize>>,
+    pub(super) pending: Mutex<Vec<usize>>,
 }
 
-fn errno(e: rustix::io::Errno) -> io::Error {
+pub(super) fn errno(e: rustix::io::Errno) -> io::Error {
     e.into()
 }
 
 /// The directory `DIR/NAME/<parent of path>` opened one component at a time without
 /// following symlinks, made where missing if `create`; `None` if missing and not
 /// `create`. A symlink or a file on the way is refused, naming it.
-fn open_parent(dir: &Path, name: &str, path: &str, create: bool) -> Result<Option<OwnedFd>, StoreError> {
+pub(super) fn open_parent(
+    dir: &Path,
+    name: &str,
+    path: &str,
+    create: bool,
+) -> Result<Option<OwnedFd>, StoreError> {
     let flags = OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY;
     let mut fd = rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| io_err("open", dir)(errno(e)))?;
     let mut at = dir.to_owned();
@@ -86,7 +89,7 @@ fn in_the_way(at: &Path, e: rustix::io::Errno) -> StoreError {
 }
 
 /// The last component of `path`.
-fn leaf(path: &str) -> &str {
+pub(super) fn leaf(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, l)| l)
 }
 
@@ -249,7 +252,7 @@ fn make_empty_file(dir: &Path, name: &str, path: &str, executable: bool) -> Resu
     }
 }
 
-fn mode(executable: bool) -> Mode {
+pub(super) fn mode(executable: bool) -> Mode {
     Mode::from_raw_mode(if executable { 0o755 } else { 0o644 })
 }
 
@@ -331,118 +334,5 @@ impl TreeFiles {
     /// Whether every file is complete.
     pub(super) fn all_complete(&self) -> bool {
         self.missing.iter().all(|m| m.load(Ordering::Acquire) == 0)
-    }
-}
-
-impl ChunkStore {
-    /// Moves the files completed since the last call into place (see
-    /// [`ChunkStore::place`]); called after the data is synced, so each file reaches its
-    /// path with its bytes on the disk.
-    pub(super) fn place_pending(&self, state: &TreeFiles) -> Result<(), StoreError> {
-        let pending = std::mem::take(&mut *state.pending.lock().unwrap_or_else(PoisonError::into_inner));
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let parts_dir = self.root.join(PARTS_DIR);
-        let parts_fd = rustix::fs::open(
-            &parts_dir,
-            OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
-            Mode::empty(),
-        )
-        .map_err(|e| io_err("open", &parts_dir)(errno(e)))?;
-        // Directories opened for this batch only, so a directory the user moves later is
-        // opened again (and checked) by the next.
-        let mut last: Option<(String, OwnedFd)> = None;
-        let mut result = Ok(());
-        for (k, &i) in pending.iter().enumerate() {
-            if let Err(e) = self.place(state, i, &parts_fd, &mut last) {
-                // What is not placed yet is tried again by the next commit.
-                state
-                    .pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .extend(&pending[k..]);
-                result = Err(e);
-                break;
-            }
-        }
-        result
-    }
-
-    /// Moves part `i`, complete, verified and synced, to its path in the tree: given its
-    /// mode, renamed without replacing anything. The tree's directories are synced when it
-    /// is complete; before that, a move lost in a power cut leaves the file in `parts/`,
-    /// whole, and the next start moves it again.
-    fn place(
-        &self,
-        state: &TreeFiles,
-        i: usize,
-        parts_fd: &OwnedFd,
-        last: &mut Option<(String, OwnedFd)>,
-    ) -> Result<(), StoreError> {
-        let (dir, manifest, data) = (&self.dir, &*self.manifest, &self.data);
-        let Some(tree) = manifest.tree() else {
-            return Ok(());
-        };
-        let part = &data.parts()[i];
-        if !part.is_ours() {
-            return Ok(());
-        }
-        let entry = &tree.entries()[state.entries[i]];
-        let EntryKind::File { size, executable, .. } = entry.kind else {
-            return Ok(());
-        };
-        if self.fsync {
-            part.sync()?;
-        }
-        let at = dir.join(manifest.name()).join(&entry.path);
-        rustix::fs::fchmod(&*part.file()?, mode(executable))
-            .map_err(|e| io_err("set the mode of", &at)(errno(e)))?;
-        let parent_path = entry.path.rsplit_once('/').map_or("", |(p, _)| p);
-        if last.as_ref().is_none_or(|(p, _)| p != parent_path) {
-            let fd = open_parent(dir, manifest.name(), &entry.path, true)?
-                .ok_or_else(|| StoreError::NoSuchDirectory(dir.to_owned()))?;
-            *last = Some((parent_path.to_owned(), fd));
-        }
-        let Some((_, parent)) = last.as_ref() else {
-            return Err(StoreError::NoSuchDirectory(dir.to_owned()));
-        };
-        let from = part.path();
-        let from_name = from
-            .file_name()
-            .ok_or_else(|| StoreError::NoSuchDirectory(from.clone()))?;
-        match rustix::fs::renameat_with(
-            parts_fd,
-            from_name,
-            parent,
-            leaf(&entry.path),
-            RenameFlags::NOREPLACE,
-        ) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::EXIST) => return Err(StoreError::Occupied(at)),
-            Err(e) => return Err(io_err("move into", &at)(errno(e))),
-        }
-        part.hand_over(&at);
-        info!(event = "file_complete", path = %Quoted(Path::new(&entry.path)), bytes = size, "file complete, verified");
-        Ok(())
-    }
-
-    /// Syncs every directory of the tree, so the moves into them are on the disk.
-    pub(super) fn sync_tree_dirs(&self) -> Result<(), StoreError> {
-        let Some(tree) = self.manifest.tree() else {
-            return Ok(());
-        };
-        let top = self.dir.join(self.manifest.name());
-        let mut dirs: Vec<&str> = tree
-            .entries()
-            .iter()
-            .flat_map(|e| e.path.match_indices('/').map(|(at, _)| &e.path[..at]))
-            .collect();
-        dirs.sort_unstable();
-        dirs.dedup();
-        for d in std::iter::once(top.clone()).chain(dirs.into_iter().map(|d| top.join(d))) {
-            super::assemble::sync_dir(&d)?;
-        }
-        Ok(())
     }
 }

@@ -1,0 +1,129 @@
+//! Moving a tree's finished files into place, on a peer: the commit after a file's last
+//! chunk renames its part from `parts/` to `DIR/NAME/PATH` (see [`super::tree_files`]),
+//! and the tree's directories are synced once it is complete.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::PoisonError;
+
+use rustix::fs::{Mode, OFlags, RenameFlags};
+use tracing::info;
+
+use super::files::io_err;
+use super::tree_files::{errno, leaf, mode, open_parent, TreeFiles, PARTS_DIR};
+use super::{ChunkStore, StoreError};
+use crate::manifest::EntryKind;
+use crate::text::Quoted;
+
+impl ChunkStore {
+    /// Moves the files completed since the last call into place (see
+    /// [`ChunkStore::place`]); called after the data is synced, so each file reaches its
+    /// path with its bytes on the disk.
+    pub(super) fn place_pending(&self, state: &TreeFiles) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut *state.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let parts_dir = self.root.join(PARTS_DIR);
+        let parts_fd = rustix::fs::open(
+            &parts_dir,
+            OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("open", &parts_dir)(errno(e)))?;
+        // Directories opened for this batch only, so a directory the user moves later is
+        // opened again (and checked) by the next.
+        let mut last: Option<(String, OwnedFd)> = None;
+        let mut result = Ok(());
+        for (k, &i) in pending.iter().enumerate() {
+            if let Err(e) = self.place(state, i, &parts_fd, &mut last) {
+                // What is not placed yet is tried again by the next commit.
+                state
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(&pending[k..]);
+                result = Err(e);
+                break;
+            }
+        }
+        result
+    }
+
+    /// Moves part `i`, complete, verified and synced, to its path in the tree: given its
+    /// mode, renamed without replacing anything. The tree's directories are synced when it
+    /// is complete; before that, a move lost in a power cut leaves the file in `parts/`,
+    /// whole, and the next start moves it again.
+    fn place(
+        &self,
+        state: &TreeFiles,
+        i: usize,
+        parts_fd: &OwnedFd,
+        last: &mut Option<(String, OwnedFd)>,
+    ) -> Result<(), StoreError> {
+        let (dir, manifest, data) = (&self.dir, &*self.manifest, &self.data);
+        let Some(tree) = manifest.tree() else {
+            return Ok(());
+        };
+        let part = &data.parts()[i];
+        if !part.is_ours() {
+            return Ok(());
+        }
+        let entry = &tree.entries()[state.entries[i]];
+        let EntryKind::File { size, executable, .. } = entry.kind else {
+            return Ok(());
+        };
+        if self.fsync {
+            part.sync()?;
+        }
+        let at = dir.join(manifest.name()).join(&entry.path);
+        rustix::fs::fchmod(&*part.file()?, mode(executable))
+            .map_err(|e| io_err("set the mode of", &at)(errno(e)))?;
+        let parent_path = entry.path.rsplit_once('/').map_or("", |(p, _)| p);
+        if last.as_ref().is_none_or(|(p, _)| p != parent_path) {
+            let fd = open_parent(dir, manifest.name(), &entry.path, true)?
+                .ok_or_else(|| StoreError::NoSuchDirectory(dir.to_owned()))?;
+            *last = Some((parent_path.to_owned(), fd));
+        }
+        let Some((_, parent)) = last.as_ref() else {
+            return Err(StoreError::NoSuchDirectory(dir.to_owned()));
+        };
+        let from = part.path();
+        let from_name = from
+            .file_name()
+            .ok_or_else(|| StoreError::NoSuchDirectory(from.clone()))?;
+        match rustix::fs::renameat_with(
+            parts_fd,
+            from_name,
+            parent,
+            leaf(&entry.path),
+            RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) => return Err(StoreError::Occupied(at)),
+            Err(e) => return Err(io_err("move into", &at)(errno(e))),
+        }
+        part.hand_over(&at);
+        info!(event = "file_complete", path = %Quoted(Path::new(&entry.path)), bytes = size, "file complete, verified");
+        Ok(())
+    }
+
+    /// Syncs every directory of the tree, so the moves into them are on the disk.
+    pub(super) fn sync_tree_dirs(&self) -> Result<(), StoreError> {
+        let Some(tree) = self.manifest.tree() else {
+            return Ok(());
+        };
+        let top = self.dir.join(self.manifest.name());
+        let mut dirs: Vec<&str> = tree
+            .entries()
+            .iter()
+            .flat_map(|e| e.path.match_indices('/').map(|(at, _)| &e.path[..at]))
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        for d in std::iter::once(top.clone()).chain(dirs.into_iter().map(|d| top.join(d))) {
+            super::assemble::sync_dir(&d)?;
+        }
+        Ok(())
+    }
+}
