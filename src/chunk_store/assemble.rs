@@ -12,6 +12,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 
+use super::tree_files::TreeFiles;
 use super::{hash_file_at, io_err, ChunkStore, StoreError};
 use crate::manifest::tree::{self, ChainingValue, CV_LEN};
 use crate::manifest::{ChunkId, Layout};
@@ -105,8 +106,11 @@ impl ChunkStore {
 
     /// Waits until every chunk written is on the disk (a no-op with `--no-fsync`).
     /// A tree's files completed since the last sync are then moved into place.
+    /// With `--no-fsync`, what they hold is synced all the same (one sync for the batch):
+    /// a file at its path is whole.
     pub fn sync(&self) -> Result<(), StoreError> {
-        if self.fsync {
+        let placing = self.tree.as_ref().is_some_and(TreeFiles::has_pending);
+        if self.fsync || placing {
             self.data.sync()?;
         }
         if let Some(state) = &self.tree {

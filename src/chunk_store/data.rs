@@ -34,6 +34,8 @@ pub(crate) struct DataFile {
     parts: Vec<Part>,
     /// Bytes written since write-out was last started.
     unstarted: AtomicU64,
+    /// Held by every sync: one that finds a file clean knows an earlier one finished.
+    syncing: std::sync::Mutex<()>,
 }
 
 /// Write-out is started once this much has been written since the last start: one call
@@ -70,6 +72,7 @@ impl DataFile {
         DataFile {
             parts,
             unstarted: AtomicU64::new(0),
+            syncing: std::sync::Mutex::new(()),
         }
     }
 
@@ -170,6 +173,7 @@ impl DataFile {
     /// sync is synced, or, when more than [`SYNCFS_ABOVE`] are (a tree of small files),
     /// their whole file system at once (`syncfs`: one journal commit, not thousands).
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
         let dirty = self
             .parts
             .iter()
@@ -191,6 +195,12 @@ impl DataFile {
             }
         }
         self.parts.iter().try_for_each(Part::sync)
+    }
+
+    /// Waits until every byte written to part `i` is on the disk.
+    pub(crate) fn sync_part(&self, i: usize) -> Result<(), StoreError> {
+        let _one_at_a_time = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.parts.get(i).map_or(Ok(()), Part::sync)
     }
 
     /// The one file, complete and checked, is the user's finished file at `path`.

@@ -113,18 +113,21 @@ impl ChunkStore {
     }
 
     /// Opens the owner's store in `dir`: the data file is `source`, the file it shares,
-    /// which must still be as it was when `manifest` was made from it (`before`). Every
-    /// chunk is held.
+    /// which must still be as it was when `manifest` was made from it (`before`). For a
+    /// tree, whose hashing began at `hashed_from`, each file modified since then (or
+    /// within 2 s before: coarse clocks) has every chunk verified before it is sent.
+    /// Every chunk is held.
     pub fn open_owner(
         dir: &Path,
         manifest: Arc<Manifest>,
         source: &Path,
         before: &fs::Metadata,
+        hashed_from: std::time::SystemTime,
         policy: ChunkFiles,
     ) -> Result<(ChunkStore, ChunkSet), StoreError> {
         let (root, files) = prepare(dir, &manifest)?;
         let data = match manifest.tree() {
-            Some(tree) => tree_data(source, tree)?,
+            Some(tree) => tree_data(source, tree, hashed_from)?,
             None => DataFile::open_read(source)?,
         };
         if manifest.tree().is_none() && !data.same_as(before) {
@@ -245,7 +248,14 @@ impl ChunkStore {
 
 /// The owner's data for a tree: its non-empty files under `source`, each still the size
 /// the manifest lists.
-fn tree_data(source: &Path, tree: &crate::manifest::Tree) -> Result<DataFile, StoreError> {
+fn tree_data(
+    source: &Path,
+    tree: &crate::manifest::Tree,
+    hashed_from: std::time::SystemTime,
+) -> Result<DataFile, StoreError> {
+    let recent = hashed_from
+        .checked_sub(std::time::Duration::from_secs(2))
+        .unwrap_or(std::time::UNIX_EPOCH);
     let mut parts = Vec::new();
     let budget = Arc::default();
     for e in tree.entries() {
@@ -257,6 +267,9 @@ fn tree_data(source: &Path, tree: &crate::manifest::Tree) -> Result<DataFile, St
             let part = super::data::Part::open_read(&path, offset, &budget)?;
             if part.range().1 != size {
                 return Err(StoreError::SourceChanged(path));
+            }
+            if part.modified().is_none_or(|at| at >= recent) {
+                part.distrust();
             }
             parts.push(part);
         }

@@ -236,12 +236,28 @@ impl Part {
         Ok(part)
     }
 
+    /// Runs `rename` (moving the file from its path to `to`) with the path locked, and
+    /// takes `to` as its path if it succeeds: a reader that opens the file again meanwhile
+    /// waits, then finds it where it is.
+    pub(crate) fn move_to(
+        &self,
+        to: &Path,
+        rename: impl FnOnce(&Path) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut path = locked(&self.path);
+        rename(&path)?;
+        to.clone_into(&mut path);
+        Ok(())
+    }
+
     /// The open file, opened again if it was closed (see the module docs).
     pub(crate) fn file(&self) -> Result<Arc<File>, StoreError> {
         if let Some(file) = locked(&self.file).as_ref() {
             return Ok(Arc::clone(file));
         }
-        let path = self.path();
+        // The path stays locked until the file is open (see `move_to`).
+        let path_guard = locked(&self.path);
+        let path = path_guard.clone();
         let ours = self.is_ours();
         let file = if ours && locked(&self.stamp).ino == 0 {
             self.create(&path)?
@@ -260,6 +276,22 @@ impl Part {
         *locked(&self.file) = Some(Arc::clone(&file));
         self.budget.opened(&self.file);
         Ok(file)
+    }
+
+    /// When the file was last modified, as it was when opened.
+    pub(crate) fn modified(&self) -> Option<std::time::SystemTime> {
+        let stamp = *locked(&self.stamp);
+        let (secs, nanos) = (
+            u64::try_from(stamp.mtime.0).ok()?,
+            u32::try_from(stamp.mtime.1).ok()?,
+        );
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+    }
+
+    /// Its contents are not to be trusted as checked: every chunk from it is verified
+    /// before it is sent.
+    pub(crate) fn distrust(&self) {
+        self.changed.store(true, Ordering::Relaxed);
     }
 
     /// Where it is.

@@ -175,7 +175,13 @@ pub(super) fn open_data(
                     open_finished(dir, name, &e.path)?
                 };
                 parts.push(match finished {
-                    Some((file, at)) => Part::from_file(file, &at, offset, &budget)?,
+                    Some((file, at)) => {
+                        let part = Part::from_file(file, &at, offset, &budget)?;
+                        if part.range().1 != size {
+                            return Err(StoreError::Occupied(at));
+                        }
+                        part
+                    }
                     // Large files are made and preallocated now (a full disk shows at
                     // once); small ones on their first write, so many start at once.
                     None if existing || size >= LAZY_BELOW => {
@@ -252,15 +258,38 @@ fn make_empty_file(dir: &Path, name: &str, path: &str, executable: bool) -> Resu
     }
 }
 
+/// 0755 or 0644, less the process's umask (as any file this user makes).
 pub(super) fn mode(executable: bool) -> Mode {
-    Mode::from_raw_mode(if executable { 0o755 } else { 0o644 })
+    Mode::from_raw_mode((if executable { 0o755 } else { 0o644 }) & !umask())
+}
+
+/// The process's umask, read once from `/proc/self/status` (setting it to read it would
+/// race with other threads); 022 where that cannot be read.
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o022)
+            & 0o777
+    })
 }
 
 /// The chunks holding bytes of `offset..offset + len` of the stream.
 fn chunk_span(manifest: &Manifest, offset: u64, len: u64) -> std::ops::RangeInclusive<ChunkId> {
     let size = u64::from(manifest.layout().chunk_size());
-    // offset + len <= file size, so both fit a ChunkId.
-    ((offset / size) as ChunkId)..=((offset + len - 1) / size) as ChunkId
+    if len == 0 {
+        #[allow(clippy::reversed_empty_ranges)]
+        return 1..=0;
+    }
+    // offset + len <= the stream's size (parts are checked against it), so both fit.
+    let last = offset.saturating_add(len - 1) / size;
+    ((offset / size) as ChunkId)..=(last.min(u64::from(ChunkId::MAX)) as ChunkId)
 }
 
 impl TreeFiles {
@@ -312,6 +341,15 @@ impl TreeFiles {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(done);
+    }
+
+    /// Whether parts wait to be moved into place.
+    pub(super) fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 
     /// Queues the parts complete but not in place (an earlier run stopped in between).

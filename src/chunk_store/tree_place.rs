@@ -73,9 +73,9 @@ impl ChunkStore {
         let EntryKind::File { size, executable, .. } = entry.kind else {
             return Ok(());
         };
-        if self.fsync {
-            part.sync()?;
-        }
+        // Synced whatever `--no-fsync` says: a file at its path is whole even after a
+        // power cut (one that is not would stop the next start as someone else's).
+        data.sync_part(i)?;
         let at = dir.join(manifest.name()).join(&entry.path);
         rustix::fs::fchmod(&*part.file()?, mode(executable))
             .map_err(|e| io_err("set the mode of", &at)(errno(e)))?;
@@ -88,21 +88,24 @@ impl ChunkStore {
         let Some((_, parent)) = last.as_ref() else {
             return Err(StoreError::NoSuchDirectory(dir.to_owned()));
         };
-        let from = part.path();
-        let from_name = from
-            .file_name()
-            .ok_or_else(|| StoreError::NoSuchDirectory(from.clone()))?;
-        match rustix::fs::renameat_with(
-            parts_fd,
-            from_name,
-            parent,
-            leaf(&entry.path),
-            RenameFlags::NOREPLACE,
-        ) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::EXIST) => return Err(StoreError::Occupied(at)),
-            Err(e) => return Err(io_err("move into", &at)(errno(e))),
-        }
+        // The part's path is locked across the move: a reader opening the file again
+        // meanwhile waits, then opens it where it is.
+        part.move_to(&at, |from| {
+            let from_name = from
+                .file_name()
+                .ok_or_else(|| StoreError::NoSuchDirectory(from.to_owned()))?;
+            match rustix::fs::renameat_with(
+                parts_fd,
+                from_name,
+                parent,
+                leaf(&entry.path),
+                RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => Ok(()),
+                Err(rustix::io::Errno::EXIST) => Err(StoreError::Occupied(at.clone())),
+                Err(e) => Err(io_err("move into", &at)(errno(e))),
+            }
+        })?;
         part.hand_over(&at);
         info!(event = "file_complete", path = %Quoted(Path::new(&entry.path)), bytes = size, "file complete, verified");
         Ok(())
@@ -113,7 +116,7 @@ impl ChunkStore {
         let Some(tree) = self.manifest.tree() else {
             return Ok(());
         };
-        let top = self.dir.join(self.manifest.name());
+        let (dir, name) = (&self.dir, self.manifest.name());
         let mut dirs: Vec<&str> = tree
             .entries()
             .iter()
@@ -121,8 +124,13 @@ impl ChunkStore {
             .collect();
         dirs.sort_unstable();
         dirs.dedup();
-        for d in std::iter::once(top.clone()).chain(dirs.into_iter().map(|d| top.join(d))) {
-            super::assemble::sync_dir(&d)?;
+        // Each opened as the files were moved in: component by component, no symlink.
+        for d in std::iter::once(String::new()).chain(dirs.into_iter().map(|d| format!("{d}/"))) {
+            let inner = format!("{d}.");
+            if let Some(fd) = open_parent(dir, name, &inner, false)? {
+                let at = dir.join(name).join(&d);
+                rustix::fs::fsync(&fd).map_err(|e| io_err("sync", &at)(errno(e)))?;
+            }
         }
         Ok(())
     }

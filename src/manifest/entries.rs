@@ -168,23 +168,13 @@ impl Tree {
     }
 
     /// The files whose bytes overlap `offset..offset + len` of the stream, in order, each
-    /// with its index in [`Tree::entries`].
+    /// with its index in [`Tree::entries`] (a linear walk: for reports and tests).
     pub fn files_in(&self, offset: u64, len: u64) -> impl Iterator<Item = (usize, &Entry)> + '_ {
         let end = offset.saturating_add(len);
-        // The first file that ends after `offset`.
-        let first = self.entries.partition_point(|e| match e.kind {
-            EntryKind::File { size, offset: at, .. } => at + size <= offset,
-            EntryKind::EmptyDir => true,
-        });
-        self.entries[first..]
-            .iter()
-            .enumerate()
-            .map(move |(i, e)| (first + i, e))
-            .take_while(move |(_, e)| match e.kind {
-                EntryKind::File { offset: at, .. } => at < end,
-                EntryKind::EmptyDir => true,
-            })
-            .filter(|(_, e)| matches!(e.kind, EntryKind::File { size, .. } if size > 0))
+        self.entries.iter().enumerate().filter(move |(_, e)| {
+            matches!(e.kind, EntryKind::File { size, offset: at, .. }
+                if size > 0 && at < end && at.saturating_add(size) > offset)
+        })
     }
 }
 

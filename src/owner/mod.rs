@@ -112,13 +112,14 @@ impl Owner {
         let (store, have, key, ticket) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
             // What the file is when hashing starts: it must be the same when it is served.
             let before = std::fs::metadata(&file);
+            let hashed_from = std::time::SystemTime::now();
             // A missing or unreadable file is refused here, as a usage error.
             let manifest = Arc::new(manifest::manifest_for(&file)?);
             let before = before.map_err(|source| Error::Io {
                 what: "reading the file to share",
                 source,
             })?;
-            let (store, have) = ChunkStore::open_owner(&dir, manifest, &file, &before, policy)?;
+            let (store, have) = ChunkStore::open_owner(&dir, manifest, &file, &before, hashed_from, policy)?;
             let key = NodeKey::load_or_create(store.root()).map_err(|source| Error::Io {
                 what: "keeping the owner's node key",
                 source,

@@ -242,8 +242,15 @@ fn an_owner_serves_its_file_and_stops_trusting_it_once_it_changes() {
     let src = tmp.path().join("src.bin");
     let before = fs::metadata(&src).unwrap();
     let dir = tmp.path().join("owner");
-    let (store, have) =
-        ChunkStore::open_owner(&dir, Arc::clone(&m), &src, &before, ChunkFiles::Never).unwrap();
+    let (store, have) = ChunkStore::open_owner(
+        &dir,
+        Arc::clone(&m),
+        &src,
+        &before,
+        std::time::SystemTime::now(),
+        ChunkFiles::Never,
+    )
+    .unwrap();
     assert!(have.is_complete());
     assert!(
         fs::read_dir(dir.join(STORE_DIR).join("chunks"))
@@ -276,6 +283,14 @@ fn an_owner_serves_its_file_and_stops_trusting_it_once_it_changes() {
     );
     drop(store);
     // Changed between hashing and opening: refused.
-    let err = ChunkStore::open_owner(&dir, m, &src, &before, ChunkFiles::Never).unwrap_err();
+    let err = ChunkStore::open_owner(
+        &dir,
+        m,
+        &src,
+        &before,
+        std::time::SystemTime::now(),
+        ChunkFiles::Never,
+    )
+    .unwrap_err();
     assert!(matches!(err, StoreError::SourceChanged(_)), "{err}");
 }

@@ -340,3 +340,13 @@ fn a_peer_refuses_each_hostile_tree_before_writing_anything() {
         );
     }
 }
+
+#[test]
+fn files_in_skips_empty_directories_between_files() {
+    let tree = build(&[file("a", 10), dir("b"), file("c", 10), file("d", 0), file("e", 5)]).unwrap();
+    let at = |offset, len| tree.files_in(offset, len).map(|(i, _)| i).collect::<Vec<_>>();
+    assert_eq!(at(0, 5), [0]);
+    assert_eq!(at(5, 10), [0, 2]);
+    assert_eq!(at(10, 10), [2], "the empty file holds no bytes");
+    assert_eq!(at(19, 2), [2, 4]);
+}

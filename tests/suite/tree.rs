@@ -242,3 +242,36 @@ fn walk_files(d: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_tree_file_edited_while_the_owner_serves_it_is_never_sent_unchecked() {
+    let (mut swarm, share) = tree_swarm(1, 75);
+    swarm.start_owner(1);
+    // The owner has hashed and opened the tree once it listens; then a file changes, same
+    // size.
+    super::web::wait_listening(swarm.owner_port);
+    let edited = share.join("sizes/102400");
+    let mut bytes = std::fs::read(&edited).unwrap();
+    bytes[50_000] ^= 0xff;
+    std::fs::write(&edited, &bytes).unwrap();
+    swarm.start_swarm_peer(0);
+    let dest = swarm.peer_dir(0).join("share");
+    // Every other file arrives; the edited one never does, with either contents.
+    let others = || {
+        ["a/b/c/deep.bin", "z/mib", "bin/run", "top-one"]
+            .iter()
+            .all(|p| dest.join(p).exists())
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), others),
+        "stderr: {}",
+        swarm.peer(0).errors()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !dest.join("sizes/102400").exists(),
+        "a file made of unchecked bytes"
+    );
+    let owner = swarm.owner.as_ref().unwrap().output();
+    assert!(!owner.contains("panicked"), "{owner}");
+}
