@@ -20,10 +20,13 @@ impl ChunkStore {
     /// [`ChunkStore::place`]); called after the data is synced, so each file reaches its
     /// path with its bytes on the disk.
     pub(super) fn place_pending(&self, state: &TreeFiles) -> Result<(), StoreError> {
-        let pending = std::mem::take(&mut *state.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut pending = std::mem::take(&mut *state.pending.lock().unwrap_or_else(PoisonError::into_inner));
         if pending.is_empty() {
             return Ok(());
         }
+        // In the tree's order, so the files of one directory follow each other and share
+        // its opened descriptor.
+        pending.sort_unstable();
         let parts_dir = self.root.join(PARTS_DIR);
         let parts_fd = rustix::fs::open(
             &parts_dir,
