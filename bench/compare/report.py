@@ -69,15 +69,19 @@ HEAD = ["tool", "scenario", "fs", "F", "N", "time to all-complete (s)", "ratio t
 LEFT = 4  # columns aligned left
 
 
-def table(recs):
-    rows = [HEAD] + [row(r) for r in recs]
-    w = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
+def markdown(rows):
+    """rows[0] is the header; the first LEFT columns align left, the rest right."""
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for k, r in enumerate(rows):
         lines.append("| " + " | ".join(c.ljust(w[i]) if i < LEFT else c.rjust(w[i]) for i, c in enumerate(r)) + " |")
         if k == 0:
-            lines.append("|" + "|".join("-" * (w[i] + 1) + (":" if i >= LEFT else "-") for i in range(len(HEAD))) + "|")
+            lines.append("|" + "|".join("-" * (w[i] + 1) + (":" if i >= LEFT else "-") for i in range(len(w))) + "|")
     return "\n".join(lines)
+
+
+def table(recs):
+    return markdown([HEAD] + [row(r) for r in recs])
 
 
 def plot_matplotlib(recs, path, title):
@@ -189,13 +193,7 @@ def medians(recs):
         rows.append([tool, scen, fs, size_label(size), str(rs[0]["n"]), str(len(rs)),
                      "%.2f" % t if t is not None else "-", "%.2f" % ratio if ratio is not None else "-",
                      "%.2f" % cpu if cpu is not None else "-", pair_s])
-    w = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = []
-    for k, r in enumerate(rows):
-        lines.append("| " + " | ".join(c.ljust(w[i]) if i < LEFT else c.rjust(w[i]) for i, c in enumerate(r)) + " |")
-        if k == 0:
-            lines.append("|" + "|".join("-" * (w[i] + 1) + (":" if i >= LEFT else "-") for i in range(len(head))) + "|")
-    return "\n".join(lines)
+    return markdown(rows)
 
 
 def main():

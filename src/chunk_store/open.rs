@@ -45,6 +45,30 @@ fn prepare(dir: &Path, manifest: &Manifest) -> Result<(std::path::PathBuf, Chunk
 }
 
 impl ChunkStore {
+    /// A store over `data` in `root`, with chunk files made as `policy` and the file
+    /// system allow; syncing on, no tree state yet.
+    fn assembled(
+        dir: &Path,
+        root: std::path::PathBuf,
+        manifest: Arc<Manifest>,
+        data: DataFile,
+        pieces: Option<Pieces>,
+        policy: ChunkFiles,
+    ) -> ChunkStore {
+        let making = chunk_files::decide(policy, data.first_file().as_deref(), &root.join("tmp"));
+        ChunkStore {
+            dir: dir.to_owned(),
+            root,
+            manifest,
+            fsync: true,
+            data,
+            pieces: std::sync::Mutex::new(pieces),
+            policy,
+            making: std::sync::Mutex::new(making),
+            tree: None,
+        }
+    }
+
     /// Opens (creating if needed) a peer's store in `dir` for `manifest`, and returns it
     /// with the set of chunks it holds (see the module docs).
     pub fn open(
@@ -83,23 +107,12 @@ impl ChunkStore {
             DataFile::open_partial(&partial, layout.file_size())?
         };
         let fresh = !finished && !existed;
-        let making = chunk_files::decide(policy, data.first_file().as_deref(), &root.join("tmp"));
         let pieces = if finished {
             None
         } else {
             Pieces::create(&layout, &root.join("tmp"))?
         };
-        let store = ChunkStore {
-            dir: dir.to_owned(),
-            root,
-            manifest,
-            fsync: true,
-            data,
-            pieces: std::sync::Mutex::new(pieces),
-            policy,
-            making: std::sync::Mutex::new(making),
-            tree: None,
-        };
+        let store = ChunkStore::assembled(dir, root, manifest, data, pieces, policy);
         let have = if finished {
             ChunkSet::full(layout.chunk_count())
         } else {
@@ -133,18 +146,7 @@ impl ChunkStore {
         if manifest.tree().is_none() && !data.same_as(before) {
             return Err(StoreError::SourceChanged(source.to_owned()));
         }
-        let making = chunk_files::decide(policy, data.first_file().as_deref(), &root.join("tmp"));
-        let store = ChunkStore {
-            dir: dir.to_owned(),
-            root,
-            fsync: true,
-            data,
-            pieces: std::sync::Mutex::new(None),
-            policy,
-            making: std::sync::Mutex::new(making),
-            manifest,
-            tree: None,
-        };
+        let store = ChunkStore::assembled(dir, root, manifest, data, None, policy);
         let have = ChunkSet::full(store.manifest.layout().chunk_count());
         let missing: Vec<ChunkId> = have.iter().filter(|&id| !files.contains(id)).collect();
         store.make_chunk_files(&missing)?;
@@ -164,19 +166,8 @@ impl ChunkStore {
     ) -> Result<(ChunkStore, ChunkSet), StoreError> {
         let tree = manifest.tree().ok_or(StoreError::FileHashMismatch)?;
         let (data, entries) = tree_files::open_data(dir, &root, &manifest, tree)?;
-        let making = chunk_files::decide(policy, data.first_file().as_deref(), &root.join("tmp"));
         let pieces = Pieces::create(manifest.layout(), &root.join("tmp"))?;
-        let mut store = ChunkStore {
-            dir: dir.to_owned(),
-            root,
-            manifest: Arc::clone(&manifest),
-            fsync: true,
-            data,
-            pieces: std::sync::Mutex::new(pieces),
-            policy,
-            making: std::sync::Mutex::new(making),
-            tree: None,
-        };
+        let mut store = ChunkStore::assembled(dir, root, Arc::clone(&manifest), data, pieces, policy);
         let have = store.verify_partial(&files, false)?;
         let state = TreeFiles::new(&manifest, &store.data, entries, &have);
         if let Some(damaged) = state.damaged_finished(&store.data) {

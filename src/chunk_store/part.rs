@@ -343,11 +343,16 @@ impl Part {
         if self.is_ours() {
             return false;
         }
+        // Known changed: no need to look again.
+        if self.changed.load(Ordering::Relaxed) {
+            return true;
+        }
         let now = self
             .file()
             .ok()
             .and_then(|f| f.metadata().ok())
             .map(|m| Stamp::of(&m));
+        // Opening it again may have found another file.
         if self.changed.load(Ordering::Relaxed) {
             return true;
         }
