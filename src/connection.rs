@@ -208,7 +208,9 @@ impl Connection {
     async fn send_hello(&mut self, hello: &Hello) -> Result<(), PeerError> {
         self.wbuf.clear();
         self.wbuf.extend_from_slice(&hello.encode());
-        self.flush_sealed().await.map_err(PeerError::io("sending hello"))
+        let sent = self.flush_sealed().await.map_err(PeerError::io("sending hello"));
+        self.wbuf.clear();
+        sent
     }
 
     /// The other side's hello, whose ID must be the one its key proved.
@@ -447,22 +449,38 @@ impl Connection {
         }
     }
 
-    /// Writes one message within [`WRITE_TIMEOUT`].
+    /// Writes one message within [`WRITE_TIMEOUT`] (with any queued before it).
     pub(crate) async fn write_message(&mut self, msg: &Message) -> Result<(), PeerError> {
         if let Message::Chunk { id, data } = msg {
             return self.write_chunk(*id, &ChunkBody::Memory(data.clone())).await;
         }
-        with_timeout("writing", WRITE_TIMEOUT, async {
-            self.wbuf.clear();
-            wire::encode(msg, &mut self.wbuf);
+        self.queue_message(msg);
+        self.flush().await
+    }
+
+    /// Encodes a message to go out with the next [`Connection::flush`]: messages queued
+    /// together are sealed and written together (one system call here, one wake-up there).
+    pub(crate) fn queue_message(&mut self, msg: &Message) {
+        wire::encode(msg, &mut self.wbuf);
+    }
+
+    /// Writes the queued messages within [`WRITE_TIMEOUT`].
+    pub(crate) async fn flush(&mut self) -> Result<(), PeerError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let result = with_timeout("writing", WRITE_TIMEOUT, async {
             self.flush_sealed().await.map_err(PeerError::io("writing"))
         })
-        .await
+        .await;
+        self.wbuf.clear();
+        result
     }
 
     /// Writes chunk `id` as one `CHUNK` frame within [`WRITE_TIMEOUT`]. Encryption needs
     /// the bytes in hand: a chunk's range of the data file is read and sealed.
     pub(crate) async fn write_chunk(&mut self, id: ChunkId, body: &ChunkBody) -> Result<(), PeerError> {
+        self.flush().await?;
         let header = wire::message::chunk_header(id, body.len());
         with_timeout("writing", WRITE_TIMEOUT, async {
             let (h, end) = (header.len(), header.len() + body.len());
@@ -502,7 +520,9 @@ impl Connection {
     pub(crate) async fn write_raw_for_test(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.wbuf.clear();
         self.wbuf.extend_from_slice(bytes);
-        self.flush_sealed().await
+        let sent = self.flush_sealed().await;
+        self.wbuf.clear();
+        sent
     }
 }
 

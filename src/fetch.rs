@@ -178,20 +178,32 @@ impl FetchLink {
             .count()
     }
 
-    /// Sends a request (logging a chunk request); its answer comes in order.
+    /// Sends a request (with any queued before it); its answer comes in order.
     pub(crate) async fn send(&mut self, ask: Ask) -> Result<(), PeerError> {
+        self.queue(ask);
+        self.flush().await
+    }
+
+    /// Queues a request to go out with the next [`FetchLink::flush`] (logging a chunk
+    /// request); its answer comes in order. Requests queued together leave in one write.
+    pub(crate) fn queue(&mut self, ask: Ask) {
         let msg = match ask {
             Ask::List(None) => Message::ListRequest,
             Ask::List(Some(w)) => Message::ListWait(u32::try_from(w.as_millis()).unwrap_or(u32::MAX)),
             Ask::Chunk(id) => Message::Request(id),
             Ask::Peers => Message::PeersRequest,
         };
-        self.conn.write_message(&msg).await?;
+        self.conn.queue_message(&msg);
         if let Ask::Chunk(id) = ask {
             activity::request_sent(self.addr(), id);
         }
         self.expected.push_back((ask, Instant::now()));
-        Ok(())
+    }
+
+    /// Writes the queued requests (their answers' clocks started when they were queued:
+    /// callers flush before anything that waits).
+    pub(crate) async fn flush(&mut self) -> Result<(), PeerError> {
+        self.conn.flush().await
     }
 
     /// Reads the answer to the oldest request, within [`REQUEST_TIMEOUT`] (plus a long

@@ -27,7 +27,7 @@ use crate::connection::Connection;
 use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
-use crate::long_poll::{self, Due, MAX_LIST_WAIT};
+use crate::long_poll::{self, Due, Patience, MAX_LIST_WAIT};
 use crate::rate::{Allowance, Limits};
 use crate::secure::Credentials;
 use crate::task;
@@ -224,10 +224,7 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
         allowance,
     } = s;
     let count = holdings.manifest().layout().chunk_count();
-    // How many chunks the last list sent on this connection named (sets only grow), and
-    // when it went (`None`: no list yet).
-    let mut listed = 0;
-    let mut listed_at = None;
+    let mut last = LastList::default();
     loop {
         let evicted = seat
             .as_ref()
@@ -266,20 +263,24 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
         match msg {
             Message::ListRequest | Message::ListWait(_) => {
                 if let Message::ListWait(ms) = msg {
+                    last.patience.polled();
                     let wait = Duration::from_millis(u64::from(ms)).min(MAX_LIST_WAIT);
-                    wait_for_more(holdings, listed, listed_at, wait).await;
+                    wait_for_more(holdings, last, wait).await;
                 }
                 let list = holdings.snapshot();
-                listed = list.count();
+                let listed = list.count();
                 if let Some(a) = allowance {
                     a.spend(list.len().div_ceil(8) as usize + 8).await;
                 }
                 conn.write_message(&Message::List(list)).await?;
-                listed_at = Some(Instant::now());
+                last.named = listed;
+                last.at = Some(Instant::now());
+                last.patience.listed();
                 activity::list_sent(peer, listed);
             }
             Message::Request(id) => {
                 activity::request_received(peer, id);
+                last.patience.requested();
                 if id >= count {
                     return Err(PeerError::ChunkOutOfRange { id, count });
                 }
@@ -314,17 +315,27 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
     }
 }
 
-/// Returns when the long poll is due ([`long_poll::due`]) or after `wait`; `listed` and
-/// `listed_at` describe the connection's last list. The caller then answers with the list
-/// as it is.
-async fn wait_for_more(holdings: &Holdings, listed: u32, listed_at: Option<Instant>, wait: Duration) {
+/// A served connection's last list and what followed it.
+#[derive(Debug, Clone, Copy, Default)]
+struct LastList {
+    /// How many chunks it named (sets only grow).
+    named: u32,
+    /// When it went (`None`: no list yet).
+    at: Option<Instant>,
+    /// How long the client's long polls may be held (from what it did with its lists).
+    patience: Patience,
+}
+
+/// Returns when the long poll is due ([`long_poll::due`]) or after `wait`. The caller then
+/// answers with the list as it is.
+async fn wait_for_more(holdings: &Holdings, last: LastList, wait: Duration) {
     let deadline = Instant::now() + wait;
     let mut count = holdings.subscribe();
     loop {
         // Copied out at once: the watch's lock is never held across anything else.
         let held = *count.borrow_and_update();
         let now = Instant::now();
-        let wake = match long_poll::due(held, listed, listed_at.map(|at| now - at)) {
+        let wake = match long_poll::due(held, last.named, last.at.map(|at| now - at), last.patience) {
             Due::Now => return,
             Due::In(gap) => (now + gap).min(deadline),
             Due::OnNews => deadline,

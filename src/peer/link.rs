@@ -68,7 +68,9 @@ async fn read(conn: &mut Option<FetchLink>) -> Result<Answer, PeerError> {
     }
 }
 
-/// Carries out the scheduler's actions for `link` until it has none.
+/// Carries out the scheduler's actions for `link` until it has none. Requests are queued
+/// as they come and written together at the end (or before anything that waits), so a
+/// refill of two requests and a long poll behind them leave in one write.
 async fn act(
     ctx: &Ctx,
     link: LinkId,
@@ -79,7 +81,7 @@ async fn act(
     failures: &mut u32,
 ) -> Result<(), Error> {
     while let Some(action) = ctx.with(Some(link), |s, now| s.poll(link, now)) {
-        let sent = match action {
+        match action {
             Action::Dial { target, timeout } => {
                 // Chunks already here are recorded first: a dial may take seconds.
                 while !storing.is_empty() {
@@ -88,7 +90,6 @@ async fn act(
                 let (event, link_up) = dial(ctx, target, endpoint, timeout, what, failures).await;
                 *conn = link_up;
                 ctx.with(Some(link), |s, now| s.handle(now, link, event));
-                continue;
             }
             Action::Close(why) => {
                 if let Some(c) = conn.take() {
@@ -101,7 +102,6 @@ async fn act(
                         _ => debug!(server = what, addr = %c.addr(), why = why.as_str(), "closing the link"),
                     }
                 }
-                continue;
             }
             Action::Request(id) => {
                 let Some(c) = conn.as_mut() else { continue };
@@ -109,27 +109,38 @@ async fn act(
                 // The download cap paces requests: what is asked for is what will arrive.
                 // Never wait on it with answers outstanding (they would go unread).
                 if c.chunks_outstanding() == 0 {
+                    flush(ctx, link, what, conn).await;
                     ctx.me.limits.before_download(len).await;
                 } else if !ctx.me.limits.try_download(len) {
                     ctx.with(Some(link), |s, now| s.handle(now, link, Event::Unsent(id)));
-                    return Ok(());
+                    break;
                 }
-                c.send(Ask::Chunk(id)).await
+                if let Some(c) = conn.as_mut() {
+                    c.queue(Ask::Chunk(id));
+                }
             }
-            Action::AskList(wait) => match conn.as_mut() {
-                Some(c) => c.send(Ask::List(wait)).await,
-                None => continue,
-            },
-            Action::AskPeers => match conn.as_mut() {
-                Some(c) => c.send(Ask::Peers).await,
-                None => continue,
-            },
-        };
-        if let Err(e) = sent {
-            lost(ctx, link, what, conn, &e);
+            Action::AskList(wait) => {
+                if let Some(c) = conn.as_mut() {
+                    c.queue(Ask::List(wait));
+                }
+            }
+            Action::AskPeers => {
+                if let Some(c) = conn.as_mut() {
+                    c.queue(Ask::Peers);
+                }
+            }
         }
     }
+    flush(ctx, link, what, conn).await;
     Ok(())
+}
+
+/// Writes what `conn` has queued; a failure loses the link.
+async fn flush(ctx: &Ctx, link: LinkId, what: &'static str, conn: &mut Option<FetchLink>) {
+    let Some(c) = conn.as_mut() else { return };
+    if let Err(e) = c.flush().await {
+        lost(ctx, link, what, conn, &e);
+    }
 }
 
 /// Dials `target` and exchanges hellos within `timeout`.

@@ -49,7 +49,7 @@ impl Scheduler {
                     }
                     return Some(Action::AskPeers);
                 }
-                if s.requests.len() >= s.window() {
+                if !s.room() {
                     return None;
                 }
                 // Fresh chunks first, then a late one from elsewhere (before any long poll,
@@ -76,7 +76,7 @@ impl Scheduler {
             self.stats.second_requests += 1;
         }
         if let Some(s) = self.session(link) {
-            s.requests.push_back(Request { chunk: c, sent: now });
+            s.push_request(Request { chunk: c, sent: now });
         }
         let i = c as usize;
         self.inflight[i] = self.inflight[i].saturating_add(1);

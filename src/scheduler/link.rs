@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{Time, IN_FLIGHT_TIME, PIPELINE, PIPELINE_START};
+use super::{Time, IN_FLIGHT_TIME, PIPELINE, PIPELINE_START, REFILL};
 use crate::chunk_set::ChunkSet;
 use crate::identity::PeerId;
 use crate::manifest::ChunkId;
@@ -105,6 +105,8 @@ pub(crate) struct Session {
     pub(crate) peers_asked: bool,
     pub(crate) next_pex: Time,
     pub(crate) requests: VecDeque<Request>,
+    /// Requests still to go in the refill under way (see [`Session::room`]).
+    pub(crate) refill: usize,
     pub(crate) pace: Pace,
     /// The last chunk from it that was new to us (or when the session began).
     pub(crate) last_useful: Time,
@@ -175,6 +177,7 @@ impl Session {
             peers_asked: false,
             next_pex: now,
             requests: VecDeque::new(),
+            refill: 0,
             pace: Pace::new(now),
             last_useful: now,
             useless_since: None,
@@ -255,6 +258,25 @@ impl Session {
         }
     }
 
+    /// Whether a request may go out now: the window has room, and while the server still
+    /// has [`REFILL`] of ours to answer, [`REFILL`] slots are free (or a refill that began
+    /// so is still going out). So under a steady flow requests leave in twos, in one write,
+    /// and the server wakes once for both.
+    pub(crate) fn room(&self) -> bool {
+        let (queued, window) = (self.requests.len(), self.window());
+        queued < window && (self.refill > 0 || queued < REFILL || window - queued >= REFILL)
+    }
+
+    /// Records a request sent now (a refill's first counts the rest of the room in).
+    pub(crate) fn push_request(&mut self, request: Request) {
+        let free = self.window().saturating_sub(self.requests.len());
+        self.refill = match self.refill {
+            0 => free.saturating_sub(1),
+            n => n - 1,
+        };
+        self.requests.push_back(request);
+    }
+
     /// Whether a long poll of ours is out on this link (answers come in order, so nothing
     /// sent now would be answered before it).
     pub(crate) fn polling(&self) -> bool {
@@ -275,6 +297,8 @@ impl Session {
         let Some(req) = self.requests.remove(i) else {
             return false;
         };
+        // A refill is one pass over the link's room; the next answer starts another.
+        self.refill = 0;
         match answer {
             Answered::Chunk => self.pace.delivered(now, req.sent),
             Answered::NotHave => self.pace.last_progress = now,

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 /// Requests in flight at once on one link, at most (1.6 MB of chunks).
 pub(crate) const PIPELINE: usize = 16;
+/// Requests go out at least this many at a time while the server still has this many of
+/// ours to answer: one write and one wake-up at the server for the lot.
+pub(crate) const REFILL: usize = 2;
 /// Requests in flight on a link before its pace is known.
 pub(crate) const PIPELINE_START: usize = 4;
 /// How much of a link's pace is kept in flight: enough that the server always has the next

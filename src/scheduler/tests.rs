@@ -640,3 +640,40 @@ fn a_link_waiting_on_its_answers_is_not_woken_on_every_tick() {
     }
     assert!(woken <= 5, "woken {woken} times in 100 ticks");
 }
+
+#[test]
+fn requests_go_out_in_twos_while_the_server_has_two_to_answer() {
+    let book = Arc::new(AddressBook::new(id(1)));
+    let mut s = scheduler(1, &book);
+    let first = requests(&connect(
+        &mut s,
+        0,
+        id(2),
+        addr([10, 0, 0, 2], 1),
+        &set(0..CHUNKS),
+        ms(0),
+    ));
+    assert_eq!(first.len(), PIPELINE_START, "a new link fills its window at once");
+    let mut asked = first.len();
+    let mut queue = first;
+    let mut batches = Vec::new();
+    // One chunk every 50 ms: a window of 2 + 100 ms / 50 ms = 4. (Until the list is
+    // nearly used up: a last single chunk goes out alone.)
+    let mut t = ms(0);
+    while asked + REFILL < CHUNKS as usize && t < ms(3000) {
+        t += ms(50);
+        let c = queue.remove(0);
+        s.handle(t, 0, Event::Arrived(c));
+        s.stored(t, c, id(2), Outcome::New);
+        let next = requests(&actions(&mut s, 0, t));
+        batches.push(next.len());
+        asked += next.len();
+        queue.extend(next);
+    }
+    assert!(batches.len() > 10, "the link ran a while: {batches:?}");
+    assert!(
+        batches.iter().all(|&n| n == 0 || n >= REFILL),
+        "no request goes out alone while two are queued: {batches:?}"
+    );
+    assert!(batches.contains(&REFILL), "{batches:?}");
+}

@@ -51,7 +51,7 @@ impl Scheduler {
                     // due, or room while some request is out (it may be late by now) or,
                     // for the owner, while the owner may be asked for what nobody offers.
                     let pex_due = s.next_pex <= now && !s.peers_asked;
-                    let room = s.requests.len() < s.window() && (in_flight || (s.owner && owner_wanted));
+                    let room = s.room() && (in_flight || (s.owner && owner_wanted));
                     if !s.polling() && (room || pex_due) {
                         self.woken |= 1 << link;
                     }

@@ -10,6 +10,7 @@ use super::NodeId;
 use crate::book::AddressBook;
 use crate::chunk_set::ChunkSet;
 use crate::identity::PeerId;
+use crate::long_poll::Patience;
 use crate::manifest::ChunkId;
 use crate::scheduler::{LinkId, Scheduler, Target, Time};
 use crate::wire::PeerAddr;
@@ -86,6 +87,8 @@ pub(super) struct Conn {
     pub(super) listed: u32,
     /// When the last list went (`None`: none yet).
     pub(super) listed_at: Option<Time>,
+    /// How patient the server is with this client's long polls.
+    pub(super) patience: Patience,
     pub(super) alive: bool,
     /// When the client last asked for something (a downloader seat in use).
     pub(super) last_ask: Time,

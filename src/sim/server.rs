@@ -10,7 +10,7 @@ use super::node::{Ask, Conn, ConnId, Ev, Kind, Reply, Serving};
 use super::world::World;
 use super::NodeId;
 use crate::admission::{admit, Admit, Seat};
-use crate::long_poll::{self, Due, MAX_LIST_WAIT};
+use crate::long_poll::{self, Due, Patience, MAX_LIST_WAIT};
 use crate::scheduler::LinkId;
 use crate::wire::MAX_PEERS;
 
@@ -24,6 +24,7 @@ impl World {
             serving: Serving::Idle,
             listed: 0,
             listed_at: None,
+            patience: Patience::default(),
             alive: true,
             last_ask: self.now,
         });
@@ -86,6 +87,11 @@ impl World {
             }
             let Some(ask) = c.queue.pop_front() else { return };
             match ask {
+                Ask::Chunk(_) => c.patience.requested(),
+                Ask::List(Some(_)) => c.patience.polled(),
+                _ => {}
+            }
+            match ask {
                 Ask::Chunk(id) | Ask::Push(id) if self.nodes[server].held.contains(id) => {
                     let bytes = f64::from(self.layout.chunk_len(id).unwrap_or(0));
                     let done = self.links.send(self.now, server, client, bytes);
@@ -135,7 +141,12 @@ impl World {
     pub(super) fn list_due(&self, conn: ConnId) -> Due {
         let c = &self.conns[conn];
         let held = self.nodes[c.server].held.count();
-        long_poll::due(held, c.listed, c.listed_at.map(|at| self.now.saturating_sub(at)))
+        long_poll::due(
+            held,
+            c.listed,
+            c.listed_at.map(|at| self.now.saturating_sub(at)),
+            c.patience,
+        )
     }
 
     /// A long poll on `conn` that has news but must wait out the gap: answered then.
@@ -152,6 +163,7 @@ impl World {
         let list = self.nodes[server].held.clone();
         self.conns[conn].listed = list.count();
         self.conns[conn].listed_at = Some(self.now);
+        self.conns[conn].patience.listed();
         self.messages.lists += 1;
         self.conns[conn].serving = Serving::Idle;
         // A list shares the node's uplink with its chunks.

@@ -254,3 +254,34 @@ async fn garbage_and_old_clients_get_a_clear_error_and_nothing_back() {
         assert!(back.is_empty(), "{what}: the server sent {} bytes", back.len());
     }
 }
+
+/// Queued messages stay here until a flush, then arrive whole and in order.
+#[tokio::test]
+async fn queued_messages_leave_together_at_the_flush() {
+    let (mut client, mut server) = pair().await;
+    client.queue_message(&Message::Request(3));
+    client.queue_message(&Message::Request(4));
+    client.queue_message(&Message::ListWait(1000));
+    let early = server
+        .read_message(Duration::from_millis(200), "before the flush")
+        .await;
+    assert!(matches!(early, Err(PeerError::Timeout(_))), "{early:?}");
+    client.flush().await.unwrap();
+    for want in [Message::Request(3), Message::Request(4), Message::ListWait(1000)] {
+        let got = server
+            .read_message(Duration::from_secs(10), "test")
+            .await
+            .unwrap();
+        assert_eq!(got, Some(want));
+    }
+    // A message written at once goes after anything queued before it.
+    client.queue_message(&Message::Request(5));
+    client.write_message(&Message::PeersRequest).await.unwrap();
+    for want in [Message::Request(5), Message::PeersRequest] {
+        let got = server
+            .read_message(Duration::from_secs(10), "test")
+            .await
+            .unwrap();
+        assert_eq!(got, Some(want));
+    }
+}

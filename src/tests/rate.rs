@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::config::parse_rate;
-use crate::rate::{RateLimit, BURST, WAKE_GRID};
+use crate::rate::{grid_point, RateLimit, BURST, WAKE_GRID};
 
 fn virtual_time<F: std::future::Future>(f: F) -> Duration {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -114,7 +114,8 @@ fn senders_waiting_at_once_share_wake_ups_on_the_grid() {
     let wakes = wakes.lock().unwrap();
     assert!(wakes.len() >= 30, "most acquires waited: {}", wakes.len());
     for w in wakes.iter() {
-        assert_eq!(w.as_nanos() % WAKE_GRID.as_nanos(), 0, "{w:?} is on the grid");
+        let apart = w.abs_diff(wakes[0]);
+        assert_eq!(apart.as_nanos() % WAKE_GRID.as_nanos(), 0, "{w:?} is on the grid");
     }
     // 40 chunks of 10.24 ms each: about two per grid step, so about half as many wake-ups.
     let distinct: BTreeSet<_> = wakes.iter().collect();
@@ -127,4 +128,24 @@ fn senders_waiting_at_once_share_wake_ups_on_the_grid() {
     // And still never faster than the rate.
     let floor = Duration::from_secs_f64(40.0 * 102_400.0 / 10_000_000.0) - BURST;
     assert!(took >= floor, "{took:?} < {floor:?}");
+}
+
+/// Buckets made at different moments (two nodes started apart) wake on the same grid, set
+/// by the system clock.
+#[test]
+fn nodes_started_apart_share_the_grid() {
+    let t0 = tokio::time::Instant::now();
+    let unix0 = Duration::from_secs(1_765_000_000) + Duration::from_micros(12_345);
+    let a = grid_point(t0, unix0);
+    assert!(a <= t0 && t0 - a < WAKE_GRID);
+    for later in [1, 7_000, 19_999, 20_000, 1_234_567] {
+        let d = Duration::from_micros(later);
+        let b = grid_point(t0 + d, unix0 + d);
+        assert!(b <= t0 + d && t0 + d - b < WAKE_GRID);
+        assert_eq!(
+            (b - a).as_nanos() % WAKE_GRID.as_nanos(),
+            0,
+            "{d:?} later: off the grid"
+        );
+    }
 }
