@@ -110,6 +110,10 @@ async fn act(
                 // Never wait on it with answers outstanding (they would go unread).
                 if c.chunks_outstanding() == 0 {
                     flush(ctx, link, what, conn).await;
+                    if conn.is_none() {
+                        // The flush lost the link (and the scheduler the request).
+                        continue;
+                    }
                     ctx.me.limits.before_download(len).await;
                 } else if !ctx.me.limits.try_download(len) {
                     ctx.with(Some(link), |s, now| s.handle(now, link, Event::Unsent(id)));

@@ -58,6 +58,8 @@ impl Scheduler {
                     return Some(self.request(link, c, now));
                 }
                 let s = self.session(link)?;
+                // Nothing left to pick: the refill under way (if any) ends here.
+                s.refill = 0;
                 if !s.owner && s.list_asked.is_none() {
                     let wait = s.list.is_some().then_some(LIST_WAIT);
                     s.list_asked = Some((now, wait.unwrap_or(Duration::ZERO)));

@@ -258,18 +258,28 @@ impl Session {
         }
     }
 
-    /// Whether a request may go out now: the window has room, and while the server still
-    /// has [`REFILL`] of ours to answer, [`REFILL`] slots are free (or a refill that began
-    /// so is still going out). So under a steady flow requests leave in twos, in one write,
-    /// and the server wakes once for both.
+    /// Whether a request may go out now. While the server still has [`REFILL`] of ours to
+    /// answer, requests wait until [`REFILL`] can go together; the link then fills one
+    /// past its window (`REFILL - 1`), so a refill leaves when the old rule's single
+    /// request would have and the server is never shorter of work than before. So under a
+    /// steady flow requests leave in twos, in one write, and the server wakes once for
+    /// both. A window of one (a link slower than a chunk a second) stays one.
     pub(crate) fn room(&self) -> bool {
-        let (queued, window) = (self.requests.len(), self.window());
-        queued < window && (self.refill > 0 || queued < REFILL || window - queued >= REFILL)
+        let (queued, limit) = (self.requests.len(), self.limit());
+        queued < limit && (self.refill > 0 || queued < REFILL || limit - queued >= REFILL)
+    }
+
+    /// The most requests in flight: the window, plus `REFILL - 1` while refills go in twos.
+    fn limit(&self) -> usize {
+        match self.window() {
+            w if w >= REFILL => w + REFILL - 1,
+            w => w,
+        }
     }
 
     /// Records a request sent now (a refill's first counts the rest of the room in).
     pub(crate) fn push_request(&mut self, request: Request) {
-        let free = self.window().saturating_sub(self.requests.len());
+        let free = self.limit().saturating_sub(self.requests.len());
         self.refill = match self.refill {
             0 => free.saturating_sub(1),
             n => n - 1,

@@ -653,12 +653,17 @@ fn requests_go_out_in_twos_while_the_server_has_two_to_answer() {
         &set(0..CHUNKS),
         ms(0),
     ));
-    assert_eq!(first.len(), PIPELINE_START, "a new link fills its window at once");
+    assert_eq!(
+        first.len(),
+        PIPELINE_START + REFILL - 1,
+        "a new link fills its window (and one more, refilling in twos) at once"
+    );
     let mut asked = first.len();
     let mut queue = first;
     let mut batches = Vec::new();
-    // One chunk every 50 ms: a window of 2 + 100 ms / 50 ms = 4. (Until the list is
-    // nearly used up: a last single chunk goes out alone.)
+    // One chunk every 50 ms: a window of 2 + 100 ms / 50 ms = 4, so 5 in flight at most,
+    // refilled in twos once 3 are left. (Until the list is nearly used up: a last single
+    // chunk goes out alone.)
     let mut t = ms(0);
     while asked + REFILL < CHUNKS as usize && t < ms(3000) {
         t += ms(50);
