@@ -208,9 +208,7 @@ impl Connection {
     async fn send_hello(&mut self, hello: &Hello) -> Result<(), PeerError> {
         self.wbuf.clear();
         self.wbuf.extend_from_slice(&hello.encode());
-        let sent = self.flush_sealed().await.map_err(PeerError::io("sending hello"));
-        self.wbuf.clear();
-        sent
+        self.flush_sealed().await.map_err(PeerError::io("sending hello"))
     }
 
     /// The other side's hello, whose ID must be the one its key proved.
@@ -366,18 +364,20 @@ impl Connection {
         Ok(secure::open(transport, &mut self.cbuf, &mut self.rbuf)?)
     }
 
-    /// Encrypts `wbuf` and writes it.
+    /// Encrypts `wbuf` and writes it, leaving `wbuf` empty (written, failed or cancelled).
     /// A large message (a manifest) is sealed and written a step at a time, and leaves no
     /// large buffer behind.
     async fn flush_sealed(&mut self) -> io::Result<()> {
-        seal_and_write(&mut self.noise, &mut self.stream, &mut self.obuf, &self.wbuf).await?;
-        if self.wbuf.capacity() > KEEP_BUFFER {
-            self.wbuf = BytesMut::new();
+        let mut plain = std::mem::take(&mut self.wbuf);
+        let written = seal_and_write(&mut self.noise, &mut self.stream, &mut self.obuf, &plain).await;
+        if plain.capacity() <= KEEP_BUFFER {
+            plain.clear();
+            self.wbuf = plain;
         }
         if self.obuf.len() > KEEP_BUFFER {
             self.obuf = Vec::new();
         }
-        Ok(())
+        written
     }
 
     /// Reads the next message. The first byte of the next frame must arrive within
@@ -469,12 +469,10 @@ impl Connection {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let result = with_timeout("writing", WRITE_TIMEOUT, async {
+        with_timeout("writing", WRITE_TIMEOUT, async {
             self.flush_sealed().await.map_err(PeerError::io("writing"))
         })
-        .await;
-        self.wbuf.clear();
-        result
+        .await
     }
 
     /// Writes chunk `id` as one `CHUNK` frame within [`WRITE_TIMEOUT`]. Encryption needs
@@ -520,9 +518,7 @@ impl Connection {
     pub(crate) async fn write_raw_for_test(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.wbuf.clear();
         self.wbuf.extend_from_slice(bytes);
-        let sent = self.flush_sealed().await;
-        self.wbuf.clear();
-        sent
+        self.flush_sealed().await
     }
 }
 

@@ -17,8 +17,8 @@ use tokio::time::Instant;
 pub(crate) const BURST: Duration = Duration::from_millis(50);
 /// A waiting sender wakes on this grid (counted from the Unix epoch, see [`grid_point`]),
 /// so senders waiting at once share one wake-up instead of one each, and so do the nodes
-/// of one host. Waking later never lets more
-/// through: the tokens are counted from the clock, and the grid is well under [`BURST`].
+/// of one host. Waking later never lets more through: the tokens are counted from the
+/// clock, and the grid is well under [`BURST`].
 pub(crate) const WAKE_GRID: Duration = Duration::from_millis(20);
 
 /// A token bucket in bytes.

@@ -119,24 +119,21 @@ async fn act(
                     ctx.with(Some(link), |s, now| s.handle(now, link, Event::Unsent(id)));
                     break;
                 }
-                if let Some(c) = conn.as_mut() {
-                    c.queue(Ask::Chunk(id));
-                }
+                queue(conn, Ask::Chunk(id));
             }
-            Action::AskList(wait) => {
-                if let Some(c) = conn.as_mut() {
-                    c.queue(Ask::List(wait));
-                }
-            }
-            Action::AskPeers => {
-                if let Some(c) = conn.as_mut() {
-                    c.queue(Ask::Peers);
-                }
-            }
+            Action::AskList(wait) => queue(conn, Ask::List(wait)),
+            Action::AskPeers => queue(conn, Ask::Peers),
         }
     }
     flush(ctx, link, what, conn).await;
     Ok(())
+}
+
+/// Queues `ask` on `conn`, if the link is up.
+fn queue(conn: &mut Option<FetchLink>, ask: Ask) {
+    if let Some(c) = conn.as_mut() {
+        c.queue(ask);
+    }
 }
 
 /// Writes what `conn` has queued; a failure loses the link.
