@@ -88,8 +88,8 @@ pub(crate) struct Connection {
     cbuf: BytesMut,
     /// A message being encoded.
     wbuf: BytesMut,
-    /// A chunk being sent, header and bytes: kept at its longest length, so it is not
-    /// zeroed again for every chunk.
+    /// A chunk being read from the data file to be sent, header and bytes: kept at its
+    /// longest length, so it is not zeroed again for every chunk.
     pbuf: Vec<u8>,
     /// Encrypted bytes on their way out (kept at its longest length too).
     obuf: Vec<u8>,
@@ -369,7 +369,7 @@ impl Connection {
     /// large buffer behind.
     async fn flush_sealed(&mut self) -> io::Result<()> {
         let mut plain = std::mem::take(&mut self.wbuf);
-        let written = seal_and_write(&mut self.noise, &mut self.stream, &mut self.obuf, &plain).await;
+        let written = seal_and_write(&mut self.noise, &mut self.stream, &mut self.obuf, &[&plain]).await;
         if plain.capacity() <= KEEP_BUFFER {
             plain.clear();
             self.wbuf = plain;
@@ -476,25 +476,28 @@ impl Connection {
     }
 
     /// Writes chunk `id` as one `CHUNK` frame within [`WRITE_TIMEOUT`]. Encryption needs
-    /// the bytes in hand: a chunk's range of the data file is read and sealed.
+    /// the bytes in hand: bytes in memory are sealed where they lie (the header in a
+    /// transport message of its own); a chunk's range of the data file is read in behind
+    /// the header and sealed.
     pub(crate) async fn write_chunk(&mut self, id: ChunkId, body: &ChunkBody) -> Result<(), PeerError> {
         self.flush().await?;
         let header = wire::message::chunk_header(id, body.len());
         with_timeout("writing", WRITE_TIMEOUT, async {
-            let (h, end) = (header.len(), header.len() + body.len());
-            if self.pbuf.len() < end {
-                self.pbuf.resize(end, 0);
-            }
-            self.pbuf[..h].copy_from_slice(&header);
-            match body {
-                ChunkBody::Memory(data) => self.pbuf[h..end].copy_from_slice(data),
-                ChunkBody::File { file, offset, .. } => read_file(file, *offset, &mut self.pbuf[h..end])
-                    .map_err(PeerError::io("reading a chunk from the data file"))?,
-            }
-            let plain = &self.pbuf[..end];
-            seal_and_write(&mut self.noise, &mut self.stream, &mut self.obuf, plain)
-                .await
-                .map_err(PeerError::io("writing"))
+            let (noise, stream, obuf) = (&mut self.noise, &mut self.stream, &mut self.obuf);
+            let sealed = match body {
+                ChunkBody::Memory(data) => seal_and_write(noise, stream, obuf, &[&header, data]).await,
+                ChunkBody::File { file, offset, .. } => {
+                    let (h, end) = (header.len(), header.len() + body.len());
+                    if self.pbuf.len() < end {
+                        self.pbuf.resize(end, 0);
+                    }
+                    self.pbuf[..h].copy_from_slice(&header);
+                    read_file(file, *offset, &mut self.pbuf[h..end])
+                        .map_err(PeerError::io("reading a chunk from the data file"))?;
+                    seal_and_write(noise, stream, obuf, &[&self.pbuf[..end]]).await
+                }
+            };
+            sealed.map_err(PeerError::io("writing"))
         })
         .await
     }
@@ -522,19 +525,27 @@ impl Connection {
     }
 }
 
-/// Seals `plain` and writes it, [`SEAL_STEP`] at a time, through `obuf`.
+/// Seals `parts`, one after the other, and writes them through `obuf`, [`SEAL_STEP`] of
+/// ciphertext at a time (a small message in one write, a manifest in steps).
 async fn seal_and_write(
     noise: &mut Noise,
     stream: &mut TcpStream,
     obuf: &mut Vec<u8>,
-    plain: &[u8],
+    parts: &[&[u8]],
 ) -> io::Result<()> {
     let Noise::Ready { transport, .. } = noise else {
         return Err(io::Error::other("no handshake yet"));
     };
-    for step in plain.chunks(SEAL_STEP) {
-        let n = secure::seal_over(transport, step, obuf).map_err(io::Error::other)?;
-        stream.write_all(&obuf[..n]).await?;
+    let mut end = 0;
+    for step in parts.iter().flat_map(|part| part.chunks(SEAL_STEP)) {
+        end = secure::seal_at(transport, step, obuf, end).map_err(io::Error::other)?;
+        if end >= SEAL_STEP {
+            stream.write_all(&obuf[..end]).await?;
+            end = 0;
+        }
+    }
+    if end > 0 {
+        stream.write_all(&obuf[..end]).await?;
     }
     Ok(())
 }

@@ -224,7 +224,11 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
         allowance,
     } = s;
     let count = holdings.manifest().layout().chunk_count();
-    let mut last = LastList::default();
+    let mut last = LastList {
+        named: 0,
+        at: None,
+        patience: Patience::new(count),
+    };
     loop {
         let evicted = seat
             .as_ref()
@@ -266,6 +270,11 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
                     last.patience.polled();
                     let wait = Duration::from_millis(u64::from(ms)).min(MAX_LIST_WAIT);
                     wait_for_more(holdings, last, wait).await;
+                } else {
+                    let wait = long_poll::list_request_wait(last.at.map(|at| at.elapsed()));
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
                 let list = holdings.snapshot();
                 let listed = list.count();
@@ -316,7 +325,7 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
 }
 
 /// A served connection's last list and what followed it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct LastList {
     /// How many chunks it named (sets only grow).
     named: u32,

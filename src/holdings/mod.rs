@@ -16,6 +16,9 @@
 //! summary unless it is due (back-pressure that bounds what a crash can cost, while the
 //! summary is still rewritten at most every [`SUMMARY_INTERVAL`] and its cost stays
 //! linear in the file size).
+//!
+//! The last chunks received are also kept in memory a moment ([`recent`]): neighbors ask
+//! for them soon after, and they are sent from there.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -30,8 +33,12 @@ use crate::error::Error;
 use crate::manifest::{ChunkId, Manifest};
 
 mod placement;
+mod recent;
 
 use placement::{Place, Placement};
+use recent::Recent;
+#[cfg(test)]
+pub(crate) use recent::RECENT;
 
 /// What adding a received chunk did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +96,8 @@ pub struct Holdings {
     write: Arc<tokio::sync::Mutex<SummaryState>>,
     count: watch::Sender<u32>,
     placement: Mutex<Placement>,
+    /// The last chunks stored, sent from memory.
+    recent: Mutex<Recent>,
 }
 
 /// The longest the summary file lags behind while chunks are arriving.
@@ -139,6 +148,7 @@ impl Holdings {
             staged: Mutex::new(Staging::default()),
             count,
             placement: Mutex::new(Placement::new(Instant::now())),
+            recent: Mutex::new(Recent::default()),
         }
     }
 
@@ -229,6 +239,9 @@ impl Holdings {
             }
         }
         let written = self.store.write_chunk(id, &data, &cvs);
+        if written.is_ok() {
+            locked(&self.recent).keep(id, data);
+        }
         let mut have = locked(&self.have);
         let mut staged = locked(&self.staged);
         staged.writing.remove(&id);
@@ -284,12 +297,16 @@ impl Holdings {
         self.store.assemble()
     }
 
-    /// A held chunk's bytes, to send: its range of the data file, or, once that file has
-    /// been changed behind the node's back, the bytes read and verified first. Returns
-    /// `None` if the chunk is not held (or no longer: it did not verify, and is dropped).
+    /// A held chunk's bytes, to send: the bytes received if it is among the last stored,
+    /// else its range of the data file, or, once that file has been changed behind the
+    /// node's back, the bytes read and verified first. Returns `None` if the chunk is not
+    /// held (or no longer: it did not verify, and is dropped).
     pub async fn read(self: &Arc<Self>, id: ChunkId) -> Result<Option<ChunkBody>, StoreError> {
         if !self.contains(id) {
             return Ok(None);
+        }
+        if let Some(data) = locked(&self.recent).get(id) {
+            return Ok(Some(ChunkBody::Memory(data)));
         }
         if let Some(body) = self.store.chunk_range(id) {
             return Ok(Some(body));

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-/// Requests in flight at once on one link, at most (1.6 MB of chunks).
+/// The largest window of requests in flight on one link (1.6 MB of chunks; one more while
+/// refills go in twos, see [`REFILL`]).
 pub(crate) const PIPELINE: usize = 16;
 /// Requests go out at least this many at a time while the server still has this many of
 /// ours to answer: one write and one wake-up at the server for the lot.

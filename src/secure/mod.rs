@@ -117,8 +117,8 @@ pub enum SecureError {
         /// Theirs.
         theirs: &'static str,
     },
-    /// A handshake message of a length this handshake never sends.
-    #[error("a handshake message of {0} bytes")]
+    /// A handshake or transport message of a length this protocol never sends.
+    #[error("a Noise message of {0} bytes, a length this protocol never sends")]
     BadLength(usize),
     /// The other side is at its connection limit (it said so): try again later.
     #[error("the node is at its connection limit")]
@@ -272,20 +272,10 @@ pub(crate) fn seal(
     Ok(())
 }
 
-/// Seals `plain` as [`seal`] does, into the front of `out`; returns how many of its bytes
-/// the messages take. `out` is grown as needed but never cleared or shrunk, so a buffer
+/// Seals `plain` into `out` from `at` on (as [`seal`] does), growing `out` if it is too
+/// short; returns where the messages end. `out` is never cleared or shrunk, so a buffer
 /// reused for every chunk sent is not zeroed again each time.
-pub(crate) fn seal_over(
-    transport: &mut snow::TransportState,
-    plain: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<usize, SecureError> {
-    seal_at(transport, plain, out, 0)
-}
-
-/// Seals `plain` into `out` from `at` on, growing `out` if it is too short; returns where
-/// the messages end.
-fn seal_at(
+pub(crate) fn seal_at(
     transport: &mut snow::TransportState,
     plain: &[u8],
     out: &mut Vec<u8>,
@@ -401,7 +391,7 @@ mod tests {
         let (mut a, mut b) = pair(&open_creds(), &open_creds()).unwrap();
         let mut out = vec![0xAA; 300_000];
         for plain in [vec![7u8; 150_000], b"short".to_vec(), Vec::new()] {
-            let n = seal_over(&mut a, &plain, &mut out).unwrap();
+            let n = seal_at(&mut a, &plain, &mut out, 0).unwrap();
             assert_eq!(
                 out.len(),
                 300_000,

@@ -24,7 +24,7 @@ impl World {
             serving: Serving::Idle,
             listed: 0,
             listed_at: None,
-            patience: Patience::default(),
+            patience: Patience::new(self.layout.chunk_count()),
             alive: true,
             last_ask: self.now,
         });

@@ -89,4 +89,19 @@ fn list_wait_is_answered_when_the_server_gains_a_chunk() {
         "answered as chunks arrived, not at a timeout ({secs:.2} s)"
     );
     swarm.wait_all_complete(Duration::from_secs(60));
+
+    // Plain LIST_REQUESTs over and over: one list per 50 ms at most, however fast asked.
+    for port in [swarm.ports[0], swarm.owner_port] {
+        let mut s = fetch_session(port, id);
+        let t0 = Instant::now();
+        let mut lists = 0;
+        while t0.elapsed() < Duration::from_secs(1) {
+            ask(&mut s, &Msg::ListRequest);
+            lists += 1;
+        }
+        assert!(
+            (2..=22).contains(&lists),
+            "{lists} lists in a second on port {port}"
+        );
+    }
 }

@@ -87,11 +87,17 @@ fn check_peers(swarm: &Swarm, share: &Path) {
     for i in 0..swarm.ports.len() {
         same_bytes(share, &swarm.peer_dir(i).join("share"));
         let p = swarm.peers[i].as_ref().unwrap();
-        let done: Vec<String> = events_of(p)
-            .into_iter()
-            .filter(|e| e["event"] == "file_complete")
-            .filter_map(|e| e["path"].as_str().map(str::to_owned))
-            .collect();
+        let done = || -> Vec<String> {
+            events_of(p)
+                .into_iter()
+                .filter(|e| e["event"] == "file_complete")
+                .filter_map(|e| e["path"].as_str().map(str::to_owned))
+                .collect()
+        };
+        // The log is written behind (at most every 20 ms): a file can be in place a moment
+        // before its line is in the log.
+        wait_until(Duration::from_secs(10), || done().len() >= 8);
+        let done = done();
         // One event per non-empty file (an empty file is made complete at once).
         assert_eq!(done.len(), 8, "peer{}: {done:?}", i + 1);
         assert!(done.iter().any(|p| p.contains("a/b/c/deep.bin")), "{done:?}");
