@@ -5,7 +5,9 @@
 //! learn of it from the next list (in a capped swarm of 10, nine in ten chunks a peer
 //! sent had arrived less than 0.26 s before). Sending from memory skips a `pread` per
 //! chunk and, sealed where they lie, a copy. The chunks kept are verified ones only (the
-//! bytes that were written), at most [`RECENT`] of them.
+//! bytes that were written), at most [`RECENT`] of them, each in a buffer of its own (a
+//! received chunk's bytes share the buffer they were read into: kept as they came, the
+//! 32 cost a peer 7 MiB at 1 GiB uncapped instead of 3.2).
 
 use std::collections::VecDeque;
 

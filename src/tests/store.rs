@@ -295,8 +295,8 @@ fn an_owner_serves_its_file_and_stops_trusting_it_once_it_changes() {
     assert!(matches!(err, StoreError::SourceChanged(_)), "{err}");
 }
 
-/// The last chunks stored are sent from memory, the bytes that were verified; older ones
-/// from the data file; a chunk that failed to verify is neither.
+/// The last chunks stored and remembered are sent from memory, the bytes that were
+/// verified; older ones from the data file; a chunk that failed to verify is neither.
 #[tokio::test]
 async fn the_last_chunks_received_are_sent_from_memory() {
     use crate::holdings::{Added, Holdings, RECENT};
@@ -328,6 +328,7 @@ async fn the_last_chunks_received_are_sent_from_memory() {
             add(id, chunk(&m, &bytes, id).to_vec()).await,
             Added::New
         ));
+        holdings.remember(id, chunk(&m, &bytes, id));
     }
     for id in 0..count {
         match holdings.read(id).await.unwrap() {
