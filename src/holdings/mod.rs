@@ -249,14 +249,10 @@ impl Holdings {
         Ok(done(Added::New, staged.written.len(), have.is_complete()))
     }
 
-    /// Keeps a copy of chunk `id`'s bytes, just stored, to send from memory for a moment
-    /// ([`recent`]). A copy of exactly its bytes: received ones share the buffer they were
-    /// read into with whatever came with them, and would keep all of it alive. Called on
-    /// the runtime's thread, so these buffers come and go in one allocator arena (copied
-    /// on the blocking pool's threads, they cost a peer 15 MiB more at 1 GiB uncapped).
-    pub(crate) fn remember(&self, id: ChunkId, data: &[u8]) {
-        let kept = Bytes::copy_from_slice(data);
-        locked(&self.recent).keep(id, kept);
+    /// Keeps chunk `id`'s bytes, just stored, to send from memory for a moment
+    /// ([`recent`]).
+    pub(crate) fn remember(&self, id: ChunkId, data: Bytes) {
+        locked(&self.recent).keep(id, data);
     }
 
     /// Makes every staged chunk durable and rewrites the summary file if anything changed

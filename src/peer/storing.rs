@@ -88,7 +88,7 @@ impl Storing {
         };
         let added = ctx.holdings.settle(done).await?;
         if matches!(added, Added::New) {
-            ctx.holdings.remember(received.id, &data);
+            ctx.holdings.remember(received.id, data);
         }
         record(ctx, link, received, added);
         Ok(())

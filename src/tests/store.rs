@@ -328,7 +328,7 @@ async fn the_last_chunks_received_are_sent_from_memory() {
             add(id, chunk(&m, &bytes, id).to_vec()).await,
             Added::New
         ));
-        holdings.remember(id, chunk(&m, &bytes, id));
+        holdings.remember(id, bytes::Bytes::copy_from_slice(chunk(&m, &bytes, id)));
     }
     for id in 0..count {
         match holdings.read(id).await.unwrap() {
