@@ -16,9 +16,6 @@
 //! summary unless it is due (back-pressure that bounds what a crash can cost, while the
 //! summary is still rewritten at most every [`SUMMARY_INTERVAL`] and its cost stays
 //! linear in the file size).
-//!
-//! The last chunks received are also kept in memory a moment ([`recent`]): neighbors ask
-//! for them soon after, and they are sent from there.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -33,12 +30,8 @@ use crate::error::Error;
 use crate::manifest::{ChunkId, Manifest};
 
 mod placement;
-mod recent;
 
 use placement::{Place, Placement};
-use recent::Recent;
-#[cfg(test)]
-pub(crate) use recent::RECENT;
 
 /// What adding a received chunk did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +89,6 @@ pub struct Holdings {
     write: Arc<tokio::sync::Mutex<SummaryState>>,
     count: watch::Sender<u32>,
     placement: Mutex<Placement>,
-    /// The last chunks stored, sent from memory.
-    recent: Mutex<Recent>,
 }
 
 /// The longest the summary file lags behind while chunks are arriving.
@@ -148,7 +139,6 @@ impl Holdings {
             staged: Mutex::new(Staging::default()),
             count,
             placement: Mutex::new(Placement::new(Instant::now())),
-            recent: Mutex::new(Recent::default()),
         }
     }
 
@@ -249,12 +239,6 @@ impl Holdings {
         Ok(done(Added::New, staged.written.len(), have.is_complete()))
     }
 
-    /// Keeps chunk `id`'s bytes, just stored, to send from memory for a moment
-    /// ([`recent`]).
-    pub(crate) fn remember(&self, id: ChunkId, data: Bytes) {
-        locked(&self.recent).keep(id, data);
-    }
-
     /// Makes every staged chunk durable and rewrites the summary file if anything changed
     /// since it was last written (see the module docs).
     pub async fn commit(self: &Arc<Self>) -> Result<(), Error> {
@@ -300,16 +284,12 @@ impl Holdings {
         self.store.assemble()
     }
 
-    /// A held chunk's bytes, to send: the bytes received if it is among the last stored,
-    /// else its range of the data file, or, once that file has been changed behind the
-    /// node's back, the bytes read and verified first. Returns `None` if the chunk is not
-    /// held (or no longer: it did not verify, and is dropped).
+    /// A held chunk's bytes, to send: its range of the data file, or, once that file has
+    /// been changed behind the node's back, the bytes read and verified first. Returns
+    /// `None` if the chunk is not held (or no longer: it did not verify, and is dropped).
     pub async fn read(self: &Arc<Self>, id: ChunkId) -> Result<Option<ChunkBody>, StoreError> {
         if !self.contains(id) {
             return Ok(None);
-        }
-        if let Some(data) = locked(&self.recent).get(id) {
-            return Ok(Some(ChunkBody::Memory(data)));
         }
         if let Some(body) = self.store.chunk_range(id) {
             return Ok(Some(body));

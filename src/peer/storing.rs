@@ -48,15 +48,14 @@ impl Received {
 /// still finish on their own.
 #[derive(Debug, Default)]
 pub(super) struct Storing {
-    /// What arrived, its add, and its bytes (kept to send from memory once stored).
-    pending: VecDeque<(Received, StartedAdd, Bytes)>,
+    pending: VecDeque<(Received, StartedAdd)>,
 }
 
 impl Storing {
     /// Starts storing `data`.
     pub(super) fn push(&mut self, holdings: &Arc<Holdings>, received: Received, data: Bytes) {
-        let started = holdings.start_add(received.id, data.clone());
-        self.pending.push_back((received, started, data));
+        let started = holdings.start_add(received.id, data);
+        self.pending.push_back((received, started));
     }
 
     /// Whether [`STORE_AHEAD`] chunks are being stored (read no more until one is done).
@@ -71,7 +70,7 @@ impl Storing {
     /// Waits until the oldest add is done. Cancel-safe; pending forever when empty.
     pub(super) async fn oldest(&mut self) -> Result<AddDone, Error> {
         match self.pending.front_mut() {
-            Some((_, started, _)) => started.wait().await,
+            Some((_, started)) => started.wait().await,
             None => std::future::pending().await,
         }
     }
@@ -83,13 +82,10 @@ impl Storing {
         link: Option<LinkId>,
         done: AddDone,
     ) -> Result<(), Error> {
-        let Some((received, _, data)) = self.pending.pop_front() else {
+        let Some((received, _)) = self.pending.pop_front() else {
             return Ok(());
         };
         let added = ctx.holdings.settle(done).await?;
-        if matches!(added, Added::New) {
-            ctx.holdings.remember(received.id, data);
-        }
         record(ctx, link, received, added);
         Ok(())
     }
