@@ -253,9 +253,18 @@ fn walk_files(d: &Path) -> Vec<PathBuf> {
 fn a_tree_file_edited_while_the_owner_serves_it_is_never_sent_unchecked() {
     let (mut swarm, share) = tree_swarm(1, 75);
     swarm.start_owner(1);
-    // The owner has hashed and opened the tree once it listens; then a file changes, same
-    // size.
-    super::web::wait_listening(swarm.owner_port);
+    // The owner binds its port before it hashes: it has hashed and opened the tree once it
+    // names the swarm. Then a file changes, same size.
+    let owner_ready = || {
+        swarm
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.errors().contains(" is swarm "))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), owner_ready),
+        "the owner never named its swarm"
+    );
     let edited = share.join("sizes/102400");
     let mut bytes = std::fs::read(&edited).unwrap();
     bytes[50_000] ^= 0xff;
