@@ -16,6 +16,9 @@
 //! summary unless it is due (back-pressure that bounds what a crash can cost, while the
 //! summary is still rewritten at most every [`SUMMARY_INTERVAL`] and its cost stays
 //! linear in the file size).
+//!
+//! The last chunks stored are also kept in memory a moment ([`recent`], a copy each in a
+//! recycled buffer): neighbors ask for them soon after, and they are sent from there.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -30,8 +33,12 @@ use crate::error::Error;
 use crate::manifest::{ChunkId, Manifest};
 
 mod placement;
+mod recent;
 
-use placement::{Place, Placement};
+use placement::{Cost, Place, Placement};
+use recent::Recent;
+#[cfg(test)]
+pub(crate) use recent::RECENT;
 
 /// What adding a received chunk did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +96,8 @@ pub struct Holdings {
     write: Arc<tokio::sync::Mutex<SummaryState>>,
     count: watch::Sender<u32>,
     placement: Mutex<Placement>,
+    /// The last chunks stored, sent from memory.
+    recent: Mutex<Recent>,
 }
 
 /// The longest the summary file lags behind while chunks are arriving.
@@ -139,6 +148,7 @@ impl Holdings {
             staged: Mutex::new(Staging::default()),
             count,
             placement: Mutex::new(Placement::new(Instant::now())),
+            recent: Mutex::new(Recent::default()),
         }
     }
 
@@ -189,12 +199,13 @@ impl Holdings {
         }
     }
 
-    /// [`Holdings::add_blocking`], its time told to the placement rule.
+    /// [`Holdings::add_blocking`], its cost told to the placement rule.
     fn timed_add(&self, id: ChunkId, data: Bytes) -> Result<AddDone, StoreError> {
-        let start = Instant::now();
+        let (start, used) = (Instant::now(), ThreadUsage::now());
         let done = self.add_blocking(id, data);
         let end = Instant::now();
-        locked(&self.placement).record(end, end - start);
+        let cost = ThreadUsage::cost_since(used, end - start);
+        locked(&self.placement).record(end, cost);
         done
     }
 
@@ -229,6 +240,9 @@ impl Holdings {
             }
         }
         let written = self.store.write_chunk(id, &data, &cvs);
+        if written.is_ok() {
+            locked(&self.recent).keep(id, &data);
+        }
         let mut have = locked(&self.have);
         let mut staged = locked(&self.staged);
         staged.writing.remove(&id);
@@ -284,12 +298,16 @@ impl Holdings {
         self.store.assemble()
     }
 
-    /// A held chunk's bytes, to send: its range of the data file, or, once that file has
-    /// been changed behind the node's back, the bytes read and verified first. Returns
-    /// `None` if the chunk is not held (or no longer: it did not verify, and is dropped).
+    /// A held chunk's bytes, to send: a copy of the bytes stored if it is among the last,
+    /// else its range of the data file, or, once that file has been changed behind the
+    /// node's back, the bytes read and verified first. Returns `None` if the chunk is not
+    /// held (or no longer: it did not verify, and is dropped).
     pub async fn read(self: &Arc<Self>, id: ChunkId) -> Result<Option<ChunkBody>, StoreError> {
         if !self.contains(id) {
             return Ok(None);
+        }
+        if let Some(data) = locked(&self.recent).get(id) {
+            return Ok(Some(ChunkBody::Memory(data)));
         }
         if let Some(body) = self.store.chunk_range(id) {
             return Ok(Some(body));
@@ -317,6 +335,57 @@ impl Holdings {
                 summary.dirty = true;
                 Ok(None)
             }
+        }
+    }
+}
+
+/// The calling thread's CPU time and voluntary switches so far (Linux; `None` elsewhere or
+/// if the kernel does not say).
+#[derive(Debug, Clone, Copy)]
+struct ThreadUsage {
+    cpu: Duration,
+    slept: std::os::raw::c_long,
+}
+
+impl ThreadUsage {
+    fn now() -> Option<ThreadUsage> {
+        #[cfg(target_os = "linux")]
+        {
+            let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+            // SAFETY: `usage` is a valid, writable `rusage`; the call fills it in and keeps
+            // no pointer to it.
+            let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+            if rc != 0 {
+                return None;
+            }
+            // SAFETY: the call succeeded, so it filled the (zeroed, hence initialised anyway)
+            // struct.
+            let usage = unsafe { usage.assume_init() };
+            let micros = |t: libc::timeval| {
+                u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0)
+            };
+            Some(ThreadUsage {
+                cpu: Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime)),
+                slept: usage.ru_nvcsw,
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
+    /// What a store that began at `before` and took `wall` cost this thread.
+    fn cost_since(before: Option<ThreadUsage>, wall: Duration) -> Cost {
+        match (before, ThreadUsage::now()) {
+            (Some(a), Some(b)) => Cost {
+                wall,
+                cpu: b.cpu.saturating_sub(a.cpu).min(wall),
+                slept: b.slept > a.slept,
+            },
+            _ => Cost {
+                wall,
+                cpu: wall,
+                slept: true,
+            },
         }
     }
 }

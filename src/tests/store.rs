@@ -294,3 +294,48 @@ fn an_owner_serves_its_file_and_stops_trusting_it_once_it_changes() {
     .unwrap_err();
     assert!(matches!(err, StoreError::SourceChanged(_)), "{err}");
 }
+
+/// The last chunks stored are sent from memory, the bytes that were
+/// verified; older ones from the data file; a chunk that failed to verify is neither.
+#[tokio::test]
+async fn the_last_chunks_received_are_sent_from_memory() {
+    use crate::holdings::{Added, Holdings, RECENT};
+    let tmp = tempfile::tempdir().unwrap();
+    let count = RECENT as u32 + 3;
+    let bytes = data(count as usize * 102_400);
+    let m = manifest_of(tmp.path(), &bytes);
+    let (store, have) =
+        ChunkStore::open(&tmp.path().join("node"), Arc::clone(&m), ChunkFiles::Never).unwrap();
+    let holdings = Arc::new(Holdings::new(store, have));
+    let add = |id: ChunkId, data: Vec<u8>| {
+        let holdings = Arc::clone(&holdings);
+        async move {
+            let done = holdings
+                .start_add(id, bytes::Bytes::from(data))
+                .wait()
+                .await
+                .unwrap();
+            holdings.settle(done).await.unwrap()
+        }
+    };
+    assert!(matches!(add(1, vec![0; 102_400]).await, Added::HashMismatch));
+    assert!(
+        holdings.read(1).await.unwrap().is_none(),
+        "a bad chunk is not held"
+    );
+    for id in 0..count {
+        assert!(matches!(
+            add(id, chunk(&m, &bytes, id).to_vec()).await,
+            Added::New
+        ));
+    }
+    for id in 0..count {
+        match holdings.read(id).await.unwrap() {
+            Some(ChunkBody::Memory(data)) if id >= count - RECENT as u32 => {
+                assert_eq!(&data[..], chunk(&m, &bytes, id));
+            }
+            Some(ChunkBody::File { .. }) if id < count - RECENT as u32 => {}
+            other => panic!("chunk {id}: {other:?}"),
+        }
+    }
+}

@@ -112,6 +112,7 @@ fn assert_honest_swarm_held(swarm: &mut Swarm, what: &str) {
         .filter(|e| e["event"] == "unproven" || e["event"] == "owner_batch")
         .map(|e| format!("{} {} {}", e["event"], e["peer"], e["chunks"]))
         .collect();
+    println!("{what}: the owner sent {:.2} F", sent as f64 / SIZE as f64);
     assert!(
         sent as f64 <= 1.2 * SIZE as f64,
         "{what}: the owner sent {sent} bytes for a {SIZE}-byte file; {unproven:#?}"
