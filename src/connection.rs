@@ -88,7 +88,7 @@ pub(crate) struct Connection {
     cbuf: BytesMut,
     /// A message being encoded.
     wbuf: BytesMut,
-    /// A chunk being read from the data file to be sent, header and bytes: kept at its
+    /// A chunk's bytes being read from the data file to be sent: kept at its
     /// longest length, so it is not zeroed again for every chunk.
     pbuf: Vec<u8>,
     /// Encrypted bytes on their way out (kept at its longest length too).
@@ -107,6 +107,9 @@ pub(crate) struct Connection {
     frame: Option<(Instant, bool)>,
     /// When the last byte arrived.
     last_byte: Instant,
+    /// The frame at the front of `rbuf` is a chunk's being opened into a buffer of its own,
+    /// sized to it ([`size_chunk_frame`]).
+    sized_frame: bool,
 }
 
 impl Connection {
@@ -128,6 +131,7 @@ impl Connection {
             remote,
             frame: None,
             last_byte: Instant::now(),
+            sized_frame: false,
         }
     }
 
@@ -350,18 +354,38 @@ impl Connection {
             return Ok(false);
         }
         self.last_byte = Instant::now();
-        self.open_received()?;
+        self.open_received(false)?;
         Ok(true)
     }
 
-    /// Decrypts the whole transport messages received so far.
-    fn open_received(&mut self) -> Result<usize, PeerError> {
+    /// Decrypts the whole transport messages received so far: all of them, or with
+    /// `one_frame` only until a whole frame (or a bad one) is at the front of `rbuf`, so
+    /// that it is decoded, and a chunk's bytes split off, before the next frame is opened
+    /// behind them. Returns whether it opened any.
+    fn open_received(&mut self, one_frame: bool) -> Result<bool, PeerError> {
         let Noise::Ready { transport, .. } = &mut self.noise else {
             return Err(PeerError::Secure(SecureError::Local(
                 "no handshake yet".to_owned(),
             )));
         };
-        Ok(secure::open(transport, &mut self.cbuf, &mut self.rbuf)?)
+        let mut opened = false;
+        loop {
+            if one_frame
+                && !matches!(
+                    wire::frame::parse(&self.rbuf, self.max_frame),
+                    Err(FrameError::Incomplete { .. })
+                )
+            {
+                return Ok(opened);
+            }
+            if !self.sized_frame {
+                self.sized_frame = size_chunk_frame(&mut self.rbuf, self.max_frame);
+            }
+            match secure::open_one(transport, &mut self.cbuf, &mut self.rbuf)? {
+                secure::Opened::One => opened = true,
+                secure::Opened::Short(_) => return Ok(opened),
+            }
+        }
     }
 
     /// Encrypts `wbuf` and writes it, leaving `wbuf` empty (written, failed or cancelled).
@@ -404,7 +428,21 @@ impl Connection {
             match wire::decode_front(&mut self.rbuf, self.max_frame) {
                 Ok(msg) => {
                     self.frame = None;
-                    return Ok(Some(msg));
+                    let sized = std::mem::take(&mut self.sized_frame);
+                    return Ok(Some(match msg {
+                        // Not opened into a buffer of its own (its header came with
+                        // bytes of it): copied into one, so whoever keeps the chunk
+                        // holds its bytes and no more.
+                        Message::Chunk { id, data } if !sized => Message::Chunk {
+                            id,
+                            data: bytes::Bytes::copy_from_slice(&data),
+                        },
+                        msg => msg,
+                    }));
+                }
+                Err(DecodeError::Frame(FrameError::Incomplete { .. })) if self.open_received(true)? => {
+                    // More of the frame was here already, still sealed.
+                    continue;
                 }
                 Err(DecodeError::Frame(FrameError::Incomplete { needed })) => {
                     // Grow only as bytes are due, in steps: a claimed length costs nothing
@@ -441,7 +479,7 @@ impl Connection {
                     Err(PeerError::Closed("in the middle of a frame"))
                 };
             }
-            self.open_received()?;
+            self.open_received(true)?;
             self.last_byte = Instant::now();
             if self.frame.is_none() {
                 self.frame = Some((self.last_byte + FRAME_TIMEOUT, false));
@@ -487,14 +525,13 @@ impl Connection {
             let sealed = match body {
                 ChunkBody::Memory(data) => seal_and_write(noise, stream, obuf, &[&header, data]).await,
                 ChunkBody::File { file, offset, .. } => {
-                    let (h, end) = (header.len(), header.len() + body.len());
+                    let end = body.len();
                     if self.pbuf.len() < end {
                         self.pbuf.resize(end, 0);
                     }
-                    self.pbuf[..h].copy_from_slice(&header);
-                    read_file(file, *offset, &mut self.pbuf[h..end])
+                    read_file(file, *offset, &mut self.pbuf[..end])
                         .map_err(PeerError::io("reading a chunk from the data file"))?;
-                    seal_and_write(noise, stream, obuf, &[&self.pbuf[..end]]).await
+                    seal_and_write(noise, stream, obuf, &[&header, &self.pbuf[..end]]).await
                 }
             };
             sealed.map_err(PeerError::io("writing"))
@@ -548,6 +585,21 @@ async fn seal_and_write(
         stream.write_all(&obuf[..end]).await?;
     }
     Ok(())
+}
+
+/// If `rbuf` holds a chunk frame's header and nothing else, moves it into a buffer of its
+/// own with room for the whole frame (and a tag: see [`secure::open_one`]), so that the
+/// chunk's bytes, once split off, hold that allocation and no other, and `true`. Senders
+/// seal a chunk's header in a transport message of its own for this. The frame's length
+/// is within the limit already, so this costs no more than the frame may.
+fn size_chunk_frame(rbuf: &mut BytesMut, max_frame: usize) -> bool {
+    let Some(len) = wire::message::chunk_frame_len(rbuf, max_frame) else {
+        return false;
+    };
+    let mut own = BytesMut::with_capacity(len + secure::TAG_LEN);
+    own.extend_from_slice(rbuf);
+    *rbuf = own;
+    true
 }
 
 /// Fills `buf` from `file` at `offset`. A file that ends early is an error: the header

@@ -17,8 +17,8 @@
 //! summary is still rewritten at most every [`SUMMARY_INTERVAL`] and its cost stays
 //! linear in the file size).
 //!
-//! The last chunks stored are also kept in memory a moment ([`recent`], a copy each in a
-//! recycled buffer): neighbors ask for them soon after, and they are sent from there.
+//! The last chunks stored are also kept in memory a moment ([`recent`]): neighbors ask for
+//! them soon after, and they are sent from there.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -241,7 +241,7 @@ impl Holdings {
         }
         let written = self.store.write_chunk(id, &data, &cvs);
         if written.is_ok() {
-            locked(&self.recent).keep(id, &data);
+            locked(&self.recent).keep(id, data);
         }
         let mut have = locked(&self.have);
         let mut staged = locked(&self.staged);
@@ -298,7 +298,7 @@ impl Holdings {
         self.store.assemble()
     }
 
-    /// A held chunk's bytes, to send: a copy of the bytes stored if it is among the last,
+    /// A held chunk's bytes, to send: the bytes stored if it is among the last,
     /// else its range of the data file, or, once that file has been changed behind the
     /// node's back, the bytes read and verified first. Returns `None` if the chunk is not
     /// held (or no longer: it did not verify, and is dropped).

@@ -6,16 +6,15 @@
 //! arrived less than 0.26 s before). Sending from memory skips a `pread` per chunk. Only
 //! verified, written chunks are kept, at most [`RECENT`] of them.
 //!
-//! Each is a copy, in a buffer of its own, recycled: the buffer of the chunk let go holds
-//! the next one unless a send still has it. Keeping the buffers the chunks were received
-//! in instead would hold their whole read buffers (a peer's peak RSS at 1 GiB went from
-//! 14 to 20-23 MiB), and a fresh allocation per chunk makes the allocator hand pages back
-//! and fault them in again; a copy into a warm buffer costs a fraction of the read it
-//! saves. So the memory is [`RECENT`] chunks (3.2 MiB), and no more.
+//! They are kept as they arrived, without a copy: a connection hands over each chunk's
+//! bytes in an allocation of their own, sized to its frame (`connection`), so the 32 hold
+//! 3.2 MiB and no more. (Keeping them in whatever read buffer they had arrived in held
+//! those whole: a peer's peak RSS at 1 GiB went from 14 to 20-23 MiB. A copy into a
+//! recycled buffer cost 4% of a capped peer's CPU.)
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::manifest::ChunkId;
 
@@ -30,25 +29,12 @@ pub(crate) struct Recent {
 }
 
 impl Recent {
-    /// Keeps a copy of `data`, verified and stored as chunk `id`, in place of the oldest
-    /// (in its buffer, if no send holds it still).
-    pub(crate) fn keep(&mut self, id: ChunkId, data: &[u8]) {
-        let spare = if self.chunks.len() >= RECENT {
-            self.chunks
-                .pop_front()
-                .and_then(|(_, old)| old.try_into_mut().ok())
-        } else {
-            None
-        };
-        let mut buf = match spare {
-            Some(mut buf) if buf.capacity() >= data.len() => {
-                buf.clear();
-                buf
-            }
-            _ => BytesMut::with_capacity(data.len()),
-        };
-        buf.extend_from_slice(data);
-        self.chunks.push_back((id, buf.freeze()));
+    /// Keeps `data`, verified and stored as chunk `id`, in place of the oldest.
+    pub(crate) fn keep(&mut self, id: ChunkId, data: Bytes) {
+        if self.chunks.len() >= RECENT {
+            self.chunks.pop_front();
+        }
+        self.chunks.push_back((id, data));
     }
 
     /// Chunk `id`'s bytes, if it is among the last stored.
@@ -69,7 +55,7 @@ mod tests {
     fn keeps_the_last_few_and_no_more() {
         let mut recent = Recent::default();
         for id in 0..(RECENT as u32 + 5) {
-            recent.keep(id, &[id as u8; 3]);
+            recent.keep(id, Bytes::from(vec![id as u8; 3]));
         }
         assert_eq!(recent.chunks.len(), RECENT);
         for id in 0..5 {
@@ -78,29 +64,5 @@ mod tests {
         let last = RECENT as u32 + 4;
         assert_eq!(recent.get(last), Some(Bytes::from(vec![last as u8; 3])));
         assert_eq!(recent.get(5), Some(Bytes::from(vec![5u8; 3])));
-    }
-
-    #[test]
-    fn a_buffer_is_reused_unless_a_send_still_holds_it() {
-        let mut recent = Recent::default();
-        for id in 0..RECENT as u32 {
-            recent.keep(id, &[1; 100]);
-        }
-        let first = recent.get(0).unwrap().as_ptr();
-        let held = recent.get(1).unwrap();
-        // Chunk 0's buffer is free: chunk 32 goes into it.
-        recent.keep(32, &[2; 100]);
-        let reused = recent.get(32).unwrap();
-        assert_eq!(reused.as_ptr(), first);
-        assert_eq!(&reused[..], &[2; 100]);
-        drop(reused);
-        // Chunk 1's bytes are being sent: they stay as they are, chunk 33 gets a buffer of
-        // its own.
-        recent.keep(33, &[3; 100]);
-        assert_eq!(&held[..], &[1; 100]);
-        assert_ne!(recent.get(33).unwrap().as_ptr(), held.as_ptr());
-        // A larger chunk never goes into a smaller buffer.
-        recent.keep(34, &[4; 300]);
-        assert_eq!(&recent.get(34).unwrap()[..], &[4; 300]);
     }
 }

@@ -296,6 +296,15 @@ pub(crate) fn seal_at(
     Ok(at)
 }
 
+/// What [`open_one`] found at the front of the ciphertext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opened {
+    /// A whole transport message, now opened.
+    One,
+    /// No whole message: the next needs this many more bytes (0 if none has begun).
+    Short(usize),
+}
+
 /// Opens every whole transport message at the front of `cipher` into `plain`, removing
 /// it from `cipher`. Returns how many more bytes the next message needs (0 if none has
 /// begun). A message that fails its tag is an error: the connection is over.
@@ -305,35 +314,48 @@ pub(crate) fn open(
     plain: &mut bytes::BytesMut,
 ) -> Result<usize, SecureError> {
     loop {
-        if cipher.len() < LEN_PREFIX {
-            return Ok(if cipher.is_empty() {
-                0
-            } else {
-                LEN_PREFIX - cipher.len()
-            });
+        if let Opened::Short(short) = open_one(transport, cipher, plain)? {
+            return Ok(short);
         }
-        let len = usize::from(u16::from_be_bytes([cipher[0], cipher[1]]));
-        if len < TAG_LEN {
-            return Err(SecureError::BadLength(len));
-        }
-        if cipher.len() < LEN_PREFIX + len {
-            return Ok(LEN_PREFIX + len - cipher.len());
-        }
-        let at = plain.len();
-        // Room for the tag too: given that, snow opens the message in `plain` itself;
-        // given exactly the plaintext's length it copies the message into a fresh
-        // allocation first and copies the result again (a third of a received chunk's
-        // CPU in the capped benchmark).
-        plain.resize(at + len, 0);
-        let opened = transport.read_message(&cipher[LEN_PREFIX..LEN_PREFIX + len], &mut plain[at..]);
-        let Ok(n) = opened else {
-            // Nothing of a message that fails its tag is kept.
-            plain.truncate(at);
-            return Err(SecureError::Tampered);
-        };
-        plain.truncate(at + n);
-        let _ = cipher.split_to(LEN_PREFIX + len);
     }
+}
+
+/// Opens the transport message at the front of `cipher`, if it is all there, appending
+/// its plaintext to `plain` (which needs room for the tag as well while it is opened).
+pub(crate) fn open_one(
+    transport: &mut snow::TransportState,
+    cipher: &mut bytes::BytesMut,
+    plain: &mut bytes::BytesMut,
+) -> Result<Opened, SecureError> {
+    if cipher.len() < LEN_PREFIX {
+        return Ok(Opened::Short(if cipher.is_empty() {
+            0
+        } else {
+            LEN_PREFIX - cipher.len()
+        }));
+    }
+    let len = usize::from(u16::from_be_bytes([cipher[0], cipher[1]]));
+    if len < TAG_LEN {
+        return Err(SecureError::BadLength(len));
+    }
+    if cipher.len() < LEN_PREFIX + len {
+        return Ok(Opened::Short(LEN_PREFIX + len - cipher.len()));
+    }
+    let at = plain.len();
+    // Room for the tag too: given that, snow opens the message in `plain` itself;
+    // given exactly the plaintext's length it copies the message into a fresh
+    // allocation first and copies the result again (a third of a received chunk's
+    // CPU in the capped benchmark).
+    plain.resize(at + len, 0);
+    let opened = transport.read_message(&cipher[LEN_PREFIX..LEN_PREFIX + len], &mut plain[at..]);
+    let Ok(n) = opened else {
+        // Nothing of a message that fails its tag is kept.
+        plain.truncate(at);
+        return Err(SecureError::Tampered);
+    };
+    plain.truncate(at + n);
+    let _ = cipher.split_to(LEN_PREFIX + len);
+    Ok(Opened::One)
 }
 
 #[cfg(test)]

@@ -121,6 +121,61 @@ async fn chunk_ranges_of_one_data_file_arrive_as_exact_frames_back_to_back() {
     }
 }
 
+/// However a chunk was sent (from memory, from a file, or, as an old sender may, its
+/// header in one transport message with its bytes), its bytes arrive in an allocation of
+/// their own, no larger than the frame needs: a node may keep them (`holdings::recent`)
+/// without keeping a read buffer around them.
+#[tokio::test]
+async fn a_chunks_bytes_arrive_in_an_allocation_of_their_own() {
+    use std::os::unix::fs::FileExt;
+    let (mut conn, mut other) = pair().await;
+    let file = tempfile::tempfile().unwrap();
+    file.write_all_at(&data(2 * 102_400, 3), 0).unwrap();
+    let file = Arc::new(file);
+    let at = |id: u32, len| ChunkBody::File {
+        file: Arc::clone(&file),
+        offset: u64::from(id) * 102_400,
+        len,
+    };
+    conn.write_chunk(0, &at(0, 102_400)).await.unwrap();
+    conn.write_chunk(7, &ChunkBody::Memory(Bytes::from(data(102_400, 7))))
+        .await
+        .unwrap();
+    conn.write_message(&Message::Request(2)).await.unwrap();
+    conn.write_chunk(1, &at(1, 3_333)).await.unwrap();
+    let mut whole = bytes::BytesMut::new();
+    crate::wire::encode(
+        &Message::Chunk {
+            id: 8,
+            data: Bytes::from(data(102_400, 8)),
+        },
+        &mut whole,
+    );
+    conn.write_raw_for_test(&whole).await.unwrap();
+    conn.write_message(&Message::ListRequest).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        match other.read_message(Duration::from_secs(10), "test").await {
+            Ok(Some(Message::Chunk { id, data })) => got.push((id, data)),
+            Ok(Some(Message::Request(2))) => {}
+            Ok(Some(Message::ListRequest)) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(got.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 7, 1, 8]);
+    for (id, bytes) in got {
+        let len = bytes.len();
+        let Ok(own) = bytes.try_into_mut() else {
+            panic!("chunk {id}'s allocation is shared");
+        };
+        assert!(
+            own.capacity() <= len + crate::secure::TAG_LEN,
+            "chunk {id}: {len} bytes hold {} bytes of memory",
+            own.capacity()
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_data_file_that_ends_early_is_an_error_and_nothing_of_it_is_sent() {
     let (mut conn, mut other) = pair().await;

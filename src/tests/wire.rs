@@ -203,3 +203,24 @@ fn hello_round_trip_and_refusals() {
     bytes[0] = b'G';
     assert!(matches!(Hello::decode(&bytes), Err(HandshakeError::BadMagic(_))));
 }
+
+/// A chunk frame's header alone gives the frame's length; anything more, less or else
+/// gives nothing.
+#[test]
+fn a_chunk_header_alone_tells_its_frame_length() {
+    use crate::wire::message::{chunk_frame_len, chunk_header};
+    let header = chunk_header(5, 102_400);
+    assert_eq!(chunk_frame_len(&header, MAX), Some(header.len() + 102_400));
+    assert_eq!(chunk_frame_len(&header, 1000), None, "over the limit");
+    let mut more = header.to_vec();
+    more.push(0);
+    assert_eq!(chunk_frame_len(&more, MAX), None, "bytes of it already here");
+    assert_eq!(chunk_frame_len(&header[..8], MAX), None, "a header cut short");
+    let request = encoded(&Message::Request(5));
+    assert_eq!(chunk_frame_len(&request, MAX), None, "another type");
+    let empty = encoded(&Message::Chunk {
+        id: 5,
+        data: Bytes::new(),
+    });
+    assert_eq!(chunk_frame_len(&empty, MAX), None, "a whole (empty) chunk frame");
+}

@@ -7,7 +7,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub(crate) use super::error::{DecodeError, MessageError};
-use super::frame::{self, LEN_PREFIX};
+use super::frame::{self, FrameError, LEN_PREFIX};
 use super::peers::{self, PeerAddr};
 use crate::chunk_set::ChunkSet;
 use crate::manifest::ChunkId;
@@ -200,6 +200,19 @@ pub(crate) fn chunk_header(id: ChunkId, data_len: usize) -> [u8; LEN_PREFIX + 5]
     out[LEN_PREFIX] = MSG_CHUNK;
     out[LEN_PREFIX + 1..].copy_from_slice(&id.to_be_bytes());
     out
+}
+
+/// The whole length of the `CHUNK` frame whose header, and nothing more, `buf` holds (as
+/// [`chunk_header`] writes it), if its length is within `max`; `None` for anything else.
+/// A receiver sizes the buffer the chunk's bytes will arrive in from it.
+pub(crate) fn chunk_frame_len(buf: &[u8], max: usize) -> Option<usize> {
+    if buf.len() != LEN_PREFIX + 5 || buf[LEN_PREFIX] != MSG_CHUNK {
+        return None;
+    }
+    match frame::parse(buf, max) {
+        Err(FrameError::Incomplete { needed }) => Some(buf.len() + needed),
+        _ => None,
+    }
 }
 
 /// Appends `msg` as one whole frame to `dst`.
