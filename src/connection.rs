@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::chunk_store::ChunkBody;
 use crate::error::PeerError;
 use crate::identity::PeerId;
-use crate::manifest::ChunkId;
+use crate::manifest::{ChunkId, CHUNK_SIZE};
 use crate::secure::{self, Credentials, SecureError, LEN_PREFIX, PREAMBLE_LEN};
 use crate::wire::{self, DecodeError, FrameError, Hello, Message, HELLO_LEN};
 
@@ -378,7 +378,7 @@ impl Connection {
             {
                 return Ok(opened);
             }
-            if !self.sized_frame {
+            if one_frame && !self.sized_frame {
                 self.sized_frame = size_chunk_frame(&mut self.rbuf, self.max_frame);
             }
             match secure::open_one(transport, &mut self.cbuf, &mut self.rbuf)? {
@@ -428,11 +428,13 @@ impl Connection {
             match wire::decode_front(&mut self.rbuf, self.max_frame) {
                 Ok(msg) => {
                     self.frame = None;
-                    let sized = std::mem::take(&mut self.sized_frame);
+                    // Opened into a buffer of its own, and nothing opened past its end
+                    // (which would have grown that buffer).
+                    let sized = std::mem::take(&mut self.sized_frame) && self.rbuf.is_empty();
                     return Ok(Some(match msg {
                         // Not opened into a buffer of its own (its header came with
-                        // bytes of it): copied into one, so whoever keeps the chunk
-                        // holds its bytes and no more.
+                        // bytes of it, or the next frame with its end): copied into one,
+                        // so whoever keeps the chunk holds its bytes and no more.
                         Message::Chunk { id, data } if !sized => Message::Chunk {
                             id,
                             data: bytes::Bytes::copy_from_slice(&data),
@@ -590,10 +592,13 @@ async fn seal_and_write(
 /// If `rbuf` holds a chunk frame's header and nothing else, moves it into a buffer of its
 /// own with room for the whole frame (and a tag: see [`secure::open_one`]), so that the
 /// chunk's bytes, once split off, hold that allocation and no other, and `true`. Senders
-/// seal a chunk's header in a transport message of its own for this. The frame's length
-/// is within the limit already, so this costs no more than the frame may.
+/// seal a chunk's header in a transport message of its own for this. Only a frame no
+/// longer than a chunk's is sized so, and only one at a time (the one at the front).
 fn size_chunk_frame(rbuf: &mut BytesMut, max_frame: usize) -> bool {
-    let Some(len) = wire::message::chunk_frame_len(rbuf, max_frame) else {
+    // No larger than a chunk's frame, whatever the limit (a fetch reading the manifest
+    // allows far more): a claimed length beyond that grows the buffer only as bytes come.
+    let most = max_frame.min(wire::LEN_PREFIX + 5 + CHUNK_SIZE as usize);
+    let Some(len) = wire::message::chunk_frame_len(rbuf, most) else {
         return false;
     };
     let mut own = BytesMut::with_capacity(len + secure::TAG_LEN);

@@ -36,10 +36,6 @@ pub(crate) struct DataFile {
     unstarted: AtomicU64,
     /// Held by every sync: one that finds a file clean knows an earlier one finished.
     syncing: std::sync::Mutex<()>,
-    /// Held by every write: writes to one file wait for its inode lock, which the kernel
-    /// spins for while the holder copies; stores on several pool threads at once spun
-    /// away up to half of a peer's CPU (1 GiB, uncapped). Waiting here sleeps instead.
-    writing: std::sync::Mutex<()>,
 }
 
 /// Write-out is started once this much has been written since the last start: one call
@@ -77,7 +73,6 @@ impl DataFile {
             parts,
             unstarted: AtomicU64::new(0),
             syncing: std::sync::Mutex::new(()),
-            writing: std::sync::Mutex::new(()),
         }
     }
 
@@ -136,14 +131,13 @@ impl DataFile {
     /// (`sync_file_range`, not waiting), so a later [`DataFile::sync`] finds little left.
     pub(crate) fn write_at(&self, data: &[u8], offset: u64, write_behind: bool) -> Result<(), StoreError> {
         let len = data.len() as u64;
-        let one_at_a_time = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         for (part, (at, from, n)) in self.shares(offset, len) {
-            part.file()?
-                .write_all_at(&data[from..from + n], at)
+            let file = part.file()?;
+            let _one_at_a_time = part.writing.lock().unwrap_or_else(PoisonError::into_inner);
+            file.write_all_at(&data[from..from + n], at)
                 .map_err(io_err("write", &part.path()))?;
             part.dirty.store(true, Ordering::Release);
         }
-        drop(one_at_a_time);
         if write_behind {
             let before = self.unstarted.fetch_add(len, Ordering::Relaxed);
             if before + len >= WRITE_BEHIND_STEP {

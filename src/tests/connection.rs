@@ -121,8 +121,9 @@ async fn chunk_ranges_of_one_data_file_arrive_as_exact_frames_back_to_back() {
     }
 }
 
-/// However a chunk was sent (from memory, from a file, or, as an old sender may, its
-/// header in one transport message with its bytes), its bytes arrive in an allocation of
+/// However a chunk was sent (from memory, from a file, or, as an old or odd sender may, its
+/// header in one transport message with its bytes, or its end with the next frame), its
+/// bytes arrive in an allocation of
 /// their own, no larger than the frame needs: a node may keep them (`holdings::recent`)
 /// without keeping a read buffer around them.
 #[tokio::test]
@@ -152,17 +153,26 @@ async fn a_chunks_bytes_arrive_in_an_allocation_of_their_own() {
         &mut whole,
     );
     conn.write_raw_for_test(&whole).await.unwrap();
+    // A header alone, then the bytes with the next frame in the same transport message:
+    // opening that message runs past the frame.
+    conn.write_raw_for_test(&crate::wire::message::chunk_header(9, 102_400))
+        .await
+        .unwrap();
+    let mut spill = bytes::BytesMut::from(&data(102_400, 9)[..]);
+    crate::wire::encode(&Message::Request(3), &mut spill);
+    conn.write_raw_for_test(&spill).await.unwrap();
     conn.write_message(&Message::ListRequest).await.unwrap();
     let mut got = Vec::new();
     loop {
         match other.read_message(Duration::from_secs(10), "test").await {
             Ok(Some(Message::Chunk { id, data })) => got.push((id, data)),
-            Ok(Some(Message::Request(2))) => {}
+            Ok(Some(Message::Request(2 | 3))) => {}
             Ok(Some(Message::ListRequest)) => break,
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(got.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 7, 1, 8]);
+    assert_eq!(got.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 7, 1, 8, 9]);
+    assert_eq!(got[4].1, Bytes::from(data(102_400, 9)));
     for (id, bytes) in got {
         let len = bytes.len();
         let Ok(own) = bytes.try_into_mut() else {
