@@ -597,7 +597,7 @@ async fn seal_and_write(
 fn size_chunk_frame(rbuf: &mut BytesMut, max_frame: usize) -> bool {
     // No larger than a chunk's frame, whatever the limit (a fetch reading the manifest
     // allows far more): a claimed length beyond that grows the buffer only as bytes come.
-    let most = max_frame.min(wire::LEN_PREFIX + 5 + CHUNK_SIZE as usize);
+    let most = max_frame.min(wire::CHUNK_HEADER_LEN + CHUNK_SIZE as usize);
     let Some(len) = wire::message::chunk_frame_len(rbuf, most) else {
         return false;
     };

@@ -206,7 +206,7 @@ pub(crate) fn chunk_header(id: ChunkId, data_len: usize) -> [u8; LEN_PREFIX + 5]
 /// [`chunk_header`] writes it), if its length is within `max`; `None` for anything else.
 /// A receiver sizes the buffer the chunk's bytes will arrive in from it.
 pub(crate) fn chunk_frame_len(buf: &[u8], max: usize) -> Option<usize> {
-    if buf.len() != LEN_PREFIX + 5 || buf[LEN_PREFIX] != MSG_CHUNK {
+    if buf.len() != LEN_PREFIX + super::CHUNK_HEADER_LEN || buf[LEN_PREFIX] != MSG_CHUNK {
         return None;
     }
     match frame::parse(buf, max) {
