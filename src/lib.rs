@@ -64,6 +64,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 pub mod text;
+mod thread_usage;
 pub mod ticket;
 mod upload;
 mod web;

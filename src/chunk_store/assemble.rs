@@ -16,6 +16,7 @@ use super::tree_files::TreeFiles;
 use super::{hash_file_at, io_err, ChunkStore, StoreError};
 use crate::manifest::tree::{self, ChainingValue, CV_LEN};
 use crate::manifest::{ChunkId, Layout};
+use crate::thread_usage::Waits;
 
 /// The side file of chaining values: chunk `id`'s at `id × max_pieces × 32`, 6 × 32
 /// bytes per 100 KiB chunk.
@@ -84,7 +85,14 @@ impl ChunkStore {
     /// Writes verified chunk `id` at its place in the data file, with its pieces' chaining
     /// values `cvs` (from [`Manifest::verify_chunk_pieces`](crate::manifest::Manifest::verify_chunk_pieces)),
     /// and starts writing it to the disk. Durable after the next [`ChunkStore::sync`].
-    pub fn write_chunk(&self, id: ChunkId, data: &[u8], cvs: &[ChainingValue]) -> Result<(), StoreError> {
+    /// What it waited for is counted in `waits` (see [`DataFile::write_at`](super::data::DataFile::write_at)).
+    pub(crate) fn write_chunk(
+        &self,
+        id: ChunkId,
+        data: &[u8],
+        cvs: &[ChainingValue],
+        waits: &mut Waits,
+    ) -> Result<(), StoreError> {
         let layout = self.manifest.layout();
         let offset = match layout.chunk_offset(id) {
             Some(offset) if layout.chunk_len(id) == Some(data.len() as u32) => offset,
@@ -96,8 +104,8 @@ impl ChunkStore {
                 return Err(io_err("write", &self.data.path())(e));
             }
         };
-        self.data.write_at(data, offset, self.fsync)?;
-        self.record_pieces(id, cvs)?;
+        self.data.write_at(data, offset, self.fsync, waits)?;
+        self.record_pieces(id, cvs, waits)?;
         if let Some(state) = &self.tree {
             state.written(&self.manifest, &self.data, id);
         }

@@ -26,6 +26,7 @@ pub(crate) use super::part::Part;
 use super::part::Stamp;
 use super::StoreError;
 use crate::manifest::{ChunkId, Manifest};
+use crate::thread_usage::Waits;
 
 /// The files holding the swarm's bytes (see the module docs): one for a shared file, one
 /// per non-empty file for a tree, in stream order.
@@ -69,6 +70,7 @@ impl DataFile {
 
     /// A tree's data: its non-empty files, in stream order.
     pub(crate) fn of_parts(parts: Vec<Part>) -> DataFile {
+        super::part::reserve_descriptors(parts.len());
         DataFile {
             parts,
             unstarted: AtomicU64::new(0),
@@ -129,12 +131,21 @@ impl DataFile {
     /// Writes verified chunk bytes at `offset`; with `write_behind`, every
     /// [`WRITE_BEHIND_STEP`] bytes starts writing the dirty pages to the disk
     /// (`sync_file_range`, not waiting), so a later [`DataFile::sync`] finds little left.
-    pub(crate) fn write_at(&self, data: &[u8], offset: u64, write_behind: bool) -> Result<(), StoreError> {
+    /// What it waited for (other threads' writes into the same file, its own writes) is
+    /// counted in `waits`.
+    pub(crate) fn write_at(
+        &self,
+        data: &[u8],
+        offset: u64,
+        write_behind: bool,
+        waits: &mut Waits,
+    ) -> Result<(), StoreError> {
         let len = data.len() as u64;
         for (part, (at, from, n)) in self.shares(offset, len) {
             let file = part.file()?;
-            let _one_at_a_time = part.writing.lock().unwrap_or_else(PoisonError::into_inner);
-            file.write_all_at(&data[from..from + n], at)
+            let _one_at_a_time = waits.lock(&part.writing);
+            waits
+                .write(|| file.write_all_at(&data[from..from + n], at))
                 .map_err(io_err("write", &part.path()))?;
             part.dirty.store(true, Ordering::Release);
         }

@@ -50,6 +50,8 @@ pub use chunk_files::ChunkFiles;
 use data::DataFile;
 pub(crate) use error::StoreError;
 use files::{chunk_file, hash_file_at, io_err, read_no_follow};
+#[cfg(test)]
+pub(crate) use part::{open_limit, reserve_descriptors};
 pub(crate) use status::{dir_status, DirStatus, FileState};
 
 /// The manifest a previous run left in `dir`, if any: what a peer resumes from, even while

@@ -26,6 +26,7 @@ use super::{
 use crate::chunk_set::ChunkSet;
 use crate::manifest::{ChunkId, Manifest};
 use crate::text::Quoted;
+use crate::thread_usage::Waits;
 
 /// The store's folders in `dir`, tidied; and the chunk files there that verify.
 fn prepare(dir: &Path, manifest: &Manifest) -> Result<(std::path::PathBuf, ChunkSet), StoreError> {
@@ -198,7 +199,7 @@ impl ChunkStore {
             if !fresh && self.data.may_hold(offset, u64::from(len)) {
                 self.data.read_at(buf, offset)?;
                 if let Some(cvs) = self.manifest.verify_chunk_pieces(id, buf) {
-                    self.record_pieces(id, &cvs)?;
+                    self.record_pieces(id, &cvs, &mut Waits::default())?;
                     have.insert(id);
                     continue;
                 }
@@ -209,7 +210,7 @@ impl ChunkStore {
                     .map_err(io_err("read", &path))?;
                 match self.manifest.verify_chunk_pieces(id, &bytes) {
                     Some(cvs) => {
-                        self.write_chunk(id, &bytes, &cvs)?;
+                        self.write_chunk(id, &bytes, &cvs, &mut Waits::default())?;
                         have.insert(id);
                     }
                     None => {
@@ -225,12 +226,9 @@ impl ChunkStore {
         &self,
         id: ChunkId,
         cvs: &[crate::manifest::tree::ChainingValue],
+        waits: &mut Waits,
     ) -> Result<(), StoreError> {
-        match &*self
-            .pieces
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
+        match &*waits.lock(&self.pieces) {
             Some(pieces) => pieces.write(self.manifest.layout(), id, cvs),
             None => Ok(()),
         }

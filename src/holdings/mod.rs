@@ -31,6 +31,7 @@ use crate::chunk_set::ChunkSet;
 use crate::chunk_store::{ChunkBody, ChunkStore, StoreError};
 use crate::error::Error;
 use crate::manifest::{ChunkId, Manifest};
+use crate::thread_usage::{ThreadUsage, Waits};
 
 mod placement;
 mod recent;
@@ -202,9 +203,10 @@ impl Holdings {
     /// [`Holdings::add_blocking`], its cost told to the placement rule.
     fn timed_add(&self, id: ChunkId, data: Bytes) -> Result<AddDone, StoreError> {
         let (start, used) = (Instant::now(), ThreadUsage::now());
-        let done = self.add_blocking(id, data);
+        let mut waits = Waits::default();
+        let done = self.add_blocking(id, data, &mut waits);
         let end = Instant::now();
-        let cost = ThreadUsage::cost_since(used, end - start);
+        let cost = Cost::of(used, ThreadUsage::now(), end - start, waits);
         locked(&self.placement).record(end, cost);
         done
     }
@@ -220,7 +222,8 @@ impl Holdings {
         Ok(done.added)
     }
 
-    fn add_blocking(&self, id: ChunkId, data: Bytes) -> Result<AddDone, StoreError> {
+    /// Verifies and writes chunk `id`, counting in `waits` what it waited for.
+    fn add_blocking(&self, id: ChunkId, data: Bytes, waits: &mut Waits) -> Result<AddDone, StoreError> {
         let done = |added, staged, complete| AddDone {
             added,
             staged,
@@ -231,20 +234,20 @@ impl Holdings {
             return Ok(done(Added::HashMismatch, 0, false));
         };
         {
-            let have = locked(&self.have);
-            let mut staged = locked(&self.staged);
+            let have = waits.lock(&self.have);
+            let mut staged = waits.lock(&self.staged);
             // Reserved before the write, so two tasks adding the same chunk at once write
             // it once.
             if have.contains(id) || !staged.writing.insert(id) {
                 return Ok(done(Added::Duplicate, 0, false));
             }
         }
-        let written = self.store.write_chunk(id, &data, &cvs);
+        let written = self.store.write_chunk(id, &data, &cvs, waits);
         if written.is_ok() {
-            locked(&self.recent).keep(id, data);
+            waits.lock(&self.recent).keep(id, data);
         }
-        let mut have = locked(&self.have);
-        let mut staged = locked(&self.staged);
+        let mut have = waits.lock(&self.have);
+        let mut staged = waits.lock(&self.staged);
         staged.writing.remove(&id);
         written?;
         staged.written.push(id);
@@ -335,57 +338,6 @@ impl Holdings {
                 summary.dirty = true;
                 Ok(None)
             }
-        }
-    }
-}
-
-/// The calling thread's CPU time and voluntary switches so far (Linux; `None` elsewhere or
-/// if the kernel does not say).
-#[derive(Debug, Clone, Copy)]
-struct ThreadUsage {
-    cpu: Duration,
-    slept: std::os::raw::c_long,
-}
-
-impl ThreadUsage {
-    fn now() -> Option<ThreadUsage> {
-        #[cfg(target_os = "linux")]
-        {
-            let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-            // SAFETY: `usage` is a valid, writable `rusage`; the call fills it in and keeps
-            // no pointer to it.
-            let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
-            if rc != 0 {
-                return None;
-            }
-            // SAFETY: the call succeeded, so it filled the (zeroed, hence initialised anyway)
-            // struct.
-            let usage = unsafe { usage.assume_init() };
-            let micros = |t: libc::timeval| {
-                u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0)
-            };
-            Some(ThreadUsage {
-                cpu: Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime)),
-                slept: usage.ru_nvcsw,
-            })
-        }
-        #[cfg(not(target_os = "linux"))]
-        None
-    }
-
-    /// What a store that began at `before` and took `wall` cost this thread.
-    fn cost_since(before: Option<ThreadUsage>, wall: Duration) -> Cost {
-        match (before, ThreadUsage::now()) {
-            (Some(a), Some(b)) => Cost {
-                wall,
-                cpu: b.cpu.saturating_sub(a.cpu).min(wall),
-                slept: b.slept > a.slept,
-            },
-            _ => Cost {
-                wall,
-                cpu: wall,
-                slept: true,
-            },
         }
     }
 }

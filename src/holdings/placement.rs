@@ -9,21 +9,26 @@
 //! goes to the pool when:
 //! - their CPU time was more than [`MAX_DUTY`] of the last [`WINDOW`] (the node is busy:
 //!   hashing on another core is worth the switches), or
-//! - one took longer than [`SLOW_STORE`] and slept in it (the disk pushes back: dirty-page
-//!   throttling, a congested device), and then for [`SLOW_BACKOFF`] after it.
+//! - one of a store's writes took longer than [`SLOW_STORE`] and the store slept (the disk
+//!   pushes back: dirty-page throttling, a congested device), and then for
+//!   [`SLOW_BACKOFF`] after it.
 //!
 //! A store's [`Cost`] tells its CPU time from its wall time: on a host with more busy
 //! threads than cores a store is often preempted, and counting that as work sent stores
 //! to the pool exactly when no core was free for it (a 1 GiB swarm of five on two cores
-//! then spent 10-80% more CPU and took longer than storing in place).
+//! then spent 10-80% more CPU and took longer than storing in place). Nor does a sleep
+//! that is not the disk count (see [`crate::thread_usage`]): waiting for another store's
+//! write, a directory, the descriptor table.
 
 use std::time::{Duration, Instant};
+
+use crate::thread_usage::{ThreadUsage, Waits};
 
 /// How often the rule looks at how busy stores kept the node.
 pub(crate) const WINDOW: Duration = Duration::from_millis(100);
 /// The share of a window that stores may take and still run in place.
 pub(crate) const MAX_DUTY: f64 = 0.25;
-/// A store slower than this means the disk is pushing back.
+/// A store's write slower than this (and the store slept) means the disk is pushing back.
 pub(crate) const SLOW_STORE: Duration = Duration::from_millis(2);
 /// How long after a slow store every store goes to the pool.
 pub(crate) const SLOW_BACKOFF: Duration = Duration::from_secs(2);
@@ -40,21 +45,44 @@ pub(crate) enum Place {
 /// What one store cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cost {
-    /// From its start to its end.
-    pub(crate) wall: Duration,
+    /// Its slowest write into the page cache (where the disk pushes back).
+    pub(crate) write: Duration,
     /// The thread's CPU time in it (`wall` where the platform cannot tell).
     pub(crate) cpu: Duration,
-    /// Whether the thread slept in it (waited for the disk or a lock), as opposed to
-    /// only being preempted (`true` where the platform cannot tell).
+    /// Whether the thread slept in it other than for our own locks (waited for the disk,
+    /// say), as opposed to only being preempted (`true` where the platform cannot tell).
     pub(crate) slept: bool,
 }
 
 impl Cost {
+    /// What a store cost that took `wall`, waited for `waits`, and ran on a thread whose
+    /// usage was `before` when it began and `after` when it ended: its sleeps for our own
+    /// locks do not count as sleeping.
+    pub(crate) fn of(
+        before: Option<ThreadUsage>,
+        after: Option<ThreadUsage>,
+        wall: Duration,
+        waits: Waits,
+    ) -> Cost {
+        match (before, after) {
+            (Some(a), Some(b)) => Cost {
+                write: waits.slowest_write,
+                cpu: b.cpu.saturating_sub(a.cpu).min(wall),
+                slept: b.sleeps - a.sleeps > waits.lock_sleeps,
+            },
+            _ => Cost {
+                write: waits.slowest_write,
+                cpu: wall.saturating_sub(waits.locks),
+                slept: true,
+            },
+        }
+    }
+
     /// A store that worked through all of `wall` without being preempted (tests).
     #[cfg(test)]
     pub(crate) fn busy(wall: Duration) -> Cost {
         Cost {
-            wall,
+            write: wall,
             cpu: wall,
             slept: false,
         }
@@ -99,12 +127,12 @@ impl Placement {
     pub(crate) fn record(&mut self, now: Instant, cost: Cost) {
         self.roll(now);
         self.busy += cost.cpu;
-        let took = cost.wall;
+        let took = cost.write;
         if took > SLOW_STORE && cost.slept {
             if self.pool_until.is_none_or(|until| now >= until) {
                 tracing::debug!(
-                    took_ms = took.as_secs_f64() * 1e3,
-                    "a slow store: stores go to the blocking pool"
+                    write_ms = took.as_secs_f64() * 1e3,
+                    "a slow write: stores go to the blocking pool"
                 );
             }
             self.pool_until = Some(now + SLOW_BACKOFF);
@@ -187,7 +215,7 @@ mod tests {
         p.record(
             t0 + 30 * MS,
             Cost {
-                wall: 30 * MS,
+                write: 30 * MS,
                 cpu: MS,
                 slept: true,
             },
@@ -212,12 +240,47 @@ mod tests {
         for i in 0..400 {
             assert_eq!(p.place(at), Place::Inline, "store {i}");
             let cost = Cost {
-                wall: 3 * MS,
+                write: 3 * MS,
                 cpu: 60 * US,
                 slept: false,
             };
-            p.record(at + cost.wall, cost);
+            p.record(at + 3 * MS, cost);
             at += 5 * MS;
         }
+    }
+
+    fn usage(cpu: Duration, sleeps: i64) -> Option<ThreadUsage> {
+        Some(ThreadUsage { cpu, sleeps })
+    }
+
+    #[test]
+    fn a_store_that_slept_only_for_other_stores_is_not_slow() {
+        let t0 = Instant::now();
+        let mut p = Placement::new(t0);
+        // Stores on the pool waiting 8 ms for each other's writes into one file: quick
+        // writes once their turn came, no sleep but in the wait.
+        let mut at = t0;
+        for i in 0..400 {
+            let waits = Waits {
+                locks: 8 * MS,
+                lock_sleeps: 2,
+                slowest_write: 40 * US,
+            };
+            let cost = Cost::of(usage(MS, 10), usage(MS + 70 * US, 12), 9 * MS, waits);
+            assert!(!cost.slept, "{cost:?}");
+            p.record(at + 9 * MS, cost);
+            assert_eq!(p.place(at + 9 * MS), Place::Inline, "store {i}");
+            at += 10 * MS;
+        }
+        // One whose write took 20 ms and that slept besides its waits for locks: the disk.
+        let waits = Waits {
+            locks: MS,
+            lock_sleeps: 1,
+            slowest_write: 20 * MS,
+        };
+        let cost = Cost::of(usage(MS, 10), usage(MS + 80 * US, 12), 21 * MS, waits);
+        assert!(cost.slept, "{cost:?}");
+        p.record(at + 21 * MS, cost);
+        assert_eq!(p.place(at + 22 * MS), Place::Pool);
     }
 }

@@ -29,7 +29,9 @@ fn chunk<'a>(m: &Manifest, bytes: &'a [u8], id: ChunkId) -> &'a [u8] {
 fn receive(store: &ChunkStore, m: &Manifest, bytes: &[u8], ids: &[ChunkId]) {
     for &id in ids {
         let cvs = m.verify_chunk_pieces(id, chunk(m, bytes, id)).unwrap();
-        store.write_chunk(id, chunk(m, bytes, id), &cvs).unwrap();
+        store
+            .write_chunk(id, chunk(m, bytes, id), &cvs, &mut Default::default())
+            .unwrap();
     }
     store.sync().unwrap();
 }
@@ -229,7 +231,9 @@ fn bytes_that_are_not_the_manifests_never_yield_a_file() {
     wrong[500] ^= 1;
     assert!(m.verify_chunk_pieces(3, &wrong).is_none());
     let cvs = crate::manifest::tree::piece_cvs(m.layout(), 3, &wrong);
-    store.write_chunk(3, &wrong, &cvs).unwrap();
+    store
+        .write_chunk(3, &wrong, &cvs, &mut Default::default())
+        .unwrap();
     assert!(matches!(store.assemble(), Err(StoreError::FileHashMismatch)));
     assert!(!dir.join("out.bin").exists());
 }
@@ -338,4 +342,20 @@ async fn the_last_chunks_received_are_sent_from_memory() {
             other => panic!("chunk {id}: {other:?}"),
         }
     }
+}
+
+/// The descriptor table's size, from `/proc/self/status`.
+fn fd_table_size() -> usize {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix("FDSize:")).unwrap();
+    line.trim().parse().unwrap()
+}
+
+#[test]
+fn a_store_of_many_files_has_room_for_their_descriptors_from_the_start() {
+    // Up to the open limit plus room for sockets: 4,000 files here (not 20,000: the
+    // table never shrinks, and other tests share the process).
+    crate::chunk_store::reserve_descriptors(4_000);
+    let want = 4_000.min(crate::chunk_store::open_limit()) + 512;
+    assert!(fd_table_size() >= want, "{} < {want}", fd_table_size());
 }
