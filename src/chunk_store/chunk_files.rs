@@ -55,8 +55,13 @@ pub(super) enum Making {
 /// Decides how chunk files are made for a data file at `data` (open as `file`) with the
 /// store's `tmp` directory: clones only if the two are on one filesystem and it clones.
 /// For a tree, `file` is its first file (a chunk spanning files is never a clone).
-pub(super) fn decide(policy: ChunkFiles, file: Option<&File>, tmp: &Path) -> Making {
-    let clones = policy != ChunkFiles::Never && file.is_some_and(|file| can_clone(file, tmp));
+pub(super) fn decide(
+    policy: ChunkFiles,
+    file: impl FnOnce() -> Option<std::sync::Arc<File>>,
+    tmp: &Path,
+) -> Making {
+    // The file is opened (for a tree, made) only to be asked.
+    let clones = policy != ChunkFiles::Never && file().is_some_and(|file| can_clone(&file, tmp));
     let making = match policy {
         ChunkFiles::Never => Making::Nothing,
         _ if clones => Making::Clones,

@@ -35,6 +35,9 @@ pub(crate) struct DataFile {
     parts: Vec<Part>,
     /// Bytes written since write-out was last started.
     unstarted: AtomicU64,
+    /// The parts written since they were last synced, each once (a tree's sync looks at
+    /// these, not at each of its files).
+    dirty: std::sync::Mutex<Vec<usize>>,
     /// Held by every sync: one that finds a file clean knows an earlier one finished.
     syncing: std::sync::Mutex<()>,
 }
@@ -70,8 +73,12 @@ impl DataFile {
 
     /// A tree's data: its non-empty files, in stream order.
     pub(crate) fn of_parts(parts: Vec<Part>) -> DataFile {
-        super::part::reserve_descriptors(parts.len());
+        super::budget::reserve_descriptors(parts.len());
+        let dirty = (0..parts.len())
+            .filter(|&i| parts[i].dirty.load(Ordering::Acquire))
+            .collect();
         DataFile {
+            dirty: std::sync::Mutex::new(dirty),
             parts,
             unstarted: AtomicU64::new(0),
             syncing: std::sync::Mutex::new(()),
@@ -83,14 +90,15 @@ impl DataFile {
         &self.parts
     }
 
-    /// The parts that overlap `offset..offset + len`, with their shares (see
+    /// The parts that overlap `offset..offset + len`, with their indices and shares (see
     /// [`Part::share`]).
-    fn shares(&self, offset: u64, len: u64) -> impl Iterator<Item = (&Part, (u64, usize, usize))> {
+    fn shares(&self, offset: u64, len: u64) -> impl Iterator<Item = (usize, &Part, (u64, usize, usize))> {
         let first = self.parts.partition_point(|p| p.start + p.len <= offset);
         self.parts[first..]
             .iter()
-            .take_while(move |p| p.start < offset + len)
-            .filter_map(move |p| p.share(offset, len).map(|s| (p, s)))
+            .enumerate()
+            .take_while(move |(_, p)| p.start < offset + len)
+            .filter_map(move |(k, p)| p.share(offset, len).map(|s| (first + k, p, s)))
     }
 
     /// The indices of the parts that overlap `offset..offset + len`.
@@ -106,7 +114,7 @@ impl DataFile {
     pub(crate) fn within_one(&self, offset: u64, len: u64) -> Option<(Arc<File>, u64)> {
         let mut shares = self.shares(offset, len);
         match (shares.next(), shares.next()) {
-            (Some((p, (at, 0, n))), None) if n as u64 == len => Some((p.file().ok()?, at)),
+            (Some((_, p, (at, 0, n))), None) if n as u64 == len => Some((p.file().ok()?, at)),
             _ => None,
         }
     }
@@ -141,19 +149,25 @@ impl DataFile {
         waits: &mut Waits,
     ) -> Result<(), StoreError> {
         let len = data.len() as u64;
-        for (part, (at, from, n)) in self.shares(offset, len) {
-            let file = part.file()?;
+        for (i, part, (at, from, n)) in self.shares(offset, len) {
             let _one_at_a_time = waits.lock(&part.writing);
-            waits
-                .write(|| file.write_all_at(&data[from..from + n], at))
-                .map_err(io_err("write", &part.path()))?;
-            part.dirty.store(true, Ordering::Release);
+            let bytes = &data[from..from + n];
+            // A small file of a tree whose bytes all came in this chunk: made whole.
+            if !(at == 0 && waits.write(|| part.write_new(bytes))?) {
+                let file = part.file()?;
+                waits
+                    .write(|| file.write_all_at(bytes, at))
+                    .map_err(io_err("write", &part.path()))?;
+            }
+            if !part.dirty.swap(true, Ordering::AcqRel) {
+                locked(&self.dirty).push(i);
+            }
         }
         if write_behind {
             let before = self.unstarted.fetch_add(len, Ordering::Relaxed);
             if before + len >= WRITE_BEHIND_STEP {
                 self.unstarted.store(0, Ordering::Relaxed);
-                for (part, _) in self.shares(offset, len) {
+                for (_, part, _) in self.shares(offset, len) {
                     // Offset 0, length 0: the whole file.
                     if let Ok(file) = part.file() {
                         start_writeback(&file, 0, 0);
@@ -168,7 +182,7 @@ impl DataFile {
     pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StoreError> {
         let len = buf.len() as u64;
         let mut got = 0;
-        for (part, (at, from, n)) in self.shares(offset, len) {
+        for (_, part, (at, from, n)) in self.shares(offset, len) {
             part.file()?
                 .read_exact_at(&mut buf[from..from + n], at)
                 .map_err(io_err("read", &part.path()))?;
@@ -186,27 +200,36 @@ impl DataFile {
     /// their whole file system at once (`syncfs`: one journal commit, not thousands).
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
         let _one_at_a_time = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
-        let dirty = self
-            .parts
-            .iter()
-            .filter(|p| p.dirty.load(Ordering::Acquire))
-            .count();
-        if dirty > SYNCFS_ABOVE {
-            if let Some(part) = self.parts.iter().find(|p| p.dirty.load(Ordering::Acquire)) {
-                let file = part.file()?;
-                for p in &self.parts {
-                    p.dirty.store(false, Ordering::Release);
+        let dirty = std::mem::take(&mut *locked(&self.dirty));
+        // What is not synced is listed again for the next sync.
+        let relist = |from: &[usize]| locked(&self.dirty).extend_from_slice(from);
+        if dirty.len() > SYNCFS_ABOVE {
+            let file = match self.parts[dirty[0]].file() {
+                Ok(file) => file,
+                Err(e) => {
+                    relist(&dirty);
+                    return Err(e);
                 }
-                if let Err(e) = rustix::fs::syncfs(&*file) {
-                    for p in &self.parts {
-                        p.dirty.store(true, Ordering::Release);
-                    }
-                    return Err(io_err("sync", &part.path())(e.into()));
+            };
+            for &i in &dirty {
+                self.parts[i].dirty.store(false, Ordering::Release);
+            }
+            if let Err(e) = rustix::fs::syncfs(&*file) {
+                for &i in &dirty {
+                    self.parts[i].dirty.store(true, Ordering::Release);
                 }
-                return Ok(());
+                relist(&dirty);
+                return Err(io_err("sync", &self.parts[dirty[0]].path())(e.into()));
+            }
+            return Ok(());
+        }
+        for (k, &i) in dirty.iter().enumerate() {
+            if let Err(e) = self.parts[i].sync() {
+                relist(&dirty[k..]);
+                return Err(e);
             }
         }
-        self.parts.iter().try_for_each(Part::sync)
+        Ok(())
     }
 
     /// Waits until every byte written to part `i` is on the disk.
@@ -226,7 +249,7 @@ impl DataFile {
     /// someone else since it was checked.
     pub(crate) fn changed_behind_us(&self, manifest: &Manifest, offset: u64, len: u64) -> bool {
         let mut changed = false;
-        for (part, _) in self.shares(offset, len) {
+        for (_, part, _) in self.shares(offset, len) {
             changed |= part.changed_behind_us(manifest.name());
         }
         changed
@@ -237,10 +260,10 @@ impl DataFile {
     /// chunk. Where a file system cannot tell, every range counts as data.
     pub(crate) fn may_hold(&self, offset: u64, len: u64) -> bool {
         // A chunk with bytes in a file made just now is not held.
-        if self.shares(offset, len).any(|(part, _)| part.fresh) {
+        if self.shares(offset, len).any(|(_, part, _)| part.fresh) {
             return false;
         }
-        self.shares(offset, len).any(|(part, (at, _, n))| {
+        self.shares(offset, len).any(|(_, part, (at, _, n))| {
             let Ok(file) = part.file() else {
                 return true;
             };
@@ -265,7 +288,7 @@ impl DataFile {
             return Ok(None);
         };
         let mut buf = vec![0u8; len as usize];
-        for (part, (at, from, n)) in self.shares(offset, u64::from(len)) {
+        for (_, part, (at, from, n)) in self.shares(offset, u64::from(len)) {
             match part.file()?.read_exact_at(&mut buf[from..from + n], at) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -274,6 +297,10 @@ impl DataFile {
         }
         Ok(manifest.verify_chunk(id, &buf).then_some(buf))
     }
+}
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Starts write-out of a range without waiting for it (Linux); elsewhere a no-op. Only a

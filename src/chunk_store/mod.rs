@@ -33,6 +33,7 @@ use crate::summary;
 
 mod assemble;
 mod body;
+mod budget;
 mod chunk_files;
 mod data;
 mod error;
@@ -46,12 +47,12 @@ mod tree_place;
 
 use assemble::Pieces;
 pub(crate) use body::ChunkBody;
+#[cfg(test)]
+pub(crate) use budget::{open_limit, reserve_descriptors};
 pub use chunk_files::ChunkFiles;
 use data::DataFile;
 pub(crate) use error::StoreError;
 use files::{chunk_file, hash_file_at, io_err, read_no_follow};
-#[cfg(test)]
-pub(crate) use part::{open_limit, reserve_descriptors};
 pub(crate) use status::{dir_status, DirStatus, FileState};
 
 /// The manifest a previous run left in `dir`, if any: what a peer resumes from, even while

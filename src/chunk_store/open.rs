@@ -56,7 +56,7 @@ impl ChunkStore {
         pieces: Option<Pieces>,
         policy: ChunkFiles,
     ) -> ChunkStore {
-        let making = chunk_files::decide(policy, data.first_file().as_deref(), &root.join("tmp"));
+        let making = chunk_files::decide(policy, || data.first_file(), &root.join("tmp"));
         ChunkStore {
             dir: dir.to_owned(),
             root,

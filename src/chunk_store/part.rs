@@ -1,14 +1,12 @@
 //! `Part`: one file of a node's data, holding the stream's bytes `start..start + len`
-//! (see [`super::data`]); and the budget of files a node keeps open at once.
+//! (see [`super::data`]).
 //!
-//! A tree may have a quarter of a million files, more than a process may open: a part's
-//! file is opened when it is first needed and closed again once [`open_limit`] files
-//! opened after it are open (the oldest goes first). A chunk being sent keeps its file
-//! open until it is sent. A file opened again is checked to be the same file (inode): if
+//! A part's file is opened when it is first needed and may be closed again to keep the
+//! node within its budget of open files ([`super::budget`]). A chunk being sent keeps its
+//! file open until it is sent. A file opened again is checked to be the same file (inode): if
 //! it is not, a partial file is an error, a finished one counts as changed. A tree's part
 //! file is created on its first write (so a tree of many files starts at once).
 
-use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -18,61 +16,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing::error;
 
+use super::budget::{Budget, Slot};
 use super::files::io_err;
 use super::StoreError;
 use crate::text::Quoted;
-
-/// Data files kept open at least, and at most, whatever the descriptor limit.
-const OPEN_RANGE: (usize, usize) = (64, 16_384);
-/// Descriptors left for sockets and everything else.
-const OTHER_FILES: u64 = 512;
-
-/// How many data files a node keeps open at once (a shared file is one; a tree's files
-/// beyond this are closed and opened again as needed): its descriptor limit, raised once
-/// to the hard limit, less [`OTHER_FILES`], within [`OPEN_RANGE`].
-pub(crate) fn open_limit() -> usize {
-    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        use rustix::process::{getrlimit, setrlimit, Resource};
-        let mut limit = getrlimit(Resource::Nofile);
-        if limit.current != limit.maximum {
-            let raised = rustix::process::Rlimit {
-                current: limit.maximum,
-                maximum: limit.maximum,
-            };
-            if setrlimit(Resource::Nofile, raised).is_ok() {
-                limit = raised;
-            }
-        }
-        let room = limit.current.unwrap_or(u64::MAX).saturating_sub(OTHER_FILES);
-        usize::try_from(room)
-            .unwrap_or(usize::MAX)
-            .clamp(OPEN_RANGE.0, OPEN_RANGE.1)
-    })
-}
-
-/// Makes room in the process's descriptor table for the data files a node with `files`
-/// of them keeps open (see [`open_limit`]), and the descriptors besides, now. The kernel
-/// grows the table as descriptors are opened, doubling it, and while it grows every
-/// thread opening a descriptor (a file, a socket) waits for an RCU grace period, often
-/// milliseconds on a busy host: seven times for a tree of 20,000 files, each time in
-/// the middle of the download. Once, at the start, it costs nothing that matters.
-pub(crate) fn reserve_descriptors(files: usize) {
-    let want = files.min(open_limit()).saturating_add(OTHER_FILES as usize);
-    // A process's first 256 descriptors need no growing.
-    if files < 64 || want <= 256 {
-        return;
-    }
-    let Ok(want) = i32::try_from(want) else {
-        return;
-    };
-    // A descriptor at `want` or above, closed again at once: the table keeps its size.
-    // Only a hint; where it cannot be done the table grows as before.
-    use rustix::fs::{Mode, OFlags};
-    if let Ok(root) = rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) {
-        let _ = rustix::io::fcntl_dupfd_cloexec(&root, want);
-    }
-}
 
 /// What identifies a file's contents as checked: if any of these changed, so may they.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,30 +41,6 @@ impl Stamp {
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A part's open file, when it is open.
-type Slot = Arc<Mutex<Option<Arc<File>>>>;
-
-/// The files a node's parts hold open, oldest first; past [`open_limit`] the oldest is
-/// closed.
-#[derive(Debug, Default)]
-pub(crate) struct Budget {
-    open: Mutex<VecDeque<Slot>>,
-}
-
-impl Budget {
-    fn opened(&self, slot: &Slot) {
-        let mut open = locked(&self.open);
-        open.push_back(Arc::clone(slot));
-        while open.len() > open_limit() {
-            if let Some(old) = open.pop_front() {
-                if !Arc::ptr_eq(&old, slot) {
-                    locked(&old).take();
-                }
-            }
-        }
-    }
 }
 
 /// Opens `path` without following a symlink at its last component; only a regular file.
@@ -159,6 +82,9 @@ pub(crate) struct Part {
     /// writing one file spun away up to half of a peer's CPU (1 GiB, uncapped). Waiting
     /// here sleeps instead. Writes to different files (a tree's) still run side by side.
     pub(super) writing: Mutex<()>,
+    /// Made without a name (see [`Part::write_new`]) and not linked into place yet: held
+    /// open, as it cannot be opened again.
+    unnamed: AtomicBool,
 }
 
 impl Part {
@@ -215,7 +141,64 @@ impl Part {
             dirty: AtomicBool::new(false),
             fresh: true,
             writing: Mutex::new(()),
+            unnamed: AtomicBool::new(false),
         }
+    }
+
+    /// Writes `data`, all of a lazy part's bytes, into a new file without a name
+    /// (`O_TMPFILE`, in the directory its part file would be in), if its file is not made
+    /// yet and the budget has room to hold it open: `false` if not (then it is written as
+    /// any other). Such a file is complete at once and is linked to its place in the tree
+    /// by the next commit ([`Part::link_with`], then [`Part::hand_over`]), so it is never created, sized, renamed or
+    /// stated under a name it does not keep: a tree of small files costs a third of the
+    /// system calls. A crash before the link leaves nothing behind (its chunk is not
+    /// committed, and is fetched again).
+    pub(super) fn write_new(&self, data: &[u8]) -> Result<bool, StoreError> {
+        if data.len() as u64 != self.len || !self.is_ours() {
+            return Ok(false);
+        }
+        // Locked as `file` locks them: the path, then the slot.
+        let path = locked(&self.path);
+        let mut slot = locked(&self.file);
+        if slot.is_some() || locked(&self.stamp).ino != 0 || !self.budget.pin() {
+            return Ok(false);
+        }
+        let Some(dir) = path.parent() else {
+            self.budget.unpin_unused();
+            return Ok(false);
+        };
+        let flags = rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC;
+        let file = match rustix::fs::open(dir, flags, rustix::fs::Mode::from_raw_mode(0o600)) {
+            Ok(fd) => File::from(fd),
+            // Not every file system makes files without names: named ones from now on.
+            Err(_) => {
+                self.budget.unpin_unused();
+                self.budget.no_unnamed_files();
+                return Ok(false);
+            }
+        };
+        use std::os::unix::fs::FileExt;
+        if let Err(e) = file.write_all_at(data, 0) {
+            self.budget.unpin_unused();
+            return Err(io_err("write", &path)(e));
+        }
+        *slot = Some(Arc::new(file));
+        self.unnamed.store(true, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Whether its file has no name yet (see [`Part::write_new`]).
+    pub(crate) fn is_unnamed(&self) -> bool {
+        self.unnamed.load(Ordering::Acquire)
+    }
+
+    /// Runs `link` (linking a file without a name into place, see [`Part::write_new`])
+    /// on the open file; [`Part::hand_over`] follows.
+    pub(crate) fn link_with(
+        &self,
+        link: impl FnOnce(&File) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        link(&*self.file()?)
     }
 
     /// Makes a lazy part's file (see [`Part::lazy_partial`]), sized at once.
@@ -261,6 +244,7 @@ impl Part {
             dirty: AtomicBool::new(ours),
             fresh: false,
             writing: Mutex::new(()),
+            unnamed: AtomicBool::new(false),
         };
         budget.opened(&part.file);
         Ok(part)
@@ -288,6 +272,12 @@ impl Part {
         // The path stays locked until the file is open (see `move_to`).
         let path_guard = locked(&self.path);
         let path = path_guard.clone();
+        if self.is_unnamed() {
+            // Never closed (see `write_new`): nothing to open again, and a file made
+            // here would lose its bytes.
+            let e = io::Error::other("a file without a name was closed before it was placed");
+            return Err(io_err("open", &path)(e));
+        }
         let ours = self.is_ours();
         let file = if ours && locked(&self.stamp).ino == 0 {
             self.create(&path)?
@@ -365,6 +355,10 @@ impl Part {
             *locked(&self.stamp) = Stamp::of(&meta);
         }
         self.ours.store(false, Ordering::Relaxed);
+        // It has a name now: it may be closed and opened again.
+        if self.unnamed.swap(false, Ordering::AcqRel) {
+            self.budget.unpin(&self.file);
+        }
     }
 
     /// Whether someone else may have changed it since it was checked (the answer stays

@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::PoisonError;
 
-use rustix::fs::{Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use tracing::info;
 
 use super::files::io_err;
@@ -91,24 +91,29 @@ impl ChunkStore {
         let Some((_, parent)) = last.as_ref() else {
             return Err(StoreError::NoSuchDirectory(dir.to_owned()));
         };
-        // The part's path is locked across the move: a reader opening the file again
-        // meanwhile waits, then opens it where it is.
-        part.move_to(&at, |from| {
-            let from_name = from
-                .file_name()
-                .ok_or_else(|| StoreError::NoSuchDirectory(from.to_owned()))?;
-            match rustix::fs::renameat_with(
-                parts_fd,
-                from_name,
-                parent,
-                leaf(&entry.path),
-                RenameFlags::NOREPLACE,
-            ) {
-                Ok(()) => Ok(()),
-                Err(rustix::io::Errno::EXIST) => Err(StoreError::Occupied(at.clone())),
-                Err(e) => Err(io_err("move into", &at)(errno(e))),
-            }
-        })?;
+        let in_the_way = |e| match e {
+            rustix::io::Errno::EXIST => StoreError::Occupied(at.clone()),
+            e => io_err("move into", &at)(errno(e)),
+        };
+        if part.is_unnamed() {
+            part.link_with(|file| link_into(file, parent, leaf(&entry.path)).map_err(in_the_way))?;
+        } else {
+            // The part's path is locked across the move: a reader opening the file again
+            // meanwhile waits, then opens it where it is.
+            part.move_to(&at, |from| {
+                let from_name = from
+                    .file_name()
+                    .ok_or_else(|| StoreError::NoSuchDirectory(from.to_owned()))?;
+                rustix::fs::renameat_with(
+                    parts_fd,
+                    from_name,
+                    parent,
+                    leaf(&entry.path),
+                    RenameFlags::NOREPLACE,
+                )
+                .map_err(in_the_way)
+            })?;
+        }
         part.hand_over(&at);
         info!(event = "file_complete", path = %Quoted(Path::new(&entry.path)), bytes = size, "file complete, verified");
         Ok(())
@@ -136,5 +141,26 @@ impl ChunkStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Links `file`, open and without a name (`O_TMPFILE`), as `name` in `parent`; fails
+/// with `EEXIST` rather than replace anything there. Linux allows this through the
+/// descriptor itself from 6.10 on (or with `CAP_DAC_READ_SEARCH`), and through its
+/// `/proc/self/fd` link everywhere else.
+fn link_into(file: &std::fs::File, parent: &OwnedFd, name: &str) -> rustix::io::Result<()> {
+    match rustix::fs::linkat(file, "", parent, name, AtFlags::EMPTY_PATH) {
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::PERM) => {
+            use std::os::fd::AsRawFd;
+            let by_proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+            rustix::fs::linkat(
+                rustix::fs::CWD,
+                by_proc.as_str(),
+                parent,
+                name,
+                AtFlags::SYMLINK_FOLLOW,
+            )
+        }
+        done => done,
     }
 }

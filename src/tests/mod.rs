@@ -10,4 +10,5 @@ mod rate;
 mod review;
 mod store;
 mod summary;
+mod tree_store;
 mod wire;

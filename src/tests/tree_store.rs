@@ -1,0 +1,156 @@
+//! A tree's files on a downloading peer's disk: a small file whose bytes come whole in
+//! one chunk is made without a name and appears at its path, whole, with the commit that
+//! makes it durable; a file spanning chunks is downloaded under `parts/` and moved.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::chunk_store::{ChunkFiles, ChunkStore, STORE_DIR};
+use crate::manifest::{manifest_for, ChunkId, EntryKind, Manifest};
+
+fn write(path: &Path, len: usize, seed: usize, executable: bool) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let bytes: Vec<u8> = (0..len).map(|i| ((i * 7 + seed * 13) % 251) as u8).collect();
+    fs::write(path, bytes).unwrap();
+    if executable {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// The swarm's byte stream: the tree's files one after the other.
+fn stream(share: &Path, m: &Manifest) -> Vec<u8> {
+    let mut all = Vec::new();
+    for e in m.tree().unwrap().entries() {
+        if let EntryKind::File { offset, .. } = e.kind {
+            assert_eq!(offset, all.len() as u64);
+            all.extend(fs::read(share.join(&e.path)).unwrap());
+        }
+    }
+    all
+}
+
+fn receive(store: &ChunkStore, m: &Manifest, all: &[u8], id: ChunkId) {
+    let layout = m.layout();
+    let start = layout.chunk_offset(id).unwrap() as usize;
+    let bytes = &all[start..start + layout.chunk_len(id).unwrap() as usize];
+    let cvs = m.verify_chunk_pieces(id, bytes).unwrap();
+    store
+        .write_chunk(id, bytes, &cvs, &mut Default::default())
+        .unwrap();
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn small_files_whole_in_a_chunk_appear_at_their_paths_only_once_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    // 30 files of 3,000 bytes and an executable of 5,000: all in chunk 0. Then a file of
+    // 600,000 bytes from chunk 0 to chunk 5.
+    for i in 0..30 {
+        write(&share.join(format!("d/f{i:02}")), 3_000, i, false);
+    }
+    write(&share.join("e/run.sh"), 5_000, 99, true);
+    write(&share.join("z/big.bin"), 600_000, 7, false);
+    let m = Arc::new(manifest_for(&share).unwrap());
+    assert_eq!(m.layout().chunk_size(), 102_400);
+    let all = stream(&share, &m);
+    let dir = tmp.path().join("node");
+    let (store, have) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
+    assert!(have.is_empty());
+    let parts = dir.join(STORE_DIR).join("parts");
+    assert_eq!(names_in(&parts), Vec::<String>::new());
+
+    receive(&store, &m, &all, 0);
+    // The small files are whole, but nowhere by name until the commit; the big file is
+    // downloading under parts/.
+    assert_eq!(names_in(&parts).len(), 1, "{:?}", names_in(&parts));
+    assert!(!dir.join("share/d/f00").exists());
+    assert!(!dir.join("share/e").exists());
+    // Served from memory meanwhile (the open file without a name).
+    assert!(store.chunk_range(0).is_some(), "chunk 0 cannot be read back");
+
+    store.sync().unwrap();
+    for i in 0..30 {
+        let path = format!("d/f{i:02}");
+        assert_eq!(
+            fs::read(dir.join("share").join(&path)).unwrap(),
+            fs::read(share.join(&path)).unwrap()
+        );
+    }
+    let mode = |p: &str| {
+        fs::metadata(dir.join("share").join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+    };
+    assert_eq!(
+        fs::read(dir.join("share/e/run.sh")).unwrap(),
+        fs::read(share.join("e/run.sh")).unwrap()
+    );
+    assert_ne!(mode("e/run.sh") & 0o111, 0, "the executable bit is kept");
+    assert_eq!(mode("d/f00") & 0o111, 0);
+    assert_eq!(names_in(&parts).len(), 1, "only the big file is downloading");
+    assert!(!dir.join("share/z/big.bin").exists());
+
+    for id in 1..m.layout().chunk_count() {
+        receive(&store, &m, &all, id);
+    }
+    store.sync().unwrap();
+    assert_eq!(
+        fs::read(dir.join("share/z/big.bin")).unwrap(),
+        fs::read(share.join("z/big.bin")).unwrap()
+    );
+    // Read back from their places, as a restart would.
+    drop(store);
+    let (_, have) = ChunkStore::open(&dir, m, ChunkFiles::Never).unwrap();
+    assert!(have.is_complete());
+}
+
+#[test]
+fn small_files_whole_in_a_chunk_not_committed_before_a_crash_are_fetched_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    // 200 files of 3,000 bytes: 34 whole in chunk 0, the 35th across chunks 0 and 1.
+    for i in 0..200 {
+        write(&share.join(format!("f{i:03}")), 3_000, i, false);
+    }
+    let m = Arc::new(manifest_for(&share).unwrap());
+    assert_eq!(m.layout().chunk_size(), 102_400);
+    let all = stream(&share, &m);
+    let dir = tmp.path().join("node");
+    let (store, _) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
+    receive(&store, &m, &all, 0);
+    store.sync().unwrap();
+    receive(&store, &m, &all, 1);
+    // A crash: no commit after chunk 1.
+    drop(store);
+    let (store, have) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
+    assert!(have.contains(0), "chunk 0 was committed");
+    assert!(!have.contains(1), "chunk 1's files never got a name");
+    let placed = names_in(&dir.join("share"));
+    assert_eq!(placed.len(), 34, "the files whole in chunk 0: {placed:?}");
+    assert_eq!(placed.last().map(String::as_str), Some("f033"));
+    // Only the files across chunks (0 and 1, 1 and 2) are under parts/, by name.
+    assert_eq!(
+        names_in(&dir.join(STORE_DIR).join("parts")),
+        ["0000034", "0000068"]
+    );
+    // Fetched again, they are placed as before.
+    receive(&store, &m, &all, 1);
+    store.sync().unwrap();
+    assert_eq!(names_in(&dir.join("share")).len(), 68);
+    assert_eq!(
+        fs::read(dir.join("share/f050")).unwrap(),
+        fs::read(share.join("f050")).unwrap()
+    );
+}
