@@ -10,8 +10,9 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::unnamed::Linking;
 
 /// Data files kept open at least, and at most, whatever the descriptor limit.
 const OPEN_RANGE: (usize, usize) = (64, 16_384);
@@ -49,7 +50,14 @@ pub(crate) fn open_limit() -> usize {
 /// milliseconds on a busy host: seven times for a tree of 20,000 files, each time in
 /// the middle of the download. Once, at the start, it costs nothing that matters.
 pub(crate) fn reserve_descriptors(files: usize) {
-    let want = files.min(open_limit()).saturating_add(OTHER_FILES as usize);
+    // Below the limit: a descriptor at the limit cannot be asked for.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let want = files
+        .min(open_limit())
+        .saturating_add(OTHER_FILES as usize)
+        .min(limit.saturating_sub(1));
     // A process's first 256 descriptors need no growing.
     if files < 64 || want <= 256 {
         return;
@@ -73,12 +81,12 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The files a node's parts hold open: those that can be opened again, oldest first
-/// (past the limit the oldest is closed), and how many are pinned.
+/// (past the limit the oldest is closed), and how many are pinned; and whether (and how)
+/// files without a name can be made and linked at all.
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
     open: Mutex<Open>,
-    /// Set once the file system would not make a file without a name.
-    no_unnamed: AtomicBool,
+    linking: Linking,
 }
 
 #[derive(Debug, Default)]
@@ -87,25 +95,46 @@ struct Open {
     pinned: usize,
 }
 
-impl Budget {
-    /// `slot`'s file was just opened: it counts, and the oldest beyond the limit close.
-    pub(super) fn opened(&self, slot: &Slot) {
-        let mut open = locked(&self.open);
-        open.queue.push_back(Arc::clone(slot));
-        let room = open_limit().saturating_sub(open.pinned).max(1);
-        while open.queue.len() > room {
-            if let Some(old) = open.queue.pop_front() {
-                if !Arc::ptr_eq(&old, slot) {
+impl Open {
+    /// Closes the oldest files beyond the room the pinned ones leave (`keep` stays open).
+    fn trim(&mut self, keep: Option<&Slot>) {
+        let room = open_limit().saturating_sub(self.pinned).max(1);
+        while self.queue.len() > room {
+            if let Some(old) = self.queue.pop_front() {
+                if !keep.is_some_and(|keep| Arc::ptr_eq(&old, keep)) {
                     locked(&old).take();
                 }
             }
         }
     }
+}
 
-    /// Takes room for a file that cannot be opened again, if there is any: `false` once
-    /// half the budget is pinned.
+impl Budget {
+    /// A budget whose files without a name are linked as `linking` says.
+    pub(super) fn with_linking(linking: Linking) -> Budget {
+        Budget {
+            open: Mutex::default(),
+            linking,
+        }
+    }
+
+    /// How files without a name are linked into place.
+    pub(super) fn linking(&self) -> Linking {
+        self.linking
+    }
+
+    /// `slot`'s file was just opened: it counts, and the oldest beyond the limit close.
+    pub(super) fn opened(&self, slot: &Slot) {
+        let mut open = locked(&self.open);
+        open.queue.push_back(Arc::clone(slot));
+        open.trim(Some(slot));
+    }
+
+    /// Takes room for a file that cannot be opened again (the oldest other files close to
+    /// make it), if files without a name can be linked at all and fewer than half the
+    /// budget are pinned.
     pub(super) fn pin(&self) -> bool {
-        if self.no_unnamed.load(Ordering::Relaxed) {
+        if self.linking == Linking::Unable {
             return false;
         }
         let mut open = locked(&self.open);
@@ -113,12 +142,8 @@ impl Budget {
             return false;
         }
         open.pinned += 1;
+        open.trim(None);
         true
-    }
-
-    /// The file system makes no files without names: [`Budget::pin`] says no from now on.
-    pub(super) fn no_unnamed_files(&self) {
-        self.no_unnamed.store(true, Ordering::Relaxed);
     }
 
     /// Gives back room taken by [`Budget::pin`] for a file that was not made after all.
@@ -131,5 +156,47 @@ impl Budget {
     pub(super) fn unpin(&self, slot: &Slot) {
         self.unpin_unused();
         self.opened(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_slots(slots: &[Slot]) -> usize {
+        slots.iter().filter(|s| locked(s).is_some()).count()
+    }
+
+    #[test]
+    fn pinned_files_make_room_so_the_limit_holds() {
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        let budget = Budget::with_linking(Linking::ByProc);
+        let slots: Vec<Slot> = (0..open_limit() + 10)
+            .map(|_| Arc::new(Mutex::new(Some(Arc::clone(&file)))))
+            .collect();
+        for slot in &slots {
+            budget.opened(slot);
+        }
+        assert_eq!(open_slots(&slots), open_limit(), "the oldest closed");
+        for _ in 0..100 {
+            assert!(budget.pin());
+        }
+        assert_eq!(open_slots(&slots), open_limit() - 100, "each pin closed one");
+        let mut pinned = 100;
+        while budget.pin() {
+            pinned += 1;
+        }
+        assert_eq!(pinned, open_limit() / 2, "at most half pinned");
+        assert_eq!(open_slots(&slots) + pinned, open_limit());
+        // Unpinned, a file joins the queue like any other.
+        let back: Slot = Arc::new(Mutex::new(Some(Arc::clone(&file))));
+        budget.unpin(&back);
+        assert!(locked(&back).is_some());
+        assert_eq!(open_slots(&slots) + 1 + pinned - 1, open_limit());
+    }
+
+    #[test]
+    fn nothing_is_pinned_where_files_without_a_name_cannot_be_linked() {
+        assert!(!Budget::default().pin());
     }
 }

@@ -153,7 +153,7 @@ impl DataFile {
             let _one_at_a_time = waits.lock(&part.writing);
             let bytes = &data[from..from + n];
             // A small file of a tree whose bytes all came in this chunk: made whole.
-            if !(at == 0 && waits.write(|| part.write_new(bytes))?) {
+            if !(at == 0 && part.write_new(bytes, waits)?) {
                 let file = part.file()?;
                 waits
                     .write(|| file.write_all_at(bytes, at))
@@ -200,7 +200,11 @@ impl DataFile {
     /// their whole file system at once (`syncfs`: one journal commit, not thousands).
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
         let _one_at_a_time = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
-        let dirty = std::mem::take(&mut *locked(&self.dirty));
+        let mut dirty = std::mem::take(&mut *locked(&self.dirty));
+        // A part synced alone (`sync_part`) or listed again after a failed sync may be
+        // here twice.
+        dirty.sort_unstable();
+        dirty.dedup();
         // What is not synced is listed again for the next sync.
         let relist = |from: &[usize]| locked(&self.dirty).extend_from_slice(from);
         if dirty.len() > SYNCFS_ABOVE {

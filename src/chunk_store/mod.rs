@@ -44,6 +44,7 @@ mod status;
 mod tidy;
 mod tree_files;
 mod tree_place;
+mod unnamed;
 
 use assemble::Pieces;
 pub(crate) use body::ChunkBody;

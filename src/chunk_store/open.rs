@@ -229,7 +229,7 @@ impl ChunkStore {
         waits: &mut Waits,
     ) -> Result<(), StoreError> {
         match &*waits.lock(&self.pieces) {
-            Some(pieces) => pieces.write(self.manifest.layout(), id, cvs),
+            Some(pieces) => waits.write(|| pieces.write(self.manifest.layout(), id, cvs)),
             None => Ok(()),
         }
     }

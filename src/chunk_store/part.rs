@@ -9,6 +9,7 @@
 
 use std::fs::{self, File};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +19,10 @@ use tracing::error;
 
 use super::budget::{Budget, Slot};
 use super::files::io_err;
+use super::unnamed;
 use super::StoreError;
 use crate::text::Quoted;
+use crate::thread_usage::Waits;
 
 /// What identifies a file's contents as checked: if any of these changed, so may they.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,11 +152,11 @@ impl Part {
     /// (`O_TMPFILE`, in the directory its part file would be in), if its file is not made
     /// yet and the budget has room to hold it open: `false` if not (then it is written as
     /// any other). Such a file is complete at once and is linked to its place in the tree
-    /// by the next commit ([`Part::link_with`], then [`Part::hand_over`]), so it is never created, sized, renamed or
+    /// by the next commit ([`Part::link_into`], then [`Part::hand_over`]), so it is never created, sized, renamed or
     /// stated under a name it does not keep: a tree of small files costs a third of the
     /// system calls. A crash before the link leaves nothing behind (its chunk is not
     /// committed, and is fetched again).
-    pub(super) fn write_new(&self, data: &[u8]) -> Result<bool, StoreError> {
+    pub(super) fn write_new(&self, data: &[u8], waits: &mut Waits) -> Result<bool, StoreError> {
         if data.len() as u64 != self.len || !self.is_ours() {
             return Ok(false);
         }
@@ -163,22 +166,15 @@ impl Part {
         if slot.is_some() || locked(&self.stamp).ino != 0 || !self.budget.pin() {
             return Ok(false);
         }
-        let Some(dir) = path.parent() else {
+        // Made in `parts/`, where the store found it can (see `unnamed`); if it cannot
+        // now (descriptors or space ran out), the named file fails or succeeds as ever.
+        let made = path.parent().map(unnamed::create);
+        let Some(Ok(file)) = made else {
             self.budget.unpin_unused();
             return Ok(false);
         };
-        let flags = rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC;
-        let file = match rustix::fs::open(dir, flags, rustix::fs::Mode::from_raw_mode(0o600)) {
-            Ok(fd) => File::from(fd),
-            // Not every file system makes files without names: named ones from now on.
-            Err(_) => {
-                self.budget.unpin_unused();
-                self.budget.no_unnamed_files();
-                return Ok(false);
-            }
-        };
         use std::os::unix::fs::FileExt;
-        if let Err(e) = file.write_all_at(data, 0) {
+        if let Err(e) = waits.write(|| file.write_all_at(data, 0)) {
             self.budget.unpin_unused();
             return Err(io_err("write", &path)(e));
         }
@@ -192,13 +188,11 @@ impl Part {
         self.unnamed.load(Ordering::Acquire)
     }
 
-    /// Runs `link` (linking a file without a name into place, see [`Part::write_new`])
-    /// on the open file; [`Part::hand_over`] follows.
-    pub(crate) fn link_with(
-        &self,
-        link: impl FnOnce(&File) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        link(&*self.file()?)
+    /// Links its file, made without a name (see [`Part::write_new`]), as `name` in
+    /// `parent`, never over anything there; [`Part::hand_over`] follows.
+    pub(crate) fn link_into(&self, parent: &OwnedFd, name: &str) -> Result<(), rustix::io::Errno> {
+        let file = locked(&self.file).clone().ok_or(rustix::io::Errno::BADF)?;
+        unnamed::link(&file, self.budget.linking(), parent, name)
     }
 
     /// Makes a lazy part's file (see [`Part::lazy_partial`]), sized at once.
@@ -272,6 +266,10 @@ impl Part {
         // The path stays locked until the file is open (see `move_to`).
         let path_guard = locked(&self.path);
         let path = path_guard.clone();
+        // Made meanwhile (`write_new` holds the path while it makes the file).
+        if let Some(file) = locked(&self.file).as_ref() {
+            return Ok(Arc::clone(file));
+        }
         if self.is_unnamed() {
             // Never closed (see `write_new`): nothing to open again, and a file made
             // here would lose its bytes.

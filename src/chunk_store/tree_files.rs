@@ -18,8 +18,10 @@ use std::sync::{Mutex, PoisonError};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
+use super::budget::Budget;
 use super::data::{DataFile, Part};
 use super::files::io_err;
+use super::unnamed;
 use super::StoreError;
 use crate::chunk_set::ChunkSet;
 use crate::manifest::{ChunkId, EntryKind, Manifest, Tree};
@@ -160,7 +162,7 @@ pub(super) fn open_data(
     super::ensure_dir(&parts_dir)?;
     let mut parts = Vec::new();
     let mut entries = Vec::new();
-    let budget = std::sync::Arc::default();
+    let budget = std::sync::Arc::new(Budget::with_linking(unnamed::probe(&parts_dir)));
     // A fresh download (no parts yet, no `DIR/NAME`) need not look for each file: two
     // looks instead of three system calls per file (a fifth of a peer's start-up CPU for
     // a tree of 20,000 files).

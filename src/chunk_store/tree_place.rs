@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::PoisonError;
 
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::fs::{Mode, OFlags, RenameFlags};
 use tracing::info;
 
 use super::files::io_err;
@@ -54,9 +54,10 @@ impl ChunkStore {
     }
 
     /// Moves part `i`, complete, verified and synced, to its path in the tree: given its
-    /// mode, renamed without replacing anything. The tree's directories are synced when it
-    /// is complete; before that, a move lost in a power cut leaves the file in `parts/`,
-    /// whole, and the next start moves it again.
+    /// mode, renamed (or, made without a name, linked) without replacing anything. The
+    /// tree's directories are synced when it is complete; before that, a move lost in a
+    /// power cut leaves the file in `parts/`, whole, and the next start moves it again (a
+    /// lost link leaves nothing: its chunks are fetched again).
     fn place(
         &self,
         state: &TreeFiles,
@@ -96,7 +97,7 @@ impl ChunkStore {
             e => io_err("move into", &at)(errno(e)),
         };
         if part.is_unnamed() {
-            part.link_with(|file| link_into(file, parent, leaf(&entry.path)).map_err(in_the_way))?;
+            part.link_into(parent, leaf(&entry.path)).map_err(in_the_way)?;
         } else {
             // The part's path is locked across the move: a reader opening the file again
             // meanwhile waits, then opens it where it is.
@@ -141,26 +142,5 @@ impl ChunkStore {
             }
         }
         Ok(())
-    }
-}
-
-/// Links `file`, open and without a name (`O_TMPFILE`), as `name` in `parent`; fails
-/// with `EEXIST` rather than replace anything there. Linux allows this through the
-/// descriptor itself from 6.10 on (or with `CAP_DAC_READ_SEARCH`), and through its
-/// `/proc/self/fd` link everywhere else.
-fn link_into(file: &std::fs::File, parent: &OwnedFd, name: &str) -> rustix::io::Result<()> {
-    match rustix::fs::linkat(file, "", parent, name, AtFlags::EMPTY_PATH) {
-        Err(rustix::io::Errno::NOENT | rustix::io::Errno::PERM) => {
-            use std::os::fd::AsRawFd;
-            let by_proc = format!("/proc/self/fd/{}", file.as_raw_fd());
-            rustix::fs::linkat(
-                rustix::fs::CWD,
-                by_proc.as_str(),
-                parent,
-                name,
-                AtFlags::SYMLINK_FOLLOW,
-            )
-        }
-        done => done,
     }
 }

@@ -17,8 +17,10 @@
 //! threads than cores a store is often preempted, and counting that as work sent stores
 //! to the pool exactly when no core was free for it (a 1 GiB swarm of five on two cores
 //! then spent 10-80% more CPU and took longer than storing in place). Nor does a sleep
-//! that is not the disk count (see [`crate::thread_usage`]): waiting for another store's
-//! write, a directory, the descriptor table.
+//! for another store (see [`crate::thread_usage`]) count, and a store whose writes were
+//! all quick is not pushed back whatever else it waited for (a directory, the descriptor
+//! table); one with a slow write that slept elsewhere is, even if the write was only
+//! preempted: a rare miss, on the side of the pool.
 
 use std::time::{Duration, Instant};
 
