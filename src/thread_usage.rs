@@ -9,9 +9,9 @@
 //! a directory another thread is creating or renaming files in, for the kernel to grow
 //! the descriptor table. Counting those kept a tree's stores on the pool for the whole
 //! download, each one then costing two thread switches and a copy from another core's
-//! cache (a third of the time of a 20,000-file tree on two cores). So a store counts as
-//! pushed back only when one of its writes took long and it slept outside our own
-//! locks.
+//! cache (a tree of 20,000 files took a fifth longer on two cores: BENCHMARKS.md,
+//! 2026-12-06c). So a store counts as pushed back only when one of its writes took long
+//! and it slept outside our own locks.
 
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
