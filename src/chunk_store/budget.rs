@@ -76,7 +76,8 @@ pub(crate) fn reserve_descriptors(files: usize) {
 /// A part's open file, when it is open.
 pub(super) type Slot = Arc<Mutex<Option<Arc<File>>>>;
 
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// `m` locked; a lock poisoned by a panic elsewhere is taken as it is.
+pub(super) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 
+use super::budget::locked;
 use super::files::io_err;
 pub(crate) use super::part::Part;
 use super::part::Stamp;
@@ -103,10 +104,7 @@ impl DataFile {
 
     /// The indices of the parts that overlap `offset..offset + len`.
     pub(crate) fn part_indices(&self, offset: u64, len: u64) -> impl Iterator<Item = usize> + '_ {
-        let first = self.parts.partition_point(|p| p.start + p.len <= offset);
-        (first..self.parts.len())
-            .take_while(move |&i| self.parts[i].start < offset + len)
-            .filter(move |&i| self.parts[i].share(offset, len).is_some())
+        self.shares(offset, len).map(|(i, _, _)| i)
     }
 
     /// The one file holding all of `offset..offset + len`, and where the range starts in
@@ -301,10 +299,6 @@ impl DataFile {
         }
         Ok(manifest.verify_chunk(id, &buf).then_some(buf))
     }
-}
-
-fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Starts write-out of a range without waiting for it (Linux); elsewhere a no-op. Only a

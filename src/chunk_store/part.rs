@@ -13,11 +13,11 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tracing::error;
 
-use super::budget::{Budget, Slot};
+use super::budget::{locked, Budget, Slot};
 use super::files::io_err;
 use super::unnamed;
 use super::StoreError;
@@ -40,10 +40,6 @@ impl Stamp {
             ino: meta.ino(),
         }
     }
-}
-
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Opens `path` without following a symlink at its last component; only a regular file.
