@@ -148,10 +148,10 @@ impl Part {
     /// (`O_TMPFILE`, in the directory its part file would be in), if its file is not made
     /// yet and the budget has room to hold it open: `false` if not (then it is written as
     /// any other). Such a file is complete at once and is linked to its place in the tree
-    /// by the next commit ([`Part::link_into`], then [`Part::hand_over`]), so it is never
-    /// created, sized, renamed or stated under a name it does not keep: six system calls
-    /// per small file where it took ten. A crash before the link leaves nothing behind
-    /// (its chunk is not committed, and is fetched again).
+    /// by the next commit, in `parts/` ([`Part::link_into`]), and then moved as any other,
+    /// so it is never created, sized or stated under a name before it is whole. A crash
+    /// before the link leaves nothing behind (its chunk is not committed, and is fetched
+    /// again).
     pub(super) fn write_new(&self, data: &[u8], waits: &mut Waits) -> Result<bool, StoreError> {
         if data.len() as u64 != self.len || !self.is_ours() {
             return Ok(false);
@@ -185,7 +185,7 @@ impl Part {
     }
 
     /// Links its file, made without a name (see [`Part::write_new`]), as `name` in
-    /// `parent`, never over anything there; [`Part::hand_over`] follows.
+    /// `parent`, never over anything there; [`Part::named`] follows.
     pub(crate) fn link_into(&self, parent: &OwnedFd, name: &str) -> Result<(), rustix::io::Errno> {
         let file = locked(&self.file).clone().ok_or(rustix::io::Errno::BADF)?;
         unnamed::link(&file, self.budget.linking(), parent, name)
@@ -349,7 +349,11 @@ impl Part {
             *locked(&self.stamp) = Stamp::of(&meta);
         }
         self.ours.store(false, Ordering::Relaxed);
-        // It has a name now: it may be closed and opened again.
+    }
+
+    /// Its file, made without a name, was linked at its path ([`Part::link_into`]): it
+    /// may be closed and opened again from there.
+    pub(crate) fn named(&self) {
         if self.unnamed.swap(false, Ordering::AcqRel) {
             self.budget.unpin(&self.file);
         }

@@ -154,3 +154,35 @@ fn small_files_whole_in_a_chunk_not_committed_before_a_crash_are_fetched_again()
         fs::read(share.join("f050")).unwrap()
     );
 }
+
+#[test]
+fn a_commit_stopped_among_its_moves_leaves_every_chunk_whole_for_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    for i in 0..200 {
+        write(&share.join(format!("f{i:03}")), 3_000, i, false);
+    }
+    let m = Arc::new(manifest_for(&share).unwrap());
+    let all = stream(&share, &m);
+    let dir = tmp.path().join("node");
+    let (store, _) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
+    // Something of another's where the sixth file of chunk 0 belongs: the commit moves
+    // five files into place and stops there.
+    fs::create_dir_all(dir.join("share")).unwrap();
+    fs::write(dir.join("share/f005"), b"not ours").unwrap();
+    receive(&store, &m, &all, 0);
+    assert!(store.sync().is_err());
+    assert_eq!(names_in(&dir.join("share")).len(), 6);
+    // The process dies here; the obstacle is taken away; the next start verifies chunk 0
+    // from the files in place and those still in parts/, and finishes them.
+    drop(store);
+    fs::remove_file(dir.join("share/f005")).unwrap();
+    let (store, have) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
+    assert!(have.contains(0), "chunk 0 is whole on the disk");
+    store.sync().unwrap();
+    assert_eq!(names_in(&dir.join("share")).len(), 34);
+    assert_eq!(
+        fs::read(dir.join("share/f020")).unwrap(),
+        fs::read(share.join("f020")).unwrap()
+    );
+}
