@@ -40,6 +40,7 @@ mod error;
 mod files;
 mod open;
 mod part;
+mod placing;
 mod status;
 mod tidy;
 mod tree_files;

@@ -104,16 +104,18 @@ impl Part {
     ) -> Result<Part, StoreError> {
         let existed = fs::symlink_metadata(path).is_ok();
         let file = open_regular(path, true, true).map_err(io_err("open", path))?;
+        // One already of its length was sized and preallocated when it was made (and may
+        // be a finished file taken back to be verified: its times are left alone).
         if file.metadata().map_err(io_err("inspect", path))?.len() != len {
             file.set_len(len).map_err(io_err("size", path))?;
-        }
-        match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len) {
-            Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::NOSPC => {
-                return Err(io_err("preallocate", path)(e.into()));
+            match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len) {
+                Ok(()) => {}
+                Err(e) if e == rustix::io::Errno::NOSPC => {
+                    return Err(io_err("preallocate", path)(e.into()));
+                }
+                // Not every filesystem preallocates; the file is sparse there.
+                Err(_) => {}
             }
-            // Not every filesystem preallocates; the file is sparse there.
-            Err(_) => {}
         }
         let mut part = Part::new(file, path, start, true, budget)?;
         part.fresh = !existed;

@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::files::io_err;
 use super::tree_files::{errno, leaf, mode, open_parent, TreeFiles, PARTS_DIR};
-use super::{ChunkStore, StoreError};
+use super::{placing, ChunkStore, StoreError};
 use crate::manifest::EntryKind;
 use crate::text::Quoted;
 
@@ -37,11 +37,14 @@ impl ChunkStore {
         // Directories opened for this batch only, so a directory the user moves later is
         // opened again (and checked) by the next.
         let mut last: Option<(String, OwnedFd)> = None;
-        // First every file made without a name gets its name in `parts/`, then the moves:
-        // a process killed among the moves leaves each chunk's bytes in `parts/` or in
-        // place, never some in place and the rest nowhere (a restart could then verify
-        // neither that chunk nor the files it had placed).
-        if let Err(e) = pending.iter().try_for_each(|&i| self.name_in_parts(i, &parts_fd)) {
+        // The moves are recorded first: a process killed among them leaves a record that
+        // the next start undoes ([`placing`]).
+        let listed: Vec<u32> = pending
+            .iter()
+            .filter(|&&i| self.data.parts()[i].is_ours())
+            .map(|&i| state.entries[i] as u32)
+            .collect();
+        if let Err(e) = placing::record(&parts_fd, &parts_dir, &listed, self.fsync) {
             state
                 .pending
                 .lock()
@@ -62,13 +65,16 @@ impl ChunkStore {
                 break;
             }
         }
-        result
+        // Kept after a failure: what it placed is undone by a restart, if one comes
+        // before the next commit places the rest.
+        result.and_then(|()| placing::clear(&parts_fd, &parts_dir))
     }
 
     /// Moves part `i`, complete, verified and synced, to its path in the tree: given its
-    /// mode, renamed without replacing anything. The tree's directories are synced when
-    /// it is complete; before that, a move lost in a power cut leaves the file in
-    /// `parts/`, whole, and the next start moves it again.
+    /// mode, renamed (or, made without a name, linked) without replacing anything. The
+    /// tree's directories are synced when it is complete; before that, a move lost in a
+    /// power cut leaves the file in `parts/`, whole, and the next start moves it again (a
+    /// lost link leaves nothing: its chunks are fetched again).
     fn place(
         &self,
         state: &TreeFiles,
@@ -107,42 +113,29 @@ impl ChunkStore {
             rustix::io::Errno::EXIST => StoreError::Occupied(at.clone()),
             e => io_err("move into", &at)(errno(e)),
         };
-        // The part's path is locked across the move: a reader opening the file again
-        // meanwhile waits, then opens it where it is.
-        part.move_to(&at, |from| {
-            let from_name = from
-                .file_name()
-                .ok_or_else(|| StoreError::NoSuchDirectory(from.to_owned()))?;
-            rustix::fs::renameat_with(
-                parts_fd,
-                from_name,
-                parent,
-                leaf(&entry.path),
-                RenameFlags::NOREPLACE,
-            )
-            .map_err(in_the_way)
-        })?;
-        part.hand_over(&at);
-        info!(event = "file_complete", path = %Quoted(Path::new(&entry.path)), bytes = size, "file complete, verified");
-        Ok(())
-    }
-
-    /// Links part `i`'s file, if it was made without a name, into `parts/` under its
-    /// part's name (same directory: no rename lock), so that from now on it is a part as
-    /// any other.
-    fn name_in_parts(&self, i: usize, parts_fd: &OwnedFd) -> Result<(), StoreError> {
-        let part = &self.data.parts()[i];
-        if !part.is_unnamed() {
-            return Ok(());
+        if part.is_unnamed() {
+            part.link_into(parent, leaf(&entry.path)).map_err(in_the_way)?;
+            part.hand_over(&at);
+            part.named();
+        } else {
+            // The part's path is locked across the move: a reader opening the file again
+            // meanwhile waits, then opens it where it is.
+            part.move_to(&at, |from| {
+                let from_name = from
+                    .file_name()
+                    .ok_or_else(|| StoreError::NoSuchDirectory(from.to_owned()))?;
+                rustix::fs::renameat_with(
+                    parts_fd,
+                    from_name,
+                    parent,
+                    leaf(&entry.path),
+                    RenameFlags::NOREPLACE,
+                )
+                .map_err(in_the_way)
+            })?;
+            part.hand_over(&at);
         }
-        let path = part.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| StoreError::NoSuchDirectory(path.clone()))?;
-        part.link_into(parts_fd, name)
-            .map_err(|e| io_err("name", &path)(errno(e)))?;
-        part.named();
+        info!(event = "file_complete", path = %Quoted(Path::new(&entry.path)), bytes = size, "file complete, verified");
         Ok(())
     }
 

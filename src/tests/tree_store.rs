@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::chunk_store::{ChunkFiles, ChunkStore, STORE_DIR};
@@ -155,8 +155,11 @@ fn small_files_whole_in_a_chunk_not_committed_before_a_crash_are_fetched_again()
     );
 }
 
-#[test]
-fn a_commit_stopped_among_its_moves_leaves_every_chunk_whole_for_a_restart() {
+/// 200 files of 3,000 bytes (34 whole in chunk 0, the 35th across chunks 0 and 1) in a
+/// temporary folder: the folder, the tree, its manifest and stream, a node directory.
+type Files200 = (tempfile::TempDir, PathBuf, Arc<Manifest>, Vec<u8>, PathBuf);
+
+fn files_200() -> Files200 {
     let tmp = tempfile::tempdir().unwrap();
     let share = tmp.path().join("share");
     for i in 0..200 {
@@ -165,6 +168,12 @@ fn a_commit_stopped_among_its_moves_leaves_every_chunk_whole_for_a_restart() {
     let m = Arc::new(manifest_for(&share).unwrap());
     let all = stream(&share, &m);
     let dir = tmp.path().join("node");
+    (tmp, share, m, all, dir)
+}
+
+#[test]
+fn a_commit_stopped_among_its_moves_leaves_every_chunk_whole_for_a_restart() {
+    let (_tmp, share, m, all, dir) = files_200();
     let (store, _) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
     // Something of another's where the sixth file of chunk 0 belongs: the commit moves
     // five files into place and stops there.
@@ -173,16 +182,52 @@ fn a_commit_stopped_among_its_moves_leaves_every_chunk_whole_for_a_restart() {
     receive(&store, &m, &all, 0);
     assert!(store.sync().is_err());
     assert_eq!(names_in(&dir.join("share")).len(), 6);
-    // The process dies here; the obstacle is taken away; the next start verifies chunk 0
-    // from the files in place and those still in parts/, and finishes them.
+    // The process dies here, and with it chunk 0's files that had no name yet. The
+    // obstacle is taken away; the next start finds the commit's record, takes the five
+    // files it had placed back to parts/ (ours, not someone else's), and fetches chunk 0
+    // again.
     drop(store);
     fs::remove_file(dir.join("share/f005")).unwrap();
     let (store, have) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
-    assert!(have.contains(0), "chunk 0 is whole on the disk");
+    assert!(!have.contains(0), "chunk 0 lost the files that had no name");
+    assert_eq!(names_in(&dir.join("share")), Vec::<String>::new());
+    assert!(!dir.join(STORE_DIR).join("parts/placing").exists());
+    receive(&store, &m, &all, 0);
     store.sync().unwrap();
     assert_eq!(names_in(&dir.join("share")).len(), 34);
+    for f in ["f000", "f004", "f020"] {
+        assert_eq!(
+            fs::read(dir.join("share").join(f)).unwrap(),
+            fs::read(share.join(f)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn files_a_stopped_commit_had_placed_are_verified_again_and_not_rewritten() {
+    let (_tmp, _share, m, all, dir) = files_200();
+    let (store, _) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
+    receive(&store, &m, &all, 0);
+    store.sync().unwrap();
+    assert_eq!(names_in(&dir.join("share")).len(), 34);
+    let before = fs::metadata(dir.join("share/f003")).unwrap().modified().unwrap();
+    drop(store);
+    // As if the process died after the moves and before the record went: it lists the
+    // first ten files.
+    let record: Vec<u8> = (0u32..10).flat_map(u32::to_be_bytes).collect();
+    fs::write(dir.join(STORE_DIR).join("parts/placing"), record).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (store, have) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
+    assert!(have.contains(0));
+    assert_eq!(names_in(&dir.join("share")).len(), 34, "placed again at once");
     assert_eq!(
-        fs::read(dir.join("share/f020")).unwrap(),
-        fs::read(share.join("f020")).unwrap()
+        names_in(&dir.join(STORE_DIR).join("parts")).len(),
+        1,
+        "only the file across chunks 0 and 1"
     );
+    assert_eq!(
+        fs::metadata(dir.join("share/f003")).unwrap().modified().unwrap(),
+        before
+    );
+    drop(store);
 }
