@@ -30,7 +30,7 @@ use clap::{Parser, Subcommand};
 use rand::Rng;
 use swarmshare::blocking::{Identity, Mode as Access, SecureStream, DIALER_HANDSHAKE_BYTES};
 
-const VERSION: u8 = 6;
+const VERSION: u8 = 7;
 /// How long a handshake may take.
 const LIMIT: Duration = Duration::from_secs(10);
 const ROLE_JOIN: u8 = 1;

@@ -20,11 +20,12 @@ use tokio::time::Instant;
 use crate::activity;
 use crate::chunk_set::ChunkSet;
 use crate::config::Endpoint;
-use crate::connection::Connection;
+use crate::connection::{Connection, Pump};
 use crate::error::PeerError;
 use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
 use crate::secure::Credentials;
+use crate::wire::handshake::HelloRefused;
 use crate::wire::{self, handshake, Message, PeerAddr, Role};
 
 /// How long the owner may take to send the next chunk of its batch.
@@ -56,6 +57,16 @@ pub(crate) enum Answer {
     Peers(Vec<PeerAddr>),
 }
 
+/// A fetch session just opened and, on a two-way link, our serving side of the same
+/// connection with the pump that reads it for both.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    /// The fetch session.
+    pub(crate) link: FetchLink,
+    /// Ours to serve, if the server took the offer of a two-way link.
+    pub(crate) serving: Option<(Connection, Pump)>,
+}
+
 /// A fetch session's client end.
 #[derive(Debug)]
 pub(crate) struct FetchLink {
@@ -81,17 +92,51 @@ impl FetchLink {
         creds: &Arc<Credentials>,
         neighbor: bool,
     ) -> Result<FetchLink, PeerError> {
+        let opened = FetchLink::open_two_way(endpoint, manifest, listen_port, creds, neighbor, false).await?;
+        Ok(opened.link)
+    }
+
+    /// As [`FetchLink::open`], offering with `both` to answer the server's requests on this
+    /// connection too (a two-way link, [`crate::connection::Duplex`]): if the server takes
+    /// the offer, our serving side comes back with the link, to be served.
+    pub(crate) async fn open_two_way(
+        endpoint: &Endpoint,
+        manifest: &Manifest,
+        listen_port: u16,
+        creds: &Arc<Credentials>,
+        neighbor: bool,
+        both: bool,
+    ) -> Result<Opened, PeerError> {
         let addr = endpoint.resolve().await?;
         let mut conn = Connection::connect(addr, Arc::clone(creds)).await?;
         let swarm = manifest.swarm_id();
         let me = creds.key.id();
-        let theirs = conn
-            .handshake(&handshake::fetch_hello(listen_port, swarm, me, neighbor))
-            .await?;
+        let mut hello = handshake::fetch_hello(listen_port, swarm, me, neighbor);
+        hello.both = both;
+        let theirs = conn.handshake(&hello).await?;
         handshake::check_server(&theirs, swarm)?;
+        if theirs.both && !both {
+            return Err(HelloRefused::Role {
+                expected: "a one-way PEER (no two-way link was offered)",
+                got: theirs.role,
+            }
+            .into());
+        }
+        let owner = theirs.role == Role::Owner;
+        let (conn, serving) = if theirs.both {
+            let duplex = conn.into_duplex(wire::max_frame_len(manifest.layout()))?;
+            (duplex.fetching, Some((duplex.serving, duplex.pump)))
+        } else {
+            (conn, None)
+        };
         let mut link = FetchLink::from_connection(conn, manifest, theirs.peer);
-        link.owner = theirs.role == Role::Owner;
-        Ok(link)
+        link.owner = owner;
+        Ok(Opened { link, serving })
+    }
+
+    /// The fetching side of a two-way link a peer dialled (its server is that peer).
+    pub(crate) fn adopted(conn: Connection, manifest: &Manifest, server: PeerId) -> FetchLink {
+        FetchLink::from_connection(conn, manifest, server)
     }
 
     /// Continues on a connection whose handshake is done, with the server's peer ID.
@@ -148,6 +193,12 @@ impl FetchLink {
                 got: other.name(),
             }),
         }
+    }
+
+    /// Ends the whole connection, on a two-way link our serving side too (the server broke
+    /// the protocol or stopped answering).
+    pub(crate) fn abort(&self) {
+        self.conn.abort();
     }
 
     /// Whether the server is the owner (from its hello).

@@ -35,6 +35,15 @@ pub fn wire_decoder(data: &[u8]) {
             "decode consumed {used} of {}",
             buf.len()
         );
+        // A two-way link routes by type alone: every message is a request, an answer, or
+        // one of the JOIN's (never on such a link), and never two of these.
+        let joining = matches!(msg, Message::Manifest(_) | Message::BatchEnd { .. });
+        assert_eq!(
+            u8::from(msg.is_request()) + u8::from(msg.is_answer()) + u8::from(joining),
+            1,
+            "{} is exactly one kind",
+            msg.name()
+        );
         let mut again = BytesMut::new();
         wire::encode(&msg, &mut again);
         assert_eq!(

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Me;
+use crate::fetch::FetchLink;
 use crate::holdings::Holdings;
 use crate::scheduler::{LinkId, Scheduler, Time};
 
@@ -18,6 +19,9 @@ pub(super) struct Ctx {
     pub(super) me: Me,
     sched: Mutex<Scheduler>,
     wakes: Vec<Notify>,
+    /// Links peers dialled and the upload side handed over, for the inbound slot the
+    /// scheduler gave each ([`super::two_way::Adopter`]).
+    handoffs: Vec<Mutex<Option<FetchLink>>>,
     epoch: Instant,
     pub(super) all_done: Notify,
     pub(super) token: CancellationToken,
@@ -37,6 +41,7 @@ impl Ctx {
             me,
             sched: Mutex::new(sched),
             wakes: (0..links).map(|_| Notify::new()).collect(),
+            handoffs: (0..links).map(|_| Mutex::new(None)).collect(),
             epoch: Instant::now(),
             all_done: Notify::new(),
             token,
@@ -76,6 +81,25 @@ impl Ctx {
     /// Completes when `link` is woken.
     pub(super) fn woken(&self, link: LinkId) -> tokio::sync::futures::Notified<'_> {
         self.wakes[link].notified()
+    }
+
+    /// Hands `conn` to inbound slot `link` and wakes it.
+    pub(super) fn hand_over(&self, link: LinkId, conn: FetchLink) {
+        if let Some(slot) = self.handoffs.get(link) {
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+        }
+        if let Some(w) = self.wakes.get(link) {
+            w.notify_one();
+        }
+    }
+
+    /// The link handed to `link`, if one was.
+    pub(super) fn take_handoff(&self, link: LinkId) -> Option<FetchLink> {
+        self.handoffs
+            .get(link)?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     pub(super) fn running(&self) -> bool {

@@ -94,6 +94,11 @@ impl Download {
             roles.push(Role::Owner);
             endpoints.push(Some(owner));
         }
+        // Slots for the peers that dial us offering two-way links: those we cannot dial
+        // (behind a NAT, say) give what they have this way.
+        let inbound = inbound_slots(self.slots);
+        roles.extend(std::iter::repeat_n(Role::Inbound, inbound));
+        endpoints.extend(std::iter::repeat_n(None, inbound));
         let mut sched = Scheduler::new(
             self.me.id,
             Arc::clone(&self.me.book),
@@ -125,6 +130,7 @@ impl Download {
             tasks.spawn(receive_batch(Arc::clone(&ctx), batch).instrument(span));
         }
         tasks.spawn(clock(Arc::clone(&ctx)).in_current_span());
+        self.me.adopter.open(&ctx);
         tasks.spawn(watch_book(Arc::clone(&ctx)).in_current_span());
         tasks.spawn(status(Arc::clone(&ctx), Arc::clone(&self.stats)).in_current_span());
         let ended = loop {
@@ -145,11 +151,18 @@ impl Download {
             }
         };
         *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = ctx.with(None, |s, _| s.stats());
+        self.me.adopter.close();
         ctx.token.cancel();
         tasks.shutdown().await;
         ended?;
         Ok(self.holdings.is_complete())
     }
+}
+
+/// How many inbound slots a peer with `slots` neighbor slots keeps: half as many, so
+/// `--neighbors 1` (the seed's ring: one download neighbor, no other) keeps none.
+pub(crate) fn inbound_slots(slots: usize) -> usize {
+    slots / 2
 }
 
 /// Calls the scheduler's timeout handling whenever it is due.

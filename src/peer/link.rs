@@ -34,8 +34,14 @@ pub(super) async fn run(
         Role::Owner => "owner",
         Role::Pinned => PINNED,
         Role::Neighbor => "neighbor",
+        Role::Inbound => "inbound",
     };
     while ctx.running() {
+        if conn.is_none() {
+            if let Some(adopted) = ctx.take_handoff(link) {
+                adopt(&ctx, link, adopted, &mut conn);
+            }
+        }
         act(
             &ctx,
             link,
@@ -144,7 +150,23 @@ async fn flush(ctx: &Ctx, link: LinkId, what: &'static str, conn: &mut Option<Fe
     }
 }
 
-/// Dials `target` and exchanges hellos within `timeout`.
+/// A peer dialled us and the upload side handed over the fetching side of its two-way
+/// link (see [`super::two_way`]): the scheduler gave this slot for it.
+fn adopt(ctx: &Ctx, link: LinkId, adopted: FetchLink, conn: &mut Option<FetchLink>) {
+    info!(addr = %adopted.addr(), peer = %adopted.peer_id().short(), "fetching over a link it dialled");
+    let event = Event::Connected {
+        peer: adopted.peer_id(),
+        addr: adopted.addr(),
+        owner: false,
+    };
+    *conn = Some(adopted);
+    ctx.with(Some(link), |s, now| s.handle(now, link, event));
+}
+
+/// Dials `target` and exchanges hellos within `timeout`. A peer's link offers the other
+/// side a two-way link if this node has a downloader seat to give it (the owner is not
+/// offered one: it fetches nothing); if it takes the offer, our serving side is served in
+/// a task of its own ([`super::two_way`]).
 async fn dial(
     ctx: &Ctx,
     target: Target,
@@ -160,10 +182,31 @@ async fn dial(
     };
     let me = &ctx.me;
     let neighbor = what == PINNED;
-    let open = FetchLink::open(&endpoint, ctx.holdings.manifest(), me.port, &me.creds, neighbor);
+    let offer = what != "owner";
+    let open = async {
+        let addr = endpoint.resolve().await?;
+        // The seat the other side takes here if it takes the offer.
+        let seat = offer.then(|| me.downloaders.admit(addr.ip(), false)).flatten();
+        let both = seat.is_some();
+        let at = Endpoint::from_addr(addr);
+        let opened =
+            FetchLink::open_two_way(&at, ctx.holdings.manifest(), me.port, &me.creds, neighbor, both).await?;
+        Ok::<_, PeerError>((opened, seat))
+    };
     let result = tokio::time::timeout(timeout, open)
         .await
         .unwrap_or(Err(PeerError::Timeout("connecting")));
+    let result = result.map(|(opened, seat)| {
+        let link = opened.link;
+        match opened.serving {
+            Some(serving) if link.peer_id() != me.id && expected.is_none_or(|id| id == link.peer_id()) => {
+                debug!(server = what, addr = %link.addr(), "two-way link: serving it too");
+                super::two_way::spawn_serving(me, &ctx.holdings, serving, link.peer_id(), seat);
+            }
+            _ => {}
+        }
+        link
+    });
     let failure = match result {
         Ok(link) if link.peer_id() == me.id => {
             warn!(server = what, addr = %link.addr(), "this is ourselves; not using it");
@@ -247,6 +290,9 @@ fn on_answer(
 fn lost(ctx: &Ctx, link: LinkId, what: &'static str, conn: &mut Option<FetchLink>, cause: &PeerError) {
     if let Some(c) = conn.take() {
         warn!(server = what, addr = %c.addr(), %cause, "connection lost");
+        // On a two-way link, our serving side goes too: the other side is broken or
+        // hostile.
+        c.abort();
     }
     let violation = cause.is_violation();
     ctx.with(Some(link), |s, now| {

@@ -13,6 +13,7 @@ mod link;
 mod presence;
 mod reachable;
 mod storing;
+mod two_way;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ use crate::chunk_store::STORE_DIR;
 use crate::config::PeerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, PeerError};
+use crate::fetch::FetchLink;
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::rate::Limits;
@@ -106,6 +108,10 @@ pub(crate) struct Me {
     pub(crate) joiners: Arc<crate::allowance::Unproven>,
     /// The web view it feeds, if `--http` was given (set once the store is open).
     pub(crate) view: Option<Arc<SwarmView>>,
+    /// Where our side of two-way links is served (set once the store is open).
+    pub(crate) uploads: Option<two_way::Uploads>,
+    /// Where the upload side hands the download side the links peers dialled.
+    pub(crate) adopter: Arc<two_way::Adopter>,
 }
 
 impl Peer {
@@ -145,6 +151,8 @@ impl Peer {
             downloaders: Arc::default(),
             joiners: Arc::default(),
             view: None,
+            uploads: None,
+            adopter: Arc::default(),
         };
         Ok(Peer {
             config,
@@ -194,6 +202,10 @@ impl Peer {
         };
         let holdings = joined.holdings;
         let tracker = TaskTracker::new();
+        me.uploads = Some(two_way::Uploads {
+            tracker: tracker.clone(),
+            token: token.clone(),
+        });
         if let Some(listener) = self.web {
             let view = Arc::new(SwarmView::new(
                 ViewRole::Peer,
@@ -356,17 +368,24 @@ async fn report_progress(
 
 /// Serves one client of this peer's upload server: a neighbor fetching, or a peer joining
 /// through this one (it gets the manifest and an empty batch, then fetches like anyone).
+/// A fetching client that offers a two-way link is fetched from as well, over the same
+/// connection, if the download side has an inbound slot for it ([`two_way`]).
 async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -> Result<(), PeerError> {
     let swarm = holdings.manifest().swarm_id();
     // A peer's fetch session takes a downloader seat; without one it is told we are busy.
-    let ip = conn.remote().ip();
+    let remote = conn.remote();
+    let ip = remote.ip();
     let mut seat = None;
+    let mut adopted = None;
     let hello = conn
         .answer_handshake(|theirs| {
             let role = match handshake::check_client(theirs, swarm) {
-                Ok(Purpose::Fetch { neighbor }) if theirs.listen_port != 0 => {
+                Ok(Purpose::Fetch { neighbor }) if theirs.listen_port != 0 || theirs.both => {
                     seat = me.downloaders.admit(ip, neighbor);
                     if seat.is_some() {
+                        if theirs.both {
+                            adopted = me.adopter.reserve(theirs.peer, remote);
+                        }
                         Role::Peer
                     } else {
                         Role::Busy
@@ -374,12 +393,14 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
                 }
                 _ => Role::Peer,
             };
-            handshake::server_hello(role, me.port, swarm, me.id)
+            let mut mine = handshake::server_hello(role, me.port, swarm, me.id);
+            mine.both = adopted.is_some();
+            mine
         })
         .await?;
-    let peer = node_addr(conn.remote(), &hello);
+    let peer = node_addr(remote, &hello);
     let purpose = handshake::check_client(&hello, swarm)?;
-    if matches!(purpose, Purpose::Fetch { .. }) && hello.listen_port != 0 && seat.is_none() {
+    if matches!(purpose, Purpose::Fetch { .. }) && (hello.listen_port != 0 || hello.both) && seat.is_none() {
         debug!(%peer, "busy: every downloader seat is taken");
         return Ok(());
     }
@@ -394,13 +415,19 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
         .await?;
         conn.write_message(&Message::BatchEnd { count: 0 }).await?;
     }
-    conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
     // A client that does not listen (the owner's census) is nobody to download from, and
     // its requests do not keep a done peer seeding.
     let is_peer = hello.listen_port != 0;
     if is_peer {
         me.book.learn(hello.peer, peer);
     }
+    if let Some(slot) = adopted {
+        let manifest = holdings.manifest();
+        let duplex = conn.into_duplex(wire::max_frame_len(manifest.layout()))?;
+        slot.deliver(FetchLink::adopted(duplex.fetching, manifest, hello.peer));
+        return two_way::serve(me, holdings, duplex.serving, duplex.pump, hello.peer, seat).await;
+    }
+    conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
     let served = is_peer.then_some(&*me.served);
     let serving = upload::Serving {
         holdings: &holdings,

@@ -4,7 +4,9 @@
 //! changed its address is found again by the peers that still need its chunks. The
 //! announcements of one round run at once, each within [`ANNOUNCE_TIMEOUT`], and end with
 //! the node's token, so a peer that answers its hello and then nothing neither slows the
-//! round nor holds up the node's exit.
+//! round nor holds up the node's exit. Each announcement offers a two-way link: a peer still
+//! downloading may take it and fetch from us over it, so a complete peer that nobody can
+//! dial still seeds (our serving side then runs on in a task of its own).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::Me;
+use super::{two_way, Me};
 use crate::config::Endpoint;
 use crate::error::PeerError;
 use crate::fetch::FetchLink;
@@ -45,11 +47,21 @@ pub(crate) async fn announce(me: Me, holdings: Arc<Holdings>, token: Cancellatio
     }
 }
 
-async fn announce_to(me: &Me, holdings: &Holdings, peer: PeerAddr) {
+async fn announce_to(me: &Me, holdings: &Arc<Holdings>, peer: PeerAddr) {
     let endpoint = Endpoint::from_addr(peer.addr);
     let swap = async {
-        let mut link = FetchLink::open(&endpoint, holdings.manifest(), me.port, &me.creds, false).await?;
-        Ok::<_, PeerError>((link.peer_id(), link.peers_now().await?))
+        // A peer still downloading may take the offer of a two-way link, and fetch from us
+        // over it: a complete peer nobody can dial still gives what it has.
+        let seat = me.downloaders.admit(peer.addr.ip(), false);
+        let both = seat.is_some();
+        let opened =
+            FetchLink::open_two_way(&endpoint, holdings.manifest(), me.port, &me.creds, false, both).await?;
+        let mut link = opened.link;
+        let source = link.peer_id();
+        if let Some(serving) = opened.serving.filter(|_| source == peer.id) {
+            two_way::spawn_serving(me, holdings, serving, source, seat);
+        }
+        Ok::<_, PeerError>((source, link.peers_now().await?))
     };
     match tokio::time::timeout(ANNOUNCE_TIMEOUT, swap).await {
         Ok(Ok((source, peers))) if source == peer.id => {

@@ -20,8 +20,9 @@ impl Scheduler {
         if link >= self.links.len() || self.held.is_complete() {
             return None;
         }
+        let inbound = self.links[link].role == Role::Inbound;
         match &mut self.links[link].state {
-            State::Vacant { retry_at } if *retry_at <= now => self.dial(link, now),
+            State::Vacant { retry_at } if *retry_at <= now && !inbound => self.dial(link, now),
             State::Vacant { .. } | State::Dialing { .. } => None,
             State::Up(s) => {
                 if let Some(close) = s.closing.take() {
@@ -89,7 +90,7 @@ impl Scheduler {
     fn close(&mut self, link: LinkId, why: Close, now: Time) -> Action {
         let l = &mut self.links[link];
         let retry_at = match (l.role, why) {
-            (Role::Neighbor, _) => now,
+            (Role::Neighbor | Role::Inbound, _) => now,
             // A configured endpoint that turned out to be banned or the owner is not
             // dialled again this run.
             (_, Close::Banned | Close::IsOwner) => now + Duration::from_secs(86_400 * 365),
@@ -139,6 +140,8 @@ impl Scheduler {
 
     fn dial(&mut self, link: LinkId, now: Time) -> Option<Action> {
         let (target, timeout) = match self.links[link].role {
+            // Filled by the peers that dial us, never by a dial.
+            Role::Inbound => return None,
             Role::Pinned | Role::Owner => (Target::Configured, DIAL),
             Role::Neighbor => {
                 let mut rng = std::mem::replace(&mut self.rng, rand::SeedableRng::seed_from_u64(0));

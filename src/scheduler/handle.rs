@@ -80,6 +80,35 @@ impl Scheduler {
         }
     }
 
+    /// A peer that dialled us offers a two-way link (it may be out of reach otherwise): the
+    /// vacant inbound slot that takes it, if one may (we still lack chunks; it is not us,
+    /// the owner, banned, or on another link of ours). The slot is dialing until the
+    /// driver reports the link up ([`Event::Connected`]) or not ([`Event::DialFailed`]).
+    pub(crate) fn adopt(&mut self, peer: PeerId, addr: SocketAddr) -> Option<LinkId> {
+        if self.held.is_complete() || peer == self.me || Some(peer) == self.owner || self.banned(peer) {
+            return None;
+        }
+        let linked = self.links.iter().any(|l| match &l.state {
+            State::Up(s) => s.peer == peer,
+            State::Dialing {
+                target: Target::Peer { id, .. },
+            } => *id == peer,
+            _ => false,
+        });
+        if linked {
+            return None;
+        }
+        let link = self
+            .links
+            .iter()
+            .position(|l| l.role == Role::Inbound && matches!(l.state, State::Vacant { .. }))?;
+        self.links[link].state = State::Dialing {
+            target: Target::Peer { id: peer, addr },
+        };
+        self.wake(link);
+        Some(link)
+    }
+
     fn connected(&mut self, now: Time, link: LinkId, peer: PeerId, addr: SocketAddr, owner: bool) {
         let role = self.links[link].role;
         if owner {
@@ -103,11 +132,13 @@ impl Scheduler {
         }
         let closing = match role {
             Role::Neighbor | Role::Pinned if is_owner => Some(Close::IsOwner),
-            Role::Neighbor if elsewhere => Some(Close::Duplicate),
+            Role::Neighbor | Role::Inbound if elsewhere => Some(Close::Duplicate),
             _ if self.judge.banned(peer) => Some(Close::Banned),
             _ => None,
         };
-        if !is_owner {
+        // An inbound link's address is the peer's end of a connection it dialled, not one
+        // it listens at.
+        if !is_owner && role != Role::Inbound {
             self.book.proven(peer, addr);
         }
         if role != Role::Owner && closing.is_none() {
@@ -127,6 +158,11 @@ impl Scheduler {
         let State::Dialing { target, .. } = self.links[link].state else {
             return;
         };
+        if self.links[link].role == Role::Inbound {
+            // An offered link that did not come up: nothing to judge by.
+            self.links[link].state = State::Vacant { retry_at: now };
+            return;
+        }
         let retry_at = match target {
             Target::Peer { id, addr } => {
                 match why {
@@ -161,7 +197,7 @@ impl Scheduler {
     fn closed(&mut self, now: Time, link: LinkId, violation: bool) {
         let l = &mut self.links[link];
         let retry_at = match l.role {
-            Role::Neighbor => now,
+            Role::Neighbor | Role::Inbound => now,
             Role::Pinned | Role::Owner => {
                 let delay = l.retry;
                 l.retry = (l.retry * 2).min(Duration::from_secs(2));

@@ -21,6 +21,9 @@ pub(crate) enum Role {
     Pinned,
     /// The owner: a holder of every chunk, asked only when the neighbors would be slower.
     Owner,
+    /// A peer that dialled us and offered a two-way link (it may be out of reach
+    /// otherwise): filled only by [`super::Scheduler::adopt`], never dialled.
+    Inbound,
 }
 
 /// Whom a dial is for.

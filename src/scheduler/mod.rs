@@ -39,6 +39,8 @@ mod pick;
 mod rules;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_inbound;
 mod timeouts;
 
 use std::sync::Arc;
@@ -168,7 +170,10 @@ impl Scheduler {
             typical: DEFAULT_PACE,
             rng: SmallRng::seed_from_u64(seed),
             woken: Woken::all(roles.len()).0,
-            neighbor_slots: roles.iter().filter(|r| **r != Role::Owner).count(),
+            neighbor_slots: roles
+                .iter()
+                .filter(|r| matches!(r, Role::Neighbor | Role::Pinned))
+                .count(),
             stats: Stats::default(),
             batch: Batch::default(),
             last_slow_check: now,

@@ -16,15 +16,15 @@ use crate::sim::{self, SimConfig};
 
 const CHUNKS: u32 = 40;
 
-fn id(n: u8) -> PeerId {
+pub(super) fn id(n: u8) -> PeerId {
     PeerId([n; 16])
 }
 
-fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
+pub(super) fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
 }
 
-fn set(ids: impl IntoIterator<Item = u32>) -> ChunkSet {
+pub(super) fn set(ids: impl IntoIterator<Item = u32>) -> ChunkSet {
     let mut s = ChunkSet::empty(CHUNKS);
     for i in ids {
         s.insert(i);
@@ -32,7 +32,7 @@ fn set(ids: impl IntoIterator<Item = u32>) -> ChunkSet {
     s
 }
 
-fn ms(n: u64) -> Time {
+pub(super) fn ms(n: u64) -> Time {
     Duration::from_millis(n)
 }
 
@@ -53,7 +53,7 @@ fn scheduler(slots: usize, book: &Arc<AddressBook>) -> Scheduler {
 }
 
 /// Every action `link` has now.
-fn actions(s: &mut Scheduler, link: LinkId, now: Time) -> Vec<Action> {
+pub(super) fn actions(s: &mut Scheduler, link: LinkId, now: Time) -> Vec<Action> {
     let mut out = Vec::new();
     while let Some(a) = s.poll(link, now) {
         out.push(a);
@@ -64,7 +64,7 @@ fn actions(s: &mut Scheduler, link: LinkId, now: Time) -> Vec<Action> {
     out
 }
 
-fn requests(actions: &[Action]) -> Vec<ChunkId> {
+pub(super) fn requests(actions: &[Action]) -> Vec<ChunkId> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -91,7 +91,7 @@ fn dial_target(actions: &[Action]) -> Option<PeerId> {
 }
 
 /// Brings `link` up to `peer` (which lists `list`), answering its first list request.
-fn connect(
+pub(super) fn connect(
     s: &mut Scheduler,
     link: LinkId,
     peer: PeerId,

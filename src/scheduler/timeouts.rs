@@ -38,7 +38,7 @@ impl Scheduler {
             let role = self.links[link].role;
             let closing = match &mut self.links[link].state {
                 State::Vacant { retry_at } => {
-                    if *retry_at <= now {
+                    if *retry_at <= now && role != Role::Inbound {
                         self.woken |= 1 << link;
                     }
                     continue;
@@ -46,7 +46,8 @@ impl Scheduler {
                 State::Dialing { .. } => continue,
                 State::Up(s) if s.closing.is_some() => continue,
                 State::Up(s) => {
-                    let closing = late_or_stalled(s, now, typical, role == Role::Neighbor, list_time);
+                    let judged = matches!(role, Role::Neighbor | Role::Inbound);
+                    let closing = late_or_stalled(s, now, typical, judged, list_time);
                     // Woken only if time may have given it something to send: a peer list
                     // due, or room while some request is out (it may be late by now) or,
                     // for the owner, while the owner may be asked for what nobody offers.
@@ -55,13 +56,16 @@ impl Scheduler {
                     if !s.polling() && (room || pex_due) {
                         self.woken |= 1 << link;
                     }
-                    if closing.is_some() || role != Role::Neighbor {
+                    let idle = s
+                        .useless_since
+                        .is_some_and(|t| now.saturating_sub(t) >= ROTATE_USELESS)
+                        || now.saturating_sub(s.last_useful) >= ROTATE_AFTER;
+                    if role == Role::Inbound {
+                        // Its slot is for the next peer that offers one.
+                        closing.or(idle.then_some(Close::Rotate))
+                    } else if closing.is_some() || role != Role::Neighbor {
                         closing
                     } else {
-                        let idle = s
-                            .useless_since
-                            .is_some_and(|t| now.saturating_sub(t) >= ROTATE_USELESS)
-                            || now.saturating_sub(s.last_useful) >= ROTATE_AFTER;
                         let grown = known > s.book_seen;
                         let seen = s.book_seen;
                         s.book_seen = s.book_seen.max(known);
@@ -74,7 +78,7 @@ impl Scheduler {
                 }
             };
             let Some(close) = closing else { continue };
-            if close == Close::Rotate {
+            if close == Close::Rotate && role == Role::Neighbor {
                 let Some(peer) = self.peer_of(link) else { continue };
                 if !self.could_move(link, peer, now) {
                     if let Some(s) = self.session(link) {

@@ -175,6 +175,7 @@ fn hello_round_trip_and_refusals() {
         listen_port: 5001,
         swarm: Some(SwarmId([3; 32])),
         peer: crate::identity::PeerId::NONE,
+        both: false,
     };
     assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
     let join = Hello {
@@ -182,8 +183,29 @@ fn hello_round_trip_and_refusals() {
         listen_port: 0,
         swarm: None,
         peer: crate::identity::PeerId::NONE,
+        both: false,
     };
     assert_eq!(Hello::decode(&join.encode()).unwrap(), join);
+    // A two-way link's roles: the top bit of the role byte, with FETCH, FETCH_NEIGHBOR
+    // and PEER only.
+    for role in [Role::Fetch, Role::FetchNeighbor, Role::Peer] {
+        let two_way = Hello {
+            role,
+            both: true,
+            ..h
+        };
+        let bytes = two_way.encode();
+        assert_eq!(bytes[5], role as u8 | 0x80);
+        assert_eq!(Hello::decode(&bytes).unwrap(), two_way);
+    }
+    for role in [Role::Join, Role::Owner, Role::Busy] {
+        let mut bytes = Hello { role, ..h }.encode();
+        bytes[5] |= 0x80;
+        assert_eq!(
+            Hello::decode(&bytes),
+            Err(HandshakeError::UnknownRole(role as u8 | 0x80))
+        );
+    }
     let mut bytes = h.encode();
     bytes[4] = 1;
     assert_eq!(Hello::decode(&bytes), Err(HandshakeError::UnsupportedVersion(1)));

@@ -1,9 +1,10 @@
 //! The hello both sides send first: who they are and which swarm they speak for.
 //!
-//! Fixed 56 bytes: `"SWSH"`, version `5`, role, listening port (`u16`, big-endian, 0 when
-//! not listening), the 32-byte swarm ID (all zero when a joining peer does not know it
-//! yet) and the sender's 16-byte peer ID (all zero when it has none). Checking it is the
-//! caller's job: [`Hello::decode`] only parses.
+//! Fixed 56 bytes: `"SWSH"`, version `7`, role (its top bit: a two-way link, see
+//! [`Hello::both`]), listening port (`u16`, big-endian, 0 when not listening), the 32-byte
+//! swarm ID (all zero when a joining peer does not know it yet) and the sender's 16-byte
+//! peer ID (all zero when it has none). Checking it is the caller's job: [`Hello::decode`]
+//! only parses.
 
 use crate::identity::{PeerId, PEER_ID_LEN};
 use crate::manifest::{SwarmId, HASH_LEN};
@@ -11,7 +12,9 @@ use crate::manifest::{SwarmId, HASH_LEN};
 /// The handshake's magic bytes.
 pub(crate) const MAGIC: [u8; 4] = *b"SWSH";
 /// The protocol version this build speaks.
-pub(crate) const VERSION: u8 = 6;
+pub(crate) const VERSION: u8 = 7;
+/// The role byte's top bit: the sender takes both parts on this connection.
+const BOTH: u8 = 0x80;
 /// The hello's length in bytes.
 pub(crate) const HELLO_LEN: usize = 8 + HASH_LEN + PEER_ID_LEN;
 
@@ -59,6 +62,10 @@ pub(crate) struct Hello {
     pub swarm: Option<SwarmId>,
     /// The sender's identity; [`PeerId::NONE`] if it has none (a test client).
     pub peer: PeerId,
+    /// A two-way link: a fetching client offers to answer the server's requests too, and a
+    /// peer's answer takes the offer (it will fetch as well). Only with `FETCH`,
+    /// `FETCH_NEIGHBOR` and `PEER`.
+    pub both: bool,
 }
 
 /// Why a hello was refused.
@@ -81,7 +88,7 @@ impl Hello {
         let mut out = [0u8; HELLO_LEN];
         out[0..4].copy_from_slice(&MAGIC);
         out[4] = VERSION;
-        out[5] = self.role as u8;
+        out[5] = self.role as u8 | if self.both { BOTH } else { 0 };
         out[6..8].copy_from_slice(&self.listen_port.to_be_bytes());
         if let Some(id) = self.swarm {
             out[8..8 + HASH_LEN].copy_from_slice(&id.0);
@@ -99,7 +106,10 @@ impl Hello {
         if buf[4] != VERSION {
             return Err(HandshakeError::UnsupportedVersion(buf[4]));
         }
-        let role = Role::from_u8(buf[5]).ok_or(HandshakeError::UnknownRole(buf[5]))?;
+        let both = buf[5] & BOTH != 0;
+        let role = Role::from_u8(buf[5] & !BOTH)
+            .filter(|r| !both || matches!(r, Role::Fetch | Role::FetchNeighbor | Role::Peer))
+            .ok_or(HandshakeError::UnknownRole(buf[5]))?;
         let listen_port = u16::from_be_bytes([buf[6], buf[7]]);
         let mut id = [0u8; HASH_LEN];
         id.copy_from_slice(&buf[8..8 + HASH_LEN]);
@@ -111,6 +121,7 @@ impl Hello {
             listen_port,
             swarm,
             peer: PeerId(peer),
+            both,
         })
     }
 }
@@ -123,6 +134,7 @@ pub(crate) fn client_hello(role: Role, listen_port: u16, swarm: Option<SwarmId>,
         listen_port,
         swarm,
         peer,
+        both: false,
     }
 }
 
@@ -144,6 +156,7 @@ pub(crate) fn server_hello(role: Role, listen_port: u16, swarm: SwarmId, peer: P
         listen_port,
         swarm: Some(swarm),
         peer,
+        both: false,
     }
 }
 

@@ -70,6 +70,24 @@ pub(crate) enum Message {
 }
 
 impl Message {
+    /// Whether it is a request (a client's: `LIST_REQUEST`, `LIST_WAIT`, `REQUEST`,
+    /// `PEERS_REQUEST`), which a server answers; on a two-way link this is how a side tells
+    /// the other's requests from its answers.
+    pub(crate) fn is_request(&self) -> bool {
+        matches!(
+            self,
+            Message::ListRequest | Message::ListWait(_) | Message::Request(_) | Message::PeersRequest
+        )
+    }
+
+    /// Whether it answers a request (`LIST`, `CHUNK`, `NOT_HAVE`, `PEERS`).
+    pub(crate) fn is_answer(&self) -> bool {
+        matches!(
+            self,
+            Message::List(_) | Message::Chunk { .. } | Message::NotHave(_) | Message::Peers(_)
+        )
+    }
+
     /// The message's name as written in `PROTOCOL.md`, for errors and logs.
     pub(crate) fn name(&self) -> &'static str {
         match self {

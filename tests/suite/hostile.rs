@@ -14,7 +14,7 @@ use rand::{RngCore, SeedableRng};
 use swarmshare::blocking::{Mode, SecureStream};
 use swarmshare::manifest::{hash_file, SwarmId};
 
-use super::protocol::{hello, Msg, HELLO_LEN, ROLE_FETCH};
+use super::protocol::{hello, Msg, BOTH, HELLO_LEN, ROLE_FETCH, ROLE_JOIN, ROLE_PEER};
 use super::swarm::{events_of, Swarm};
 
 /// The upload server's connection limit (PROTOCOL.md, "Timeouts and limits").
@@ -188,6 +188,49 @@ fn one_shot_attacks(port: u16, swarm: SwarmId, chunks: u32) -> Vec<(&'static str
     results
 }
 
+/// Dials and offers a two-way link (a FETCH hello with the `0x80` bit, listen port 0);
+/// returns the stream and whether the server took the offer.
+fn two_way_session(port: u16, swarm: SwarmId) -> (SecureStream, bool) {
+    let mut s = secure(port);
+    let mine = hello(ROLE_FETCH | BOTH, 0, Some(swarm), s.id());
+    s.write_all(&mine).unwrap();
+    let mut theirs = [0u8; HELLO_LEN];
+    s.read_exact(&mut theirs).unwrap();
+    (s, theirs[5] == ROLE_PEER | BOTH)
+}
+
+/// Attacks on two-way links (each ends with the victim closing): the name, whether the
+/// victim took the offer, and whether it closed.
+fn two_way_attacks(port: u16, swarm: SwarmId) -> Vec<(&'static str, bool, bool)> {
+    let mut results = Vec::new();
+    let mut attack = |name: &'static str, bytes: &[u8]| {
+        let (mut s, took) = two_way_session(port, swarm);
+        let _ = s.write_all(bytes);
+        results.push((name, took, closed_within(s.socket(), Duration::from_secs(20))));
+    };
+    attack(
+        "an answer to no request on a two-way link",
+        &frame(&Msg::NotHave(0)),
+    );
+    attack(
+        "a MANIFEST on a two-way link",
+        &frame(&Msg::Manifest(vec![0u8; 64])),
+    );
+    // Requests sent without reading a byte of the answers: the victim's answers stop
+    // on TCP flow control, and past 64 unanswered requests the link is closed.
+    let flood: Vec<u8> = (0..400).flat_map(|_| frame(&Msg::Request(0))).collect();
+    attack("400 requests unanswered on a two-way link", &flood);
+    let mut s = secure(port);
+    let join_both = hello(ROLE_JOIN | BOTH, 0, None, s.id());
+    let _ = s.write_all(&join_both);
+    results.push((
+        "a JOIN hello with the two-way bit",
+        true,
+        closed_within(s.socket(), Duration::from_secs(20)),
+    ));
+    results
+}
+
 /// Pipelines `n` requests of every kind while draining the answers; returns answers read.
 fn flood(port: u16, swarm: SwarmId, chunks: u32, n: u32) -> u64 {
     let s = fetch_session(port, swarm);
@@ -282,6 +325,13 @@ fn hostile_peers_do_not_stop_the_swarm() {
     swarm.start_peer(0, swarm.ports[1]);
     swarm.wait_joined(0);
     let (victim, owner) = (swarm.ports[0], swarm.owner_port);
+
+    // Phase 0: two-way links, one at a time (each takes a downloader seat, and the victim,
+    // still downloading, an inbound slot for each).
+    for (attack, took, closed) in two_way_attacks(victim, id) {
+        assert!(took, "the victim did not take the two-way offer of: {attack}");
+        assert!(closed, "the victim did not close the connection after: {attack}");
+    }
 
     // Phase 1, all at once: every attack that ends with the victim hanging up.
     let prefix: Vec<_> = [victim, owner].map(|p| spawn(move || huge_prefix(p, id))).into();

@@ -19,6 +19,7 @@ mod status;
 mod swarm;
 mod swarm_mode;
 mod tree;
+mod two_way;
 mod util;
 mod web;
 mod wild;

@@ -7,10 +7,13 @@ use swarmshare::manifest::SwarmId;
 /// The hello's length (§1).
 pub const HELLO_LEN: usize = 56;
 /// The protocol version (§1).
-pub const VERSION: u8 = 6;
+pub const VERSION: u8 = 7;
+pub const ROLE_JOIN: u8 = 1;
 pub const ROLE_FETCH: u8 = 2;
 pub const ROLE_OWNER: u8 = 3;
 pub const ROLE_PEER: u8 = 4;
+/// The role byte's bit for a two-way link (§1).
+pub const BOTH: u8 = 0x80;
 
 pub const MSG_MANIFEST: u8 = 1;
 pub const MSG_BATCH_END: u8 = 2;
