@@ -137,6 +137,16 @@ impl Downloaders {
 
     /// A seat for a session from `ip`, or `None`: busy.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, neighbor: bool) -> Option<Ticket> {
+        self.seat(ip, neighbor, true)
+    }
+
+    /// A free seat for `ip`, taking none from anyone: for a peer we offer to serve, which
+    /// may not take the offer.
+    pub(crate) fn admit_free(self: &Arc<Self>, ip: IpAddr) -> Option<Ticket> {
+        self.seat(ip, false, false)
+    }
+
+    fn seat(self: &Arc<Self>, ip: IpAddr, neighbor: bool, may_evict: bool) -> Option<Ticket> {
         let mut guard = self.lock();
         let (next, seats) = &mut *guard;
         let now = Instant::now();
@@ -154,6 +164,7 @@ impl Downloaders {
             .collect();
         let neighbor = match admit(&view, ip, neighbor) {
             Admit::Busy => return None,
+            Admit::Evict(_) if !may_evict => return None,
             Admit::Yes { neighbor } => neighbor,
             Admit::Evict(i) => {
                 let old = seats.swap_remove(i);

@@ -79,6 +79,8 @@ pub(crate) struct FetchLink {
     expected: VecDeque<(Ask, Instant)>,
     /// When the last answer arrived: the next one's clock starts no earlier.
     last_answer: Instant,
+    /// Requests queued since the last flush (the newest in `expected`).
+    unflushed: usize,
 }
 
 impl FetchLink {
@@ -150,6 +152,7 @@ impl FetchLink {
             in_batch: false,
             expected: VecDeque::new(),
             last_answer: Instant::now(),
+            unflushed: 0,
         }
     }
 
@@ -196,9 +199,15 @@ impl FetchLink {
     }
 
     /// Ends the whole connection, on a two-way link our serving side too (the server broke
-    /// the protocol or stopped answering).
+    /// the protocol, or is banned).
     pub(crate) fn abort(&self) {
         self.conn.abort();
+    }
+
+    /// On a two-way link: why the link failed, if it did before this side read it (a
+    /// violation the pump found while no answer was due).
+    pub(crate) fn failure(&mut self) -> Option<PeerError> {
+        self.conn.failure()
     }
 
     /// Whether the server is the owner (from its hello).
@@ -249,12 +258,21 @@ impl FetchLink {
             activity::request_sent(self.addr(), id);
         }
         self.expected.push_back((ask, Instant::now()));
+        self.unflushed += 1;
     }
 
     /// Writes the queued requests (their answers' clocks started when they were queued:
     /// callers flush before anything that waits).
     pub(crate) async fn flush(&mut self) -> Result<(), PeerError> {
-        self.conn.flush().await
+        self.conn.flush().await?;
+        // The answers' clocks start now: on a two-way link our requests may have waited
+        // behind chunks we were sending.
+        let now = Instant::now();
+        for (_, sent) in self.expected.iter_mut().rev().take(self.unflushed) {
+            *sent = now;
+        }
+        self.unflushed = 0;
+        Ok(())
     }
 
     /// Reads the answer to the oldest request, within [`REQUEST_TIMEOUT`] (plus a long

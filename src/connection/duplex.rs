@@ -17,8 +17,11 @@
 //! * both sides write through one writer, a whole frame at a time (a chunk never
 //!   interleaves with a request).
 //!
-//! The link lasts while either side does: a side that is done (our download completed,
-//! the other side stopped asking) drops its half and the other goes on. A failure of the
+//! The link lasts while either side does: a fetching side that is done (our download
+//! completed, or its slot moved on) drops its half and the serving side goes on. A serving
+//! side that stops (its seat taken, the other side idle) drops its half too, and a request
+//! that still arrives then closes the link (the other side sees a close, as when a one-way
+//! server hangs up). A failure of the
 //! socket, or a violation by the other side (found by the pump, or by a side, which then
 //! calls [`Connection::abort`]), ends both.
 
@@ -30,7 +33,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 use super::reader::Reader;
 use super::writer::Writer;
@@ -54,10 +57,26 @@ const LINK_IDLE: Duration = Duration::from_secs(60);
 /// A message for one side, or why the link ended.
 type Delivery = Result<Message, PeerError>;
 
+/// How many answers may wait unread before the pump holds off reading the socket (for at
+/// most [`HOLD_OFF`]): the rest stay in the kernel's buffers, as on a one-way connection.
+const SOFT_BACKLOG: usize = 4;
+/// The longest the pump holds off for a fetching side that is slow to read its answers;
+/// then it reads on (the other side's requests may be behind them), up to what we asked.
+const HOLD_OFF: Duration = Duration::from_millis(100);
+
+/// Answers routed to the fetching side and not yet read by it.
+#[derive(Debug, Default)]
+struct Backlog {
+    waiting: AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
 /// One side's inbound messages, handed over by the pump.
 #[derive(Debug)]
 pub(super) struct Routed {
     rx: mpsc::Receiver<Delivery>,
+    /// The fetching side's: counted down as answers are read.
+    backlog: Option<Arc<Backlog>>,
 }
 
 impl Routed {
@@ -68,11 +87,27 @@ impl Routed {
         idle: Duration,
         state: &'static str,
     ) -> Result<Option<Message>, PeerError> {
-        match tokio::time::timeout(idle, self.rx.recv()).await {
-            Err(_) => Err(PeerError::Timeout(state)),
-            Ok(None) => Ok(None),
-            Ok(Some(routed)) => routed.map(Some),
+        let received = match tokio::time::timeout(idle, self.rx.recv()).await {
+            Err(_) => return Err(PeerError::Timeout(state)),
+            Ok(received) => received,
+        };
+        if let (Some(Ok(_)), Some(backlog)) = (&received, &self.backlog) {
+            backlog.waiting.fetch_sub(1, Ordering::AcqRel);
+            backlog.drained.notify_one();
         }
+        received.transpose()
+    }
+}
+
+impl Routed {
+    /// The failure waiting behind whatever else is unread (the rest is dropped).
+    pub(super) fn failure(&mut self) -> Option<PeerError> {
+        while let Ok(delivery) = self.rx.try_recv() {
+            if let Err(e) = delivery {
+                return Some(e);
+            }
+        }
+        None
     }
 }
 
@@ -88,14 +123,21 @@ impl Shared {
         wire::encode(msg, &mut self.queue);
     }
 
+    /// Writes the queued messages. Once begun, the write runs to its end even if the caller
+    /// gives up (a task of its own holds the writer): a frame cut short would end the link
+    /// for the other side too.
     pub(super) async fn flush(&mut self, keys: &Keys) -> Result<(), PeerError> {
         if self.queue.is_empty() {
             return Ok(());
         }
-        let mut w = self.writer.lock().await;
+        let mut w = Arc::clone(&self.writer).lock_owned().await;
         w.queue_encoded(&self.queue);
         self.queue.clear();
-        w.flush(keys).await
+        let keys = Arc::clone(keys);
+        let write = async move { w.flush(&keys).await };
+        tokio::spawn(write.in_current_span())
+            .await
+            .unwrap_or_else(|e| Err(PeerError::io("writing")(std::io::Error::other(e))))
     }
 
     pub(super) async fn write_chunk(
@@ -135,6 +177,7 @@ pub(crate) struct Pump {
     to_serving: mpsc::Sender<Delivery>,
     to_fetching: mpsc::Sender<Delivery>,
     asked: Arc<AtomicUsize>,
+    backlog: Arc<Backlog>,
     remote: SocketAddr,
 }
 
@@ -160,10 +203,11 @@ impl Connection {
         let (to_serving, serving_rx) = mpsc::channel(MAX_UNANSWERED);
         let (to_fetching, fetching_rx) = mpsc::channel(MAX_WAITING_ANSWERS);
         let asked = Arc::new(AtomicUsize::new(0));
+        let backlog = Arc::new(Backlog::default());
         let writer = Arc::new(tokio::sync::Mutex::new(writer));
         let abort = CancellationToken::new();
-        let side = |rx, asked| Connection {
-            inbound: Inbound::Routed(Routed { rx }),
+        let side = |rx, asked, backlog| Connection {
+            inbound: Inbound::Routed(Routed { rx, backlog }),
             outbound: Outbound::Shared(Shared {
                 writer: Arc::clone(&writer),
                 queue: BytesMut::new(),
@@ -179,8 +223,8 @@ impl Connection {
             abort: Some(abort.clone()),
         };
         Ok(Duplex {
-            serving: side(serving_rx, None),
-            fetching: side(fetching_rx, Some(Arc::clone(&asked))),
+            serving: side(serving_rx, None, None),
+            fetching: side(fetching_rx, Some(Arc::clone(&asked)), Some(Arc::clone(&backlog))),
             pump: Pump {
                 reader,
                 writer: Arc::clone(&writer),
@@ -189,6 +233,7 @@ impl Connection {
                 to_serving,
                 to_fetching,
                 asked,
+                backlog,
                 remote,
             },
         })
@@ -212,7 +257,7 @@ impl Pump {
                 read = self.reader.read_message(&self.keys, LINK_IDLE, "on an idle two-way link") => read,
             };
             let routed = match read {
-                Ok(Some(msg)) => self.route(msg),
+                Ok(Some(msg)) => self.route(msg).await,
                 Ok(None) => return,
                 Err(e) => Err(e),
             };
@@ -225,7 +270,7 @@ impl Pump {
     }
 
     /// Hands `msg` to its side.
-    fn route(&mut self, msg: Message) -> Result<(), PeerError> {
+    async fn route(&mut self, msg: Message) -> Result<(), PeerError> {
         if msg.is_request() {
             return match self.to_serving.try_send(Ok(msg)) {
                 Ok(()) => Ok(()),
@@ -252,10 +297,33 @@ impl Pump {
                 got: msg.name(),
             });
         }
-        match self.to_fetching.try_send(Ok(msg)) {
+        self.hold_off().await;
+        // Counted before it can be read (and counted down).
+        self.backlog.waiting.fetch_add(1, Ordering::AcqRel);
+        let sent = self.to_fetching.try_send(Ok(msg));
+        if sent.is_err() {
+            self.backlog.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+        match sent {
             // The fetching side is gone: its answers are of no use.
             Ok(()) | Err(TrySendError::Closed(_)) => Ok(()),
             Err(TrySendError::Full(_)) => Err(local("too many answers waiting to be read")),
+        }
+    }
+}
+
+impl Pump {
+    /// Waits, at most [`HOLD_OFF`], while [`SOFT_BACKLOG`] answers wait unread: the
+    /// fetching side is storing what it has, and what it has not read yet can stay in the
+    /// kernel. Never longer, so the other side's requests behind the answers are read on
+    /// (each side's progress never waits on the other's).
+    async fn hold_off(&self) {
+        let until = tokio::time::Instant::now() + HOLD_OFF;
+        while self.backlog.waiting.load(Ordering::Acquire) >= SOFT_BACKLOG && !self.to_fetching.is_closed() {
+            let drained = self.backlog.drained.notified();
+            if tokio::time::timeout_at(until, drained).await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -151,6 +151,15 @@ impl Connection {
         }
     }
 
+    /// One side of a two-way link: the failure the pump handed over and this side has not
+    /// read yet, if any.
+    pub(crate) fn failure(&mut self) -> Option<PeerError> {
+        match &mut self.inbound {
+            Inbound::Routed(r) => r.failure(),
+            Inbound::Socket(_) => None,
+        }
+    }
+
     /// The other side's socket address.
     pub(crate) fn remote(&self) -> SocketAddr {
         self.remote

@@ -99,6 +99,10 @@ async fn act(
             }
             Action::Close(why) => {
                 if let Some(c) = conn.take() {
+                    // A banned peer is not served either, on a two-way link.
+                    if why == Close::Banned {
+                        c.abort();
+                    }
                     match why {
                         Close::Banned => warn!(
                             server = what,
@@ -186,7 +190,7 @@ async fn dial(
     let open = async {
         let addr = endpoint.resolve().await?;
         // The seat the other side takes here if it takes the offer.
-        let seat = offer.then(|| me.downloaders.admit(addr.ip(), false)).flatten();
+        let seat = offer.then(|| me.downloaders.admit_free(addr.ip())).flatten();
         let both = seat.is_some();
         let at = Endpoint::from_addr(addr);
         let opened =
@@ -288,13 +292,19 @@ fn on_answer(
 
 /// The connection failed: drop it and tell the scheduler.
 fn lost(ctx: &Ctx, link: LinkId, what: &'static str, conn: &mut Option<FetchLink>, cause: &PeerError) {
+    // On a two-way link the pump may have found a violation first (the error this link
+    // met is then only its aftermath).
+    let found = conn.as_mut().and_then(FetchLink::failure);
+    let violation = cause.is_violation() || found.as_ref().is_some_and(PeerError::is_violation);
     if let Some(c) = conn.take() {
+        let cause = found.as_ref().unwrap_or(cause);
         warn!(server = what, addr = %c.addr(), %cause, "connection lost");
-        // On a two-way link, our serving side goes too: the other side is broken or
-        // hostile.
-        c.abort();
+        // On a two-way link our serving side goes too if the other side is hostile; an
+        // honest but slow one keeps fetching from us.
+        if violation {
+            c.abort();
+        }
     }
-    let violation = cause.is_violation();
     ctx.with(Some(link), |s, now| {
         s.handle(now, link, Event::Closed { violation })
     });

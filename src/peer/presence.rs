@@ -52,14 +52,17 @@ async fn announce_to(me: &Me, holdings: &Arc<Holdings>, peer: PeerAddr) {
     let swap = async {
         // A peer still downloading may take the offer of a two-way link, and fetch from us
         // over it: a complete peer nobody can dial still gives what it has.
-        let seat = me.downloaders.admit(peer.addr.ip(), false);
+        let seat = me.downloaders.admit_free(peer.addr.ip());
         let both = seat.is_some();
         let opened =
             FetchLink::open_two_way(&endpoint, holdings.manifest(), me.port, &me.creds, false, both).await?;
         let mut link = opened.link;
         let source = link.peer_id();
         if let Some(serving) = opened.serving.filter(|_| source == peer.id) {
+            // It fetches from us now: no peer lists on this link (a write given up by the
+            // time limit would cut the link short for our serving side too).
             two_way::spawn_serving(me, holdings, serving, source, seat);
+            return Ok((source, Vec::new()));
         }
         Ok::<_, PeerError>((source, link.peers_now().await?))
     };

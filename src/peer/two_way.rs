@@ -69,6 +69,7 @@ pub(super) async fn serve(
         // other side broke the protocol.
         if served.as_ref().is_err_and(PeerError::is_violation) {
             serving.abort();
+            me.adopter.strike(client);
         }
         drop(serving);
         served
@@ -118,6 +119,15 @@ impl Adopter {
         *self.ctx.lock().unwrap_or_else(PoisonError::into_inner) = Arc::downgrade(ctx);
     }
 
+    /// `peer` broke the protocol on our serving side of a two-way link: a strike against
+    /// it at the download side, as if on a link of its own.
+    pub(super) fn strike(&self, peer: PeerId) {
+        let ctx = self.ctx.lock().unwrap_or_else(PoisonError::into_inner).upgrade();
+        if let Some(ctx) = ctx {
+            ctx.with(None, |s, _| s.violation_by(peer));
+        }
+    }
+
     /// The download side has stopped.
     pub(super) fn close(&self) {
         *self.ctx.lock().unwrap_or_else(PoisonError::into_inner) = Weak::new();
@@ -134,7 +144,7 @@ impl Adopter {
         if !ctx.running() {
             return None;
         }
-        let link = ctx.with(None, |s, _| s.adopt(peer, addr))?;
+        let link = ctx.with(None, |s, now| s.adopt(now, peer, addr))?;
         Some(Reservation {
             ctx,
             link,

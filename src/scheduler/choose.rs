@@ -20,11 +20,12 @@ use super::Time;
 use crate::book::Candidate;
 use crate::identity::PeerId;
 
-/// What the other slots hold: a peer (if known yet) and the address it is at.
+/// What the other slots hold: a peer (if known yet) and the address it is at (`None` for
+/// a link the peer dialled: it takes no share of the slots we dial).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Busy {
     pub(crate) peer: Option<PeerId>,
-    pub(crate) ip: IpAddr,
+    pub(crate) ip: Option<IpAddr>,
 }
 
 /// Everything a choice looks at.
@@ -74,7 +75,7 @@ impl Choice<'_> {
                 && !self.busy.iter().any(|b| b.peer == Some(c.id))
                 && self.judge.ready(c.id, self.now)
                 && !self.judge.suspect(ip)
-                && self.busy.iter().filter(|b| b.ip == ip).count() < share;
+                && self.busy.iter().filter(|b| b.ip == Some(ip)).count() < share;
             if eligible {
                 return Some(c);
             }
@@ -96,12 +97,12 @@ impl Choice<'_> {
         }
         let mut ips: Vec<IpAddr> = by_ip.keys().copied().collect();
         for b in self.busy {
-            if !ips.contains(&b.ip) && !self.judge.suspect(b.ip) {
-                ips.push(b.ip);
+            if let Some(ip) = b.ip.filter(|ip| !ips.contains(ip) && !self.judge.suspect(*ip)) {
+                ips.push(ip);
             }
         }
         let share = self.slots.div_ceil(ips.len().max(1)).max(1);
-        let used = |ip: &IpAddr| self.busy.iter().filter(|b| b.ip == *ip).count();
+        let used = |ip: &IpAddr| self.busy.iter().filter(|b| b.ip == Some(*ip)).count();
         let mut open: Vec<IpAddr> = by_ip.keys().copied().filter(|ip| used(ip) < share).collect();
         // A fixed order, so a seeded choice is the same choice every run.
         open.sort_unstable();

@@ -119,14 +119,14 @@ impl Scheduler {
             match &l.state {
                 State::Up(s) => busy.push(Busy {
                     peer: Some(s.peer),
-                    ip: s.ip,
+                    ip: (l.role != Role::Inbound).then_some(s.ip),
                 }),
                 State::Dialing {
                     target: Target::Peer { id, addr },
                     ..
                 } => busy.push(Busy {
                     peer: Some(*id),
-                    ip: addr.ip(),
+                    ip: (l.role != Role::Inbound).then_some(addr.ip()),
                 }),
                 _ => {}
             }

@@ -8,7 +8,9 @@ use rand::Rng;
 
 use super::judge::Struck;
 use super::link::{Answered, Request, Session, State};
-use super::{Close, DialFailure, Event, LinkId, Outcome, Role, Scheduler, Target, Time};
+use super::{
+    Close, DialFailure, Event, LinkId, Outcome, Role, Scheduler, Target, Time, ROTATE_AFTER, ROTATE_USELESS,
+};
 use crate::identity::PeerId;
 use crate::manifest::ChunkId;
 
@@ -80,33 +82,81 @@ impl Scheduler {
         }
     }
 
-    /// A peer that dialled us offers a two-way link (it may be out of reach otherwise): the
-    /// vacant inbound slot that takes it, if one may (we still lack chunks; it is not us,
-    /// the owner, banned, or on another link of ours). The slot is dialing until the
-    /// driver reports the link up ([`Event::Connected`]) or not ([`Event::DialFailed`]).
-    pub(crate) fn adopt(&mut self, peer: PeerId, addr: SocketAddr) -> Option<LinkId> {
-        if self.held.is_complete() || peer == self.me || Some(peer) == self.owner || self.banned(peer) {
+    /// A peer that dialled us from `addr` offers a two-way link (it may be out of reach
+    /// otherwise): the vacant inbound slot that takes it, if one may. Not while we lack
+    /// nothing; never us, the owner, a peer on another link of ours, one the judge has
+    /// banned or is resting, nor more than half the inbound slots for one address. With
+    /// every slot taken, an inbound peer that has brought nothing new for a while is let
+    /// go, so the next offer finds its slot. The slot is dialing until the driver reports
+    /// the link up ([`Event::Connected`]) or not ([`Event::DialFailed`]).
+    pub(crate) fn adopt(&mut self, now: Time, peer: PeerId, addr: SocketAddr) -> Option<LinkId> {
+        if self.held.is_complete()
+            || peer == self.me
+            || Some(peer) == self.owner
+            || !self.judge.ready(peer, now)
+        {
             return None;
         }
-        let linked = self.links.iter().any(|l| match &l.state {
-            State::Up(s) => s.peer == peer,
-            State::Dialing {
-                target: Target::Peer { id, .. },
-            } => *id == peer,
-            _ => false,
-        });
-        if linked {
+        let mut from_ip = 0usize;
+        let mut slots = 0usize;
+        for l in &self.links {
+            let (id, ip) = match &l.state {
+                State::Up(s) => (s.peer, s.ip),
+                State::Dialing {
+                    target: Target::Peer { id, addr },
+                } => (*id, addr.ip()),
+                _ => (PeerId::NONE, addr.ip()),
+            };
+            if id == peer {
+                return None;
+            }
+            if l.role == Role::Inbound {
+                slots += 1;
+                from_ip += usize::from(id != PeerId::NONE && ip == addr.ip());
+            }
+        }
+        if from_ip >= slots.div_ceil(2) {
             return None;
         }
-        let link = self
+        let vacant = self
             .links
             .iter()
-            .position(|l| l.role == Role::Inbound && matches!(l.state, State::Vacant { .. }))?;
+            .position(|l| l.role == Role::Inbound && matches!(l.state, State::Vacant { .. }));
+        let Some(link) = vacant else {
+            self.let_idle_inbound_go(now);
+            return None;
+        };
         self.links[link].state = State::Dialing {
             target: Target::Peer { id: peer, addr },
         };
         self.wake(link);
         Some(link)
+    }
+
+    /// Closes the inbound link whose peer has brought nothing new the longest, if that is
+    /// longer than [`ROTATE_AFTER`] (or it has offered nothing for [`ROTATE_USELESS`]).
+    fn let_idle_inbound_go(&mut self, now: Time) {
+        let idle = self
+            .links
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match (&l.state, l.role) {
+                (State::Up(s), Role::Inbound) if s.closing.is_none() => Some((i, s)),
+                _ => None,
+            })
+            .filter(|(_, s)| {
+                s.useless_since
+                    .is_some_and(|t| now.saturating_sub(t) >= ROTATE_USELESS)
+                    || now.saturating_sub(s.last_useful) >= ROTATE_AFTER
+            })
+            .min_by_key(|(_, s)| s.last_useful)
+            .map(|(i, _)| i);
+        if let Some(link) = idle {
+            if let Some(s) = self.session(link) {
+                s.closing = Some(Close::Rotate);
+            }
+            self.wake(link);
+        }
     }
 
     fn connected(&mut self, now: Time, link: LinkId, peer: PeerId, addr: SocketAddr, owner: bool) {
@@ -123,7 +173,7 @@ impl Scheduler {
         if role == Role::Pinned {
             // The seed's neighbor has its own slot: an unpinned one holding it moves on.
             for l in &mut self.links {
-                if let (Role::Neighbor, State::Up(s)) = (l.role, &mut l.state) {
+                if let (Role::Neighbor | Role::Inbound, State::Up(s)) = (l.role, &mut l.state) {
                     if s.peer == peer {
                         s.closing = Some(Close::Duplicate);
                     }
@@ -218,6 +268,12 @@ impl Scheduler {
     /// Whether `peer` is banned for the rest of the run.
     pub(crate) fn banned(&self, peer: PeerId) -> bool {
         self.judge.banned(peer)
+    }
+
+    /// `peer` broke the protocol where the download side could not see it (on our serving
+    /// side of a two-way link): a strike, as for a violation on a link.
+    pub(crate) fn violation_by(&mut self, peer: PeerId) {
+        self.strike(peer);
     }
 
     fn strike(&mut self, peer: PeerId) {

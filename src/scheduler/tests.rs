@@ -413,7 +413,7 @@ fn many_ids_at_one_address_take_no_more_than_its_share_of_slots() {
         let busy: Vec<choose::Busy> = (0..busy_honest)
             .map(|i| choose::Busy {
                 peer: Some(id(10 + i)),
-                ip: format!("10.0.0.{}", 10 + i).parse().unwrap(),
+                ip: Some(format!("10.0.0.{}", 10 + i).parse().unwrap()),
             })
             .collect();
         let choice = choose::Choice {

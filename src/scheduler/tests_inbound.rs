@@ -37,19 +37,19 @@ fn inbound_slots_are_filled_by_adoption_only() {
     }
     // A peer that dialled us takes the first; the same peer again, us, the owner: none.
     let from = addr([10, 0, 0, 5], 41_000);
-    assert_eq!(s.adopt(id(5), from), Some(2));
-    assert_eq!(s.adopt(id(5), from), None, "one link per peer");
-    assert_eq!(s.adopt(id(1), from), None);
-    assert_eq!(s.adopt(id(200), from), None);
-    assert_eq!(s.adopt(id(6), addr([10, 0, 0, 6], 41_001)), Some(3));
+    assert_eq!(s.adopt(ms(20), id(5), from), Some(2));
+    assert_eq!(s.adopt(ms(20), id(5), from), None, "one link per peer");
+    assert_eq!(s.adopt(ms(20), id(1), from), None);
+    assert_eq!(s.adopt(ms(20), id(200), from), None);
+    assert_eq!(s.adopt(ms(20), id(6), addr([10, 0, 0, 6], 41_001)), Some(3));
     assert_eq!(
-        s.adopt(id(7), addr([10, 0, 0, 7], 41_002)),
+        s.adopt(ms(20), id(7), addr([10, 0, 0, 7], 41_002)),
         None,
         "both slots taken"
     );
     // One that did not come up frees its slot, and nobody is judged for it.
     s.handle(ms(10), 3, Event::DialFailed(DialFailure::Unreachable));
-    assert_eq!(s.adopt(id(7), addr([10, 0, 0, 7], 41_002)), Some(3));
+    assert_eq!(s.adopt(ms(20), id(7), addr([10, 0, 0, 7], 41_002)), Some(3));
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn an_adopted_link_is_fetched_from_and_its_address_is_not_where_it_listens() {
     let book = Arc::new(AddressBook::new(id(1)));
     let mut s = with_inbound(&book);
     let from = addr([10, 0, 0, 5], 41_000);
-    let link = s.adopt(id(5), from).unwrap();
+    let link = s.adopt(ms(20), id(5), from).unwrap();
     let asked = connect(&mut s, link, id(5), from, &set(0..10), ms(0));
     assert!(
         !requests(&asked).is_empty(),
@@ -83,17 +83,39 @@ fn an_adopted_link_is_fetched_from_and_its_address_is_not_where_it_listens() {
 }
 
 #[test]
-fn an_inbound_peer_that_brings_nothing_gives_its_slot_up() {
+fn an_inbound_peer_that_brings_nothing_gives_its_slot_to_the_next_offer() {
     let book = Arc::new(AddressBook::new(id(1)));
     let mut s = with_inbound(&book);
-    let from = addr([10, 0, 0, 5], 41_000);
-    let link = s.adopt(id(5), from).unwrap();
-    // It offers nothing we lack.
-    connect(&mut s, link, id(5), from, &set([]), ms(0));
+    // Both slots taken: one peer offers nothing we lack, the other what we need.
+    let (idle, busy) = (addr([10, 0, 0, 5], 41_000), addr([10, 0, 0, 6], 41_001));
+    let first = s.adopt(ms(0), id(5), idle).unwrap();
+    connect(&mut s, first, id(5), idle, &set([]), ms(0));
+    let second = s.adopt(ms(0), id(6), busy).unwrap();
+    connect(&mut s, second, id(6), busy, &set(0..10), ms(0));
+    // Time alone moves nobody: the idle one does not dial us again if let go.
     let later = ROTATE_USELESS.max(ROTATE_AFTER) + ms(100);
     s.handle_timeout(later);
-    assert!(actions(&mut s, link, later).contains(&Action::Close(Close::Rotate)));
-    assert_eq!(s.adopt(id(6), addr([10, 0, 0, 6], 41_001)), Some(link));
+    assert!(!actions(&mut s, first, later).contains(&Action::Close(Close::Rotate)));
+    // A third offer finds no slot, but the idle peer's is freed for the next.
+    let third = addr([10, 0, 0, 7], 41_002);
+    assert_eq!(s.adopt(later, id(7), third), None);
+    assert!(actions(&mut s, first, later).contains(&Action::Close(Close::Rotate)));
+    assert!(!actions(&mut s, second, later).contains(&Action::Close(Close::Rotate)));
+    assert_eq!(s.adopt(later, id(7), third), Some(first));
+}
+
+#[test]
+fn one_address_takes_at_most_half_the_inbound_slots() {
+    let book = Arc::new(AddressBook::new(id(1)));
+    let mut s = with_inbound(&book);
+    let nat = |port| addr([10, 0, 0, 5], port);
+    assert!(s.adopt(ms(0), id(5), nat(41_000)).is_some());
+    assert_eq!(
+        s.adopt(ms(0), id(6), nat(41_001)),
+        None,
+        "a second identity at that address"
+    );
+    assert!(s.adopt(ms(0), id(7), addr([10, 0, 0, 7], 41_002)).is_some());
 }
 
 #[test]
@@ -108,5 +130,5 @@ fn a_complete_node_adopts_nothing() {
         7,
         Time::ZERO,
     );
-    assert_eq!(s.adopt(id(5), addr([10, 0, 0, 5], 41_000)), None);
+    assert_eq!(s.adopt(ms(20), id(5), addr([10, 0, 0, 5], 41_000)), None);
 }

@@ -60,10 +60,9 @@ impl Scheduler {
                         .useless_since
                         .is_some_and(|t| now.saturating_sub(t) >= ROTATE_USELESS)
                         || now.saturating_sub(s.last_useful) >= ROTATE_AFTER;
-                    if role == Role::Inbound {
-                        // Its slot is for the next peer that offers one.
-                        closing.or(idle.then_some(Close::Rotate))
-                    } else if closing.is_some() || role != Role::Neighbor {
+                    // An inbound peer that brings nothing keeps its slot until another
+                    // offers a link (`adopt`): it does not dial us again.
+                    if closing.is_some() || role != Role::Neighbor {
                         closing
                     } else {
                         let grown = known > s.book_seen;
@@ -78,7 +77,7 @@ impl Scheduler {
                 }
             };
             let Some(close) = closing else { continue };
-            if close == Close::Rotate && role == Role::Neighbor {
+            if close == Close::Rotate {
                 let Some(peer) = self.peer_of(link) else { continue };
                 if !self.could_move(link, peer, now) {
                     if let Some(s) = self.session(link) {

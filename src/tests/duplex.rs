@@ -138,3 +138,14 @@ async fn a_side_that_finds_the_other_hostile_ends_the_whole_link() {
     assert!(matches!(next(&mut b.serving).await, Ok(None)));
     assert!(matches!(next(&mut b.fetching).await, Ok(None)));
 }
+
+#[tokio::test]
+async fn a_violation_found_while_no_answer_is_due_waits_for_the_fetching_side() {
+    let (mut a, mut b) = linked().await;
+    // A asks nothing; B answers anyway. A's fetching side, not reading, finds out when it
+    // next looks (its link then strikes B rather than taking it for a plain close).
+    b.serving.write_message(&Message::NotHave(1)).await.unwrap();
+    assert!(matches!(next(&mut a.serving).await, Ok(None)), "the link is over");
+    let found = a.fetching.failure();
+    assert!(found.as_ref().is_some_and(PeerError::is_violation), "{found:?}");
+}
