@@ -26,7 +26,7 @@ use crate::identity::PeerId;
 use crate::manifest::{ChunkId, Manifest};
 use crate::secure::Credentials;
 use crate::wire::handshake::HelloRefused;
-use crate::wire::{self, handshake, Message, PeerAddr, Role};
+use crate::wire::{self, handshake, Message, PeerAddr, Reached, Role};
 
 /// How long the owner may take to send the next chunk of its batch.
 pub(crate) const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +42,8 @@ pub(crate) enum Ask {
     Chunk(ChunkId),
     /// `PEERS_REQUEST`.
     Peers,
+    /// `REACH_REQUEST(port)`.
+    Reach(u16),
 }
 
 /// An answer, checked against the request it answers.
@@ -55,6 +57,8 @@ pub(crate) enum Answer {
     NotHave(ChunkId),
     /// Peers the server knows.
     Peers(Vec<PeerAddr>),
+    /// What the server's dial-back found, and where it sees us.
+    Reach(Reached, SocketAddr),
 }
 
 /// A fetch session just opened and, on a two-way link, our serving side of the same
@@ -252,6 +256,7 @@ impl FetchLink {
             Ask::List(Some(w)) => Message::ListWait(u32::try_from(w.as_millis()).unwrap_or(u32::MAX)),
             Ask::Chunk(id) => Message::Request(id),
             Ask::Peers => Message::PeersRequest,
+            Ask::Reach(port) => Message::ReachRequest(port),
         };
         self.conn.queue_message(&msg);
         if let Ask::Chunk(id) = ask {
@@ -286,6 +291,8 @@ impl FetchLink {
         let limit = REQUEST_TIMEOUT
             + match ask {
                 Ask::List(Some(w)) => w,
+                // A dial-back may wait for a probe, then take one.
+                Ask::Reach(_) => 2 * crate::reach::PROBE_TIME,
                 _ => Duration::ZERO,
             };
         let idle = (sent.max(self.last_answer) + limit).saturating_duration_since(Instant::now());
@@ -313,6 +320,7 @@ impl FetchLink {
                 return Err(PeerError::Unrequested { requested, got })
             }
             (Ask::Peers, Message::Peers(peers)) => Answer::Peers(peers),
+            (Ask::Reach(_), Message::Reach { found, seen }) => Answer::Reach(found, seen),
             (_, other) => {
                 return Err(PeerError::UnexpectedMessage {
                     state: STATE,
@@ -329,6 +337,16 @@ impl FetchLink {
         match self.read_answer().await? {
             Answer::List(list) => Ok(list),
             _ => Err(PeerError::Closed("(expected a list)")),
+        }
+    }
+
+    /// Asks the server to dial us back at `port` and waits for what it found (its
+    /// dial-back may take seconds).
+    pub(crate) async fn reach_now(&mut self, port: u16) -> Result<(Reached, SocketAddr), PeerError> {
+        self.send(Ask::Reach(port)).await?;
+        match self.read_answer().await? {
+            Answer::Reach(found, seen) => Ok((found, seen)),
+            _ => Err(PeerError::Closed("(expected a reach answer)")),
         }
     }
 

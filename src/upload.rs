@@ -6,9 +6,7 @@
 //! handshake it is `Serving` until the client closes, goes idle past [`IDLE_TIMEOUT`], or
 //! breaks the protocol. Errors end that session only.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -28,10 +26,12 @@ use crate::error::{Error, PeerError};
 use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::long_poll::{self, Due, Patience, MAX_LIST_WAIT};
+use crate::per_ip::{PerIp, PerIpCounts};
 use crate::rate::{Allowance, Limits};
+use crate::reach::Prover;
 use crate::secure::Credentials;
 use crate::task;
-use crate::wire::{Hello, Message, MAX_PEERS};
+use crate::wire::{Hello, Message, Reached, MAX_PEERS};
 
 /// The most connections a node serves at once; more are refused.
 pub(crate) const MAX_CONNECTIONS: usize = 256;
@@ -64,44 +64,6 @@ impl Served {
     /// How long since the last request.
     pub(crate) fn idle_for(&self) -> Duration {
         self.last.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
-    }
-}
-
-/// How many of something each IP address holds now (connections, probes).
-pub(crate) type PerIpCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
-/// One of `limit` per address (a connection's share of [`MAX_PER_IP`], say); released when
-/// dropped.
-pub(crate) struct PerIp {
-    counts: PerIpCounts,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    /// One more for `ip`, unless it holds `limit` already.
-    pub(crate) fn acquire(counts: &PerIpCounts, ip: IpAddr, limit: usize) -> Option<PerIp> {
-        let mut map = counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = map.entry(ip).or_insert(0);
-        if *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(PerIp {
-            counts: Arc::clone(counts),
-            ip,
-        })
-    }
-}
-
-impl Drop for PerIp {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
     }
 }
 
@@ -209,6 +171,9 @@ pub(crate) struct Serving<'a> {
     /// What the client may cost when the node does not trust it (the owner's unproven
     /// clients): every answer is paid from it first.
     pub(crate) allowance: Option<&'a Allowance>,
+    /// Who dials a client back for its `REACH_REQUEST` (`None`: answered unchecked), and
+    /// the client's end of the connection (the only IP a dial-back goes to).
+    pub(crate) reach: (Option<&'a Prover>, SocketAddr),
 }
 
 /// Answers requests on `conn` until the client closes, goes idle or loses its seat.
@@ -222,6 +187,7 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
         mut seat,
         seats,
         allowance,
+        reach,
     } = s;
     let count = holdings.manifest().layout().chunk_count();
     let mut last = LastList {
@@ -306,6 +272,15 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
                     None => conn.write_message(&Message::NotHave(id)).await?,
                 }
             }
+            Message::ReachRequest(port) => {
+                let found = reached(reach, client_id, port).await;
+                let answer = Message::Reach { found, seen: reach.1 };
+                if let Some(a) = allowance {
+                    a.spend(32).await;
+                }
+                debug!(%peer, port, ?found, "reach request answered");
+                conn.write_message(&answer).await?;
+            }
             Message::PeersRequest => {
                 let peers = book.gossip(MAX_PEERS, client_id, &mut rand::rng());
                 if let Some(a) = allowance {
@@ -321,6 +296,22 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
                 })
             }
         }
+    }
+}
+
+/// What a dial-back to the client's IP at `port` finds: the client, under the ID it
+/// proved, or not (port 0: nothing to dial).
+async fn reached(reach: (Option<&Prover>, SocketAddr), client: PeerId, port: u16) -> Reached {
+    let (Some(prover), seen) = reach else {
+        return Reached::Unchecked;
+    };
+    if port == 0 {
+        return Reached::No;
+    }
+    match prover.who_answers(SocketAddr::new(seen.ip(), port)).await {
+        Ok(Some(id)) if id == client => Reached::Yes,
+        Ok(_) => Reached::No,
+        Err(_) => Reached::Unchecked,
     }
 }
 

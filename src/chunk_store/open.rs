@@ -19,6 +19,7 @@ use super::assemble::Pieces;
 use super::chunk_files;
 use super::data::DataFile;
 use super::files::{hash_file_at, io_err};
+use super::placing;
 use super::tree_files::{self, TreeFiles};
 use super::{
     check_manifest, chunk_file, ensure_dir, tidy, ChunkFiles, ChunkStore, StoreError, PARTIAL, STORE_DIR,
@@ -166,6 +167,8 @@ impl ChunkStore {
         files: ChunkSet,
     ) -> Result<(ChunkStore, ChunkSet), StoreError> {
         let tree = manifest.tree().ok_or(StoreError::FileHashMismatch)?;
+        // Files a stopped commit had placed go back to `parts/` first, to be verified there.
+        placing::recover(dir, manifest.name(), tree, &root.join(tree_files::PARTS_DIR))?;
         let (data, entries) = tree_files::open_data(dir, &root, &manifest, tree)?;
         let pieces = Pieces::create(manifest.layout(), &root.join("tmp"))?;
         let mut store = ChunkStore::assembled(dir, root, Arc::clone(&manifest), data, pieces, policy);

@@ -69,12 +69,17 @@ pub(super) fn clear(parts_fd: &OwnedFd, parts_dir: &Path) -> Result<(), StoreErr
 /// (never through a symlink, never over anything), then the record is removed. Returns
 /// how many went back.
 pub(super) fn recover(dir: &Path, name: &str, tree: &Tree, parts_dir: &Path) -> Result<usize, StoreError> {
-    let parts_fd = rustix::fs::open(
+    let parts_fd = match rustix::fs::open(
         parts_dir,
-        OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
+        OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY | OFlags::NOFOLLOW,
         Mode::empty(),
-    )
-    .map_err(|e| io_err("open", parts_dir)(errno(e)))?;
+    ) {
+        Ok(fd) => fd,
+        // A first start: nothing was ever placed (and what is not a directory there is
+        // for the store's own checks).
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => return Ok(0),
+        Err(e) => return Err(io_err("open", parts_dir)(errno(e))),
+    };
     let at = parts_dir.join(RECORD);
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = match rustix::fs::openat(&parts_fd, RECORD, flags, Mode::empty()) {

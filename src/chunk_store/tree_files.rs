@@ -21,8 +21,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use super::budget::Budget;
 use super::data::{DataFile, Part};
 use super::files::io_err;
+use super::unnamed;
 use super::StoreError;
-use super::{placing, unnamed};
 use crate::chunk_set::ChunkSet;
 use crate::manifest::{ChunkId, EntryKind, Manifest, Tree};
 
@@ -160,8 +160,6 @@ pub(super) fn open_data(
     let name = manifest.name();
     let parts_dir = root.join(PARTS_DIR);
     super::ensure_dir(&parts_dir)?;
-    // Files a stopped commit had placed go back to `parts/` first, to be verified there.
-    placing::recover(dir, name, tree, &parts_dir)?;
     let mut parts = Vec::new();
     let mut entries = Vec::new();
     let budget = std::sync::Arc::new(Budget::with_linking(unnamed::probe(&parts_dir)));

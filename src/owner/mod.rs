@@ -5,7 +5,7 @@
 //! start. So while the owner is up, every chunk can always be had from it.
 //!
 //! Before it sends more than its hello, the owner dials back the address a client
-//! announced ([`probe`]) and checks who answers ([`gate`]): only a proven peer gets a share
+//! announced ([`crate::reach`]) and checks who answers ([`gate`]): only a proven peer gets a share
 //! of the first round and is told to others; anyone else is served from a small allowance
 //! ([`crate::allowance`]). So one JOIN, one identity or one address cannot make the owner send
 //! more than a few hello-sized messages, or its allowance.
@@ -13,7 +13,6 @@
 pub mod batch;
 pub mod census;
 mod gate;
-mod probe;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -22,7 +21,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, Instrument};
@@ -38,6 +36,7 @@ use crate::holdings::Holdings;
 use crate::identity::PeerId;
 use crate::manifest::{self, Manifest};
 use crate::rate::{Allowance, Limits};
+use crate::reach::Prover;
 use crate::secure::{Access, Credentials, NodeKey};
 use crate::ticket::{self, Ticket};
 use crate::upload::{self, node_addr};
@@ -86,9 +85,8 @@ pub struct Owner {
     file: PathBuf,
     gate: Mutex<Gate>,
     unproven: Unproven,
-    probes: Semaphore,
-    /// Probes out per IP address (at most [`probe::MAX_PROBES_PER_IP`]).
-    probing: upload::PerIpCounts,
+    /// Dial-backs: the gate's, and answers to `REACH_REQUEST`s.
+    prover: Prover,
     started: Instant,
     /// When an `unproven` event was last logged (ms since `started`), so a flood does not
     /// flood the log.
@@ -149,12 +147,16 @@ impl Owner {
         .map_err(join_err)??;
         let manifest_bytes = Bytes::copy_from_slice(store.manifest().encoded());
         let planner = BatchPlanner::new(store.manifest().layout().chunk_count(), config.peers);
+        let book = AddressBook::new(key.id());
+        let creds = Arc::new(Credentials {
+            key,
+            access: ticket.as_ref().map_or(Access::Open, |t| Access::Private(t.psk())),
+        });
+        let swarm = store.manifest().swarm_id();
         Ok(Owner {
-            book: AddressBook::new(key.id()),
-            creds: Arc::new(Credentials {
-                key,
-                access: ticket.as_ref().map_or(Access::Open, |t| Access::Private(t.psk())),
-            }),
+            book,
+            prover: Prover::new(Arc::clone(&creds), swarm),
+            creds,
             ticket,
             limits: Limits::new(config.upload_limit, None),
             safe_copies: config.safe_copies,
@@ -164,8 +166,6 @@ impl Owner {
             file: config.file.clone(),
             gate: Mutex::default(),
             unproven: Unproven::default(),
-            probes: Semaphore::new(probe::MAX_PROBES),
-            probing: upload::PerIpCounts::default(),
             started: Instant::now(),
             unproven_logged: std::sync::atomic::AtomicU64::new(0),
         })
@@ -234,7 +234,8 @@ impl Owner {
         let swarm = self.manifest().swarm_id();
         let mine = handshake::server_hello(Role::Owner, port, swarm, self.book.me());
         let hello = conn.answer_handshake(|_| mine).await?;
-        let peer = node_addr(conn.remote(), &hello);
+        let remote = conn.remote();
+        let peer = node_addr(remote, &hello);
         conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
         let joining = handshake::check_client(&hello, swarm)? == Purpose::Join;
         let ip = conn.remote().ip();
@@ -257,6 +258,7 @@ impl Owner {
             seat: None,
             seats: None,
             allowance: allowance.as_ref(),
+            reach: (Some(&self.prover), remote),
         };
         upload::serve_requests(&mut conn, serving).await
     }
@@ -270,26 +272,9 @@ impl Owner {
             Verdict::Proven => true,
             Verdict::Unproven => false,
             Verdict::Probe => {
-                // Wait for one of this address's probe slots (a probe takes milliseconds
-                // where a peer listens; one host's dropped SYNs hold only its own slots).
-                let waited = Instant::now();
-                let _per_ip = loop {
-                    if let Some(slot) = upload::PerIp::acquire(&self.probing, ip, probe::MAX_PROBES_PER_IP) {
-                        break slot;
-                    }
-                    if waited.elapsed() >= probe::PROBE_TIME {
-                        debug!(%addr, "not proven: too many probes out to this address");
-                        return false;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                };
-                let permit = tokio::time::timeout(probe::PROBE_TIME, self.probes.acquire()).await;
-                let Ok(Ok(_permit)) = permit else {
-                    debug!(%addr, "not proven: too many probes out");
+                let Ok(answered) = self.prover.who_answers(addr).await else {
                     return false;
                 };
-                let swarm = self.manifest().swarm_id();
-                let answered = probe::who_answers(addr, swarm, &self.creds).await;
                 self.gate().record(addr, answered, self.started.elapsed());
                 answered == Some(hello.peer)
             }

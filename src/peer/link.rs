@@ -193,8 +193,15 @@ async fn dial(
         let seat = offer.then(|| me.downloaders.admit_free(addr.ip())).flatten();
         let both = seat.is_some();
         let at = Endpoint::from_addr(addr);
-        let opened =
-            FetchLink::open_two_way(&at, ctx.holdings.manifest(), me.port, &me.creds, neighbor, both).await?;
+        let opened = FetchLink::open_two_way(
+            &at,
+            ctx.holdings.manifest(),
+            me.standing.announced(me.port),
+            &me.creds,
+            neighbor,
+            both,
+        )
+        .await?;
         Ok::<_, PeerError>((opened, seat))
     };
     let result = tokio::time::timeout(timeout, open)
@@ -281,6 +288,8 @@ fn on_answer(
             );
         }
         Answer::NotHave(id) => ctx.with(Some(link), |s, now| s.handle(now, link, Event::NotHave(id))),
+        // Never asked on a link.
+        Answer::Reach(..) => {}
         Answer::Peers(peers) => {
             debug!(server = %addr, peers = peers.len(), "peer list received");
             ctx.me.book.learn_all(peer, &peers);

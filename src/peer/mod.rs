@@ -12,6 +12,7 @@ mod download;
 mod link;
 mod presence;
 mod reachable;
+mod standing;
 mod storing;
 mod two_way;
 
@@ -112,6 +113,8 @@ pub(crate) struct Me {
     pub(crate) uploads: Option<two_way::Uploads>,
     /// Where the upload side hands the download side the links peers dialled.
     pub(crate) adopter: Arc<two_way::Adopter>,
+    /// Whether others can dial it where it listens (what it announces follows).
+    pub(crate) standing: Arc<standing::Standing>,
 }
 
 impl Peer {
@@ -153,6 +156,7 @@ impl Peer {
             view: None,
             uploads: None,
             adopter: Arc::default(),
+            standing: Arc::default(),
         };
         Ok(Peer {
             config,
@@ -205,6 +209,10 @@ impl Peer {
         me.uploads = Some(two_way::Uploads {
             tracker: tracker.clone(),
             token: token.clone(),
+            prover: Arc::new(crate::reach::Prover::new(
+                Arc::clone(&me.creds),
+                holdings.manifest().swarm_id(),
+            )),
         });
         if let Some(listener) = self.web {
             let view = Arc::new(SwarmView::new(
@@ -247,6 +255,15 @@ impl Peer {
                 token.clone(),
                 tracker.clone(),
                 handler,
+            )
+            .in_current_span(),
+        );
+        tracker.spawn(
+            standing::keep_track(
+                me.clone(),
+                Arc::clone(&holdings),
+                self.config.owner.clone(),
+                token.clone(),
             )
             .in_current_span(),
         );
@@ -438,6 +455,7 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
         seat,
         seats: Some((&me.downloaders, ip)),
         allowance: None,
+        reach: (me.uploads.as_ref().map(|u| &*u.prover), remote),
     };
     upload::serve_requests(&mut conn, serving).await
 }

@@ -54,8 +54,15 @@ async fn announce_to(me: &Me, holdings: &Arc<Holdings>, peer: PeerAddr) {
         // over it: a complete peer nobody can dial still gives what it has.
         let seat = me.downloaders.admit_free(peer.addr.ip());
         let both = seat.is_some();
-        let opened =
-            FetchLink::open_two_way(&endpoint, holdings.manifest(), me.port, &me.creds, false, both).await?;
+        let opened = FetchLink::open_two_way(
+            &endpoint,
+            holdings.manifest(),
+            me.standing.announced(me.port),
+            &me.creds,
+            false,
+            both,
+        )
+        .await?;
         let mut link = opened.link;
         let source = link.peer_id();
         if let Some(serving) = opened.serving.filter(|_| source == peer.id) {

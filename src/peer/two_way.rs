@@ -37,6 +37,8 @@ use crate::upload;
 pub(crate) struct Uploads {
     pub(crate) tracker: TaskTracker,
     pub(crate) token: CancellationToken,
+    /// Dial-backs for the `REACH_REQUEST`s we answer.
+    pub(crate) prover: Arc<crate::reach::Prover>,
 }
 
 /// Serves the other side's requests on our side of a two-way link (with `seat`, its
@@ -63,6 +65,7 @@ pub(super) async fn serve(
             seat,
             seats: Some((&me.downloaders, remote.ip())),
             allowance: None,
+            reach: (me.uploads.as_ref().map(|u| &*u.prover), remote),
         };
         let served = upload::serve_requests(&mut serving, serving_args).await;
         // Our side is done: the pump goes on while the fetching side needs it, unless the

@@ -4,7 +4,9 @@
 use crate::chunk_set::ChunkSet;
 use crate::manifest::{Layout, SwarmId};
 use crate::wire::message::MessageError;
-use crate::wire::{self, decode, encode, DecodeError, FrameError, HandshakeError, Hello, Message, Role};
+use crate::wire::{
+    self, decode, encode, DecodeError, FrameError, HandshakeError, Hello, Message, Reached, Role,
+};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
@@ -37,7 +39,46 @@ fn arb_message() -> impl Strategy<Value = Message> {
             data: Bytes::from(d)
         }),
         any::<u32>().prop_map(Message::NotHave),
+        any::<u16>().prop_map(Message::ReachRequest),
+        (0u8..3, any::<[u8; 16]>(), any::<u16>(), any::<bool>()).prop_map(|(found, ip, port, v4)| {
+            let found = [Reached::No, Reached::Yes, Reached::Unchecked][usize::from(found)];
+            let ip: std::net::IpAddr = if v4 {
+                std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).into()
+            } else {
+                std::net::Ipv6Addr::from(ip).into()
+            };
+            Message::Reach {
+                found,
+                seen: std::net::SocketAddr::new(ip, port),
+            }
+        }),
     ]
+}
+
+#[test]
+fn reach_messages_are_exactly_as_the_protocol_states() {
+    // REACH_REQUEST: the port; REACH: the result, then family, IP and port.
+    assert_eq!(
+        encoded(&Message::ReachRequest(5001)),
+        [0, 0, 0, 3, 11, 0x13, 0x89]
+    );
+    let seen = "192.0.2.7:40000".parse().unwrap();
+    let reach = Message::Reach {
+        found: Reached::No,
+        seen,
+    };
+    assert_eq!(encoded(&reach), [0, 0, 0, 9, 12, 0, 4, 192, 0, 2, 7, 0x9c, 0x40]);
+    // A result other than 0-2, a body one byte short or long: refused.
+    assert_eq!(
+        decode(&[0, 0, 0, 9, 12, 3, 4, 192, 0, 2, 7, 0x9c, 0x40], MAX),
+        Err(DecodeError::Message(MessageError::Reached(3)))
+    );
+    assert!(decode(&[0, 0, 0, 8, 12, 0, 4, 192, 0, 2, 7, 0x9c], MAX).is_err());
+    assert!(decode(&[0, 0, 0, 10, 12, 0, 4, 192, 0, 2, 7, 0x9c, 0x40, 0], MAX).is_err());
+    assert!(decode(&[0, 0, 0, 2, 11, 1], MAX).is_err());
+    // Both fit a server's request limit and are told apart on a two-way link.
+    assert!(decode(&encoded(&Message::ReachRequest(1)), wire::MAX_REQUEST_FRAME_LEN).is_ok());
+    assert!(Message::ReachRequest(1).is_request() && reach.is_answer());
 }
 
 proptest! {

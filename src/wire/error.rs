@@ -32,6 +32,9 @@ pub enum MessageError {
     /// A `PEERS` entry with an address family other than 4 or 6.
     #[error("PEERS entry has address family {0}, expected 4 or 6")]
     AddressFamily(u8),
+    /// A `REACH` whose result is not 0, 1 or 2.
+    #[error("REACH result {0}, expected 0, 1 or 2")]
+    Reached(u8),
     /// A chunk ID list that does not parse.
     #[error("bad chunk ID list: {0}")]
     List(#[from] ChunkSetError),

@@ -32,6 +32,21 @@ pub(crate) const MSG_PEERS_REQUEST: u8 = 8;
 pub(crate) const MSG_PEERS: u8 = 9;
 /// Type byte of [`Message::ListWait`].
 pub(crate) const MSG_LIST_WAIT: u8 = 10;
+/// Type byte of [`Message::ReachRequest`].
+pub(crate) const MSG_REACH_REQUEST: u8 = 11;
+/// Type byte of [`Message::Reach`].
+pub(crate) const MSG_REACH: u8 = 12;
+
+/// What a dial-back found (the first byte of `REACH`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reached {
+    /// Nobody of the swarm answered there under the asker's ID.
+    No = 0,
+    /// The asker answered there.
+    Yes = 1,
+    /// Not checked now (too many dial-backs out): ask again later.
+    Unchecked = 2,
+}
 
 /// One protocol message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,24 +82,43 @@ pub(crate) enum Message {
     /// the last list you sent me, or after at most this many milliseconds (a long poll;
     /// the server caps the wait).
     ListWait(u32),
+    /// Client → server: dial me back at this port of the address this connection comes
+    /// from, and tell me who answered.
+    ReachRequest(u16),
+    /// Server → client: what that dial-back found, and the address the connection comes
+    /// from as the server sees it.
+    Reach {
+        /// What answered.
+        found: Reached,
+        /// The asker's address as seen from here.
+        seen: std::net::SocketAddr,
+    },
 }
 
 impl Message {
     /// Whether it is a request (a client's: `LIST_REQUEST`, `LIST_WAIT`, `REQUEST`,
-    /// `PEERS_REQUEST`), which a server answers; on a two-way link this is how a side tells
+    /// `PEERS_REQUEST`, `REACH_REQUEST`), which a server answers; on a two-way link this is how a side tells
     /// the other's requests from its answers.
     pub(crate) fn is_request(&self) -> bool {
         matches!(
             self,
-            Message::ListRequest | Message::ListWait(_) | Message::Request(_) | Message::PeersRequest
+            Message::ListRequest
+                | Message::ListWait(_)
+                | Message::Request(_)
+                | Message::PeersRequest
+                | Message::ReachRequest(_)
         )
     }
 
-    /// Whether it answers a request (`LIST`, `CHUNK`, `NOT_HAVE`, `PEERS`).
+    /// Whether it answers a request (`LIST`, `CHUNK`, `NOT_HAVE`, `PEERS`, `REACH`).
     pub(crate) fn is_answer(&self) -> bool {
         matches!(
             self,
-            Message::List(_) | Message::Chunk { .. } | Message::NotHave(_) | Message::Peers(_)
+            Message::List(_)
+                | Message::Chunk { .. }
+                | Message::NotHave(_)
+                | Message::Peers(_)
+                | Message::Reach { .. }
         )
     }
 
@@ -101,6 +135,8 @@ impl Message {
             Message::PeersRequest => "PEERS_REQUEST",
             Message::Peers(_) => "PEERS",
             Message::ListWait(_) => "LIST_WAIT",
+            Message::ReachRequest(_) => "REACH_REQUEST",
+            Message::Reach { .. } => "REACH",
         }
     }
 }
@@ -205,6 +241,34 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<Message, MessageError> {
             exact("LIST_WAIT", body, 4)?;
             Message::ListWait(read_u32("LIST_WAIT", body)?)
         }
+        MSG_REACH_REQUEST => {
+            exact("REACH_REQUEST", body, 2)?;
+            Message::ReachRequest(u16::from_be_bytes([body[0], body[1]]))
+        }
+        MSG_REACH => {
+            let found = match body.first() {
+                Some(0) => Reached::No,
+                Some(1) => Reached::Yes,
+                Some(2) => Reached::Unchecked,
+                Some(&other) => return Err(MessageError::Reached(other)),
+                None => {
+                    return Err(MessageError::BadLength {
+                        name: "REACH",
+                        expected: 8,
+                        got: 0,
+                    })
+                }
+            };
+            let (seen, rest) = peers::decode_addr(&body[1..], body, "REACH")?;
+            if !rest.is_empty() {
+                return Err(MessageError::BadLength {
+                    name: "REACH",
+                    expected: body.len() - rest.len(),
+                    got: body.len(),
+                });
+            }
+            Message::Reach { found, seen }
+        }
         other => return Err(MessageError::UnknownType(other)),
     };
     Ok(msg)
@@ -246,6 +310,8 @@ pub(crate) fn encode(msg: &Message, dst: &mut BytesMut) {
         Message::PeersRequest => (MSG_PEERS_REQUEST, 0),
         Message::Peers(list) => (MSG_PEERS, peers::body_len(list)),
         Message::ListWait(_) => (MSG_LIST_WAIT, 4),
+        Message::ReachRequest(_) => (MSG_REACH_REQUEST, 2),
+        Message::Reach { seen, .. } => (MSG_REACH, 1 + peers::addr_len(seen)),
     };
     dst.reserve(LEN_PREFIX + 1 + body_len);
     dst.put_slice(&frame::prefix(1 + body_len));
@@ -266,5 +332,10 @@ pub(crate) fn encode(msg: &Message, dst: &mut BytesMut) {
         }
         Message::PeersRequest => {}
         Message::Peers(list) => peers::encode(list, dst),
+        Message::ReachRequest(port) => dst.put_u16(*port),
+        Message::Reach { found, seen } => {
+            dst.put_u8(*found as u8);
+            peers::encode_addr(seen, dst);
+        }
     }
 }

@@ -35,7 +35,7 @@ use crate::manifest::{Layout, MAX_MANIFEST_LEN};
 
 pub(crate) use frame::{FrameError, LEN_PREFIX};
 pub(crate) use handshake::{HandshakeError, Hello, Role, HELLO_LEN};
-pub(crate) use message::{decode, decode_front, encode, DecodeError, Message};
+pub(crate) use message::{decode, decode_front, encode, DecodeError, Message, Reached};
 pub(crate) use peers::{PeerAddr, MAX_PEERS};
 
 /// Bytes of a message's fixed part after the length prefix: type byte + chunk ID.

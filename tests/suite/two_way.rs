@@ -1,5 +1,5 @@
-//! Two-way links (issue 18): a peer nobody can dial still gives what it has, over the links
-//! it dials. Here it listens on 127.0.0.2 while its connections come from 127.0.0.1, so the
+//! Two-way links and knowing where you stand (issue 18): a peer nobody can dial learns so,
+//! and still gives what it has over the links it dials. Here it listens on 127.0.0.2 while its connections come from 127.0.0.1, so the
 //! address everyone knows it by (its connections' address, its announced port) answers
 //! nothing: the owner cannot prove it, and no peer can dial it.
 
@@ -73,5 +73,23 @@ fn a_peer_nobody_can_dial_still_uploads_over_the_links_it_dials() {
         })
         .sum();
     assert!(adopted > 0, "no peer took the hidden peer's offer");
+    // Each knows where it stands: the owner dialled each back when asked.
+    let standing = |p: &Proc| {
+        events_of(p)
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "reachability")
+            .and_then(|e| e["reachable"].as_bool())
+    };
+    assert_eq!(
+        standing(&hidden),
+        Some(false),
+        "the hidden peer knows nobody can dial it"
+    );
+    assert_eq!(
+        standing(swarm.peer(0)),
+        Some(true),
+        "a peer that listens where it says knows it"
+    );
     hidden.terminate(Duration::from_secs(5));
 }
