@@ -37,6 +37,10 @@ pub enum Error {
     /// The node's directory could not be used.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The node's directory failed it after the download had started (exit code 1, even
+    /// for what would have been refused as input at the start).
+    #[error(transparent)]
+    StoreWhileRunning(StoreError),
     /// The owner sent a manifest this peer refuses.
     #[error("the owner at {addr} sent a manifest this peer refuses: {source}")]
     BadManifest {
@@ -112,6 +116,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error, met once the download had started: a failure while running, whatever
+    /// its kind.
+    pub(crate) fn while_running(self) -> Error {
+        match self {
+            Error::Store(e) => Error::StoreWhileRunning(e),
+            other => other,
+        }
+    }
+
     /// The process exit code for this error: 2 when the input (arguments, the file, a
     /// port, the directory) was refused before anything ran, 1 for failures while running.
     pub fn exit_code(&self) -> u8 {

@@ -193,6 +193,9 @@ impl ChunkStore {
         if self.tree.as_ref().is_some_and(|t| !t.all_complete()) {
             return Err(StoreError::FileHashMismatch);
         }
+        if let Some(tree) = self.manifest.tree() {
+            super::tree_files::check_finished(&self.dir, &self.manifest, tree)?;
+        }
         let layout = *self.manifest.layout();
         let hash = match &*self.pieces.lock().unwrap_or_else(PoisonError::into_inner) {
             Some(pieces) => pieces.root(&layout)?,

@@ -39,6 +39,10 @@ pub enum StoreError {
     /// A directory to read does not exist.
     #[error("{} does not exist", Quoted(.0))]
     NoSuchDirectory(PathBuf),
+    /// A finished file or directory of a tree is gone from its path (moved or removed while
+    /// the tree downloaded).
+    #[error("{} was moved or removed while the tree downloaded, so the tree is not complete; put it back, or start over in an empty directory", Quoted(.0))]
+    Vanished(PathBuf),
     /// The file name exists in `DIR` with other contents.
     #[error("{} already exists with other contents; not overwriting it", Quoted(.0))]
     Occupied(PathBuf),

@@ -133,6 +133,40 @@ pub(super) fn check_destination(dir: &Path, manifest: &Manifest, tree: &Tree) ->
     Ok(())
 }
 
+/// Checks, once every file is complete, that each is still at its path (a regular file of
+/// its size) and each empty directory too: a tree the user moved away or trimmed while it
+/// downloaded is not called complete.
+pub(super) fn check_finished(dir: &Path, manifest: &Manifest, tree: &Tree) -> Result<(), StoreError> {
+    let name = manifest.name();
+    let mut last: Option<(String, Option<OwnedFd>)> = None;
+    for e in tree.entries() {
+        let at = dir.join(name).join(&e.path);
+        // An empty directory is looked at as a child of its own parent, like a file.
+        let parent_path = e.path.rsplit_once('/').map_or("", |(p, _)| p);
+        if last.as_ref().is_none_or(|(p, _)| p != parent_path) {
+            let parent = match open_parent(dir, name, &e.path, false) {
+                Ok(fd) => fd,
+                Err(StoreError::NotADirectory(_)) => None,
+                Err(other) => return Err(other),
+            };
+            last = Some((parent_path.to_owned(), parent));
+        }
+        let Some((_, Some(parent))) = &last else {
+            return Err(StoreError::Vanished(at));
+        };
+        let found = stat_at(parent, leaf(&e.path)).map_err(|err| io_err("inspect", &at)(errno(err)))?;
+        let there = match (found, e.kind) {
+            (Some((FileType::RegularFile, len)), EntryKind::File { size, .. }) => len == size,
+            (Some((FileType::Directory, _)), EntryKind::EmptyDir) => true,
+            _ => false,
+        };
+        if !there {
+            return Err(StoreError::Vanished(at));
+        }
+    }
+    Ok(())
+}
+
 /// Opens file `path` of the tree read-only where it already is, finished, never through a
 /// symlink; `None` if it is not there.
 fn open_finished(dir: &Path, name: &str, path: &str) -> Result<Option<(File, PathBuf)>, StoreError> {

@@ -283,7 +283,8 @@ impl Peer {
             Ok(true) => finish(&holdings, &download, started, self.local, &self.progress).await,
             Ok(false) => Ok(()),
             Err(e) => Err(e),
-        };
+        }
+        .map_err(Error::while_running);
         if result.is_ok() {
             tracker.spawn(
                 presence::announce(me.clone(), Arc::clone(&holdings), token.clone()).in_current_span(),

@@ -231,3 +231,21 @@ fn files_a_stopped_commit_had_placed_are_verified_again_and_not_rewritten() {
     );
     drop(store);
 }
+
+#[test]
+fn a_tree_trimmed_while_it_downloaded_is_not_called_complete() {
+    let (_tmp, _share, m, all, dir) = files_200();
+    let (store, _) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
+    receive(&store, &m, &all, 0);
+    store.sync().unwrap();
+    // The user moves a finished file away; the rest arrives.
+    fs::rename(dir.join("share/f010"), dir.join("elsewhere")).unwrap();
+    for id in 1..m.layout().chunk_count() {
+        receive(&store, &m, &all, id);
+    }
+    let err = store.assemble().unwrap_err().to_string();
+    assert!(err.contains("f010") && err.contains("moved or removed"), "{err}");
+    // Put back, it is complete.
+    fs::rename(dir.join("elsewhere"), dir.join("share/f010")).unwrap();
+    store.assemble().unwrap();
+}
