@@ -6,7 +6,8 @@
 //! point it at a third party, and probes are bounded: [`MAX_PROBES`] at once in all,
 //! [`MAX_PROBES_PER_IP`] to one address, each within [`PROBE_TIME`] ([`Prover`]).
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,14 @@ async fn ask(addr: SocketAddr, swarm: SwarmId, creds: &Arc<Credentials>) -> Aske
     }
 }
 
+/// How long what a `REACH_REQUEST`'s dial-back found is given again without dialling.
+pub(crate) const RECALL: Duration = Duration::from_secs(10);
+/// The least time between two new `REACH_REQUEST` dial-backs to one IP address (so at most
+/// 4 a second, however many connections ask).
+pub(crate) const REACH_GAP: Duration = Duration::from_millis(250);
+/// The most addresses remembered for either.
+const REMEMBERED: usize = 4096;
+
 /// A node's dial-backs, within their bounds.
 #[derive(Debug)]
 pub(crate) struct Prover {
@@ -83,6 +92,27 @@ pub(crate) struct Prover {
     probes: Semaphore,
     /// Probes out per IP address (at most [`MAX_PROBES_PER_IP`]).
     probing: PerIpCounts,
+    /// What `REACH_REQUEST` dial-backs found lately, and when each IP was last dialled.
+    recent: std::sync::Mutex<Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    found: HashMap<SocketAddr, (Option<PeerId>, Instant)>,
+    dialled: HashMap<IpAddr, Instant>,
+}
+
+impl Recent {
+    /// Forgets what is older than `keep` once `map` is full, and everything if that is not
+    /// enough: memory stays bounded whatever asks.
+    fn room<K, V>(map: &mut HashMap<K, V>, keep: Duration, at: impl Fn(&V) -> Instant) {
+        if map.len() >= REMEMBERED {
+            map.retain(|_, v| at(v).elapsed() < keep);
+            if map.len() >= REMEMBERED {
+                map.clear();
+            }
+        }
+    }
 }
 
 /// Too many probes were out (to that address, or in all) for one within [`PROBE_TIME`].
@@ -97,7 +127,40 @@ impl Prover {
             swarm,
             probes: Semaphore::new(MAX_PROBES),
             probing: PerIpCounts::default(),
+            recent: std::sync::Mutex::default(),
         }
+    }
+
+    /// A `REACH_REQUEST`'s dial-back to `addr`: what was found there in the last
+    /// [`RECALL`] if anything, else a new dial-back, at most one per [`REACH_GAP`] to one IP
+    /// address ([`TooMany`] sooner). So a flood of requests, from any number of connections
+    /// on one address, makes this node dial that address a few times a second at most.
+    pub(crate) async fn reach(&self, addr: SocketAddr) -> Result<Option<PeerId>, TooMany> {
+        {
+            let mut recent = self
+                .recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(&(found, at)) = recent.found.get(&addr) {
+                if at.elapsed() < RECALL {
+                    return Ok(found);
+                }
+            }
+            let ip = addr.ip();
+            if recent.dialled.get(&ip).is_some_and(|at| at.elapsed() < REACH_GAP) {
+                return Err(TooMany);
+            }
+            Recent::room(&mut recent.dialled, REACH_GAP, |at| *at);
+            recent.dialled.insert(ip, Instant::now());
+        }
+        let found = self.who_answers(addr).await?;
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Recent::room(&mut recent.found, RECALL, |(_, at)| *at);
+        recent.found.insert(addr, (found, Instant::now()));
+        Ok(found)
     }
 
     /// The ID a node of the swarm gives at `addr` ([`who_answers`]), once a probe slot is
@@ -122,5 +185,33 @@ impl Prover {
             return Err(TooMany);
         };
         Ok(who_answers(addr, self.swarm, &self.creds).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port on 127.0.0.1 nobody listens at.
+    fn closed_port() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        addr
+    }
+
+    #[tokio::test]
+    async fn reach_requests_dial_one_address_a_few_times_a_second_at_most() {
+        let prover = Prover::new(Credentials::fresh(), SwarmId([1; 32]));
+        let (a, b) = (closed_port(), closed_port());
+        assert_eq!(prover.reach(a).await, Ok(None), "nobody there");
+        // Asked again: from memory, however often.
+        for _ in 0..1000 {
+            assert_eq!(prover.reach(a).await, Ok(None));
+        }
+        // Another port of the same address, at once: not dialled.
+        assert_eq!(prover.reach(b).await, Err(TooMany));
+        tokio::time::sleep(REACH_GAP).await;
+        assert_eq!(prover.reach(b).await, Ok(None));
     }
 }

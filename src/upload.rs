@@ -308,7 +308,7 @@ async fn reached(reach: (Option<&Prover>, SocketAddr), client: PeerId, port: u16
     if port == 0 {
         return Reached::No;
     }
-    match prover.who_answers(SocketAddr::new(seen.ip(), port)).await {
+    match prover.reach(SocketAddr::new(seen.ip(), port)).await {
         Ok(Some(id)) if id == client => Reached::Yes,
         Ok(_) => Reached::No,
         Err(_) => Reached::Unchecked,
