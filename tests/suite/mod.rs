@@ -10,6 +10,7 @@ mod long_poll;
 mod manifest;
 mod manifest_tree;
 mod names;
+mod nat;
 mod netlab;
 mod netns;
 mod private;

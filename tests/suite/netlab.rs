@@ -104,6 +104,61 @@ impl Net {
         Ok(net)
     }
 
+    /// Puts `hosts` new namespaces behind a NAT: node `router` (already on the switch)
+    /// gets a second leg on a private bridge (192.168.77.1/24), forwards, and masquerades
+    /// what leaves by its public leg (nftables); each host is 192.168.77.(10+k) with the
+    /// router as its default route. Nobody on the switch has a route back in: the hosts can
+    /// dial out and cannot be dialled. Returns the hosts' namespaces. `Err` is a reason to
+    /// skip (no nft).
+    pub fn add_nat(&mut self, router: usize, hosts: usize) -> Result<Vec<String>, String> {
+        let base = format!("{}n", self.switch.trim_end_matches('s'));
+        let (lan, r) = (format!("{base}s"), self.nodes[router].clone());
+        self.add_namespace(&lan)?;
+        must("ip", &["-n", &lan, "link", "add", "br1", "type", "bridge"]);
+        must("ip", &["-n", &lan, "link", "set", "br1", "up"]);
+        let wire = |ns: &str, port: &str, end: &str, cidr: &str| {
+            must(
+                "ip",
+                &[
+                    "-n", &lan, "link", "add", port, "type", "veth", "peer", "name", end,
+                ],
+            );
+            must("ip", &["-n", &lan, "link", "set", end, "netns", ns]);
+            must("ip", &["-n", &lan, "link", "set", port, "master", "br1"]);
+            must("ip", &["-n", &lan, "link", "set", port, "up"]);
+            must("ip", &["-n", ns, "addr", "add", cidr, "dev", end]);
+            must("ip", &["-n", ns, "link", "set", end, "up"]);
+        };
+        wire(&r, "q0", "lan0", "192.168.77.1/24");
+        must(
+            "ip",
+            &["netns", "exec", &r, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        );
+        let public = Net::interface(router);
+        let rules = format!(
+            "table ip nat {{ chain post {{ type nat hook postrouting priority 100; oifname \"{public}\" masquerade; }}; }}"
+        );
+        run("ip", &["netns", "exec", &r, "nft", &rules]).map_err(|e| format!("cannot set up a NAT: {e}"))?;
+        let mut made = Vec::new();
+        for k in 0..hosts {
+            let ns = format!("{base}{k}");
+            self.add_namespace(&ns)?;
+            wire(
+                &ns,
+                &format!("q{}", k + 1),
+                "lan0",
+                &format!("192.168.77.{}/24", 10 + k),
+            );
+            must("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+            must(
+                "ip",
+                &["-n", &ns, "route", "add", "default", "via", "192.168.77.1"],
+            );
+            made.push(ns);
+        }
+        Ok(made)
+    }
+
     fn add_namespace(&mut self, name: &str) -> Result<(), String> {
         run("ip", &["netns", "add", name])?;
         self.made.push(name.to_owned());
