@@ -141,9 +141,6 @@ pub(crate) fn complete(file: &Path, secs: f64, from_owner: u32, from_neighbor: u
     );
 }
 
-/// The owner could not prove a client: nobody of the swarm answered under its ID at the
-/// address it announced (`probed`: asked just now; else known from an earlier probe, or
-/// the client listens nowhere). It is served from the allowance for the unproven.
 /// Whether others can dial this node at `port` changed: `by` dialled it back (or could
 /// not) and sees it at `seen`.
 pub(crate) fn reachability(port: u16, reachable: bool, by: SocketAddr, seen: SocketAddr) {
@@ -161,7 +158,9 @@ pub(crate) fn reachability(port: u16, reachable: bool, by: SocketAddr, seen: Soc
     }
 }
 
-/// A client's claim was not proven.
+/// The owner could not prove a client: nobody of the swarm answered under its ID at the
+/// address it announced (`probed`: asked just now; else known from an earlier probe, or
+/// the client listens nowhere). It is served from the allowance for the unproven.
 pub(crate) fn unproven(addr: SocketAddr, claimed: PeerId, probed: bool) {
     info!(
         event = "unproven",

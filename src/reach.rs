@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::debug;
 
 use crate::connection::Connection;
@@ -41,21 +41,31 @@ pub(crate) async fn who_answers(
     swarm: SwarmId,
     creds: &Arc<Credentials>,
 ) -> Option<PeerId> {
+    match probe(addr, swarm, creds).await {
+        Asked::Answered(id) => Some(id),
+        Asked::NoOne | Asked::Silent => None,
+    }
+}
+
+/// What a probe found (see [`who_answers`]): a connection taken without a hello even when
+/// asked again (a node at its connection limit, one too busy) is [`Asked::Silent`].
+async fn probe(addr: SocketAddr, swarm: SwarmId, creds: &Arc<Credentials>) -> Asked {
     let probe = async {
         for attempt in 0..2 {
             match ask(addr, swarm, creds).await {
-                Asked::Answered(id) => return Some(id),
-                Asked::NoOne => return None,
                 Asked::Silent if attempt == 0 => tokio::time::sleep(RETRY_AFTER).await,
-                Asked::Silent => {}
+                found => return found,
             }
         }
-        None
+        Asked::Silent
     };
-    tokio::time::timeout(PROBE_TIME, probe).await.ok().flatten()
+    tokio::time::timeout(PROBE_TIME, probe)
+        .await
+        .unwrap_or(Asked::Silent)
 }
 
 /// What one probe connection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Asked {
     /// A node of the swarm, under this ID.
     Answered(PeerId),
@@ -81,6 +91,8 @@ pub(crate) const RECALL: Duration = Duration::from_secs(10);
 /// The least time between two new `REACH_REQUEST` dial-backs to one IP address (so at most
 /// 4 a second, however many connections ask).
 pub(crate) const REACH_GAP: Duration = Duration::from_millis(250);
+/// The most `REACH_REQUEST` dial-backs out at once.
+pub(crate) const MAX_REACH_PROBES: usize = 8;
 /// The most addresses remembered for either.
 const REMEMBERED: usize = 4096;
 
@@ -90,6 +102,8 @@ pub(crate) struct Prover {
     creds: Arc<Credentials>,
     swarm: SwarmId,
     probes: Semaphore,
+    /// `REACH_REQUEST` dial-backs out: a pool of their own, so they never take the gate's.
+    reach_probes: Semaphore,
     /// Probes out per IP address (at most [`MAX_PROBES_PER_IP`]).
     probing: PerIpCounts,
     /// What `REACH_REQUEST` dial-backs found lately, and when each IP was last dialled.
@@ -115,7 +129,9 @@ impl Recent {
     }
 }
 
-/// Too many probes were out (to that address, or in all) for one within [`PROBE_TIME`].
+/// No answer to give: too many probes were out (to that address, or in all) for one within
+/// [`PROBE_TIME`], or (a `REACH_REQUEST`) it was too soon or the address took the
+/// connection without a hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooMany;
 
@@ -126,21 +142,22 @@ impl Prover {
             creds,
             swarm,
             probes: Semaphore::new(MAX_PROBES),
+            reach_probes: Semaphore::new(MAX_REACH_PROBES),
             probing: PerIpCounts::default(),
             recent: std::sync::Mutex::default(),
         }
     }
 
     /// A `REACH_REQUEST`'s dial-back to `addr`: what was found there in the last
-    /// [`RECALL`] if anything, else a new dial-back, at most one per [`REACH_GAP`] to one IP
-    /// address ([`TooMany`] sooner). So a flood of requests, from any number of connections
-    /// on one address, makes this node dial that address a few times a second at most.
+    /// [`RECALL`] if anything, else a new dial-back from a pool of its own
+    /// ([`MAX_REACH_PROBES`]), at most one per [`REACH_GAP`] to one IP address. So a flood
+    /// of requests, from any number of connections on one address, makes this node dial
+    /// that address a few times a second at most, and never holds up the owner's gate.
+    /// [`TooMany`] when not checked: too soon, no free probe, or something there took the
+    /// connection without a hello (a node at its connection limit is not "nobody").
     pub(crate) async fn reach(&self, addr: SocketAddr) -> Result<Option<PeerId>, TooMany> {
         {
-            let mut recent = self
-                .recent
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut recent = self.recent();
             if let Some(&(found, at)) = recent.found.get(&addr) {
                 if at.elapsed() < RECALL {
                     return Ok(found);
@@ -153,23 +170,37 @@ impl Prover {
             Recent::room(&mut recent.dialled, REACH_GAP, |at| *at);
             recent.dialled.insert(ip, Instant::now());
         }
-        let found = self.who_answers(addr).await?;
-        let mut recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let found = {
+            let _slot = self.slot(addr, &self.reach_probes).await?;
+            match probe(addr, self.swarm, &self.creds).await {
+                Asked::Answered(id) => Some(id),
+                Asked::NoOne => None,
+                Asked::Silent => return Err(TooMany),
+            }
+        };
+        let mut recent = self.recent();
         Recent::room(&mut recent.found, RECALL, |(_, at)| *at);
         recent.found.insert(addr, (found, Instant::now()));
         Ok(found)
     }
 
     /// The ID a node of the swarm gives at `addr` ([`who_answers`]), once a probe slot is
-    /// free (one host's dropped SYNs hold only its own slots); [`TooMany`] if none is
-    /// within [`PROBE_TIME`].
+    /// free; [`TooMany`] if none is within [`PROBE_TIME`].
     pub(crate) async fn who_answers(&self, addr: SocketAddr) -> Result<Option<PeerId>, TooMany> {
+        let _slot = self.slot(addr, &self.probes).await?;
+        Ok(who_answers(addr, self.swarm, &self.creds).await)
+    }
+
+    /// One of `addr`'s probe slots (one host's dropped SYNs hold only its own) and one of
+    /// `pool`'s, each waited for at most [`PROBE_TIME`].
+    async fn slot<'a>(
+        &self,
+        addr: SocketAddr,
+        pool: &'a Semaphore,
+    ) -> Result<(PerIp, SemaphorePermit<'a>), TooMany> {
         let ip = addr.ip();
         let waited = Instant::now();
-        let _per_ip = loop {
+        let per_ip = loop {
             if let Some(slot) = PerIp::acquire(&self.probing, ip, MAX_PROBES_PER_IP) {
                 break slot;
             }
@@ -179,12 +210,19 @@ impl Prover {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        let permit = tokio::time::timeout(PROBE_TIME, self.probes.acquire()).await;
-        let Ok(Ok(_permit)) = permit else {
-            debug!(%addr, "no probe: too many probes out");
-            return Err(TooMany);
-        };
-        Ok(who_answers(addr, self.swarm, &self.creds).await)
+        match tokio::time::timeout(PROBE_TIME, pool.acquire()).await {
+            Ok(Ok(permit)) => Ok((per_ip, permit)),
+            _ => {
+                debug!(%addr, "no probe: too many probes out");
+                Err(TooMany)
+            }
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -192,18 +230,17 @@ impl Prover {
 mod tests {
     use super::*;
 
-    /// A port on 127.0.0.1 nobody listens at.
-    fn closed_port() -> SocketAddr {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
-        addr
+    /// Two distinct ports on 127.0.0.1 nobody listens at (both held until both are known).
+    fn closed_ports() -> (SocketAddr, SocketAddr) {
+        let l1 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let l2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        (l1.local_addr().unwrap(), l2.local_addr().unwrap())
     }
 
     #[tokio::test]
     async fn reach_requests_dial_one_address_a_few_times_a_second_at_most() {
         let prover = Prover::new(Credentials::fresh(), SwarmId([1; 32]));
-        let (a, b) = (closed_port(), closed_port());
+        let (a, b) = closed_ports();
         assert_eq!(prover.reach(a).await, Ok(None), "nobody there");
         // Asked again: from memory, however often.
         for _ in 0..1000 {

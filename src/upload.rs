@@ -165,9 +165,10 @@ pub(crate) struct Serving<'a> {
     pub(crate) served: Option<&'a Served>,
     /// The client's downloader seat, if it holds one (the session ends if it is taken).
     pub(crate) seat: Option<Ticket>,
-    /// Where a client without a seat gets one before its first chunk (a peer's seats and
+    /// Where a client without a seat gets one before its first chunk (a peer's seats,
+    /// whether the client named this node its download neighbor, and
     /// the client's address); `None` at the owner, which serves everyone.
-    pub(crate) seats: Option<(&'a Arc<Downloaders>, std::net::IpAddr)>,
+    pub(crate) seats: Option<(&'a Arc<Downloaders>, std::net::IpAddr, bool)>,
     /// What the client may cost when the node does not trust it (the owner's unproven
     /// clients): every answer is paid from it first.
     pub(crate) allowance: Option<&'a Allowance>,
@@ -212,8 +213,8 @@ pub(crate) async fn serve_requests(conn: &mut Connection, s: Serving<'_>) -> Res
         };
         // A chunk is for a downloader: one that came without a seat (a client that does
         // not listen) takes one now, or the node is busy for it.
-        if let (Message::Request(_), None, Some((downloaders, ip))) = (&msg, &seat, seats) {
-            seat = downloaders.admit(ip, false);
+        if let (Message::Request(_), None, Some((downloaders, ip, neighbor))) = (&msg, &seat, seats) {
+            seat = downloaders.admit(ip, neighbor);
             if seat.is_none() {
                 debug!(%peer, "busy: a chunk asked for without a downloader seat");
                 return Ok(());

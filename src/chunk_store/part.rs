@@ -104,10 +104,14 @@ impl Part {
     ) -> Result<Part, StoreError> {
         let existed = fs::symlink_metadata(path).is_ok();
         let file = open_regular(path, true, true).map_err(io_err("open", path))?;
-        // One already of its length was sized and preallocated when it was made (and may
-        // be a finished file taken back to be verified: its times are left alone).
-        if file.metadata().map_err(io_err("inspect", path))?.len() != len {
+        // One already of its length with every block in place was sized and preallocated
+        // when it was made (or is a finished file taken back to be verified): it is left
+        // alone, times included.
+        let meta = file.metadata().map_err(io_err("inspect", path))?;
+        if meta.len() != len {
             file.set_len(len).map_err(io_err("size", path))?;
+        }
+        if meta.len() != len || meta.blocks().saturating_mul(512) < len {
             match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len) {
                 Ok(()) => {}
                 Err(e) if e == rustix::io::Errno::NOSPC => {

@@ -8,9 +8,11 @@
 //! longer verifies, and the files already placed could not be told from someone else's.
 //!
 //! So before it moves anything, a commit appends the entries it is about to place to this
-//! record and syncs it; once every move is done it removes the record. A store that
-//! opens and finds the record moves each listed file that is at its path and has no part
-//! back into `parts/` ([`recover`]): it is ours, and is verified again as a part. Those
+//! record, each with its file's device and inode, and syncs it; once every move is done it
+//! removes the record. A store that opens and finds the record moves each listed file that
+//! is at its path, is that very file (same device and inode: never something put there
+//! since) and has no part back into `parts/` ([`recover`]): it is ours, and is verified
+//! again as a part. Those
 //! whose chunks verify are placed again as they are (not rewritten); the chunks that lost
 //! bytes are fetched again.
 
@@ -33,20 +35,31 @@ const RECORD: &str = "placing";
 /// (a commit that failed part-way is followed by another that lists the rest again).
 const MOST: u64 = 64 << 20;
 
-/// Appends `entries` (entry indices) to the record before they are moved, and with
-/// `sync` puts it on the disk (its name too), so that a power cut among the moves leaves
-/// it as well.
+/// One record entry's length: the entry index (u32), the file's device and inode (u64
+/// each).
+const ENTRY: usize = 4 + 8 + 8;
+
+/// A file about to be placed: its entry index, and its file's device and inode.
+pub(super) type Placing = (u32, u64, u64);
+
+/// Appends `entries` to the record before they are moved, and with `sync` puts it on the
+/// disk (its name too), so that a power cut among the moves leaves it as well.
 pub(super) fn record(
     parts_fd: &OwnedFd,
     parts_dir: &Path,
-    entries: &[u32],
+    entries: &[Placing],
     sync: bool,
 ) -> Result<(), StoreError> {
     let at = parts_dir.join(RECORD);
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(parts_fd, RECORD, flags, Mode::from_raw_mode(0o600))
         .map_err(|e| io_err("open", &at)(errno(e)))?;
-    let bytes: Vec<u8> = entries.iter().flat_map(|e| e.to_be_bytes()).collect();
+    let bytes: Vec<u8> = entries
+        .iter()
+        .flat_map(|&(entry, dev, ino)| {
+            [&entry.to_be_bytes()[..], &dev.to_be_bytes(), &ino.to_be_bytes()].concat()
+        })
+        .collect();
     let mut file = std::fs::File::from(fd);
     file.write_all(&bytes).map_err(io_err("write", &at))?;
     if sync {
@@ -94,14 +107,17 @@ pub(super) fn recover(dir: &Path, name: &str, tree: &Tree, parts_dir: &Path) -> 
         .take(MOST)
         .read_to_end(&mut bytes)
         .map_err(io_err("read", &at))?;
-    let mut listed: Vec<usize> = bytes
-        .chunks_exact(4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    let mut listed: Vec<(usize, u64, u64)> = bytes
+        .chunks_exact(ENTRY)
+        .map(|b| {
+            let n = |at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap_or_default());
+            (u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize, n(4), n(12))
+        })
         .collect();
     listed.sort_unstable();
     listed.dedup();
     let mut back = 0;
-    for i in listed {
+    for (i, dev, ino) in listed {
         let Some(entry) = tree.entries().get(i) else {
             continue;
         };
@@ -116,8 +132,12 @@ pub(super) fn recover(dir: &Path, name: &str, tree: &Tree, parts_dir: &Path) -> 
             continue;
         };
         let placed = dir.join(name).join(&entry.path);
+        // The field types differ between platforms.
+        #[allow(clippy::unnecessary_cast)]
+        let same = |st: &rustix::fs::Stat| st.st_dev as u64 == dev && st.st_ino as u64 == ino;
         match rustix::fs::statat(&parent, leaf(&entry.path), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
+            // The very file the commit placed, not one put there since.
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && same(&st) => {}
             Ok(_) | Err(rustix::io::Errno::NOENT) => continue,
             Err(e) => return Err(io_err("inspect", &placed)(errno(e))),
         }

@@ -3,6 +3,7 @@
 //! and the tree's directories are synced once it is complete.
 
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::PoisonError;
 
@@ -39,12 +40,22 @@ impl ChunkStore {
         let mut last: Option<(String, OwnedFd)> = None;
         // The moves are recorded first: a process killed among them leaves a record that
         // the next start undoes ([`placing`]).
-        let listed: Vec<u32> = pending
+        let listed = pending
             .iter()
             .filter(|&&i| self.data.parts()[i].is_ours())
-            .map(|&i| state.entries[i] as u32)
-            .collect();
-        if let Err(e) = placing::record(&parts_fd, &parts_dir, &listed, self.fsync) {
+            .map(|&i| {
+                let meta = self.data.parts()[i].file().and_then(|f| {
+                    f.metadata()
+                        .map_err(io_err("inspect", &self.data.parts()[i].path()))
+                })?;
+                Ok((state.entries[i] as u32, meta.dev(), meta.ino()))
+            })
+            .collect::<Result<Vec<_>, StoreError>>();
+        // Synced whatever `--no-fsync` says when files without a name are among them: a
+        // power cut that kept their links but lost the record would stop the next start.
+        let unnamed = pending.iter().any(|&i| self.data.parts()[i].is_unnamed());
+        let recorded = listed.and_then(|l| placing::record(&parts_fd, &parts_dir, &l, self.fsync || unnamed));
+        if let Err(e) = recorded {
             state
                 .pending
                 .lock()

@@ -454,7 +454,11 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
         limits: &me.limits,
         served,
         seat,
-        seats: Some((&me.downloaders, ip)),
+        seats: Some((
+            &me.downloaders,
+            ip,
+            purpose == (Purpose::Fetch { neighbor: true }),
+        )),
         allowance: None,
         reach: (me.uploads.as_ref().map(|u| &*u.prover), remote),
     };

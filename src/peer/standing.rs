@@ -1,11 +1,14 @@
 //! Knowing where we stand: whether others can dial this peer where it listens.
 //!
-//! Soon after it starts, and every [`RECHECK`] after, the peer asks a node it knows (the
-//! owner first, else peers it has met) to dial it back at its port (`REACH_REQUEST`,
-//! PROTOCOL.md §3). While the last answer says nobody reached it there, its hellos announce
-//! no port (0): nobody records an address that answers nothing, and it still gives what it
-//! has over the links it dials (two-way links). An answer that could not be checked, or no
-//! answer, changes nothing and is asked again after [`RETRY`].
+//! Soon after it starts, and every [`RECHECK`] after, the peer asks nodes it knows to dial
+//! it back at its port (`REACH_REQUEST`, PROTOCOL.md §3): the owner first, then peers it
+//! met first-hand. A "yes" settles it (we answered there); a "no" settles it from the owner,
+//! but from peers only when two at different addresses say so, so one lying or badly
+//! placed peer cannot make a reachable node hide. While the last verdict is "no", its
+//! hellos announce no port (0): nobody records an address that answers nothing, and it
+//! still gives what it has over the links it dials (two-way links). No verdict changes
+//! nothing and is sought again after [`RETRY`]. The question itself is asked with a hello
+//! that announces no port, so it takes no downloader seat and sets off no other dial-back.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -29,12 +32,12 @@ const FIRST: Duration = Duration::from_secs(1);
 /// How often a peer asks again once it has an answer (its address may change).
 pub(crate) const RECHECK: Duration = Duration::from_secs(300);
 /// How soon it asks again without one.
-pub(crate) const RETRY: Duration = Duration::from_secs(30);
-/// How long one question may take (a dial-back takes up to 5 s, and may wait as long for
-/// a free probe).
-const ASK_TIME: Duration = Duration::from_secs(15);
-/// How many nodes are asked, in turn, until one answers.
-const ASK_AT_MOST: usize = 3;
+pub(crate) const RETRY: Duration = Duration::from_secs(10);
+/// How long one question may take: the connection, and a dial-back that may wait 5 s for
+/// a probe slot of the address, 5 s for one of the pool, and take 5 s.
+const ASK_TIME: Duration = Duration::from_secs(25);
+/// How many peers (besides the owner) are asked, in turn, until there is a verdict.
+const ASK_AT_MOST: usize = 4;
 
 const REACHABLE: u8 = 1;
 const UNREACHABLE: u8 = 2;
@@ -67,9 +70,17 @@ pub(super) async fn keep_track(
     owner: Option<Endpoint>,
     token: CancellationToken,
 ) {
-    let mut wait = FIRST;
+    // Spread out, so peers started together do not ask one node at the same moment (it
+    // dials one address at most every 250 ms).
+    let mut wait = FIRST.mul_f64(rand::random_range(0.5..1.5));
     while task::sleep(&token, wait).await {
-        wait = match ask(&me, &holdings, owner.as_ref()).await {
+        let verdict = tokio::select! {
+            // A question may take a while (a node that holds the connection and says
+            // nothing): it never holds up the node's exit.
+            () = token.cancelled() => return,
+            verdict = ask(&me, &holdings, owner.as_ref()) => verdict,
+        };
+        wait = match verdict {
             Some((reachable, by, seen)) => {
                 if me.standing.set(reachable) {
                     activity::reachability(me.port, reachable, by, seen);
@@ -81,30 +92,35 @@ pub(super) async fn keep_track(
     }
 }
 
-/// The first answer of the owner, or else of peers we met: whether we were reached, by
-/// whom, and where it sees us.
+/// A verdict: whether we were reached, by whom it was settled, and where it sees us.
 async fn ask(
     me: &Me,
     holdings: &Holdings,
     owner: Option<&Endpoint>,
 ) -> Option<(bool, SocketAddr, SocketAddr)> {
-    let peers = me.book.sample_any(ASK_AT_MOST, me.id);
+    let peers = me.book.sample(ASK_AT_MOST, me.id);
     let asked = owner
         .cloned()
+        .map(|e| (e, true))
         .into_iter()
-        .chain(peers.iter().map(|p| Endpoint::from_addr(p.addr)))
-        .take(ASK_AT_MOST);
-    for endpoint in asked {
+        .chain(peers.iter().map(|p| (Endpoint::from_addr(p.addr), false)));
+    let mut said_no: Vec<std::net::IpAddr> = Vec::new();
+    for (endpoint, is_owner) in asked {
         let question = async {
-            let announced = me.standing.announced(me.port);
-            let mut link =
-                FetchLink::open(&endpoint, holdings.manifest(), announced, &me.creds, false).await?;
+            let mut link = FetchLink::open(&endpoint, holdings.manifest(), 0, &me.creds, false).await?;
             let (found, seen) = link.reach_now(me.port).await?;
             Ok::<_, PeerError>((found, link.addr(), seen))
         };
         match tokio::time::timeout(ASK_TIME, question).await {
             Ok(Ok((Reached::Yes, by, seen))) => return Some((true, by, seen)),
-            Ok(Ok((Reached::No, by, seen))) => return Some((false, by, seen)),
+            Ok(Ok((Reached::No, by, seen))) => {
+                if !said_no.contains(&by.ip()) {
+                    said_no.push(by.ip());
+                }
+                if is_owner || said_no.len() >= 2 {
+                    return Some((false, by, seen));
+                }
+            }
             Ok(Ok((Reached::Unchecked, by, _))) => debug!(%by, "reach: not checked now"),
             Ok(Err(e)) => debug!(%endpoint, cause = %e, "reach: no answer"),
             Err(_) => debug!(%endpoint, "reach: timed out"),

@@ -63,7 +63,7 @@ pub(super) async fn serve(
             limits: &me.limits,
             served: Some(&me.served),
             seat,
-            seats: Some((&me.downloaders, remote.ip())),
+            seats: Some((&me.downloaders, remote.ip(), false)),
             allowance: None,
             reach: (me.uploads.as_ref().map(|u| &*u.prover), remote),
         };

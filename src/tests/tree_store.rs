@@ -214,7 +214,18 @@ fn files_a_stopped_commit_had_placed_are_verified_again_and_not_rewritten() {
     drop(store);
     // As if the process died after the moves and before the record went: it lists the
     // first ten files.
-    let record: Vec<u8> = (0u32..10).flat_map(u32::to_be_bytes).collect();
+    let record: Vec<u8> = (0u32..10)
+        .flat_map(|i| {
+            use std::os::unix::fs::MetadataExt;
+            let m = fs::metadata(dir.join(format!("share/f{i:03}"))).unwrap();
+            [
+                &i.to_be_bytes()[..],
+                &m.dev().to_be_bytes(),
+                &m.ino().to_be_bytes(),
+            ]
+            .concat()
+        })
+        .collect();
     fs::write(dir.join(STORE_DIR).join("parts/placing"), record).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     let (store, have) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
@@ -248,4 +259,24 @@ fn a_tree_trimmed_while_it_downloaded_is_not_called_complete() {
     // Put back, it is complete.
     fs::rename(dir.join("elsewhere"), dir.join("share/f010")).unwrap();
     store.assemble().unwrap();
+}
+
+#[test]
+fn a_file_put_where_a_stopped_commit_was_to_place_one_is_never_taken() {
+    let (_tmp, _share, m, all, dir) = files_200();
+    let (store, _) = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap();
+    // Someone's file, of the very size, where the sixth file of chunk 0 belongs: the commit
+    // records chunk 0's files, places five and stops there.
+    fs::create_dir_all(dir.join("share")).unwrap();
+    let theirs = vec![7u8; 3_000];
+    fs::write(dir.join("share/f005"), &theirs).unwrap();
+    receive(&store, &m, &all, 0);
+    assert!(store.sync().is_err());
+    drop(store);
+    // Restarted with it still there: the record lists f005, but that file is not the one
+    // the commit would have placed, so it stays where it is, untouched, and the start
+    // refuses to go on over it.
+    let err = ChunkStore::open(&dir, Arc::clone(&m), ChunkFiles::Never).unwrap_err();
+    assert!(err.to_string().contains("f005"), "{err}");
+    assert_eq!(fs::read(dir.join("share/f005")).unwrap(), theirs);
 }

@@ -109,7 +109,7 @@ fn peers_behind_a_nat_complete_know_it_and_give_over_the_links_they_dial() {
     }
     // Each peer behind the NAT knows nobody can dial it, and where the world sees it (its
     // first question goes a second after it starts; one that got no answer asks again
-    // 30 s later).
+    // 10 s later).
     let asked = wait_until(Duration::from_secs(45), || {
         natted.iter().all(|p| count(&p.events(), "reachability") > 0)
     });

@@ -111,7 +111,7 @@ impl Net {
     /// dial out and cannot be dialled. Returns the hosts' namespaces. `Err` is a reason to
     /// skip (no nft).
     pub fn add_nat(&mut self, router: usize, hosts: usize) -> Result<Vec<String>, String> {
-        let base = format!("{}n", self.switch.trim_end_matches('s'));
+        let base = format!("{}n", self.switch.strip_suffix('s').unwrap_or(&self.switch));
         let (lan, r) = (format!("{base}s"), self.nodes[router].clone());
         self.add_namespace(&lan)?;
         must("ip", &["-n", &lan, "link", "add", "br1", "type", "bridge"]);

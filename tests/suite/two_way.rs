@@ -81,6 +81,11 @@ fn a_peer_nobody_can_dial_still_uploads_over_the_links_it_dials() {
             .find(|e| e["event"] == "reachability")
             .and_then(|e| e["reachable"].as_bool())
     };
+    // (A question the owner could not check now is asked again 10 s later.)
+    let known = wait_until(Duration::from_secs(30), || {
+        standing(&hidden).is_some() && standing(swarm.peer(0)).is_some()
+    });
+    assert!(known, "a peer never learned where it stands");
     assert_eq!(
         standing(&hidden),
         Some(false),
