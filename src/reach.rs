@@ -32,23 +32,10 @@ pub(crate) const MAX_PROBES_PER_IP: usize = 4;
 /// answer (a joiner busy with others' connections, say).
 const RETRY_AFTER: Duration = Duration::from_millis(250);
 
-/// The ID a node of swarm `swarm` gives at `addr`, if one answers within [`PROBE_TIME`]
-/// (asked twice if something there takes the connection without answering). The probe is
-/// a fetch hello that does not listen and asks for nothing: the node answers (busy or not)
-/// and the owner hangs up.
-pub(crate) async fn who_answers(
-    addr: SocketAddr,
-    swarm: SwarmId,
-    creds: &Arc<Credentials>,
-) -> Option<PeerId> {
-    match probe(addr, swarm, creds).await {
-        Asked::Answered(id) => Some(id),
-        Asked::NoOne | Asked::Silent => None,
-    }
-}
-
-/// What a probe found (see [`who_answers`]): a connection taken without a hello even when
-/// asked again (a node at its connection limit, one too busy) is [`Asked::Silent`].
+/// Who answers at `addr` for swarm `swarm`, within [`PROBE_TIME`] (asked twice if something
+/// there takes the connection without answering; still nothing is [`Asked::Silent`]: a
+/// node at its connection limit, one too busy). The probe is a fetch hello that does not
+/// listen and asks for nothing: the node answers (busy or not) and the prober hangs up.
 async fn probe(addr: SocketAddr, swarm: SwarmId, creds: &Arc<Credentials>) -> Asked {
     let probe = async {
         for attempt in 0..2 {
@@ -184,11 +171,15 @@ impl Prover {
         Ok(found)
     }
 
-    /// The ID a node of the swarm gives at `addr` ([`who_answers`]), once a probe slot is
-    /// free; [`TooMany`] if none is within [`PROBE_TIME`].
+    /// The ID a node of the swarm gives at `addr` (nothing there, or silence, is `None`:
+    /// the gate trusts only an answer), once a probe slot is free; [`TooMany`] if none is
+    /// within [`PROBE_TIME`].
     pub(crate) async fn who_answers(&self, addr: SocketAddr) -> Result<Option<PeerId>, TooMany> {
         let _slot = self.slot(addr, &self.probes).await?;
-        Ok(who_answers(addr, self.swarm, &self.creds).await)
+        match probe(addr, self.swarm, &self.creds).await {
+            Asked::Answered(id) => Ok(Some(id)),
+            Asked::NoOne | Asked::Silent => Ok(None),
+        }
     }
 
     /// One of `addr`'s probe slots (one host's dropped SYNs hold only its own) and one of

@@ -108,35 +108,39 @@ fn stat_at(parent: &OwnedFd, name: &str) -> Result<Option<(FileType, u64)>, rust
 /// `DIR/NAME` or a directory in it that is a symlink or a file, or an entry's path taken by
 /// something else (a file of the right size is left for the store to verify).
 pub(super) fn check_destination(dir: &Path, manifest: &Manifest, tree: &Tree) -> Result<(), StoreError> {
-    let name = manifest.name();
-    let mut last: Option<(String, Option<OwnedFd>)> = None;
-    for e in tree.entries() {
-        let parent_path = e.path.rsplit_once('/').map_or("", |(p, _)| p);
-        if last.as_ref().is_none_or(|(p, _)| p != parent_path) {
-            last = Some((parent_path.to_owned(), open_parent(dir, name, &e.path, false)?));
+    each_entry(dir, manifest, tree, false, |kind, found, at| {
+        if found.is_none() || fits(kind, found) {
+            Ok(())
+        } else {
+            Err(StoreError::Occupied(at))
         }
-        let Some((_, Some(parent))) = &last else {
-            continue;
-        };
-        let at = dir.join(name).join(&e.path);
-        let found = stat_at(parent, leaf(&e.path)).map_err(|err| io_err("inspect", &at)(errno(err)))?;
-        let fits = match (found, e.kind) {
-            (None, _) => true,
-            (Some((FileType::RegularFile, len)), EntryKind::File { size, .. }) => len == size,
-            (Some((FileType::Directory, _)), EntryKind::EmptyDir) => true,
-            _ => false,
-        };
-        if !fits {
-            return Err(StoreError::Occupied(at));
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Checks, once every file is complete, that each is still at its path (a regular file of
 /// its size) and each empty directory too: a tree the user moved away or trimmed while it
 /// downloaded is not called complete.
 pub(super) fn check_finished(dir: &Path, manifest: &Manifest, tree: &Tree) -> Result<(), StoreError> {
+    each_entry(dir, manifest, tree, true, |kind, found, at| {
+        if fits(kind, found) {
+            Ok(())
+        } else {
+            Err(StoreError::Vanished(at))
+        }
+    })
+}
+
+/// Looks at each entry's path in `DIR/NAME`, its parent directory opened once for the
+/// entries that share it and never through a symlink, and hands `judge` the entry's kind,
+/// what is there (`None`: nothing, its parent included) and the path. A parent that is not
+/// a plain directory is an error, or with `lenient` as good as missing.
+fn each_entry(
+    dir: &Path,
+    manifest: &Manifest,
+    tree: &Tree,
+    lenient: bool,
+    mut judge: impl FnMut(EntryKind, Option<(FileType, u64)>, PathBuf) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let name = manifest.name();
     let mut last: Option<(String, Option<OwnedFd>)> = None;
     for e in tree.entries() {
@@ -145,26 +149,29 @@ pub(super) fn check_finished(dir: &Path, manifest: &Manifest, tree: &Tree) -> Re
         let parent_path = e.path.rsplit_once('/').map_or("", |(p, _)| p);
         if last.as_ref().is_none_or(|(p, _)| p != parent_path) {
             let parent = match open_parent(dir, name, &e.path, false) {
-                Ok(fd) => fd,
-                Err(StoreError::NotADirectory(_)) => None,
-                Err(other) => return Err(other),
+                Err(StoreError::NotADirectory(_)) if lenient => None,
+                opened => opened?,
             };
             last = Some((parent_path.to_owned(), parent));
         }
-        let Some((_, Some(parent))) = &last else {
-            return Err(StoreError::Vanished(at));
+        let found = match &last {
+            Some((_, Some(parent))) => {
+                stat_at(parent, leaf(&e.path)).map_err(|err| io_err("inspect", &at)(errno(err)))?
+            }
+            _ => None,
         };
-        let found = stat_at(parent, leaf(&e.path)).map_err(|err| io_err("inspect", &at)(errno(err)))?;
-        let there = match (found, e.kind) {
-            (Some((FileType::RegularFile, len)), EntryKind::File { size, .. }) => len == size,
-            (Some((FileType::Directory, _)), EntryKind::EmptyDir) => true,
-            _ => false,
-        };
-        if !there {
-            return Err(StoreError::Vanished(at));
-        }
+        judge(e.kind, found, at)?;
     }
     Ok(())
+}
+
+/// Whether `found` is what an entry of `kind` needs at its path.
+fn fits(kind: EntryKind, found: Option<(FileType, u64)>) -> bool {
+    match (found, kind) {
+        (Some((FileType::RegularFile, len)), EntryKind::File { size, .. }) => len == size,
+        (Some((FileType::Directory, _)), EntryKind::EmptyDir) => true,
+        _ => false,
+    }
 }
 
 /// Opens file `path` of the tree read-only where it already is, finished, never through a

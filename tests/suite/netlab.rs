@@ -38,6 +38,15 @@ pub fn must(program: &str, args: &[&str]) {
     }
 }
 
+/// A test that cannot make what it needs here (`reason`): it fails where namespaces are
+/// required (CI sets `SWARMSHARE_REQUIRE_NETNS`), and is skipped, said so, elsewhere.
+pub fn unavailable(test: &str, reason: &str) {
+    if std::env::var_os("SWARMSHARE_REQUIRE_NETNS").is_some() {
+        panic!("{test}: required here, but {reason}");
+    }
+    println!("SKIPPED {test}: {reason}");
+}
+
 /// Node `i`'s address: the owner is 10.77.0.1, peer k is 10.77.0.(10+k).
 pub fn node_ip(i: usize) -> String {
     if i == 0 {

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::netlab::{must, node_ip, Net, NsProc};
-use super::util::{random_file, same_file, wait_until};
+use super::netlab::{must, node_ip, unavailable, Net, NsProc};
+use super::util::{count_of, random_file, same_file, wait_until};
 
 /// Chunk size for files of this size (see `manifest::layout::CHUNK_SIZE`).
 const CHUNK: usize = 102_400;
@@ -61,10 +61,6 @@ fn lines_naming(events: &[Value], ip: &str) -> BTreeMap<String, usize> {
     counts
 }
 
-fn count_of(events: &[Value], name: &str) -> usize {
-    events.iter().filter(|e| e["event"] == name).count()
-}
-
 /// An owner and three swarm-mode peers, each in its own namespace. Fields drop in order:
 /// the processes, then their files, then the namespaces.
 struct Lab {
@@ -85,10 +81,7 @@ impl Lab {
         let net = match Net::create(tag, &rates) {
             Ok(net) => net,
             Err(reason) => {
-                if std::env::var_os("SWARMSHARE_REQUIRE_NETNS").is_some() {
-                    panic!("network namespaces are required here: {reason}");
-                }
-                println!("SKIPPED {test}: {reason}");
+                unavailable(test, &reason);
                 return None;
             }
         };

@@ -7,28 +7,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::swarm::{events_of, Swarm};
-use super::util::{free_port, same_file, wait_until, Proc};
+use super::util::{count_of, free_port, peer_args, same_file, wait_until, Proc};
 
 /// Starts a peer that joins through the swarm's owner and listens where nobody looks.
 fn hidden_peer(swarm: &Swarm, dir: &Path) -> Proc {
-    let (owner, port) = (swarm.owner_port.to_string(), free_port().to_string());
-    let dir = dir.to_str().unwrap();
-    let args = [
-        "--log-format",
-        "json",
-        "peer",
-        &owner,
-        &port,
-        "--bind",
-        "127.0.0.2",
-        "--dir",
-        dir,
-    ];
+    let args = peer_args(&swarm.owner_port.to_string(), free_port(), "127.0.0.2", dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Proc::start(&swarm.logs(), "hidden", &args)
 }
 
 fn count(proc: &Proc, event: &str) -> usize {
-    events_of(proc).iter().filter(|e| e["event"] == event).count()
+    count_of(&events_of(proc), event)
 }
 
 #[test]

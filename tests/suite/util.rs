@@ -171,3 +171,26 @@ pub fn json_events(log: &str) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .collect()
 }
+
+/// How many of `events` are `name` events.
+pub fn count_of(events: &[serde_json::Value], name: &str) -> usize {
+    events.iter().filter(|e| e["event"] == name).count()
+}
+
+/// A peer's arguments with JSON logs: `peer OWNER PORT --bind BIND --dir DIR`.
+pub fn peer_args(owner: &str, port: u16, bind: &str, dir: &Path) -> Vec<String> {
+    [
+        "--log-format",
+        "json",
+        "peer",
+        owner,
+        &port.to_string(),
+        "--bind",
+        bind,
+        "--dir",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain([dir.to_string_lossy().into_owned()])
+    .collect()
+}

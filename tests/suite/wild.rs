@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::netlab::{node_ip, Net, NsProc};
+use super::netlab::{node_ip, unavailable, Net, NsProc};
 use super::swarm::{complete_event, events_of, Swarm};
 use super::util::{random_file, wait_until, Proc};
 
@@ -201,13 +201,7 @@ fn a_slow_peer_holds_up_nobody() {
     rates[PEERS] = Some("200kbit");
     let net = match Net::create("slow", &rates) {
         Ok(net) => net,
-        Err(reason) => {
-            if std::env::var_os("SWARMSHARE_REQUIRE_NETNS").is_some() {
-                panic!("network namespaces are required here: {reason}");
-            }
-            println!("SKIPPED a_slow_peer_holds_up_nobody: {reason}");
-            return;
-        }
+        Err(reason) => return unavailable("a_slow_peer_holds_up_nobody", &reason),
     };
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("payload.bin");
