@@ -291,3 +291,20 @@ impl PeerError {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_once_running_is_a_failure_not_bad_input() {
+        let taken = || Error::Store(StoreError::Occupied("DIR/tree/a".into()));
+        assert_eq!(taken().exit_code(), 2, "refused before anything ran");
+        let running = taken().while_running();
+        assert_eq!(running.exit_code(), 1, "met after the download started");
+        assert_eq!(running.to_string(), taken().to_string(), "the same one line");
+        // Anything else keeps its code.
+        let config = Error::NoStore("DIR".into());
+        assert_eq!(config.while_running().exit_code(), 2);
+    }
+}
