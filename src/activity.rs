@@ -158,6 +158,20 @@ pub(crate) fn reachability(port: u16, reachable: bool, by: SocketAddr, seen: Soc
     }
 }
 
+/// A DHT lookup found `found` addresses under the swarm's key, of which `met` were peers
+/// of the swarm new to this node.
+pub(crate) fn dht_lookup(found: usize, met: usize) {
+    info!(
+        event = "dht_lookup",
+        found, met, "DHT lookup: {found} addresses, {met} new peers of the swarm met"
+    );
+}
+
+/// A node the DHT named proved, in its handshake, to be `id` of this swarm.
+pub(crate) fn dht_met(peer: SocketAddr, id: PeerId) {
+    info!(event = "dht_met", %peer, id = %id, "met a peer of the swarm found in the DHT");
+}
+
 /// The owner could not prove a client: nobody of the swarm answered under its ID at the
 /// address it announced (`probed`: asked just now; else known from an earlier probe, or
 /// the client listens nowhere). It is served from the allowance for the unproven.

@@ -275,6 +275,8 @@ pub struct OwnerConfig {
     pub private: bool,
     /// Which chunks get a chunk file of their own (README, "On disk").
     pub chunk_files: ChunkFiles,
+    /// Where it announces itself in the DHT, so peers find it at a new address.
+    pub dht: DhtSetting,
 }
 
 impl OwnerConfig {
@@ -310,8 +312,21 @@ impl OwnerConfig {
             http: None,
             private: false,
             chunk_files: ChunkFiles::Auto,
+            dht: DhtSetting::Public,
         })
     }
+}
+
+/// Where a node meets the Mainline DHT ([`crate::dht`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum DhtSetting {
+    /// Through the public bootstrap nodes (the `mainline` crate's list).
+    #[default]
+    Public,
+    /// Through these bootstrap nodes (`--dht-bootstrap`).
+    Nodes(Vec<Endpoint>),
+    /// Not at all (`--no-dht`).
+    Off,
 }
 
 /// What a peer needs to start.
@@ -348,6 +363,8 @@ pub struct PeerConfig {
     pub ticket: Option<crate::ticket::Ticket>,
     /// Which chunks get a chunk file of their own (README, "On disk").
     pub chunk_files: ChunkFiles,
+    /// Where it meets the DHT, to find the swarm when no address it knows answers.
+    pub dht: DhtSetting,
 }
 
 /// How many neighbors a peer downloads from at once unless told otherwise (and how many
@@ -411,6 +428,7 @@ impl PeerConfig {
             http: None,
             ticket: None,
             chunk_files: ChunkFiles::Auto,
+            dht: DhtSetting::Public,
         })
     }
 }

@@ -18,7 +18,7 @@ use rand::{RngCore, SeedableRng};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DemoConfig, Endpoint, OwnerConfig, PeerConfig};
+use crate::config::{DemoConfig, DhtSetting, Endpoint, OwnerConfig, PeerConfig};
 use crate::error::Error;
 use crate::owner::Owner;
 use crate::peer::{Peer, PeerReport, Progress};
@@ -107,7 +107,9 @@ pub async fn run(config: DemoConfig, bars: Option<crate::progress::Bars>) -> Res
         .collect::<Result<_, _>>()
         .map_err(io_err("binding"))?;
 
-    let owner_config = OwnerConfig::new(loopback, sample.clone(), root.join("owner"), config.peers, 1)?;
+    // One machine: nobody to find through the DHT.
+    let mut owner_config = OwnerConfig::new(loopback, sample.clone(), root.join("owner"), config.peers, 1)?;
+    owner_config.dht = DhtSetting::Off;
     let owner = Owner::prepare(&owner_config).await?;
     let chunks = owner.manifest().layout().chunk_count();
     let token = CancellationToken::new();
@@ -129,7 +131,7 @@ pub async fn run(config: DemoConfig, bars: Option<crate::progress::Bars>) -> Res
     for (i, listener) in listeners.into_iter().enumerate() {
         let neighbor = Endpoint::local(ports[(i + 1) % ports.len()]);
         let dir = root.join(format!("peer{}", i + 1));
-        let cfg = PeerConfig::new(
+        let mut cfg = PeerConfig::new(
             SocketAddr::from((Ipv4Addr::LOCALHOST, ports[i])),
             Some(Endpoint::local(owner_port)),
             Some(neighbor),
@@ -137,6 +139,7 @@ pub async fn run(config: DemoConfig, bars: Option<crate::progress::Bars>) -> Res
             1,
             dir,
         )?;
+        cfg.dht = DhtSetting::Off;
         let peer = Peer::with_listener(cfg, listener)?;
         progress.push(peer.progress());
         if let Some(bars) = bars.clone() {

@@ -41,6 +41,7 @@ mod chunk_store;
 pub mod config;
 mod connection;
 pub mod demo;
+mod dht;
 pub mod error;
 mod fetch;
 #[doc(hidden)]

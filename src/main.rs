@@ -13,8 +13,8 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use swarmshare::config::{
-    parse_http_addr, parse_rate, parse_size, ChunkFiles, ConfigError, DemoConfig, Endpoint, OwnerConfig,
-    PeerConfig,
+    parse_http_addr, parse_rate, parse_size, ChunkFiles, ConfigError, DemoConfig, DhtSetting, Endpoint,
+    OwnerConfig, PeerConfig,
 };
 use swarmshare::logging::{self, LogFormat};
 use swarmshare::owner::{Owner, OwnerSockets};
@@ -138,6 +138,14 @@ struct OwnerArgs {
     /// shares blocks, none elsewhere), copy (copies elsewhere), none.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     chunk_files: ChunkFiles,
+    /// Bootstrap nodes of the Mainline DHT, HOST:PORT,... (default: the public ones). The
+    /// swarm is announced and looked up there under a key derived from the swarm (from the
+    /// ticket's secret for a private swarm).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    dht_bootstrap: Vec<Endpoint>,
+    /// No DHT: neither announce this node nor look the swarm up there.
+    #[arg(long, conflicts_with = "dht_bootstrap")]
+    no_dht: bool,
 }
 
 #[derive(clap::Args)]
@@ -191,6 +199,14 @@ struct PeerArgs {
     /// Address to listen on.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     bind: IpAddr,
+    /// Bootstrap nodes of the Mainline DHT, HOST:PORT,... (default: the public ones). The
+    /// swarm is announced and looked up there under a key derived from the swarm (from the
+    /// ticket's secret for a private swarm).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    dht_bootstrap: Vec<Endpoint>,
+    /// No DHT: neither announce this node nor look the swarm up there.
+    #[arg(long, conflicts_with = "dht_bootstrap")]
+    no_dht: bool,
 }
 
 #[derive(clap::Args)]
@@ -217,6 +233,15 @@ struct DemoArgs {
     /// Keep the swarm (and the web view) up this many seconds after every peer completed.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     linger: u64,
+}
+
+/// `--no-dht` and `--dht-bootstrap` as one setting.
+fn dht_setting(off: bool, nodes: Vec<Endpoint>) -> DhtSetting {
+    match (off, nodes.is_empty()) {
+        (true, _) => DhtSetting::Off,
+        (false, true) => DhtSetting::Public,
+        (false, false) => DhtSetting::Nodes(nodes),
+    }
 }
 
 /// Splits `[OWNER] PORT [DOWNLOAD_NEIGHBOR]`: OWNER may be left out only with `--join`.
@@ -362,6 +387,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             config.http = a.http;
             config.private = a.private;
             config.chunk_files = a.chunk_files;
+            config.dht = dht_setting(a.no_dht, a.dht_bootstrap);
             let sockets = OwnerSockets::bind(&config).await?;
             // A ticket names the port actually bound.
             config.listen = sockets.local_addr().unwrap_or(config.listen);
@@ -407,6 +433,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             config.chunk_files = a.chunk_files;
             config.http = a.http;
             config.ticket = ticket;
+            config.dht = dht_setting(a.no_dht, a.dht_bootstrap);
             let peer = Peer::bind(config).await?;
             if let Some(bars) = bars {
                 let (name, progress) = (format!("peer :{port}"), peer.progress());

@@ -32,6 +32,7 @@ pub(crate) const TICKET_FILE: &str = "ticket";
 /// The most addresses a ticket carries.
 pub const MAX_ADDRS: usize = 16;
 const PSK_CONTEXT: &str = "swarmshare 2026-12 private swarm pre-shared key";
+const DHT_CONTEXT: &str = "swarmshare 2026-12 private swarm DHT key";
 
 /// A private swarm's ticket. `Debug` leaves the secret out.
 #[derive(Clone, PartialEq, Eq)]
@@ -109,6 +110,18 @@ impl Ticket {
         material[..32].copy_from_slice(&self.secret);
         material[32..].copy_from_slice(&self.swarm.0);
         blake3::derive_key(PSK_CONTEXT, &material)
+    }
+
+    /// The key the swarm's nodes announce themselves under in the DHT: derived from the
+    /// secret, so only ticket holders can look the swarm up ([`crate::dht`]).
+    pub(crate) fn dht_key(&self) -> [u8; 20] {
+        let mut material = [0u8; 32 + HASH_LEN];
+        material[..32].copy_from_slice(&self.secret);
+        material[32..].copy_from_slice(&self.swarm.0);
+        let full = blake3::derive_key(DHT_CONTEXT, &material);
+        let mut key = [0u8; 20];
+        key.copy_from_slice(&full[..20]);
+        key
     }
 
     /// The ticket's text.

@@ -326,6 +326,12 @@ impl AddressBook {
         self.lock().entries.get(&id).map(|e| e.addr)
     }
 
+    /// Whether a peer is known first-hand at `addr`, or it is one of our own addresses.
+    pub(crate) fn knows_addr(&self, addr: SocketAddr) -> bool {
+        let inner = self.lock();
+        inner.by_addr.contains_key(&addr) || inner.mine.contains(&addr)
+    }
+
     /// Every peer known, for the dialler to choose from.
     pub(crate) fn candidates(&self) -> Vec<Candidate> {
         self.lock()

@@ -41,7 +41,9 @@ pub struct LogGuard(#[allow(dead_code)] Option<writer::WriterThread>);
 /// writing to standard output, through progress `bars` if given. Call once, before
 /// anything logs, and keep the guard until the process ends.
 pub fn init(format: LogFormat, level: &str, bars: Option<&crate::progress::Bars>) -> LogGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // The DHT crate's own lines stay out: `crate::dht` says what matters, once.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},mainline=off")));
     // Standard output is line-buffered; a duplicate of its descriptor is not.
     let out: Box<dyn std::io::Write + Send> = match std::io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(BufWriter::with_capacity(64 * 1024, std::fs::File::from(fd))),

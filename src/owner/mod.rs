@@ -77,6 +77,8 @@ pub struct Owner {
     pub(crate) creds: Arc<Credentials>,
     /// A private swarm's ticket.
     ticket: Option<Ticket>,
+    /// Where it announces itself in the DHT.
+    dht: crate::config::DhtSetting,
     limits: Limits,
     safe_copies: u32,
     holdings: Arc<Holdings>,
@@ -158,6 +160,7 @@ impl Owner {
             prover: Prover::new(Arc::clone(&creds), swarm),
             creds,
             ticket,
+            dht: config.dht.clone(),
             limits: Limits::new(config.upload_limit, None),
             safe_copies: config.safe_copies,
             holdings: Arc::new(Holdings::new(store, have)),
@@ -211,6 +214,14 @@ impl Owner {
             crate::web::spawn(&tracker, listener, Arc::clone(&view), &token, &span);
             view
         });
+        let key = match &owner.ticket {
+            Some(ticket) => ticket.dht_key(),
+            None => crate::dht::open_key(owner.manifest().swarm_id()),
+        };
+        tracker.spawn(
+            crate::dht::keep_announced(owner.dht.clone(), key, local.port(), token.clone())
+                .instrument(span.clone()),
+        );
         tracker.spawn(
             census::run(Arc::clone(&owner), owner.safe_copies, view, token.clone()).instrument(span.clone()),
         );

@@ -11,14 +11,16 @@
 //! manifest the peer refuses, or a directory it cannot use, is fatal.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::reachable::Joining;
 use super::Me;
+use crate::activity;
 use crate::chunk_store::ChunkStore;
 use crate::config::{Endpoint, PeerConfig};
 use crate::connection::Connection;
@@ -94,7 +96,11 @@ async fn resume(config: &PeerConfig, me: &Me) -> Result<Option<Arc<Holdings>>, E
 }
 
 enum Failure {
+    /// About this peer (its directory): fatal wherever it joins.
     Fatal(Error),
+    /// The node there is not what it should be (another swarm, not an owner, a bad
+    /// manifest): fatal at the address the user gave, skipped at one the DHT gave.
+    Theirs(Error),
     Retry(PeerError),
     /// The handshake was refused: fatal once it happens [`REFUSALS`] times in a row (a
     /// proxy in front of an owner not up yet closes connections too).
@@ -151,17 +157,31 @@ async fn join_loop(
         _ => vec![config.entry.clone()],
     };
     let mut at = 0;
+    let mut looked_up: Option<Instant> = None;
     loop {
         let entry = &entries[at % entries.len()];
         let attempt = tokio::select! {
             _ = token.cancelled() => return Ok(None),
-            attempt = attempt(config, entry, me, holdings, joining) => attempt,
+            attempt = attempt(config, (entry, config.join.is_some()), me, holdings, joining) => attempt,
         };
         if matches!(
             attempt,
             Err(Failure::Retry(PeerError::Connect(_) | PeerError::Timeout(_)))
         ) {
             at += 1;
+            // Every address the ticket gives is dead (so far): the DHT may know where the
+            // swarm is now.
+            if at % entries.len() == 0 {
+                let found = tokio::select! {
+                    _ = token.cancelled() => return Ok(None),
+                    found = through_dht(config, me, holdings, joining, &mut looked_up) => found,
+                };
+                match found {
+                    Ok(Some(joined)) => return Ok(Some(joined)),
+                    Ok(None) => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
         refusals = if matches!(attempt, Err(Failure::Refused(_))) {
             refusals + 1
@@ -170,7 +190,7 @@ async fn join_loop(
         };
         match attempt {
             Ok(joined) => return Ok(Some(joined)),
-            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Fatal(e) | Failure::Theirs(e)) => return Err(e),
             Err(Failure::Refused(e)) if refusals >= REFUSALS => return Err(e),
             Err(Failure::Refused(e)) => {
                 debug!(cause = %e, "refused in the handshake; trying again");
@@ -196,12 +216,11 @@ async fn join_loop(
 
 async fn attempt(
     config: &PeerConfig,
-    entry: &Endpoint,
+    (entry, via_peer): (&Endpoint, bool),
     me: &Me,
     holdings: &mut Option<Arc<Holdings>>,
     joining: &watch::Sender<Option<Joining>>,
 ) -> Result<Joined, Failure> {
-    let via_peer = config.join.is_some();
     let addr = entry.resolve().await.map_err(PeerError::from)?;
     let mut conn = Connection::connect(addr, Arc::clone(&me.creds)).await?;
     let ticket = config.ticket.as_ref().map(Ticket::swarm);
@@ -235,7 +254,7 @@ async fn attempt(
         .map(Ticket::owner)
         .filter(|&o| !via_peer && o != theirs.peer)
     {
-        return Err(Failure::Fatal(Error::NotTheTicketsOwner {
+        return Err(Failure::Theirs(Error::NotTheTicketsOwner {
             addr,
             owner,
             answered: theirs.peer,
@@ -244,7 +263,7 @@ async fn attempt(
     if handshake::check_join_server(&theirs, via_peer).is_err() {
         // Something answers, but it is not an owner (often a peer's port given by
         // mistake): retrying would not help.
-        return Err(Failure::Fatal(Error::NotAnOwner {
+        return Err(Failure::Theirs(Error::NotAnOwner {
             addr,
             role: theirs.role,
         }));
@@ -259,19 +278,19 @@ async fn attempt(
     conn.set_max_frame(wire::MAX_MANIFEST_FRAME_LEN);
     let manifest = match next(&mut conn, "waiting for the manifest").await? {
         Message::Manifest(bytes) => {
-            Manifest::decode(&bytes).map_err(|source| Failure::Fatal(Error::BadManifest { addr, source }))?
+            Manifest::decode(&bytes).map_err(|source| Failure::Theirs(Error::BadManifest { addr, source }))?
         }
         other => return Err(unexpected("waiting for the manifest", &other)),
     };
     if let Some(ticket) = ticket.filter(|&t| t != manifest.swarm_id()) {
-        return Err(Failure::Fatal(Error::NotTheTicketsSwarm {
+        return Err(Failure::Theirs(Error::NotTheTicketsSwarm {
             addr,
             ticket,
             actual: manifest.swarm_id(),
         }));
     }
     if Some(manifest.swarm_id()) != theirs.swarm {
-        return Err(Failure::Fatal(Error::ManifestIdMismatch {
+        return Err(Failure::Theirs(Error::ManifestIdMismatch {
             addr,
             announced: theirs.swarm.unwrap_or(crate::manifest::SwarmId([0; 32])),
             actual: manifest.swarm_id(),
@@ -305,6 +324,56 @@ async fn attempt(
         batch,
         resumed: false,
     })
+}
+
+/// How often a peer that cannot join at the ticket's addresses looks the swarm up in the
+/// DHT, and how many of the addresses found it tries each time.
+const DHT_LOOKUP_EVERY: Duration = Duration::from_secs(3);
+const DHT_TRIES: usize = 8;
+
+/// Joins through a peer of a private swarm found in the DHT under the ticket's key, if the
+/// DHT is up and was not asked in the last [`DHT_LOOKUP_EVERY`]. `None` when nobody found
+/// took us in. A node found there that turns out to be no node of the swarm is skipped.
+async fn through_dht(
+    config: &PeerConfig,
+    me: &Me,
+    holdings: &mut Option<Arc<Holdings>>,
+    joining: &watch::Sender<Option<Joining>>,
+    looked_up: &mut Option<Instant>,
+) -> Result<Option<Joined>, Error> {
+    let Some(ticket) = &config.ticket else {
+        return Ok(None);
+    };
+    let node = me.dht.borrow().clone();
+    let Some(node) = node.filter(|_| looked_up.is_none_or(|t| t.elapsed() >= DHT_LOOKUP_EVERY)) else {
+        return Ok(None);
+    };
+    *looked_up = Some(Instant::now());
+    // Tried as the DHT's answers arrive.
+    let found = node
+        .lookup(ticket.dht_key())
+        .filter(|&a| std::future::ready(!me.book.knows_addr(a)))
+        .take(DHT_TRIES);
+    let mut found = std::pin::pin!(found);
+    let mut tried = 0;
+    while let Some(addr) = found.next().await {
+        tried += 1;
+        let entry = Endpoint::from_addr(addr);
+        match attempt(config, (&entry, true), me, holdings, joining).await {
+            Ok(joined) => {
+                activity::dht_lookup(tried, 1);
+                info!(via = %addr, "joined through a peer found in the DHT");
+                return Ok(Some(joined));
+            }
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Theirs(e) | Failure::Refused(e)) => debug!(%addr, cause = %e, "DHT: not a way in"),
+            Err(Failure::Retry(e)) => debug!(%addr, cause = %e, "DHT: not a way in"),
+        }
+    }
+    if tried > 0 {
+        activity::dht_lookup(tried, 0);
+    }
+    Ok(None)
 }
 
 /// Keeps the peer's key in its store, so it is the same peer after a restart.

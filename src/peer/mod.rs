@@ -8,6 +8,7 @@
 
 mod bootstrap;
 mod ctx;
+mod discover;
 mod download;
 mod link;
 mod presence;
@@ -85,6 +86,8 @@ pub struct Peer {
     progress: watch::Sender<Progress>,
     me: Me,
     web: Option<TcpListener>,
+    /// Where the DHT node is handed to everyone holding a [`Me`], once started.
+    dht: watch::Sender<Option<crate::dht::Node>>,
 }
 
 /// Who this peer is to the others: its stable ID, its listening port, and the peers it
@@ -115,6 +118,8 @@ pub(crate) struct Me {
     pub(crate) adopter: Arc<two_way::Adopter>,
     /// Whether others can dial it where it listens (what it announces follows).
     pub(crate) standing: Arc<standing::Standing>,
+    /// Its DHT node, once started (never, with `--no-dht`).
+    pub(crate) dht: watch::Receiver<Option<crate::dht::Node>>,
 }
 
 impl Peer {
@@ -138,6 +143,7 @@ impl Peer {
         // The key a previous run kept; a new one is saved once the store exists.
         let key = NodeKey::load(&config.dir.join(STORE_DIR)).unwrap_or_else(NodeKey::generate);
         let id = key.id();
+        let (dht, dht_seen) = watch::channel(None);
         let me = Me {
             id,
             creds: Arc::new(Credentials {
@@ -157,6 +163,7 @@ impl Peer {
             uploads: None,
             adopter: Arc::default(),
             standing: Arc::default(),
+            dht: dht_seen,
         };
         Ok(Peer {
             config,
@@ -165,6 +172,7 @@ impl Peer {
             progress,
             me,
             web: None,
+            dht,
         })
     }
 
@@ -197,15 +205,24 @@ impl Peer {
         // now on, everyone else once the store is open.
         let (joining, seen) = watch::channel(None);
         let held: reachable::Held = Arc::new(std::sync::Mutex::new(Some(Vec::new())));
+        let tracker = TaskTracker::new();
+        // The DHT node starts at once: a peer whose ticket names no live address joins
+        // through the peers it finds there.
+        tracker.spawn(start_dht(self.config.dht.clone(), me.port, self.dht, token.clone()).in_current_span());
         let joined = tokio::select! {
-            joined = bootstrap::start(&self.config, &me, &token, &joining) => joined?,
+            joined = bootstrap::start(&self.config, &me, &token, &joining) => joined,
             never = reachable::answer_while_joining(&self.listener, me.port, &me.creds, seen, Arc::clone(&held)) => match never {},
         };
-        let Some(joined) = joined else {
-            return Ok(());
+        let joined = match joined {
+            Ok(Some(joined)) => joined,
+            stopped => {
+                token.cancel();
+                tracker.close();
+                tracker.wait().await;
+                return stopped.map(|_| ());
+            }
         };
         let holdings = joined.holdings;
-        let tracker = TaskTracker::new();
         me.uploads = Some(two_way::Uploads {
             tracker: tracker.clone(),
             token: token.clone(),
@@ -267,6 +284,11 @@ impl Peer {
             )
             .in_current_span(),
         );
+        let key = match &self.config.ticket {
+            Some(ticket) => ticket.dht_key(),
+            None => crate::dht::open_key(holdings.manifest().swarm_id()),
+        };
+        tracker.spawn(discover::run(me.clone(), Arc::clone(&holdings), key, token.clone()).in_current_span());
         tracker.spawn(
             report_progress(Arc::clone(&holdings), self.progress.clone(), token.clone()).in_current_span(),
         );
@@ -296,6 +318,26 @@ impl Peer {
         tracker.wait().await;
         info!("peer stopped");
         result
+    }
+}
+
+/// Starts the DHT node (unless it is off) and hands it to everyone holding a [`Me`].
+async fn start_dht(
+    setting: crate::config::DhtSetting,
+    port: u16,
+    to: watch::Sender<Option<crate::dht::Node>>,
+    token: CancellationToken,
+) {
+    let said = async {
+        let node = crate::dht::start(setting, port).await;
+        to.send_replace(node.clone());
+        if let Some(node) = node {
+            crate::dht::report(&node).await;
+        }
+    };
+    tokio::select! {
+        _ = token.cancelled() => {}
+        () = said => {}
     }
 }
 

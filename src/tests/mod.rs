@@ -5,6 +5,7 @@
 mod batch;
 mod chunk_set;
 mod connection;
+mod dht;
 mod duplex;
 mod log_writer;
 mod rate;

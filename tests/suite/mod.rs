@@ -1,4 +1,5 @@
 mod cli;
+mod dht;
 mod durability;
 mod e2e;
 mod fallback;

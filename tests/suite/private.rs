@@ -21,7 +21,7 @@ fn local(port: u16) -> SocketAddr {
 }
 
 /// The ticket the owner printed on stderr.
-fn ticket_of(owner: &Proc) -> String {
+pub(super) fn ticket_of(owner: &Proc) -> String {
     let mut ticket = None;
     assert!(
         wait_until(Duration::from_secs(30), || {
