@@ -172,6 +172,17 @@ pub(crate) fn dht_met(peer: SocketAddr, id: PeerId) {
     info!(event = "dht_met", %peer, id = %id, "met a peer of the swarm found in the DHT");
 }
 
+/// A node behind a NAT reached another one it was introduced to: `how` is `lan` (their
+/// own network), `punched` (a hole punched through both NATs) or `relayed` (a circuit).
+pub(crate) fn connected_by(id: PeerId, peer: SocketAddr, how: &'static str) {
+    info!(event = "nat_link", id = %id, %peer, how, "connected to an introduced peer ({how})");
+}
+
+/// A relay circuit ended, having forwarded `bytes` (both ways together).
+pub(crate) fn relayed(bytes: u64) {
+    info!(event = "relay_circuit", bytes, "relay circuit ended");
+}
+
 /// The owner could not prove a client: nobody of the swarm answered under its ID at the
 /// address it announced (`probed`: asked just now; else known from an earlier probe, or
 /// the client listens nowhere). It is served from the allowance for the unproven.

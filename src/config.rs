@@ -365,6 +365,9 @@ pub struct PeerConfig {
     pub chunk_files: ChunkFiles,
     /// Where it meets the DHT, to find the swarm when no address it knows answers.
     pub dht: DhtSetting,
+    /// Relays: whether it relays for peers nobody can dial (when it can be dialled), and
+    /// keeps a reservation at one when nobody can dial it.
+    pub relay: bool,
 }
 
 /// How many neighbors a peer downloads from at once unless told otherwise (and how many
@@ -429,6 +432,7 @@ impl PeerConfig {
             ticket: None,
             chunk_files: ChunkFiles::Auto,
             dht: DhtSetting::Public,
+            relay: true,
         })
     }
 }

@@ -243,6 +243,9 @@ pub enum PeerError {
     /// Reading a held chunk for a request failed: this connection ends, the node goes on.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A relay or its client broke the rules of reservations and circuits.
+    #[error("relay: {0}")]
+    Relay(&'static str),
 }
 
 impl From<HelloRefused> for PeerError {
@@ -288,6 +291,7 @@ impl PeerError {
                 | PeerError::HashMismatch(_)
                 | PeerError::Unrequested { .. }
                 | PeerError::ListedNotHeld(_)
+                | PeerError::Relay(_)
         )
     }
 }

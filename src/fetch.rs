@@ -114,9 +114,21 @@ impl FetchLink {
         both: bool,
     ) -> Result<Opened, PeerError> {
         let addr = endpoint.resolve().await?;
-        let mut conn = Connection::connect(addr, Arc::clone(creds)).await?;
+        let conn = Connection::connect(addr, Arc::clone(creds)).await?;
+        FetchLink::over(conn, manifest, (creds.key.id(), listen_port), neighbor, both).await
+    }
+
+    /// As [`FetchLink::open_two_way`], on a connection made another way (punched through a
+    /// NAT, or through a relay), whose handshake is still to run.
+    /// `me` is our ID and the port we announce.
+    pub(crate) async fn over(
+        mut conn: Connection,
+        manifest: &Manifest,
+        (me, listen_port): (PeerId, u16),
+        neighbor: bool,
+        both: bool,
+    ) -> Result<Opened, PeerError> {
         let swarm = manifest.swarm_id();
-        let me = creds.key.id();
         let mut hello = handshake::fetch_hello(listen_port, swarm, me, neighbor);
         hello.both = both;
         let theirs = conn.handshake(&hello).await?;

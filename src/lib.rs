@@ -57,6 +57,7 @@ mod per_ip;
 pub mod progress;
 mod rate;
 mod reach;
+mod relay;
 mod report;
 mod scheduler;
 mod secure;

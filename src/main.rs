@@ -207,6 +207,11 @@ struct PeerArgs {
     /// No DHT: neither announce this node nor look the swarm up there.
     #[arg(long, conflicts_with = "dht_bootstrap")]
     no_dht: bool,
+    /// No relays: neither relay for peers nobody can dial, nor keep a reservation at a
+    /// relay when nobody can dial this peer (then it trades only over the links it dials
+    /// and those dialled to it).
+    #[arg(long)]
+    no_relay: bool,
 }
 
 #[derive(clap::Args)]
@@ -434,6 +439,7 @@ async fn run(command: Command, bars: Option<Bars>) -> Result<Option<String>, Err
             config.http = a.http;
             config.ticket = ticket;
             config.dht = dht_setting(a.no_dht, a.dht_bootstrap);
+            config.relay = !a.no_relay;
             let peer = Peer::bind(config).await?;
             if let Some(bars) = bars {
                 let (name, progress) = (format!("peer :{port}"), peer.progress());

@@ -84,11 +84,12 @@ pub(crate) fn node_addr(remote: SocketAddr, hello: &Hello) -> SocketAddr {
 }
 
 /// Accepts connections until `token` is cancelled, running `handler` on each in its own
-/// task, starting with `held` (connections accepted earlier, their bytes still unread).
-/// Beyond [`MAX_CONNECTIONS`] a new connection is closed at once.
+/// task, starting with `held` (connections accepted earlier, their bytes still unread),
+/// and taking those that reach us other ways (`injected`: punched through a NAT, or
+/// relayed) as if accepted. Beyond [`MAX_CONNECTIONS`] a new connection is closed at once.
 pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    held: Vec<Connection>,
+    (held, mut injected): (Vec<Connection>, Option<tokio::sync::mpsc::Receiver<Connection>>),
     creds: Arc<Credentials>,
     token: CancellationToken,
     tracker: TaskTracker,
@@ -129,9 +130,19 @@ pub(crate) async fn accept_loop<F, Fut>(
     }
     let mut backoff = task::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
     loop {
+        let other_way = async {
+            match injected.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let accepted = tokio::select! {
             _ = token.cancelled() => return,
             accepted = listener.accept() => accepted,
+            Some(conn) = other_way => {
+                start(conn);
+                continue;
+            }
         };
         let (stream, remote) = match accepted {
             Ok(pair) => {

@@ -8,6 +8,7 @@
 //! arrive, for frames within the limit in force.
 
 mod duplex;
+mod raw;
 mod reader;
 mod writer;
 
@@ -29,6 +30,7 @@ use crate::wire::{Hello, Message};
 pub(crate) use duplex::Duplex;
 pub(crate) use duplex::Pump;
 use duplex::{Routed, Shared};
+pub(crate) use raw::{connect_reusable, punch};
 use reader::Reader;
 use writer::Writer;
 

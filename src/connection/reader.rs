@@ -54,6 +54,17 @@ impl Reader {
         }
     }
 
+    /// The socket and the bytes received but not opened (the other side's, once a relay
+    /// forwards them as they are); `None` if opened bytes are left unread.
+    pub(super) fn into_raw(self) -> Option<(OwnedReadHalf, BytesMut)> {
+        self.rbuf.is_empty().then_some((self.stream, self.cbuf))
+    }
+
+    /// Bytes to read before the socket's (a relayed socket's first ones).
+    pub(super) fn prepend(&mut self, bytes: BytesMut) {
+        self.cbuf = bytes;
+    }
+
     /// Sets the largest frame accepted from now on.
     pub(super) fn set_max_frame(&mut self, max: usize) {
         self.max_frame = max;
@@ -62,8 +73,11 @@ impl Reader {
     /// Reads exactly `len` bytes of the handshake, in clear.
     pub(super) async fn read_exact_handshake(&mut self, len: usize) -> Result<Vec<u8>, PeerError> {
         let mut bytes = vec![0u8; len];
+        // A relayed socket's first bytes may have come with the relay's last message.
+        let early = self.cbuf.len().min(len);
+        bytes[..early].copy_from_slice(&self.cbuf.split_to(early));
         self.stream
-            .read_exact(&mut bytes)
+            .read_exact(&mut bytes[early..])
             .await
             .map_err(|e| PeerError::from_read(e, "reading the handshake"))?;
         Ok(bytes)

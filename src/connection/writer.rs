@@ -36,6 +36,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// Whether nothing is waiting to go out and no write was cut short.
+    pub(super) fn is_idle(&self) -> bool {
+        self.wbuf.is_empty() && !self.cut
+    }
+
     pub(super) fn new(stream: OwnedWriteHalf) -> Writer {
         Writer {
             stream,

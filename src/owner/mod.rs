@@ -227,7 +227,7 @@ impl Owner {
         );
         upload::accept_loop(
             listener,
-            Vec::new(),
+            (Vec::new(), None),
             Arc::clone(&owner.creds),
             token.clone(),
             tracker.clone(),

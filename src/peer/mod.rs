@@ -13,6 +13,7 @@ mod download;
 mod link;
 mod presence;
 mod reachable;
+mod relayed;
 mod standing;
 mod storing;
 mod two_way;
@@ -88,6 +89,8 @@ pub struct Peer {
     web: Option<TcpListener>,
     /// Where the DHT node is handed to everyone holding a [`Me`], once started.
     dht: watch::Sender<Option<crate::dht::Node>>,
+    /// Connections punched or relayed to us, for the upload side ([`Me::inject`]).
+    injected: tokio::sync::mpsc::Receiver<Connection>,
 }
 
 /// Who this peer is to the others: its stable ID, its listening port, and the peers it
@@ -120,6 +123,11 @@ pub(crate) struct Me {
     pub(crate) standing: Arc<standing::Standing>,
     /// Its DHT node, once started (never, with `--no-dht`).
     pub(crate) dht: watch::Receiver<Option<crate::dht::Node>>,
+    /// Its relay for peers nobody can dial (`None` with `--no-relay`).
+    pub(crate) relay: Option<Arc<crate::relay::Relay>>,
+    /// Where connections made to us another way than through our listener (a punched
+    /// hole, a relay circuit) go, to be served as if accepted.
+    pub(crate) inject: tokio::sync::mpsc::Sender<Connection>,
 }
 
 impl Peer {
@@ -144,6 +152,7 @@ impl Peer {
         let key = NodeKey::load(&config.dir.join(STORE_DIR)).unwrap_or_else(NodeKey::generate);
         let id = key.id();
         let (dht, dht_seen) = watch::channel(None);
+        let (inject, injected) = tokio::sync::mpsc::channel(8);
         let me = Me {
             id,
             creds: Arc::new(Credentials {
@@ -164,6 +173,8 @@ impl Peer {
             adopter: Arc::default(),
             standing: Arc::default(),
             dht: dht_seen,
+            relay: config.relay.then(Arc::default),
+            inject,
         };
         Ok(Peer {
             config,
@@ -173,6 +184,7 @@ impl Peer {
             me,
             web: None,
             dht,
+            injected,
         })
     }
 
@@ -267,7 +279,7 @@ impl Peer {
         tracker.spawn(
             upload::accept_loop(
                 self.listener,
-                held,
+                (held, Some(self.injected)),
                 Arc::clone(&me.creds),
                 token.clone(),
                 tracker.clone(),
@@ -289,6 +301,9 @@ impl Peer {
             None => crate::dht::open_key(holdings.manifest().swarm_id()),
         };
         tracker.spawn(discover::run(me.clone(), Arc::clone(&holdings), key, token.clone()).in_current_span());
+        if me.relay.is_some() {
+            tracker.spawn(relayed::run(me.clone(), Arc::clone(&holdings), token.clone()).in_current_span());
+        }
         tracker.spawn(
             report_progress(Arc::clone(&holdings), self.progress.clone(), token.clone()).in_current_span(),
         );
@@ -451,6 +466,8 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
                         Role::Busy
                     }
                 }
+                // A relay must be reachable itself.
+                Ok(Purpose::Relay) if me.relay.is_none() || me.standing.is_unreachable() => Role::Busy,
                 _ => Role::Peer,
             };
             let mut mine = handshake::server_hello(role, me.port, swarm, me.id);
@@ -463,6 +480,12 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
     if matches!(purpose, Purpose::Fetch { .. }) && (hello.listen_port != 0 || hello.both) && seat.is_none() {
         debug!(%peer, "busy: every downloader seat is taken");
         return Ok(());
+    }
+    if purpose == Purpose::Relay {
+        return match &me.relay {
+            Some(relay) if !me.standing.is_unreachable() => relay.serve(conn, hello.peer, &me.limits).await,
+            _ => Ok(()),
+        };
     }
     if purpose == Purpose::Join {
         // A JOIN is a claim like any other: its manifest is paid from the joiners'

@@ -47,6 +47,11 @@ const UNREACHABLE: u8 = 2;
 pub(crate) struct Standing(AtomicU8);
 
 impl Standing {
+    /// Whether it is known that nobody can dial this node.
+    pub(crate) fn is_unreachable(&self) -> bool {
+        self.0.load(Ordering::Acquire) == UNREACHABLE
+    }
+
     /// The port to announce for one listening at `port`: none while nobody can reach it.
     pub(crate) fn announced(&self, port: u16) -> u16 {
         if self.0.load(Ordering::Acquire) == UNREACHABLE {

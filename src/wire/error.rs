@@ -35,6 +35,14 @@ pub enum MessageError {
     /// A `REACH` whose result is not 0, 1 or 2.
     #[error("REACH result {0}, expected 0, 1 or 2")]
     Reached(u8),
+    /// A flag byte that is neither 0 nor 1.
+    #[error("{name} has flag byte {got}, expected 0 or 1")]
+    Flag {
+        /// Message name.
+        name: &'static str,
+        /// The byte.
+        got: u8,
+    },
     /// A chunk ID list that does not parse.
     #[error("bad chunk ID list: {0}")]
     List(#[from] ChunkSetError),

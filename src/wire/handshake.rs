@@ -35,6 +35,8 @@ pub enum Role {
     FetchNeighbor = 5,
     /// The server is a peer serving as many downloaders as it takes: it closes at once.
     Busy = 6,
+    /// A client of the server as a relay: a reservation, or one side of a circuit.
+    Relay = 7,
 }
 
 impl Role {
@@ -46,6 +48,7 @@ impl Role {
             4 => Role::Peer,
             5 => Role::FetchNeighbor,
             6 => Role::Busy,
+            7 => Role::Relay,
             _ => return None,
         })
     }
@@ -194,6 +197,8 @@ pub(crate) enum Purpose {
         /// The client's configured download neighbor is this server.
         neighbor: bool,
     },
+    /// The server as a relay.
+    Relay,
 }
 
 /// Checks a client's hello at a server of swarm `ours`: `JOIN` with our swarm ID or none,
@@ -204,12 +209,13 @@ pub(crate) fn check_client(hello: &Hello, ours: SwarmId) -> Result<Purpose, Hell
         Role::Join if swarm_ok || hello.swarm.is_none() => Ok(Purpose::Join),
         Role::Fetch if swarm_ok => Ok(Purpose::Fetch { neighbor: false }),
         Role::FetchNeighbor if swarm_ok => Ok(Purpose::Fetch { neighbor: true }),
-        Role::Join | Role::Fetch | Role::FetchNeighbor => Err(HelloRefused::Swarm {
+        Role::Relay if swarm_ok => Ok(Purpose::Relay),
+        Role::Join | Role::Fetch | Role::FetchNeighbor | Role::Relay => Err(HelloRefused::Swarm {
             ours,
             theirs: hello.swarm,
         }),
         got => Err(HelloRefused::Role {
-            expected: "JOIN or FETCH",
+            expected: "JOIN, FETCH or RELAY",
             got,
         }),
     }

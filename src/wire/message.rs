@@ -93,6 +93,19 @@ pub(crate) enum Message {
         /// The asker's address as seen from here.
         seen: std::net::SocketAddr,
     },
+    /// Client → relay: keep this connection as my reservation, and introduce me to the
+    /// others you hold one for; I listen at this address on my own network.
+    Reserve(std::net::SocketAddr),
+    /// Relay → client: reservation taken; your connection comes from this address as the
+    /// relay sees it.
+    Reserved(std::net::SocketAddr),
+    /// Relay → client (on a reservation): another node behind a NAT, to connect to.
+    Introduce(super::relay::Introduction),
+    /// Client → relay: join me to the other side of this introduction through you.
+    Relay(u64),
+    /// Relay → client: from the next byte on, this connection carries the other side's
+    /// bytes, as they are.
+    Relaying,
 }
 
 impl Message {
@@ -107,6 +120,8 @@ impl Message {
                 | Message::Request(_)
                 | Message::PeersRequest
                 | Message::ReachRequest(_)
+                | Message::Reserve(_)
+                | Message::Relay(_)
         )
     }
 
@@ -119,6 +134,9 @@ impl Message {
                 | Message::NotHave(_)
                 | Message::Peers(_)
                 | Message::Reach { .. }
+                | Message::Reserved(_)
+                | Message::Introduce(_)
+                | Message::Relaying
         )
     }
 
@@ -137,6 +155,11 @@ impl Message {
             Message::ListWait(_) => "LIST_WAIT",
             Message::ReachRequest(_) => "REACH_REQUEST",
             Message::Reach { .. } => "REACH",
+            Message::Reserve(_) => "RESERVE",
+            Message::Reserved(_) => "RESERVED",
+            Message::Introduce(_) => "INTRODUCE",
+            Message::Relay(_) => "RELAY",
+            Message::Relaying => "RELAYING",
         }
     }
 }
@@ -269,7 +292,7 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<Message, MessageError> {
             }
             Message::Reach { found, seen }
         }
-        other => return Err(MessageError::UnknownType(other)),
+        other => return super::relay::decode(other, body).unwrap_or(Err(MessageError::UnknownType(other))),
     };
     Ok(msg)
 }
@@ -312,6 +335,7 @@ pub(crate) fn encode(msg: &Message, dst: &mut BytesMut) {
         Message::ListWait(_) => (MSG_LIST_WAIT, 4),
         Message::ReachRequest(_) => (MSG_REACH_REQUEST, 2),
         Message::Reach { seen, .. } => (MSG_REACH, 1 + peers::addr_len(seen)),
+        relayed => super::relay::head(relayed).unwrap_or((0, 0)),
     };
     dst.reserve(LEN_PREFIX + 1 + body_len);
     dst.put_slice(&frame::prefix(1 + body_len));
@@ -337,5 +361,6 @@ pub(crate) fn encode(msg: &Message, dst: &mut BytesMut) {
             dst.put_u8(*found as u8);
             peers::encode_addr(seen, dst);
         }
+        relayed => super::relay::encode_body(relayed, dst),
     }
 }

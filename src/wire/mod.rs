@@ -29,6 +29,7 @@ pub(crate) mod frame;
 pub(crate) mod handshake;
 pub(crate) mod message;
 pub(crate) mod peers;
+pub(crate) mod relay;
 
 use crate::chunk_set::bitfield_len;
 use crate::manifest::{Layout, MAX_MANIFEST_LEN};

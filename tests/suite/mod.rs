@@ -12,6 +12,7 @@ mod manifest;
 mod manifest_tree;
 mod names;
 mod nat;
+mod nats;
 mod netlab;
 mod netns;
 mod private;

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::netlab::{node_ip, unavailable, Net, NsProc};
+use super::netlab::{nat_host_ip, node_ip, unavailable, Net, NsProc};
 use super::util::{count_of, peer_args, random_file, same_file, wait_until};
 
 const PORT: u16 = 7400;
@@ -67,7 +67,7 @@ fn peers_behind_a_nat_complete_know_it_and_give_over_the_links_they_dial() {
         .iter()
         .enumerate()
         .map(|(k, ns)| {
-            let bind = format!("192.168.77.{}", 10 + k);
+            let bind = nat_host_ip(2, k);
             peer(logs, &format!("nat{k}"), ns, &bind, &logs.join(format!("nat{k}")))
         })
         .collect();

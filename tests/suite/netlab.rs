@@ -56,6 +56,16 @@ pub fn node_ip(i: usize) -> String {
     }
 }
 
+/// The first three octets of the private network behind node `router`'s NAT.
+pub fn nat_lan(router: usize) -> String {
+    format!("192.168.{}", 70 + router)
+}
+
+/// Host `k` behind node `router`'s NAT.
+pub fn nat_host_ip(router: usize, k: usize) -> String {
+    format!("{}.{}", nat_lan(router), 10 + k)
+}
+
 /// The namespaces one test made; deletes exactly those when dropped.
 pub struct Net {
     pub switch: String,
@@ -114,13 +124,17 @@ impl Net {
     }
 
     /// Puts `hosts` new namespaces behind a NAT: node `router` (already on the switch)
-    /// gets a second leg on a private bridge (192.168.77.1/24), forwards, and masquerades
-    /// what leaves by its public leg (nftables); each host is 192.168.77.(10+k) with the
-    /// router as its default route. Nobody on the switch has a route back in: the hosts can
-    /// dial out and cannot be dialled. Returns the hosts' namespaces. `Err` is a reason to
-    /// skip (no nft).
+    /// gets a second leg on a private bridge ([`nat_lan`]`(router)`.1/24), forwards, and
+    /// masquerades what leaves by its public leg (nftables); host k is
+    /// [`nat_host_ip`]`(router, k)` with the router as its default route. Nobody on the
+    /// switch has a route back in: the hosts can dial out and cannot be dialled. Returns
+    /// the hosts' namespaces. `Err` is a reason to skip (no nft).
     pub fn add_nat(&mut self, router: usize, hosts: usize) -> Result<Vec<String>, String> {
-        let base = format!("{}n", self.switch.strip_suffix('s').unwrap_or(&self.switch));
+        let lan_net = nat_lan(router);
+        let base = format!(
+            "{}n{router}",
+            self.switch.strip_suffix('s').unwrap_or(&self.switch)
+        );
         let (lan, r) = (format!("{base}s"), self.nodes[router].clone());
         self.add_namespace(&lan)?;
         must("ip", &["-n", &lan, "link", "add", "br1", "type", "bridge"]);
@@ -138,7 +152,7 @@ impl Net {
             must("ip", &["-n", ns, "addr", "add", cidr, "dev", end]);
             must("ip", &["-n", ns, "link", "set", end, "up"]);
         };
-        wire(&r, "q0", "lan0", "192.168.77.1/24");
+        wire(&r, "q0", "lan0", &format!("{lan_net}.1/24"));
         must(
             "ip",
             &["netns", "exec", &r, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
@@ -156,12 +170,20 @@ impl Net {
                 &ns,
                 &format!("q{}", k + 1),
                 "lan0",
-                &format!("192.168.77.{}/24", 10 + k),
+                &format!("{}/24", nat_host_ip(router, k)),
             );
             must("ip", &["-n", &ns, "link", "set", "lo", "up"]);
             must(
                 "ip",
-                &["-n", &ns, "route", "add", "default", "via", "192.168.77.1"],
+                &[
+                    "-n",
+                    &ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("{lan_net}.1"),
+                ],
             );
             made.push(ns);
         }

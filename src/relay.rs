@@ -1,0 +1,371 @@
+//! A reachable peer as a relay for nodes nobody can dial: reservations, introductions and
+//! circuits (PROTOCOL.md, "Relays and hole punching").
+//!
+//! A node behind a NAT keeps a **reservation** here: a connection (hello role `RELAY`,
+//! then `RESERVE`) the relay holds open. The relay **introduces** the nodes it holds
+//! reservations for to each other (`INTRODUCE`, to both at once): where each one's
+//! reservation comes from (the NAT's mapping of the port it reserved from, which is where
+//! a hole can be punched) and, for two behind the same address, where the other listens on
+//! their own network. They then try to connect directly; when they cannot, both come back
+//! with `RELAY(nonce)` and the relay joins their two connections into a **circuit**,
+//! forwarding the bytes as they are. Those bytes are the two nodes' own Noise session
+//! (they run the handshake end to end, through the circuit): the relay cannot read or
+//! change them unnoticed.
+//!
+//! Everything is bounded: [`MAX_RESERVATIONS`] (and [`RESERVATIONS_PER_IP`]), introductions
+//! to [`INTRODUCE_TO`] others at a time and the same two at most once per
+//! [`REINTRODUCE`], [`MAX_CIRCUITS`] circuits at once, each for [`CIRCUIT_TIME`] and
+//! [`CIRCUIT_BYTES`] at most, all of them together at [`RELAY_RATE`] (and within the
+//! node's `--upload-limit`, since forwarding is uploading).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::debug;
+
+use crate::connection::Connection;
+use crate::error::PeerError;
+use crate::identity::PeerId;
+use crate::rate::{Limits, RateLimit};
+use crate::wire::relay::Introduction;
+use crate::wire::Message;
+
+mod splice;
+
+/// The most reservations a relay holds.
+pub(crate) const MAX_RESERVATIONS: usize = 32;
+/// The most reservations from one IP address (one NAT, many nodes behind it).
+pub(crate) const RESERVATIONS_PER_IP: usize = 8;
+/// How many others a reservation is introduced to at a time.
+pub(crate) const INTRODUCE_TO: usize = 4;
+/// How often the same two are introduced at most.
+pub(crate) const REINTRODUCE: Duration = Duration::from_secs(60);
+/// How often a relay looks for introductions to make for a reservation.
+pub(crate) const INTRODUCE_EVERY: Duration = Duration::from_secs(15);
+/// How long an introduction's nonce opens a circuit.
+pub(crate) const PAIR_TIME: Duration = Duration::from_secs(30);
+/// How long the first side of a circuit waits for the second.
+pub(crate) const CIRCUIT_WAIT: Duration = Duration::from_secs(10);
+/// The most circuits at once.
+pub(crate) const MAX_CIRCUITS: usize = 8;
+/// How long one circuit lasts at most (then its nodes are introduced again, and may punch).
+pub(crate) const CIRCUIT_TIME: Duration = Duration::from_secs(120);
+/// The most bytes one circuit carries, both ways together.
+pub(crate) const CIRCUIT_BYTES: u64 = 64 << 20;
+/// Every circuit's bytes together, per second.
+pub(crate) const RELAY_RATE: u64 = 4_000_000;
+/// How long a reservation may stay silent (its holder sends `RESERVE` again well within).
+pub(crate) const RESERVATION_IDLE: Duration = Duration::from_secs(120);
+/// How long a client has for its first message.
+const FIRST_MESSAGE: Duration = Duration::from_secs(10);
+
+/// A reservation held, as the relay knows it.
+#[derive(Debug)]
+struct Held {
+    seen: SocketAddr,
+    local: SocketAddr,
+    tell: mpsc::Sender<Introduction>,
+    serial: u64,
+}
+
+/// An introduction whose nonce may open a circuit.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    initiator: PeerId,
+    responder: PeerId,
+    at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    held: HashMap<PeerId, Held>,
+    pairs: HashMap<u64, Pair>,
+    /// When each two (the smaller ID first) were last introduced.
+    met: HashMap<(PeerId, PeerId), Instant>,
+    /// The first side of a circuit, waiting for the second.
+    waiting: HashMap<u64, (PeerId, oneshot::Sender<Connection>)>,
+    serial: u64,
+}
+
+/// A node's relay: whom it holds reservations for, and its circuits.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    inner: Mutex<Inner>,
+    circuits: Arc<Semaphore>,
+    rate: RateLimit,
+    nonce: AtomicU64,
+}
+
+impl Default for Relay {
+    fn default() -> Relay {
+        Relay {
+            inner: Mutex::default(),
+            circuits: Arc::new(Semaphore::new(MAX_CIRCUITS)),
+            rate: RateLimit::new(RELAY_RATE),
+            nonce: AtomicU64::new(rand::random()),
+        }
+    }
+}
+
+/// A reservation taken: gone from the relay when dropped.
+struct Reservation<'a> {
+    relay: &'a Relay,
+    peer: PeerId,
+    serial: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.relay.lock();
+        if inner
+            .held
+            .get(&self.peer)
+            .is_some_and(|h| h.serial == self.serial)
+        {
+            inner.held.remove(&self.peer);
+            let peer = self.peer;
+            inner.met.retain(|(a, b), _| *a != peer && *b != peer);
+        }
+    }
+}
+
+impl Relay {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes `peer`'s reservation (replacing an earlier one of its), unless the relay is
+    /// full or its address holds its share already.
+    fn reserve(
+        &self,
+        peer: PeerId,
+        seen: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<(Reservation<'_>, mpsc::Receiver<Introduction>)> {
+        let mut inner = self.lock();
+        let replacing = inner.held.contains_key(&peer);
+        let same_ip = inner.held.values().filter(|h| h.seen.ip() == seen.ip()).count();
+        if !replacing && (inner.held.len() >= MAX_RESERVATIONS || same_ip >= RESERVATIONS_PER_IP) {
+            return None;
+        }
+        inner.serial += 1;
+        let serial = inner.serial;
+        let (tell, told) = mpsc::channel(INTRODUCE_TO * 2);
+        inner.held.insert(
+            peer,
+            Held {
+                seen,
+                local,
+                tell,
+                serial,
+            },
+        );
+        Some((
+            Reservation {
+                relay: self,
+                peer,
+                serial,
+            },
+            told,
+        ))
+    }
+
+    /// Introduces `peer` to up to [`INTRODUCE_TO`] others it has not met through us for
+    /// [`REINTRODUCE`]; `peer` opens the connections.
+    fn introduce(&self, peer: PeerId) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.pairs.retain(|_, p| now.duration_since(p.at) < PAIR_TIME);
+        inner.met.retain(|_, at| now.duration_since(*at) < REINTRODUCE);
+        let Some(mine) = inner.held.get(&peer).map(|h| (h.seen, h.local)) else {
+            return;
+        };
+        let others: Vec<(PeerId, SocketAddr, SocketAddr)> = inner
+            .held
+            .iter()
+            .filter(|(id, _)| **id != peer && !inner.met.contains_key(&ordered(peer, **id)))
+            .take(INTRODUCE_TO)
+            .map(|(id, h)| (*id, h.seen, h.local))
+            .collect();
+        for (other, seen, local) in others {
+            let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
+            // Their own network's addresses only for two behind the same one.
+            let lan = seen.ip() == mine.0.ip();
+            let to_peer = Introduction {
+                nonce,
+                initiator: true,
+                peer: other,
+                seen,
+                local: lan.then_some(local),
+            };
+            let to_other = Introduction {
+                nonce,
+                initiator: false,
+                peer,
+                seen: mine.0,
+                local: lan.then_some(mine.1),
+            };
+            // Both told, or neither: one alone would punch at nobody.
+            let room = [peer, other]
+                .iter()
+                .all(|who| inner.held.get(who).is_some_and(|h| h.tell.capacity() > 0));
+            if room {
+                for (who, intro) in [(peer, to_peer), (other, to_other)] {
+                    if let Some(h) = inner.held.get(&who) {
+                        let _ = h.tell.try_send(intro);
+                    }
+                }
+                inner.met.insert(ordered(peer, other), now);
+                inner.pairs.insert(
+                    nonce,
+                    Pair {
+                        initiator: peer,
+                        responder: other,
+                        at: now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Where `peer`'s side of circuit `nonce` goes: to the side already waiting, or to wait
+    /// for the other. `None` if `nonce` names no introduction of `peer`'s, or this side
+    /// came already.
+    fn circuit(&self, nonce: u64, peer: PeerId) -> Option<Side> {
+        let mut inner = self.lock();
+        let pair = inner.pairs.get(&nonce).copied()?;
+        if Instant::now().duration_since(pair.at) >= PAIR_TIME
+            || (peer != pair.initiator && peer != pair.responder)
+        {
+            return None;
+        }
+        match inner.waiting.remove(&nonce) {
+            Some((first, to)) if first != peer => {
+                inner.pairs.remove(&nonce);
+                Some(Side::Second(to))
+            }
+            Some(first) => {
+                inner.waiting.insert(nonce, first);
+                None
+            }
+            None => {
+                let (to, from) = oneshot::channel();
+                inner.waiting.insert(nonce, (peer, to));
+                Some(Side::First(from))
+            }
+        }
+    }
+
+    fn forget_waiting(&self, nonce: u64) {
+        self.lock().waiting.remove(&nonce);
+    }
+
+    /// Serves `conn` from `peer` (its hello said `RELAY`; ours is sent): a reservation, or
+    /// one side of a circuit.
+    pub(crate) async fn serve(
+        &self,
+        mut conn: Connection,
+        peer: PeerId,
+        limits: &Limits,
+    ) -> Result<(), PeerError> {
+        match conn
+            .read_message(FIRST_MESSAGE, "waiting for RESERVE or RELAY")
+            .await?
+        {
+            None => Ok(()),
+            Some(Message::Reserve(local)) => self.hold(conn, peer, local).await,
+            Some(Message::Relay(nonce)) => self.join(conn, peer, nonce, limits).await,
+            Some(other) => Err(PeerError::UnexpectedMessage {
+                state: "waiting for RESERVE or RELAY",
+                got: other.name(),
+            }),
+        }
+    }
+
+    async fn hold(&self, mut conn: Connection, peer: PeerId, local: SocketAddr) -> Result<(), PeerError> {
+        let seen = conn.remote();
+        let Some((_held, mut told)) = self.reserve(peer, seen, local) else {
+            debug!(%seen, "relay: no room for another reservation");
+            return Ok(());
+        };
+        conn.write_message(&Message::Reserved(seen)).await?;
+        debug!(%seen, "relay: reservation taken");
+        self.introduce(peer);
+        let mut round = tokio::time::interval(INTRODUCE_EVERY);
+        round.reset();
+        loop {
+            tokio::select! {
+                intro = told.recv() => match intro {
+                    Some(intro) => conn.write_message(&Message::Introduce(intro)).await?,
+                    // Replaced by a newer reservation of the same node.
+                    None => return Ok(()),
+                },
+                _ = round.tick() => self.introduce(peer),
+                read = conn.read_message(RESERVATION_IDLE, "holding a reservation") => match read? {
+                    None => return Ok(()),
+                    Some(Message::Reserve(_)) => conn.write_message(&Message::Reserved(seen)).await?,
+                    Some(other) => return Err(PeerError::UnexpectedMessage {
+                        state: "holding a reservation",
+                        got: other.name(),
+                    }),
+                },
+            }
+        }
+    }
+
+    async fn join(
+        &self,
+        conn: Connection,
+        peer: PeerId,
+        nonce: u64,
+        limits: &Limits,
+    ) -> Result<(), PeerError> {
+        let Ok(permit) = Arc::clone(&self.circuits).try_acquire_owned() else {
+            debug!("relay: every circuit is taken");
+            return Ok(());
+        };
+        let first = match self.circuit(nonce, peer) {
+            None => return Err(PeerError::Relay("RELAY with a nonce of no introduction of its")),
+            Some(Side::Second(to)) => {
+                // The first side's task forwards for both.
+                let _ = to.send(conn);
+                return Ok(());
+            }
+            Some(Side::First(from)) => from,
+        };
+        let other = match tokio::time::timeout(CIRCUIT_WAIT, first).await {
+            Ok(Ok(other)) => other,
+            _ => {
+                self.forget_waiting(nonce);
+                debug!("relay: the other side of a circuit never came");
+                return Ok(());
+            }
+        };
+        let _permit = permit;
+        let (mut a, mut b) = (conn, other);
+        a.write_message(&Message::Relaying).await?;
+        b.write_message(&Message::Relaying).await?;
+        let (a, b) = (a.into_raw()?, b.into_raw()?);
+        let moved = splice::forward(a, b, &self.rate, limits).await;
+        crate::activity::relayed(moved);
+        Ok(())
+    }
+}
+
+/// One side of a circuit: the first waits for the second's connection.
+enum Side {
+    First(oneshot::Receiver<Connection>),
+    Second(oneshot::Sender<Connection>),
+}
+
+fn ordered(a: PeerId, b: PeerId) -> (PeerId, PeerId) {
+    if a.0 <= b.0 {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}

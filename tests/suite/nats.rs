@@ -1,0 +1,188 @@
+//! Two NATs (issue 18): a public segment with the owner and two peers, and two routers
+//! that each masquerade three peers behind them (nftables), every node in its own network
+//! namespace, every node's link to the segment shaped with tbf. Peers behind one NAT
+//! cannot dial those behind the other: a public peer relays for them and introduces them,
+//! they punch a hole through both NATs and trade directly; peers behind the same NAT trade
+//! over their own network.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::netlab::{nat_host_ip, node_ip, unavailable, Net, NsProc};
+use super::util::{count_of, peer_args, random_file, same_file, wait_until};
+
+const PORT: u16 = 7400;
+const SIZE: usize = 50_000_000;
+const RATE: &str = "50mbit";
+/// Nodes on the segment: 0 the owner, 1 and 2 public peers, 3 and 4 the NATs' routers.
+const ROUTERS: [usize; 2] = [3, 4];
+
+fn start_peer(logs: &Path, name: &str, ns: &str, bind: &str) -> NsProc {
+    let args = peer_args(&format!("{}:{PORT}", node_ip(0)), PORT, bind, &logs.join(name));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    NsProc::start(logs, name, ns, &args)
+}
+
+/// Bytes of the chunks `p` received, by the IP they came from.
+fn received_from(p: &NsProc) -> HashMap<String, u64> {
+    let mut by_ip = HashMap::new();
+    for e in p.events().iter().filter(|e| e["event"] == "chunk_received") {
+        let ip = e["peer"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit_once(':')
+            .map_or("", |(ip, _)| ip);
+        *by_ip.entry(ip.to_owned()).or_default() += e["bytes"].as_u64().unwrap_or(0);
+    }
+    by_ip
+}
+
+fn bytes_of(p: &NsProc, event: &str, field: &str) -> u64 {
+    p.events()
+        .iter()
+        .filter(|e| e["event"] == event)
+        .map(|e| e[field].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn links(p: &NsProc, how: &str) -> Vec<Value> {
+    p.events()
+        .into_iter()
+        .filter(|e| e["event"] == "nat_link" && e["how"] == how)
+        .collect()
+}
+
+#[test]
+fn peers_behind_two_nats_punch_through_relay_and_trade_on_their_lan() {
+    let made = Net::create("nats", &[Some(RATE); 5]).and_then(|mut net| {
+        let a = net.add_nat(ROUTERS[0], 3)?;
+        let b = net.add_nat(ROUTERS[1], 3)?;
+        Ok((net, [a, b]))
+    });
+    let (net, behind) = match made {
+        Ok(made) => made,
+        Err(reason) => return unavailable("peers_behind_two_nats", &reason),
+    };
+    let root = tempfile::Builder::new()
+        .prefix("swarmshare-nats-")
+        .tempdir()
+        .unwrap();
+    let logs = root.path();
+    let file = logs.join("owner").join("payload.bin");
+    fs::create_dir(logs.join("owner")).unwrap();
+    random_file(&file, SIZE, 1818);
+    let (port, owner_dir) = (PORT.to_string(), logs.join("owner"));
+    let owner_args = [
+        "--log-format",
+        "json",
+        "owner",
+        &port,
+        file.to_str().unwrap(),
+        "--peers",
+        "2",
+        "--bind",
+        &node_ip(0),
+        "--dir",
+        owner_dir.to_str().unwrap(),
+    ];
+    let owner = NsProc::start(logs, "owner", &net.nodes[0], &owner_args);
+    assert!(wait_until(Duration::from_secs(20), || count_of(
+        &owner.events(),
+        "owner_start"
+    ) > 0));
+    let started = Instant::now();
+    let public: Vec<NsProc> = (1..=2)
+        .map(|i| start_peer(logs, &format!("public{i}"), &net.nodes[i], &node_ip(i)))
+        .collect();
+    let natted: Vec<Vec<NsProc>> = behind
+        .iter()
+        .zip(ROUTERS)
+        .enumerate()
+        .map(|(n, (hosts, router))| {
+            hosts
+                .iter()
+                .enumerate()
+                .map(|(k, ns)| start_peer(logs, &format!("nat{n}{k}"), ns, &nat_host_ip(router, k)))
+                .collect()
+        })
+        .collect();
+    let names: Vec<String> = std::iter::once("public1".to_owned())
+        .chain(std::iter::once("public2".to_owned()))
+        .chain((0..2).flat_map(|n| (0..3).map(move |k| format!("nat{n}{k}"))))
+        .collect();
+    let copies: Vec<_> = names.iter().map(|n| logs.join(n).join("payload.bin")).collect();
+    let done = wait_until(Duration::from_secs(240), || copies.iter().all(|c| c.exists()));
+    let elapsed = started.elapsed().as_secs_f64();
+    if !done {
+        let kept = root.keep();
+        panic!(
+            "not every peer completed within 240 s (logs in {})",
+            kept.display()
+        );
+    }
+    for c in &copies {
+        assert!(same_file(&file, c), "{} differs", c.display());
+    }
+    let all_natted: Vec<&NsProc> = natted.iter().flatten().collect();
+    let sent: u64 = all_natted
+        .iter()
+        .map(|p| bytes_of(p, "chunk_sent", "bytes"))
+        .sum();
+    let got: u64 = all_natted
+        .iter()
+        .map(|p| bytes_of(p, "chunk_received", "bytes"))
+        .sum();
+    // Between the two NATs: direct bytes come from the other router's address; relayed
+    // ones went through a public peer's circuits.
+    let direct: u64 = (0..2)
+        .map(|n| {
+            let other = node_ip(ROUTERS[1 - n]);
+            natted[n]
+                .iter()
+                .map(|p| received_from(p).get(&other).copied().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .sum();
+    let relayed: u64 = public.iter().map(|p| bytes_of(p, "relay_circuit", "bytes")).sum();
+    let lan: u64 = (0..2)
+        .map(|n| {
+            let lan_prefix = format!("{}.", super::netlab::nat_lan(ROUTERS[n]));
+            natted[n]
+                .iter()
+                .flat_map(|p| received_from(p).into_iter())
+                .filter(|(ip, _)| ip.starts_with(&lan_prefix))
+                .map(|(_, b)| b)
+                .sum::<u64>()
+        })
+        .sum();
+    let punched: usize = all_natted.iter().map(|p| links(p, "punched").len()).sum();
+    let owner_sent = bytes_of(&owner, "chunk_sent", "bytes");
+    eprintln!(
+        "all complete after {elapsed:.1} s; behind the NATs: sent {sent} received {got}; between the NATs: direct {direct} relayed {relayed}; on their own networks {lan}; {punched} holes punched; owner sent {:.2} F",
+        owner_sent as f64 / SIZE as f64
+    );
+    assert!(
+        sent * 10 >= got * 3,
+        "peers behind the NATs sent {sent} bytes for {got} received"
+    );
+    assert!(punched > 0, "no hole was punched between the NATs");
+    assert!(direct > 0, "nothing went directly between the NATs");
+    assert!(
+        direct * 10 >= (direct + relayed) * 8,
+        "between the NATs: {direct} bytes direct, {relayed} relayed"
+    );
+    assert!(
+        lan > 0,
+        "peers behind the same NAT traded nothing over their own network"
+    );
+    assert!(
+        owner_sent * 2 <= SIZE as u64 * 3,
+        "the owner sent {owner_sent} bytes"
+    );
+    drop((public, natted, owner));
+    drop(net);
+}
