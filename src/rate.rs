@@ -77,6 +77,15 @@ impl RateLimit {
         ok
     }
 
+    /// Takes `bytes` from the bucket now, without waiting: whoever takes next pays the debt.
+    pub(crate) fn charge(&self, bytes: usize) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let (tokens, last) = *state;
+        let refilled = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+        *state = (refilled - bytes as f64, now);
+    }
+
     /// Takes `bytes` from the bucket, waiting until the debt they leave is paid off.
     pub(crate) async fn acquire(&self, bytes: usize) {
         let wake = {
@@ -146,6 +155,14 @@ impl Limits {
     pub(crate) async fn before_upload(&self, bytes: usize) {
         if let Some(limit) = &self.upload {
             limit.acquire(bytes).await;
+        }
+    }
+
+    /// Counts `bytes` sent that did not wait (a relay's forwarding): the chunks sent next
+    /// pay for them.
+    pub(crate) fn charge_upload(&self, bytes: usize) {
+        if let Some(limit) = &self.upload {
+            limit.charge(bytes);
         }
     }
 

@@ -15,8 +15,10 @@
 //! Everything is bounded: [`MAX_RESERVATIONS`] (and [`RESERVATIONS_PER_IP`]), introductions
 //! to [`INTRODUCE_TO`] others at a time and the same two at most once per
 //! [`REINTRODUCE`], [`MAX_CIRCUITS`] circuits at once, each for [`CIRCUIT_TIME`] and
-//! [`CIRCUIT_BYTES`] at most, all of them together at [`RELAY_RATE`] (and within the
-//! node's `--upload-limit`, since forwarding is uploading).
+//! [`CIRCUIT_BYTES`] at most, all of them together at [`RELAY_RATE`] or half the node's
+//! `--upload-limit`, whichever is less. Forwarding is uploading: it counts against the cap
+//! too, paid by the node's own chunks after it (a circuit's messages are not held up
+//! behind them).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -100,12 +102,15 @@ pub(crate) struct Relay {
     nonce: AtomicU64,
 }
 
-impl Default for Relay {
-    fn default() -> Relay {
+impl Relay {
+    /// A relay for a node whose upload is capped at `upload` bytes per second, if it is:
+    /// forwarding gets [`RELAY_RATE`], or half the cap if that is less.
+    pub(crate) fn new(upload: Option<u64>) -> Relay {
+        let rate = upload.map_or(RELAY_RATE, |cap| RELAY_RATE.min(cap / 2));
         Relay {
             inner: Mutex::default(),
             circuits: Arc::new(Semaphore::new(MAX_CIRCUITS)),
-            rate: RateLimit::new(RELAY_RATE),
+            rate: RateLimit::new(rate),
             nonce: AtomicU64::new(rand::random()),
         }
     }
@@ -350,8 +355,7 @@ impl Relay {
         a.write_message(&Message::Relaying).await?;
         b.write_message(&Message::Relaying).await?;
         let (a, b) = (a.into_raw()?, b.into_raw()?);
-        let moved = splice::forward(a, b, &self.rate, limits).await;
-        crate::activity::relayed(moved);
+        splice::forward(a, b, &self.rate, limits).await;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@
 //!   [`MAX_PER_SOURCE`] entries of one source are kept, and a source whose entries keep
 //!   failing ([`Source::believed`]) is not listened to any more and its entries go.
 //!
-//! A dial that fails removes an unproven entry and remembers the pair, so the same lie is
+//! A dial that fails removes an unproven entry (not the owner's word) and remembers the pair, so the same lie is
 //! not taken twice; an address where we reached ourselves, or where a proven peer already
 //! listens under another ID, is never taken from gossip. Bounded: beyond [`MAX_KNOWN`]
 //! entries gossip goes first, then the longest-unseen. No clock: recency is a counter, so
@@ -174,8 +174,8 @@ impl AddressBook {
     }
 
     /// A dial to `id` at `addr` failed (nothing answered there, or another node did). An
-    /// unproven entry goes, counted against its source; a first-hand one stays (the peer
-    /// may be restarting) for the dialler's backoff to handle, or moves to where its own
+    /// unproven entry goes, counted against its source; a first-hand one, or the owner's
+    /// word, stays (the peer may be restarting) for the dialler's backoff to handle, or moves to where its own
     /// hello last said it listens.
     pub(crate) fn unreachable(&self, id: PeerId, addr: SocketAddr) {
         let mut inner = self.lock();
@@ -200,6 +200,12 @@ impl AddressBook {
             }
             return;
         };
+        // The owner's word is kept like a first-hand entry: a peer it named that does not
+        // answer yet (still starting) is dialled again after the dialler's backoff, not
+        // forgotten until the owner names it again.
+        if inner.trusted == Some(source) {
+            return;
+        }
         inner.take(id);
         if inner.failed.insert((id, addr)) {
             inner.failed_order.push_back((id, addr));

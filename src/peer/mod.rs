@@ -173,7 +173,9 @@ impl Peer {
             adopter: Arc::default(),
             standing: Arc::default(),
             dht: dht_seen,
-            relay: config.relay.then(Arc::default),
+            relay: config
+                .relay
+                .then(|| Arc::new(crate::relay::Relay::new(config.upload_limit))),
             inject,
         };
         Ok(Peer {

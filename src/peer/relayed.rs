@@ -58,9 +58,10 @@ pub(crate) async fn run(me: Me, holdings: Arc<Holdings>, token: CancellationToke
     let mut tried: Vec<PeerId> = Vec::new();
     loop {
         if me.standing.is_unreachable() {
+            // Any peer it knows of: the handshake proves who answers.
             let relays: Vec<_> = me
                 .book
-                .sample(32, me.id)
+                .sample_any(32, me.id)
                 .into_iter()
                 .filter(|p| !tried.contains(&p.id))
                 .collect();
@@ -197,7 +198,9 @@ async fn introduced(
             let _ = me.inject.send(conn).await;
         };
     }
-    match circuit(me, holdings, relay, intro.nonce).await {
+    // Named by the introduced peer's address, not the relay's: seats and slots per address
+    // count it as itself.
+    match circuit(me, holdings, relay, intro.nonce, intro.seen).await {
         Ok(conn) => {
             activity::connected_by(intro.peer, intro.seen, "relayed");
             if intro.initiator {
@@ -223,13 +226,14 @@ async fn punch(port: u16, to: SocketAddr) -> Option<tokio::net::TcpStream> {
     None
 }
 
-/// Our side of a circuit for introduction `nonce`: the connection, end to end, still to
-/// run its handshake.
+/// Our side of a circuit for introduction `nonce` with the peer the relay sees at
+/// `other`: the connection, end to end, still to run its handshake.
 async fn circuit(
     me: &Me,
     holdings: &Holdings,
     (relay, relay_id): (SocketAddr, PeerId),
     nonce: u64,
+    other: SocketAddr,
 ) -> Result<Connection, PeerError> {
     let mut conn = Connection::connect(relay, Arc::clone(&me.creds)).await?;
     open(&mut conn, me, holdings, relay_id).await?;
@@ -245,9 +249,8 @@ async fn circuit(
             })
         }
     }
-    let remote = conn.remote();
     let (stream, early) = conn.into_raw()?;
-    Ok(Connection::relayed(stream, remote, Arc::clone(&me.creds), early))
+    Ok(Connection::relayed(stream, other, Arc::clone(&me.creds), early))
 }
 
 /// Opens our session on `conn` with `peer`: a FETCH offering a two-way link. The fetching

@@ -15,27 +15,37 @@ use crate::rate::{Limits, RateLimit};
 /// How much one read takes at most.
 const STEP: usize = 16 * 1024;
 
+/// Logs what a circuit forwarded when it ends, however it ends (its node shutting down
+/// too).
+struct Tally(AtomicU64);
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        crate::activity::relayed(self.0.load(Ordering::Relaxed));
+    }
+}
+
 /// Forwards between `a` and `b` (each with the bytes already read from it) until both
-/// ends close, or the circuit's time or bytes run out. The bytes forwarded.
+/// ends close, or the circuit's time or bytes run out; logs the bytes forwarded.
 pub(super) async fn forward(
     a: (TcpStream, BytesMut),
     b: (TcpStream, BytesMut),
     rate: &RateLimit,
     limits: &Limits,
-) -> u64 {
-    let moved = AtomicU64::new(0);
+) {
+    let tally = Tally(AtomicU64::new(0));
+    let moved = &tally.0;
     let (a, a_early) = a;
     let (b, b_early) = b;
     let (a_read, a_write) = a.into_split();
     let (b_read, b_write) = b.into_split();
     let both = async {
         tokio::join!(
-            pipe(a_early, a_read, b_write, rate, limits, &moved),
-            pipe(b_early, b_read, a_write, rate, limits, &moved),
+            pipe(a_early, a_read, b_write, rate, limits, moved),
+            pipe(b_early, b_read, a_write, rate, limits, moved),
         )
     };
     let _ = tokio::time::timeout(CIRCUIT_TIME, both).await;
-    moved.load(Ordering::Relaxed)
 }
 
 /// Copies `early`, then what `from` reads, to `to`; closes `to`'s sending side at the end.
@@ -67,8 +77,11 @@ async fn pipe(
         if moved.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > CIRCUIT_BYTES {
             break;
         }
+        // The relay's own rate paces forwarding; the node's upload cap is charged without
+        // waiting (its chunks pay after), so a circuit's messages are not held up behind
+        // them.
         rate.acquire(n).await;
-        limits.before_upload(n).await;
+        limits.charge_upload(n);
         if to.write_all(&buf[..n]).await.is_err() {
             break;
         }

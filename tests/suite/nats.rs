@@ -22,8 +22,16 @@ const RATE: &str = "50mbit";
 const ROUTERS: [usize; 2] = [3, 4];
 
 fn start_peer(logs: &Path, name: &str, ns: &str, bind: &str) -> NsProc {
+    start_peer_with(logs, name, ns, bind, &[])
+}
+
+fn start_peer_with(logs: &Path, name: &str, ns: &str, bind: &str, extra: &[&str]) -> NsProc {
     let args = peer_args(&format!("{}:{PORT}", node_ip(0)), PORT, bind, &logs.join(name));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+        .collect();
     NsProc::start(logs, name, ns, &args)
 }
 
@@ -147,6 +155,10 @@ fn peers_behind_two_nats_punch_through_relay_and_trade_on_their_lan() {
                 .sum::<u64>()
         })
         .sum();
+    let mut public = public;
+    for p in &mut public {
+        p.terminate(Duration::from_secs(10));
+    }
     let relayed: u64 = public.iter().map(|p| bytes_of(p, "relay_circuit", "bytes")).sum();
     let lan: u64 = (0..2)
         .map(|n| {
@@ -184,5 +196,142 @@ fn peers_behind_two_nats_punch_through_relay_and_trade_on_their_lan() {
         "the owner sent {owner_sent} bytes"
     );
     drop((public, natted, owner));
+    drop(net);
+}
+
+/// Bytes that spell out the canary, every 64 KiB of the file.
+const CANARY: &[u8] = b"CANARY-relay-3d1f-do-not-leak-CANARY";
+
+#[test]
+fn a_relay_carries_what_no_hole_lets_through_and_reads_none_of_it() {
+    // The owner, a public peer (the relay), a NAT that keeps ports and one that does not.
+    let made = Net::create("relay", &[None, None, None, None]).and_then(|mut net| {
+        let a = net.add_nat(2, 1)?;
+        let b = net.add_random_nat(3, 1)?;
+        Ok((net, [a, b]))
+    });
+    let (net, behind) = match made {
+        Ok(made) => made,
+        Err(reason) => return unavailable("a_relay_carries", &reason),
+    };
+    let Some(tcpdump) = ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        return unavailable("a_relay_carries", "there is no tcpdump");
+    };
+    let root = tempfile::Builder::new()
+        .prefix("swarmshare-relay-")
+        .tempdir()
+        .unwrap();
+    let logs = root.path();
+    fs::create_dir(logs.join("owner")).unwrap();
+    let file = logs.join("owner").join("payload.bin");
+    random_file(&file, 8_000_000, 1819);
+    let mut data = fs::read(&file).unwrap();
+    for at in (0..data.len() - CANARY.len()).step_by(64 * 1024) {
+        data[at..at + CANARY.len()].copy_from_slice(CANARY);
+    }
+    fs::write(&file, &data).unwrap();
+    // Everything the relay's host sends or receives.
+    let capture = logs.join("relay.pcap");
+    let mut dump = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.nodes[1],
+            tcpdump,
+            "-i",
+            "any",
+            "-U",
+            "-s",
+            "0",
+            "-w",
+        ])
+        .arg(&capture)
+        .arg("tcp")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let (port, owner_dir) = (PORT.to_string(), logs.join("owner"));
+    // The owner gives slowly, so the two behind the NATs hold different chunks.
+    let owner_args = [
+        "--log-format",
+        "json",
+        "owner",
+        &port,
+        file.to_str().unwrap(),
+        "--peers",
+        "1",
+        "--upload-limit",
+        "1MB",
+        "--bind",
+        &node_ip(0),
+        "--dir",
+        owner_dir.to_str().unwrap(),
+    ];
+    let owner = NsProc::start(logs, "owner", &net.nodes[0], &owner_args);
+    assert!(wait_until(Duration::from_secs(20), || count_of(
+        &owner.events(),
+        "owner_start"
+    ) > 0));
+    // A slow relay: the two behind the NATs need each other's chunks.
+    let relay = start_peer_with(
+        logs,
+        "relay",
+        &net.nodes[1],
+        &node_ip(1),
+        &["--upload-limit", "400KB"],
+    );
+    let a = start_peer(logs, "a", &behind[0][0], &nat_host_ip(2, 0));
+    let b = start_peer(logs, "b", &behind[1][0], &nat_host_ip(3, 0));
+    let copies = ["relay", "a", "b"].map(|n| logs.join(n).join("payload.bin"));
+    let done = wait_until(Duration::from_secs(180), || copies.iter().all(|c| c.exists()));
+    let _ = std::process::Command::new("kill")
+        .arg(dump.id().to_string())
+        .status();
+    let _ = dump.wait();
+    if !done {
+        let kept = root.keep();
+        panic!(
+            "not every peer completed within 180 s (logs in {})",
+            kept.display()
+        );
+    }
+    for c in &copies {
+        assert!(same_file(&file, c), "{} differs", c.display());
+    }
+    // The relay logs each circuit's bytes as it ends, on its way out too.
+    let mut relay = relay;
+    relay.terminate(Duration::from_secs(10));
+    let relayed = bytes_of(&relay, "relay_circuit", "bytes");
+    let circuits: usize = [&a, &b].iter().map(|p| links(p, "relayed").len()).sum();
+    let punched: usize = [&a, &b].iter().map(|p| links(p, "punched").len()).sum();
+    eprintln!("relayed {relayed} bytes over {circuits} circuit ends; {punched} holes punched");
+    assert_eq!(
+        punched, 0,
+        "a hole was punched through a NAT that randomizes ports"
+    );
+    assert!(
+        circuits >= 2,
+        "the two behind the NATs never met through the relay"
+    );
+    assert!(
+        relayed > 10 * 102_400,
+        "the relay forwarded {relayed} bytes, not even ten chunks"
+    );
+    let wire = fs::read(&capture).unwrap();
+    assert!(
+        wire.len() as u64 > relayed,
+        "the capture holds the relay's traffic ({} bytes)",
+        wire.len()
+    );
+    assert!(
+        !wire.windows(CANARY.len()).any(|w| w == CANARY),
+        "the file's bytes crossed the relay's wire in clear"
+    );
+    drop((relay, a, b, owner));
     drop(net);
 }

@@ -130,6 +130,17 @@ impl Net {
     /// switch has a route back in: the hosts can dial out and cannot be dialled. Returns
     /// the hosts' namespaces. `Err` is a reason to skip (no nft).
     pub fn add_nat(&mut self, router: usize, hosts: usize) -> Result<Vec<String>, String> {
+        self.add_nat_with(router, hosts, "")
+    }
+
+    /// As [`Net::add_nat`], with a NAT that gives every connection a random port
+    /// (`masquerade fully-random`): the mapping one peer saw is not the one a connection to
+    /// another gets, so no hole can be punched through it.
+    pub fn add_random_nat(&mut self, router: usize, hosts: usize) -> Result<Vec<String>, String> {
+        self.add_nat_with(router, hosts, " fully-random")
+    }
+
+    fn add_nat_with(&mut self, router: usize, hosts: usize, flags: &str) -> Result<Vec<String>, String> {
         let lan_net = nat_lan(router);
         let base = format!(
             "{}n{router}",
@@ -159,7 +170,7 @@ impl Net {
         );
         let public = Net::interface(router);
         let rules = format!(
-            "table ip nat {{ chain post {{ type nat hook postrouting priority 100; oifname \"{public}\" masquerade; }}; }}"
+            "table ip nat {{ chain post {{ type nat hook postrouting priority 100; oifname \"{public}\" masquerade{flags}; }}; }}"
         );
         run("ip", &["netns", "exec", &r, "nft", &rules]).map_err(|e| format!("cannot set up a NAT: {e}"))?;
         let mut made = Vec::new();
@@ -250,6 +261,21 @@ impl NsProc {
 
     pub fn events(&self) -> Vec<Value> {
         json_events(&fs::read_to_string(&self.stdout).unwrap_or_default())
+    }
+
+    /// SIGTERM, and up to `limit` for it to exit (so it logs what it logs on the way out).
+    pub fn terminate(&mut self, limit: std::time::Duration) {
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL now (its logs stay readable).
