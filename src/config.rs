@@ -147,6 +147,11 @@ impl Endpoint {
         }
     }
 
+    /// The host name or IP address, as given.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         self.port

@@ -16,7 +16,7 @@
 //! internet, say) the node says so once and the swarm carries on with its other means.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use futures_util::stream::{self, Stream, StreamExt};
@@ -25,7 +25,7 @@ use mainline::{Dht, Id};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::config::{DhtSetting, Endpoint};
+use crate::config::DhtSetting;
 use crate::manifest::SwarmId;
 use crate::task;
 
@@ -37,6 +37,10 @@ pub(crate) const MAX_FOUND: usize = 64;
 pub(crate) const LOOKUP_TIME: Duration = Duration::from_secs(15);
 /// How long one announcement may take.
 const ANNOUNCE_TIME: Duration = Duration::from_secs(30);
+/// How long a bootstrap node's name may take to resolve.
+const RESOLVE_TIME: Duration = Duration::from_secs(5);
+/// How soon names that resolved to nothing are tried again.
+const RESOLVE_RETRY: Duration = Duration::from_secs(60);
 /// How often a node announces itself again (DHT nodes forget after about 30 min).
 pub(crate) const ANNOUNCE_EVERY: Duration = Duration::from_secs(10 * 60);
 /// How soon an announcement that failed is tried again.
@@ -57,28 +61,27 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// Starts a DHT node as `setting` says (`None` for [`DhtSetting::Off`]), on UDP port
-    /// `port` if it is free. The bootstrap nodes' names are resolved here, so this blocks:
-    /// call it off the runtime.
-    pub(crate) fn start(setting: &DhtSetting, port: u16) -> std::io::Result<Option<Node>> {
+    /// Builds a DHT node bootstrapping from `nodes`, bound to `bind` (when it is a given
+    /// IPv4 address; else every interface), on UDP port `port` if it is free, else any.
+    /// Blocks (the crate starts its thread and binds): call it off the runtime.
+    fn build(nodes: &[SocketAddrV4], bind: IpAddr, port: u16) -> std::io::Result<Node> {
         let mut builder = Dht::builder();
-        match setting {
-            DhtSetting::Off => return Ok(None),
-            DhtSetting::Public => {}
-            DhtSetting::Nodes(nodes) => {
-                let names: Vec<String> = nodes.iter().map(Endpoint::to_string).collect();
-                builder.bootstrap(&names);
+        let nodes: Vec<String> = nodes.iter().map(ToString::to_string).collect();
+        builder.bootstrap(&nodes);
+        let ip = match bind {
+            IpAddr::V4(ip) if !ip.is_unspecified() => {
+                builder.bind_address(ip);
+                ip
             }
-        }
-        // The TCP port's number when it is free; else any.
-        let dht = match builder.clone().port(port).build() {
-            Ok(dht) => dht,
-            Err(e) => {
-                debug!(port, cause = %e, "DHT: that UDP port is taken; using another");
-                builder.port(0).build()?
-            }
+            _ => Ipv4Addr::UNSPECIFIED,
         };
-        Ok(Some(Node { dht: dht.as_async() }))
+        // Whether the TCP port's number is free, asked first: the crate's own failure to
+        // bind is not a clean error in every case.
+        let free = std::net::UdpSocket::bind((ip, port)).is_ok();
+        builder.port(if free { port } else { 0 });
+        Ok(Node {
+            dht: builder.build()?.as_async(),
+        })
     }
 
     /// Waits for the first bootstrap to end: whether any node of the DHT answered.
@@ -123,6 +126,7 @@ impl Node {
             (Box::pin(found), Box::pin(deadline)),
             |(mut found, mut deadline)| async move {
                 tokio::select! {
+                    biased;
                     () = &mut deadline => None,
                     next = found.next() => next.map(|a| (a, (found, deadline))),
                 }
@@ -137,14 +141,75 @@ fn dialable(addr: SocketAddrV4) -> bool {
     addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !addr.ip().is_broadcast()
 }
 
-/// Starts the DHT node off the runtime: `None` when it is off or could not start (said on
-/// the log: the node carries on without it).
-pub(crate) async fn start(setting: DhtSetting, port: u16) -> Option<Node> {
-    let started = tokio::task::spawn_blocking(move || Node::start(&setting, port)).await;
-    let failed = match started {
-        Ok(Ok(node)) => return node,
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => e.to_string(),
+/// The bootstrap nodes `setting` names, resolved (IPv4 only: the Mainline DHT's), each
+/// name within [`RESOLVE_TIME`]. Names that do not resolve are left out.
+async fn bootstrap_nodes(setting: &DhtSetting) -> Vec<SocketAddrV4> {
+    let names: Vec<(String, u16)> = match setting {
+        DhtSetting::Off => Vec::new(),
+        DhtSetting::Public => mainline::DEFAULT_BOOTSTRAP_NODES
+            .iter()
+            .filter_map(|n| n.rsplit_once(':'))
+            .filter_map(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+            .collect(),
+        DhtSetting::Nodes(nodes) => nodes.iter().map(|n| (n.host().to_owned(), n.port())).collect(),
+    };
+    let lookups = names.iter().map(|(host, port)| async move {
+        match tokio::time::timeout(RESOLVE_TIME, tokio::net::lookup_host((host.as_str(), *port))).await {
+            Ok(Ok(addrs)) => addrs
+                .filter_map(|a| match a {
+                    SocketAddr::V4(a) => Some(a),
+                    SocketAddr::V6(_) => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    });
+    let mut nodes: Vec<SocketAddrV4> = futures_util::future::join_all(lookups)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
+}
+
+/// Starts the DHT node: `None` when it is off or could not start (said on the log: the
+/// node carries on without it). While no bootstrap node's name resolves (no network yet),
+/// it says so once and tries again every [`RESOLVE_RETRY`]; the caller ends the wait with
+/// its token. The crate's blocking start runs on a thread of its own, which nothing waits
+/// for at exit.
+pub(crate) async fn start(setting: DhtSetting, bind: IpAddr, port: u16) -> Option<Node> {
+    if setting == DhtSetting::Off {
+        return None;
+    }
+    let mut said = false;
+    let nodes = loop {
+        let nodes = bootstrap_nodes(&setting).await;
+        if !nodes.is_empty() {
+            break nodes;
+        }
+        if !std::mem::replace(&mut said, true) {
+            info!(
+                event = "dht",
+                joined = false,
+                "DHT: no bootstrap node's name resolves (IPv4); carrying on with the other ways of meeting peers, trying again every minute"
+            );
+        }
+        tokio::time::sleep(RESOLVE_RETRY).await;
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("dht-start".into())
+        .spawn(move || {
+            let built = std::panic::catch_unwind(|| Node::build(&nodes, bind, port));
+            let _ = tx.send(built);
+        });
+    let failed = match (spawned, rx.await) {
+        (Ok(_), Ok(Ok(Ok(node)))) => return Some(node),
+        (Ok(_), Ok(Ok(Err(e)))) => e.to_string(),
+        (Err(e), _) => e.to_string(),
+        _ => "the DHT crate's start failed".to_owned(),
     };
     info!(event = "dht", cause = %failed, "DHT: could not start; carrying on without it");
     None
@@ -160,17 +225,22 @@ pub(crate) async fn report(node: &Node) {
             event = "dht",
             %udp,
             joined = false,
-            "DHT: no bootstrap node answered; carrying on with the other ways of meeting peers (trying again now and then)"
+            "DHT: no bootstrap node answered; carrying on with the other ways of meeting peers (the DHT node asks them again while it knows no other)"
         );
     }
 }
 
 /// Starts the DHT node and announces `port` under `key` until `token` is cancelled: the
 /// owner's part (it looks nobody up).
-pub(crate) async fn keep_announced(setting: DhtSetting, key: [u8; 20], port: u16, token: CancellationToken) {
+pub(crate) async fn keep_announced(
+    setting: DhtSetting,
+    (bind, port): (IpAddr, u16),
+    key: [u8; 20],
+    token: CancellationToken,
+) {
     let node = tokio::select! {
         _ = token.cancelled() => return,
-        node = start(setting, port) => node,
+        node = start(setting, bind, port) => node,
     };
     let Some(node) = node else { return };
     let mut first = true;

@@ -141,7 +141,7 @@ struct OwnerArgs {
     /// Bootstrap nodes of the Mainline DHT, HOST:PORT,... (default: the public ones). The
     /// swarm is announced and looked up there under a key derived from the swarm (from the
     /// ticket's secret for a private swarm).
-    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',', value_parser = parse_dht_node)]
     dht_bootstrap: Vec<Endpoint>,
     /// No DHT: neither announce this node nor look the swarm up there.
     #[arg(long, conflicts_with = "dht_bootstrap")]
@@ -202,7 +202,7 @@ struct PeerArgs {
     /// Bootstrap nodes of the Mainline DHT, HOST:PORT,... (default: the public ones). The
     /// swarm is announced and looked up there under a key derived from the swarm (from the
     /// ticket's secret for a private swarm).
-    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',', value_parser = parse_dht_node)]
     dht_bootstrap: Vec<Endpoint>,
     /// No DHT: neither announce this node nor look the swarm up there.
     #[arg(long, conflicts_with = "dht_bootstrap")]
@@ -238,6 +238,15 @@ struct DemoArgs {
     /// Keep the swarm (and the web view) up this many seconds after every peer completed.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     linger: u64,
+}
+
+/// A `--dht-bootstrap` node: HOST:PORT, not an IPv6 address (the Mainline DHT is IPv4).
+fn parse_dht_node(text: &str) -> Result<Endpoint, String> {
+    let node: Endpoint = text.parse().map_err(|e: ConfigError| e.to_string())?;
+    if node.host().parse::<std::net::Ipv6Addr>().is_ok() {
+        return Err("the Mainline DHT speaks IPv4: give an IPv4 address or a host name".to_owned());
+    }
+    Ok(node)
 }
 
 /// `--no-dht` and `--dht-bootstrap` as one setting.

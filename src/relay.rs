@@ -37,6 +37,8 @@ use crate::wire::relay::Introduction;
 use crate::wire::Message;
 
 mod splice;
+#[cfg(test)]
+mod tests;
 
 /// The most reservations a relay holds.
 pub(crate) const MAX_RESERVATIONS: usize = 32;

@@ -219,7 +219,7 @@ impl Owner {
             None => crate::dht::open_key(owner.manifest().swarm_id()),
         };
         tracker.spawn(
-            crate::dht::keep_announced(owner.dht.clone(), key, local.port(), token.clone())
+            crate::dht::keep_announced(owner.dht.clone(), (local.ip(), local.port()), key, token.clone())
                 .instrument(span.clone()),
         );
         tracker.spawn(

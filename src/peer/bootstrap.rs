@@ -158,6 +158,7 @@ async fn join_loop(
     };
     let mut at = 0;
     let mut looked_up: Option<Instant> = None;
+    let mut failed = super::discover::Failed::default();
     loop {
         let entry = &entries[at % entries.len()];
         let attempt = tokio::select! {
@@ -174,7 +175,7 @@ async fn join_loop(
             if at % entries.len() == 0 {
                 let found = tokio::select! {
                     _ = token.cancelled() => return Ok(None),
-                    found = through_dht(config, me, holdings, joining, &mut looked_up) => found,
+                    found = through_dht(config, me, holdings, joining, (&mut looked_up, &mut failed)) => found,
                 };
                 match found {
                     Ok(Some(joined)) => return Ok(Some(joined)),
@@ -327,9 +328,11 @@ async fn attempt(
 }
 
 /// How often a peer that cannot join at the ticket's addresses looks the swarm up in the
-/// DHT, and how many of the addresses found it tries each time.
+/// DHT, how many of the addresses found it tries each time, and how long each may take
+/// (an address that fails is left alone for 10 minutes, as in `discover`).
 const DHT_LOOKUP_EVERY: Duration = Duration::from_secs(3);
 const DHT_TRIES: usize = 8;
+const DHT_TRY_TIME: Duration = Duration::from_secs(10);
 
 /// Joins through a peer of a private swarm found in the DHT under the ticket's key, if the
 /// DHT is up and was not asked in the last [`DHT_LOOKUP_EVERY`]. `None` when nobody found
@@ -339,7 +342,7 @@ async fn through_dht(
     me: &Me,
     holdings: &mut Option<Arc<Holdings>>,
     joining: &watch::Sender<Option<Joining>>,
-    looked_up: &mut Option<Instant>,
+    (looked_up, failed): (&mut Option<Instant>, &mut super::discover::Failed),
 ) -> Result<Option<Joined>, Error> {
     let Some(ticket) = &config.ticket else {
         return Ok(None);
@@ -350,28 +353,46 @@ async fn through_dht(
     };
     *looked_up = Some(Instant::now());
     // Tried as the DHT's answers arrive.
+    // Tried as the DHT's answers arrive.
+    let failed_before: &super::discover::Failed = failed;
     let found = node
         .lookup(ticket.dht_key())
-        .filter(|&a| std::future::ready(!me.book.knows_addr(a)))
+        .filter(|&a| std::future::ready(!me.book.knows_addr(a) && !failed_before.recent(a)))
         .take(DHT_TRIES);
     let mut found = std::pin::pin!(found);
-    let mut tried = 0;
+    let (mut tried, mut misses) = (0, Vec::new());
+    let mut joined = None;
     while let Some(addr) = found.next().await {
         tried += 1;
         let entry = Endpoint::from_addr(addr);
-        match attempt(config, (&entry, true), me, holdings, joining).await {
-            Ok(joined) => {
-                activity::dht_lookup(tried, 1);
+        let attempt = tokio::time::timeout(
+            DHT_TRY_TIME,
+            attempt(config, (&entry, true), me, holdings, joining),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(j)) => {
                 info!(via = %addr, "joined through a peer found in the DHT");
-                return Ok(Some(joined));
+                joined = Some(j);
+                break;
             }
-            Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Theirs(e) | Failure::Refused(e)) => debug!(%addr, cause = %e, "DHT: not a way in"),
-            Err(Failure::Retry(e)) => debug!(%addr, cause = %e, "DHT: not a way in"),
+            Ok(Err(Failure::Fatal(e))) => return Err(e),
+            Ok(Err(Failure::Theirs(e) | Failure::Refused(e))) => {
+                debug!(%addr, cause = %e, "DHT: not a way in")
+            }
+            Ok(Err(Failure::Retry(e))) => debug!(%addr, cause = %e, "DHT: not a way in"),
+            Err(_) => debug!(%addr, "DHT: not a way in (timed out)"),
         }
+        misses.push(addr);
     }
     if tried > 0 {
-        activity::dht_lookup(tried, 0);
+        activity::dht_lookup(tried, usize::from(joined.is_some()));
+    }
+    for addr in misses {
+        failed.add(addr);
+    }
+    if joined.is_some() {
+        return Ok(joined);
     }
     Ok(None)
 }

@@ -14,7 +14,7 @@
 //! [`FORGET_FAILED`]. So a DHT full of lies costs a few short dials a minute.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ pub(crate) const LOOKUP_SOON: Duration = Duration::from_secs(1);
 pub(crate) const LOOKUP_EVERY: Duration = Duration::from_secs(60);
 /// The most addresses met after one lookup.
 const MEET_PER_ROUND: usize = 16;
+/// The most addresses of one IP met after one lookup.
+const MEET_PER_IP: usize = 2;
 /// Meetings at once.
 const MEET_AT_ONCE: usize = 8;
 /// How long one meeting may take.
@@ -93,10 +95,17 @@ async fn round(
     // Whom the lookup finds is met as the DHT's answers arrive, while we announce.
     let mut found = 0;
     let failed_before: &Failed = failed;
+    let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
     let meetings = node
         .lookup(key)
         .inspect(|_| found += 1)
         .filter(|&a| std::future::ready(!me.book.knows_addr(a) && !failed_before.recent(a)))
+        // One address cannot take a round's dials (nor make us dial one host many times).
+        .filter(move |a| {
+            let n = per_ip.entry(a.ip()).or_default();
+            *n += 1;
+            std::future::ready(*n <= MEET_PER_IP)
+        })
         .take(MEET_PER_ROUND)
         .map(|addr| async move { (addr, meet(me, holdings, addr).await) })
         .buffer_unordered(MEET_AT_ONCE)
@@ -140,9 +149,9 @@ async fn meet(me: &Me, holdings: &Holdings, addr: SocketAddr) -> bool {
             me.book.myself(addr);
             return Ok(false);
         }
-        // The owner is dialled as the owner, never as a neighbor.
+        // The owner is dialled as the owner, never as a neighbor: left alone like a miss.
         if link.is_owner() {
-            return Ok(true);
+            return Ok(false);
         }
         me.book.proven(id, addr);
         activity::dht_met(addr, id);
@@ -153,8 +162,7 @@ async fn meet(me: &Me, holdings: &Holdings, addr: SocketAddr) -> bool {
     };
     match tokio::time::timeout(MEET_TIME, swap).await {
         Ok(Ok(met)) => met,
-        // Alive, but with no seat for us now: met again at the next lookup.
-        Ok(Err(PeerError::Busy(_))) => true,
+        // Busy proves no swarm: left alone like a miss (the book hears of it otherwise).
         Ok(Err(e)) => {
             debug!(%addr, cause = %e, "DHT: nobody of the swarm answered there");
             false
@@ -168,17 +176,17 @@ async fn meet(me: &Me, holdings: &Holdings, addr: SocketAddr) -> bool {
 
 /// Addresses that failed lately, oldest forgotten first.
 #[derive(Debug, Default)]
-struct Failed {
+pub(super) struct Failed {
     at: HashMap<SocketAddr, Instant>,
     order: VecDeque<SocketAddr>,
 }
 
 impl Failed {
-    fn recent(&self, addr: SocketAddr) -> bool {
+    pub(super) fn recent(&self, addr: SocketAddr) -> bool {
         self.at.get(&addr).is_some_and(|t| t.elapsed() < FORGET_FAILED)
     }
 
-    fn add(&mut self, addr: SocketAddr) {
+    pub(super) fn add(&mut self, addr: SocketAddr) {
         if self.at.insert(addr, Instant::now()).is_none() {
             self.order.push_back(addr);
         }

@@ -222,7 +222,8 @@ impl Peer {
         let tracker = TaskTracker::new();
         // The DHT node starts at once: a peer whose ticket names no live address joins
         // through the peers it finds there.
-        tracker.spawn(start_dht(self.config.dht.clone(), me.port, self.dht, token.clone()).in_current_span());
+        tracker
+            .spawn(start_dht(self.config.dht.clone(), self.local, self.dht, token.clone()).in_current_span());
         let joined = tokio::select! {
             joined = bootstrap::start(&self.config, &me, &token, &joining) => joined,
             never = reachable::answer_while_joining(&self.listener, me.port, &me.creds, seen, Arc::clone(&held)) => match never {},
@@ -341,12 +342,12 @@ impl Peer {
 /// Starts the DHT node (unless it is off) and hands it to everyone holding a [`Me`].
 async fn start_dht(
     setting: crate::config::DhtSetting,
-    port: u16,
+    listen: SocketAddr,
     to: watch::Sender<Option<crate::dht::Node>>,
     token: CancellationToken,
 ) {
     let said = async {
-        let node = crate::dht::start(setting, port).await;
+        let node = crate::dht::start(setting, listen.ip(), listen.port()).await;
         to.send_replace(node.clone());
         if let Some(node) = node {
             crate::dht::report(&node).await;

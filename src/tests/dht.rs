@@ -2,6 +2,7 @@
 //! announces is found under the swarm's key, and a private swarm's key is found by nobody
 //! without its secret.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -14,9 +15,11 @@ use crate::ticket::Ticket;
 
 const SWARM: SwarmId = SwarmId([7; 32]);
 
-fn node_on(net: &mainline::Testnet) -> Node {
+async fn node_on(net: &mainline::Testnet) -> Node {
     let nodes: Vec<Endpoint> = net.bootstrap.iter().map(|b| b.parse().unwrap()).collect();
-    Node::start(&DhtSetting::Nodes(nodes), 0).unwrap().unwrap()
+    dht::start(DhtSetting::Nodes(nodes), Ipv4Addr::LOCALHOST.into(), 0)
+        .await
+        .unwrap()
 }
 
 async fn found(node: &Node, key: [u8; 20]) -> Vec<std::net::SocketAddr> {
@@ -26,26 +29,25 @@ async fn found(node: &Node, key: [u8; 20]) -> Vec<std::net::SocketAddr> {
 #[tokio::test]
 async fn a_private_swarm_is_found_under_its_secret_key_and_under_no_other() {
     let net = mainline::Testnet::builder(3).build().unwrap();
-    let (a, b) = (node_on(&net), node_on(&net));
+    let (a, b, c) = (node_on(&net).await, node_on(&net).await, node_on(&net).await);
     let ticket = Ticket::generate(SWARM, PeerId([1; 16]), Vec::new());
-    assert!(a.announce(ticket.dht_key(), 4242).await);
-    let here = found(&b, ticket.dht_key()).await;
-    assert!(
-        here.iter().any(|addr| addr.port() == 4242),
-        "the announced port was not found: {here:?}"
-    );
-    // The swarm ID alone (what a public swarm announces under), or a ticket of the same
-    // swarm with another secret, finds nothing.
-    assert_eq!(found(&b, dht::open_key(SWARM)).await, Vec::new());
     let other = Ticket::generate(SWARM, PeerId([1; 16]), Vec::new());
-    assert_ne!(other.dht_key(), ticket.dht_key());
-    assert_eq!(found(&b, other.dht_key()).await, Vec::new());
+    assert!(a.announce(ticket.dht_key(), 4242).await);
+    // Others announce under what an outsider can compute (the swarm ID), and under the
+    // same swarm with another secret.
+    assert!(c.announce(dht::open_key(SWARM), 4243).await);
+    assert!(c.announce(other.dht_key(), 4244).await);
+    let here = found(&b, ticket.dht_key()).await;
+    let ports = |found: &[std::net::SocketAddr]| found.iter().map(|a| a.port()).collect::<Vec<_>>();
+    assert_eq!(ports(&here), vec![4242], "under the ticket's key: {here:?}");
+    assert_eq!(ports(&found(&b, dht::open_key(SWARM)).await), vec![4243]);
+    assert_eq!(ports(&found(&b, other.dht_key()).await), vec![4244]);
 }
 
 #[tokio::test]
 async fn an_open_swarm_is_found_under_its_swarm_id_and_a_lookup_ends_in_time() {
     let net = mainline::Testnet::builder(3).build().unwrap();
-    let (a, b) = (node_on(&net), node_on(&net));
+    let (a, b) = (node_on(&net).await, node_on(&net).await);
     assert!(a.announce(dht::open_key(SWARM), 4243).await);
     let started = std::time::Instant::now();
     let here = found(&b, dht::open_key(SWARM)).await;
@@ -54,7 +56,9 @@ async fn an_open_swarm_is_found_under_its_swarm_id_and_a_lookup_ends_in_time() {
     assert_ne!(dht::open_key(SWARM), dht::open_key(SwarmId([8; 32])));
 }
 
-#[test]
-fn a_dht_that_is_off_starts_nothing() {
-    assert!(Node::start(&DhtSetting::Off, 0).unwrap().is_none());
+#[tokio::test]
+async fn a_dht_that_is_off_starts_nothing() {
+    assert!(dht::start(DhtSetting::Off, Ipv4Addr::LOCALHOST.into(), 0)
+        .await
+        .is_none());
 }

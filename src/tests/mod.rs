@@ -4,7 +4,7 @@
 
 mod batch;
 mod chunk_set;
-mod connection;
+pub(crate) mod connection;
 mod dht;
 mod duplex;
 mod log_writer;

@@ -10,6 +10,9 @@ use crate::wire::{
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
+use crate::identity::PeerId;
+use crate::wire::relay::Introduction;
+
 const MAX: usize = 1 << 20;
 
 fn encoded(m: &Message) -> Vec<u8> {
@@ -52,7 +55,74 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 seen: std::net::SocketAddr::new(ip, port),
             }
         }),
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| Message::Reserve((ip, port).into())),
+        (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, port)| Message::Reserved((ip, port).into())),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            any::<[u8; 16]>(),
+            any::<([u8; 4], u16)>(),
+            any::<Option<([u8; 16], u16)>>()
+        )
+            .prop_map(|(nonce, initiator, peer, seen, local)| {
+                Message::Introduce(Introduction {
+                    nonce,
+                    initiator,
+                    peer: PeerId(peer),
+                    seen: seen.into(),
+                    local: local.map(Into::into),
+                })
+            }),
+        any::<u64>().prop_map(Message::Relay),
+        Just(Message::Relaying),
     ]
+}
+
+#[test]
+fn relay_messages_are_exactly_as_the_protocol_states() {
+    let addr: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let addr_bytes = [4, 192, 0, 2, 7, 0x9c, 0x40];
+    assert_eq!(
+        encoded(&Message::Reserve(addr)),
+        [&[0, 0, 0, 8, 13][..], &addr_bytes].concat()
+    );
+    assert_eq!(
+        encoded(&Message::Reserved(addr)),
+        [&[0, 0, 0, 8, 14][..], &addr_bytes].concat()
+    );
+    assert_eq!(
+        encoded(&Message::Relay(0x0102)),
+        [0, 0, 0, 9, 16, 0, 0, 0, 0, 0, 0, 1, 2]
+    );
+    assert_eq!(encoded(&Message::Relaying), [0, 0, 0, 1, 17]);
+    let intro = Introduction {
+        nonce: 5,
+        initiator: true,
+        peer: PeerId([0xAB; 16]),
+        seen: addr,
+        local: None,
+    };
+    let mut bytes = vec![0, 0, 0, 34, 15, 0, 0, 0, 0, 0, 0, 0, 5, 1];
+    bytes.extend([0xAB; 16]);
+    bytes.extend(addr_bytes);
+    bytes.push(0);
+    assert_eq!(encoded(&Message::Introduce(intro)), bytes);
+    // A flag byte other than 0 or 1, a body a byte long or short, bytes after RELAYING.
+    let mut bad_flag = bytes.clone();
+    bad_flag[13] = 2;
+    assert!(decode(&bad_flag, MAX).is_err());
+    let mut bad_local = bytes.clone();
+    *bad_local.last_mut().unwrap() = 1;
+    assert!(decode(&bad_local, MAX).is_err());
+    assert!(decode(&[0, 0, 0, 2, 17, 0], MAX).is_err());
+    assert!(decode(&[0, 0, 0, 8, 16, 0, 0, 0, 0, 0, 0, 1], MAX).is_err());
+    // Requests (a client's) and answers (a relay's) are told apart.
+    assert!(Message::Reserve(addr).is_request() && Message::Relay(1).is_request());
+    assert!(
+        Message::Reserved(addr).is_answer()
+            && Message::Introduce(intro).is_answer()
+            && Message::Relaying.is_answer()
+    );
 }
 
 #[test]

@@ -231,6 +231,78 @@ fn two_way_attacks(port: u16, swarm: SwarmId) -> Vec<(&'static str, bool, bool)>
     results
 }
 
+/// A frame of type `kind` with `body`, whatever this build thinks of it.
+fn raw_frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+    out.push(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The role byte of a relay's client (PROTOCOL.md, "Relays and hole punching").
+const ROLE_RELAY: u8 = 7;
+/// 127.0.0.1:7000 as an address body: family, IP, port.
+const AN_ADDRESS: [u8; 7] = [4, 127, 0, 0, 1, 0x1b, 0x58];
+
+/// A connection to `port` as a relay's client; whether the relay answered as a peer.
+fn relay_session(port: u16, swarm: SwarmId) -> (SecureStream, bool) {
+    let mut s = secure(port);
+    let mine = hello(ROLE_RELAY, 0, Some(swarm), s.id());
+    s.write_all(&mine).unwrap();
+    let mut theirs = [0u8; HELLO_LEN];
+    s.read_exact(&mut theirs).unwrap();
+    (s, theirs[5] == ROLE_PEER)
+}
+
+/// Attacks on a peer as a relay (each ends with it closing): the name, whether it took
+/// the connection as a relay, and whether it closed.
+fn relay_attacks(port: u16, swarm: SwarmId) -> Vec<(&'static str, bool, bool)> {
+    let mut results = Vec::new();
+    let mut attack = |name: &'static str, bytes: Vec<u8>| {
+        let (mut s, took) = relay_session(port, swarm);
+        let _ = s.write_all(&bytes);
+        results.push((name, took, closed_within(s.socket(), Duration::from_secs(20))));
+    };
+    attack(
+        "a RELAY naming no introduction",
+        raw_frame(16, &7u64.to_be_bytes()),
+    );
+    attack("RELAYING sent to a relay", raw_frame(17, &[]));
+    attack("a REQUEST sent to a relay", frame(&Msg::Request(0)));
+    let mut intro = 1u64.to_be_bytes().to_vec();
+    intro.push(1);
+    intro.extend_from_slice(&[9u8; 16]);
+    intro.extend_from_slice(&AN_ADDRESS);
+    intro.push(0);
+    let on_reservation = [raw_frame(13, &AN_ADDRESS), raw_frame(15, &intro)].concat();
+    attack("an INTRODUCE sent on a reservation", on_reservation);
+    attack(
+        "a RESERVE with a bad address family",
+        raw_frame(13, &[5, 1, 2, 3, 4, 0, 1]),
+    );
+    results
+}
+
+/// Opens `n` reservations at once from this host (each under its own key), and counts
+/// those the relay took (answered `RESERVED`).
+fn reservations(port: u16, swarm: SwarmId, n: usize) -> usize {
+    let mut held = Vec::new();
+    let mut taken = 0;
+    for _ in 0..n {
+        let (mut s, took) = relay_session(port, swarm);
+        if !took {
+            continue;
+        }
+        s.write_all(&raw_frame(13, &AN_ADDRESS)).unwrap();
+        let mut head = [0u8; 5];
+        if s.read_exact(&mut head).is_ok() && head[4] == 14 {
+            taken += 1;
+        }
+        held.push(s);
+    }
+    taken
+}
+
 /// Pipelines `n` requests of every kind while draining the answers; returns answers read.
 fn flood(port: u16, swarm: SwarmId, chunks: u32, n: u32) -> u64 {
     let s = fetch_session(port, swarm);
@@ -332,6 +404,15 @@ fn hostile_peers_do_not_stop_the_swarm() {
         assert!(took, "the victim did not take the two-way offer of: {attack}");
         assert!(closed, "the victim did not close the connection after: {attack}");
     }
+
+    // The victim as a relay: messages out of place, and reservations from one address
+    // beyond its share (8).
+    for (attack, took, closed) in relay_attacks(victim, id) {
+        assert!(took, "the victim did not take the relay connection of: {attack}");
+        assert!(closed, "the victim did not close the connection after: {attack}");
+    }
+    let taken = reservations(victim, id, 12);
+    assert_eq!(taken, 8, "reservations taken from one address");
 
     // Phase 1, all at once: every attack that ends with the victim hanging up.
     let prefix: Vec<_> = [victim, owner].map(|p| spawn(move || huge_prefix(p, id))).into();
