@@ -172,9 +172,11 @@ fn peers_behind_two_nats_punch_through_relay_and_trade_on_their_lan() {
         })
         .sum();
     let punched: usize = all_natted.iter().map(|p| links(p, "punched").len()).sum();
+    let via_relay: usize = all_natted.iter().map(|p| links(p, "relayed").len()).sum();
+    let via_lan: usize = all_natted.iter().map(|p| links(p, "lan").len()).sum();
     let owner_sent = bytes_of(&owner, "chunk_sent", "bytes");
     eprintln!(
-        "all complete after {elapsed:.1} s; behind the NATs: sent {sent} received {got}; between the NATs: direct {direct} relayed {relayed}; on their own networks {lan}; {punched} holes punched; owner sent {:.2} F",
+        "all complete after {elapsed:.1} s; behind the NATs: sent {sent} received {got}; between the NATs: direct {direct} relayed {relayed}; on their own networks {lan}; link ends: {punched} punched, {via_relay} relayed, {via_lan} over a LAN; owner sent {:.2} F",
         owner_sent as f64 / SIZE as f64
     );
     assert!(

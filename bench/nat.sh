@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Peers behind NATs (issue 18): runs the two-NAT topology of tests/suite/nats.rs (owner and
+# two public peers on a segment, two masquerading routers with three peers each, 50 MB,
+# every link to the segment shaped to 50 mbit with tbf, each node in its own namespace)
+# RUNS times (default 20) and prints, per run and in sum: time to all complete, bytes
+# between the NATs directly and through relays, and the link ends made by punching, by a
+# relay circuit and over a LAN. Needs root (network namespaces, nftables, tbf).
+# The lower bound for the topology: the owner must send the file once over its 50 mbit
+# link, 50e6 * 8 / 50e6 = 8.0 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${RUNS:-20}"
+cargo build --release --tests --quiet
+out=$(mktemp)
+for i in $(seq 1 "$RUNS"); do
+  SWARMSHARE_REQUIRE_NETNS=1 cargo nextest run --release --no-capture \
+    suite::nats::peers_behind_two_nats 2>&1 | grep -E "^all complete" | tee -a "$out" || echo "run $i failed" | tee -a "$out"
+done
+python3 - "$out" <<'PY'
+import re, statistics, sys
+rows = [l for l in open(sys.argv[1]) if l.startswith("all complete")]
+fails = sum(1 for l in open(sys.argv[1]) if "failed" in l)
+t = [float(re.search(r"after ([\d.]+) s", l).group(1)) for l in rows]
+direct = sum(int(re.search(r"direct (\d+)", l).group(1)) for l in rows)
+relayed = sum(int(re.search(r"relayed (\d+)", l).group(1)) for l in rows)
+p = sum(int(re.search(r"(\d+) punched", l).group(1)) for l in rows)
+r = sum(int(re.search(r"(\d+) relayed,", l).group(1)) for l in rows)
+lan = sum(int(re.search(r"(\d+) over a LAN", l).group(1)) for l in rows)
+owner = [float(re.search(r"owner sent ([\d.]+) F", l).group(1)) for l in rows]
+runs_punched = sum(1 for l in rows if int(re.search(r"(\d+) punched", l).group(1)) > 0)
+print(f"runs: {len(rows)} complete, {fails} failed")
+if t:
+    print(f"time to all complete: min {min(t):.1f} / median {statistics.median(t):.1f} / max {max(t):.1f} s "
+          f"(lower bound 8.0 s: median {statistics.median(t)/8.0:.2f}x)")
+    print(f"between the NATs: {direct} bytes direct, {relayed} relayed ({100*relayed/max(1,direct+relayed):.2f}% relayed)")
+    print(f"link ends between introduced peers: {p} punched, {r} through a relay, {lan} over a LAN; "
+          f"punching succeeded in {runs_punched}/{len(rows)} runs, {100*p/max(1,p+r):.1f}% of cross-NAT link ends")
+    print(f"owner upload: min {min(owner):.2f} / median {statistics.median(owner):.2f} / max {max(owner):.2f} F")
+PY
+rm -f "$out"
