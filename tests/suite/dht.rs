@@ -95,3 +95,30 @@ fn a_private_swarm_whose_every_address_changed_finds_itself_through_the_dht() {
         "peer4 did not join through the DHT"
     );
 }
+
+#[test]
+fn a_node_whose_dht_is_still_starting_stops_at_once() {
+    // A bootstrap node that never answers (TEST-NET-1): the DHT's first bootstrap waits
+    // for it; SIGTERM must not.
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, port) = (free_port(), free_port());
+    let args = [
+        "peer",
+        &owner.to_string(),
+        &port.to_string(),
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--dht-bootstrap",
+        "192.0.2.1:6881",
+    ];
+    let mut peer = super::util::Proc::start(dir.path(), "peer", &args);
+    std::thread::sleep(Duration::from_millis(700));
+    let asked = Instant::now();
+    let status = peer.terminate(Duration::from_secs(10));
+    assert!(status.is_some(), "the peer did not stop within 10 s of SIGTERM");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "the peer took {:?} to stop",
+        asked.elapsed()
+    );
+}
