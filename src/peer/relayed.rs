@@ -2,8 +2,10 @@
 //! ([`crate::relay`]).
 //!
 //! While [`super::standing`] says nobody can reach it, the peer keeps a reservation at a
-//! reachable peer it knows first-hand, opened from a port of its own with `SO_REUSEADDR`
-//! (the *punch port*). For each introduction the relay sends, both sides go, in order:
+//! reachable peer, opened from a port of its own with `SO_REUSEADDR` (the *punch port*).
+//! Every node orders the peers it knows as relays the same way (by a hash of the swarm ID
+//! and each peer's ID) and takes the first that has room, so the peers behind NATs meet at
+//! the same relay and are introduced to each other. For each introduction the relay sends, both sides go, in order:
 //! 1. **their own network**: behind the same NAT, the initiator dials the other where it
 //!    listens there;
 //! 2. **a punched hole**: both connect at once from their punch ports to each other's NAT
@@ -58,13 +60,18 @@ pub(crate) async fn run(me: Me, holdings: Arc<Holdings>, token: CancellationToke
     let mut tried: Vec<PeerId> = Vec::new();
     loop {
         if me.standing.is_unreachable() {
-            // Any peer it knows of: the handshake proves who answers.
-            let relays: Vec<_> = me
+            // Every peer of the swarm orders the peers it knows the same way (by a hash of
+            // the swarm and each ID), so those behind NATs tend to pick the same relay and
+            // are introduced to each other there. Any peer it knows of: the handshake
+            // proves who answers.
+            let swarm = holdings.manifest().swarm_id();
+            let mut relays: Vec<_> = me
                 .book
-                .sample_any(32, me.id)
+                .candidates()
                 .into_iter()
                 .filter(|p| !tried.contains(&p.id))
                 .collect();
+            relays.sort_by_key(|p| rank(swarm, p.id));
             match relays.first() {
                 Some(relay) => {
                     tried.push(relay.id);
@@ -72,8 +79,11 @@ pub(crate) async fn run(me: Me, holdings: Arc<Holdings>, token: CancellationToke
                         _ = token.cancelled() => return,
                         held = hold(&me, &holdings, relay.addr, relay.id, &busy) => held,
                     };
-                    if let Err(e) = held {
-                        debug!(relay = %relay.addr, cause = %e, "reservation ended");
+                    match held {
+                        // A reservation held, then ended: the preferred relays again next.
+                        Ok(true) => tried.clear(),
+                        Ok(false) => {}
+                        Err(e) => debug!(relay = %relay.addr, cause = %e, "reservation ended"),
                     }
                 }
                 // Every known peer tried: start over.
@@ -86,14 +96,23 @@ pub(crate) async fn run(me: Me, holdings: Arc<Holdings>, token: CancellationToke
     }
 }
 
-/// Holds a reservation at `relay` until it ends, handling its introductions.
+/// Where `peer` comes in every node's order of relays for `swarm`.
+fn rank(swarm: crate::manifest::SwarmId, peer: PeerId) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&swarm.0);
+    hasher.update(&peer.0);
+    *hasher.finalize().as_bytes()
+}
+
+/// Holds a reservation at `relay` until it ends, handling its introductions; whether the
+/// relay took it.
 async fn hold(
     me: &Me,
     holdings: &Arc<Holdings>,
     relay: SocketAddr,
     relay_id: PeerId,
     busy: &Arc<tokio::sync::Semaphore>,
-) -> Result<(), PeerError> {
+) -> Result<bool, PeerError> {
     let (mut conn, punch_port) = connection::connect_reusable(relay, Arc::clone(&me.creds)).await?;
     let local = conn.local_addr().map(|a| SocketAddr::new(a.ip(), me.port));
     let Some(local) = local else {
@@ -106,7 +125,7 @@ async fn hold(
             info!(event = "reservation", %relay, %seen, "reservation held at a relay");
         }
         // A relay without room closes.
-        None => return Ok(()),
+        None => return Ok(false),
         Some(other) => {
             return Err(PeerError::UnexpectedMessage {
                 state: "waiting for RESERVED",
@@ -120,12 +139,12 @@ async fn hold(
         tokio::select! {
             _ = renew.tick() => {
                 if !me.standing.is_unreachable() {
-                    return Ok(());
+                    return Ok(true);
                 }
                 conn.write_message(&Message::Reserve(local)).await?;
             }
             read = conn.read_message(RENEW_EVERY * 2, "holding a reservation") => match read? {
-                None => return Ok(()),
+                None => return Ok(true),
                 Some(Message::Reserved(_)) => {}
                 Some(Message::Introduce(intro)) => {
                     let Ok(permit) = Arc::clone(busy).try_acquire_owned() else {
