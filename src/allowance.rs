@@ -62,6 +62,7 @@ impl Unproven {
         Allowance {
             address,
             everyone: Arc::clone(&self.everyone),
+            waiver: None,
         }
     }
 }

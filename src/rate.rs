@@ -189,12 +189,46 @@ pub(crate) struct Allowance {
     pub(crate) address: Arc<RateLimit>,
     /// The bucket of every untrusted client together.
     pub(crate) everyone: Arc<RateLimit>,
+    /// What makes the client trusted after all, while it holds (see [`Waiver`]).
+    pub(crate) waiver: Option<Waiver>,
 }
 
 impl Allowance {
-    /// Waits until `bytes` may be sent from both buckets.
+    /// Waits until `bytes` may be sent from both buckets (at once while waived).
     pub(crate) async fn spend(&self, bytes: usize) {
+        if self.waiver.as_ref().is_some_and(Waiver::holds) {
+            return;
+        }
         self.address.acquire(bytes).await;
         self.everyone.acquire(bytes).await;
+    }
+
+    /// The same allowance, paid nothing from while `waiver` holds.
+    pub(crate) fn waived_while(self, waiver: Waiver) -> Allowance {
+        Allowance {
+            waiver: Some(waiver),
+            ..self
+        }
+    }
+}
+
+/// A condition under which an untrusted client is trusted after all, asked at every
+/// payment (the owner's: the client holds a relay reservation with it).
+#[derive(Clone)]
+pub(crate) struct Waiver(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Waiver {
+    pub(crate) fn new(holds: impl Fn() -> bool + Send + Sync + 'static) -> Waiver {
+        Waiver(Arc::new(holds))
+    }
+
+    fn holds(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Waiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Waiver")
     }
 }

@@ -42,14 +42,23 @@ mod tests;
 
 /// The most reservations a relay holds.
 pub(crate) const MAX_RESERVATIONS: usize = 32;
+/// The most reservations the owner holds: it only introduces (an idle connection each),
+/// and in a swarm where no peer can be dialled every peer meets the others there.
+pub(crate) const MAX_INTRODUCED: usize = 256;
 /// The most reservations from one IP address (one NAT, many nodes behind it).
 pub(crate) const RESERVATIONS_PER_IP: usize = 8;
 /// How many others a reservation is introduced to at a time.
 pub(crate) const INTRODUCE_TO: usize = 4;
-/// How often the same two are introduced at most.
-pub(crate) const REINTRODUCE: Duration = Duration::from_secs(60);
+/// How often the same two are introduced at most (a pair whose punching failed tries
+/// again this soon; peers already linked directly ignore the introduction).
+pub(crate) const REINTRODUCE: Duration = Duration::from_secs(30);
 /// How often a relay looks for introductions to make for a reservation.
 pub(crate) const INTRODUCE_EVERY: Duration = Duration::from_secs(15);
+/// The most introductions whose nonce is still good, and pairs remembered as met.
+const MAX_PAIRS: usize = 1024;
+const MAX_MET: usize = 4096;
+/// The most circuits one node takes part in at once.
+pub(crate) const CIRCUITS_PER_PEER: usize = 2;
 /// How long an introduction's nonce opens a circuit.
 pub(crate) const PAIR_TIME: Duration = Duration::from_secs(30);
 /// How long the first side of a circuit waits for the second.
@@ -91,13 +100,20 @@ struct Inner {
     /// When each two (the smaller ID first) were last introduced.
     met: HashMap<(PeerId, PeerId), Instant>,
     /// The first side of a circuit, waiting for the second.
-    waiting: HashMap<u64, (PeerId, oneshot::Sender<Connection>)>,
+    waiting: HashMap<u64, (PeerId, oneshot::Sender<Joining>)>,
+    /// How many circuits each node takes part in.
+    in_circuits: HashMap<PeerId, usize>,
     serial: u64,
 }
 
 /// A node's relay: whom it holds reservations for, and its circuits.
 #[derive(Debug)]
 pub(crate) struct Relay {
+    /// Whether it forwards circuits (the owner only introduces: forwarding would cost it
+    /// as much upload as serving the chunks itself).
+    forwards: bool,
+    /// The most reservations it holds.
+    max_held: usize,
     inner: Mutex<Inner>,
     circuits: Arc<Semaphore>,
     rate: RateLimit,
@@ -110,6 +126,8 @@ impl Relay {
     pub(crate) fn new(upload: Option<u64>) -> Relay {
         let rate = upload.map_or(RELAY_RATE, |cap| RELAY_RATE.min(cap / 2));
         Relay {
+            forwards: true,
+            max_held: MAX_RESERVATIONS,
             inner: Mutex::default(),
             circuits: Arc::new(Semaphore::new(MAX_CIRCUITS)),
             rate: RateLimit::new(rate),
@@ -127,6 +145,8 @@ struct Reservation<'a> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
+        // Who met whom stays (it expires with time): a node that reserves again is not
+        // introduced again sooner.
         let mut inner = self.relay.lock();
         if inner
             .held
@@ -134,13 +154,25 @@ impl Drop for Reservation<'_> {
             .is_some_and(|h| h.serial == self.serial)
         {
             inner.held.remove(&self.peer);
-            let peer = self.peer;
-            inner.met.retain(|(a, b), _| *a != peer && *b != peer);
         }
     }
 }
 
 impl Relay {
+    /// A relay that introduces and forwards nothing (the owner's).
+    pub(crate) fn introducer() -> Relay {
+        Relay {
+            forwards: false,
+            max_held: MAX_INTRODUCED,
+            ..Relay::new(None)
+        }
+    }
+
+    /// Whether `peer` holds a reservation here from `ip`.
+    pub(crate) fn holds(&self, peer: PeerId, ip: std::net::IpAddr) -> bool {
+        self.lock().held.get(&peer).is_some_and(|h| h.seen.ip() == ip)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -156,7 +188,7 @@ impl Relay {
         let mut inner = self.lock();
         let replacing = inner.held.contains_key(&peer);
         let same_ip = inner.held.values().filter(|h| h.seen.ip() == seen.ip()).count();
-        if !replacing && (inner.held.len() >= MAX_RESERVATIONS || same_ip >= RESERVATIONS_PER_IP) {
+        if !replacing && (inner.held.len() >= self.max_held || same_ip >= RESERVATIONS_PER_IP) {
             return None;
         }
         inner.serial += 1;
@@ -191,6 +223,9 @@ impl Relay {
         let Some(mine) = inner.held.get(&peer).map(|h| (h.seen, h.local)) else {
             return;
         };
+        if inner.pairs.len() >= MAX_PAIRS || inner.met.len() >= MAX_MET {
+            return;
+        }
         let others: Vec<(PeerId, SocketAddr, SocketAddr)> = inner
             .held
             .iter()
@@ -272,19 +307,21 @@ impl Relay {
     }
 
     /// Serves `conn` from `peer` (its hello said `RELAY`; ours is sent): a reservation, or
-    /// one side of a circuit.
+    /// one side of a circuit. `usable` says whether this node may still relay (it can be
+    /// dialled).
     pub(crate) async fn serve(
         &self,
         mut conn: Connection,
         peer: PeerId,
         limits: &Limits,
+        usable: &(dyn Fn() -> bool + Sync),
     ) -> Result<(), PeerError> {
         match conn
             .read_message(FIRST_MESSAGE, "waiting for RESERVE or RELAY")
             .await?
         {
             None => Ok(()),
-            Some(Message::Reserve(local)) => self.hold(conn, peer, local).await,
+            Some(Message::Reserve(local)) => self.hold(conn, peer, local, usable).await,
             Some(Message::Relay(nonce)) => self.join(conn, peer, nonce, limits).await,
             Some(other) => Err(PeerError::UnexpectedMessage {
                 state: "waiting for RESERVE or RELAY",
@@ -293,7 +330,13 @@ impl Relay {
         }
     }
 
-    async fn hold(&self, mut conn: Connection, peer: PeerId, local: SocketAddr) -> Result<(), PeerError> {
+    async fn hold(
+        &self,
+        mut conn: Connection,
+        peer: PeerId,
+        local: SocketAddr,
+        usable: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(), PeerError> {
         let seen = conn.remote();
         let Some((_held, mut told)) = self.reserve(peer, seen, local) else {
             debug!(%seen, "relay: no room for another reservation");
@@ -304,17 +347,29 @@ impl Relay {
         self.introduce(peer);
         let mut round = tokio::time::interval(INTRODUCE_EVERY);
         round.reset();
+        // One deadline for the holder's next word, kept across the loop's turns.
+        let mut heard = tokio::time::Instant::now();
         loop {
+            let silent = (heard + RESERVATION_IDLE).saturating_duration_since(tokio::time::Instant::now());
             tokio::select! {
                 intro = told.recv() => match intro {
                     Some(intro) => conn.write_message(&Message::Introduce(intro)).await?,
                     // Replaced by a newer reservation of the same node.
                     None => return Ok(()),
                 },
-                _ = round.tick() => self.introduce(peer),
-                read = conn.read_message(RESERVATION_IDLE, "holding a reservation") => match read? {
+                _ = round.tick() => {
+                    // A node nobody can reach any more is no relay.
+                    if !usable() {
+                        return Ok(());
+                    }
+                    self.introduce(peer);
+                }
+                read = conn.read_message(silent, "holding a reservation") => match read? {
                     None => return Ok(()),
-                    Some(Message::Reserve(_)) => conn.write_message(&Message::Reserved(seen)).await?,
+                    Some(Message::Reserve(_)) => {
+                        heard = tokio::time::Instant::now();
+                        conn.write_message(&Message::Reserved(seen)).await?;
+                    }
                     Some(other) => return Err(PeerError::UnexpectedMessage {
                         state: "holding a reservation",
                         got: other.name(),
@@ -331,20 +386,24 @@ impl Relay {
         nonce: u64,
         limits: &Limits,
     ) -> Result<(), PeerError> {
-        let Ok(permit) = Arc::clone(&self.circuits).try_acquire_owned() else {
-            debug!("relay: every circuit is taken");
+        if !self.forwards {
+            debug!("relay: this node introduces, it forwards nothing");
             return Ok(());
-        };
+        }
         let first = match self.circuit(nonce, peer) {
             None => return Err(PeerError::Relay("RELAY with a nonce of no introduction of its")),
             Some(Side::Second(to)) => {
-                // The first side's task forwards for both.
-                let _ = to.send(conn);
+                // The first side's task forwards for both; this one keeps its connection's
+                // place (the node's limits count it) until the circuit ends.
+                let (done, ended) = oneshot::channel::<()>();
+                if to.send((conn, done)).is_ok() {
+                    let _ = ended.await;
+                }
                 return Ok(());
             }
             Some(Side::First(from)) => from,
         };
-        let other = match tokio::time::timeout(CIRCUIT_WAIT, first).await {
+        let (other, _done) = match tokio::time::timeout(CIRCUIT_WAIT, first).await {
             Ok(Ok(other)) => other,
             _ => {
                 self.forget_waiting(nonce);
@@ -352,7 +411,11 @@ impl Relay {
                 return Ok(());
             }
         };
-        let _permit = permit;
+        // Both came: a circuit's place, if there is one for both.
+        let Some(_place) = self.take_place(&[peer, other.remote_id().unwrap_or(PeerId::NONE)]) else {
+            debug!("relay: no circuit free for these two");
+            return Ok(());
+        };
         let (mut a, mut b) = (conn, other);
         a.write_message(&Message::Relaying).await?;
         b.write_message(&Message::Relaying).await?;
@@ -360,12 +423,58 @@ impl Relay {
         splice::forward(a, b, &self.rate, limits).await;
         Ok(())
     }
+
+    /// A circuit's place for `peers`: within [`MAX_CIRCUITS`], and [`CIRCUITS_PER_PEER`]
+    /// for each of them.
+    fn take_place(&self, peers: &[PeerId]) -> Option<Place<'_>> {
+        let permit = Arc::clone(&self.circuits).try_acquire_owned().ok()?;
+        let mut inner = self.lock();
+        if peers
+            .iter()
+            .any(|p| inner.in_circuits.get(p).copied().unwrap_or(0) >= CIRCUITS_PER_PEER)
+        {
+            return None;
+        }
+        for p in peers {
+            *inner.in_circuits.entry(*p).or_default() += 1;
+        }
+        Some(Place {
+            relay: self,
+            peers: peers.to_vec(),
+            _permit: permit,
+        })
+    }
 }
+
+/// A circuit's place, given back when dropped.
+struct Place<'a> {
+    relay: &'a Relay,
+    peers: Vec<PeerId>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.relay.lock();
+        for p in &self.peers {
+            if let Some(n) = inner.in_circuits.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.in_circuits.remove(p);
+                }
+            }
+        }
+    }
+}
+
+/// The second side of a circuit, handed to the first: its connection, and what tells it
+/// the circuit ended.
+type Joining = (Connection, oneshot::Sender<()>);
 
 /// One side of a circuit: the first waits for the second's connection.
 enum Side {
-    First(oneshot::Receiver<Connection>),
-    Second(oneshot::Sender<Connection>),
+    First(oneshot::Receiver<Joining>),
+    Second(oneshot::Sender<Joining>),
 }
 
 fn ordered(a: PeerId, b: PeerId) -> (PeerId, PeerId) {

@@ -221,6 +221,7 @@ impl Connection {
             remote,
             asked,
             abort: Some(abort.clone()),
+            expected: None,
         };
         Ok(Duplex {
             serving: side(serving_rx, None, None),

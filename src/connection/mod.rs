@@ -116,6 +116,9 @@ pub(crate) struct Connection {
     asked: Option<Arc<AtomicUsize>>,
     /// One side of a two-way link: ends the whole link ([`Connection::abort`]).
     abort: Option<tokio_util::sync::CancellationToken>,
+    /// A connection made another way than through our listener (punched, relayed): the
+    /// only peer that may be on it ([`Connection::expect_peer`]).
+    expected: Option<PeerId>,
 }
 
 impl Connection {
@@ -133,6 +136,7 @@ impl Connection {
             remote,
             asked: None,
             abort: None,
+            expected: None,
         }
     }
 
@@ -222,6 +226,9 @@ impl Connection {
                     self.read_hello().await?
                 }
             };
+            if self.expected.is_some_and(|id| id != theirs.peer) {
+                return Err(PeerError::Relay("not the introduced peer"));
+            }
             self.send_hello(&answer(&theirs)).await?;
             Ok(theirs)
         })

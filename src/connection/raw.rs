@@ -17,6 +17,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use super::{Connection, Inbound, Outbound, CONNECT_TIMEOUT};
 use crate::error::PeerError;
+use crate::identity::PeerId;
 use crate::secure::Credentials;
 
 /// A socket bound to `local` (port 0: any) with `SO_REUSEADDR`, so other sockets may bind
@@ -84,6 +85,18 @@ impl Connection {
             .reunite(writer.stream)
             .map_err(|_| PeerError::Relay("a socket's halves that do not match"))?;
         Ok((stream, leftover))
+    }
+
+    /// Only `peer` may answer on this connection, which reached us another way than
+    /// through our listener: its hello must prove that ID, and where it comes from is not
+    /// where it listens.
+    pub(crate) fn expect_peer(&mut self, peer: PeerId) {
+        self.expected = Some(peer);
+    }
+
+    /// Whether it reached us another way than through our listener.
+    pub(crate) fn came_another_way(&self) -> bool {
+        self.expected.is_some()
     }
 
     /// Our end's address (`None` once split for a two-way link).

@@ -79,6 +79,8 @@ pub struct Owner {
     ticket: Option<Ticket>,
     /// Where it announces itself in the DHT.
     dht: crate::config::DhtSetting,
+    /// Reservations of peers nobody can dial, introduced to each other (no circuits).
+    relay: Arc<crate::relay::Relay>,
     limits: Limits,
     safe_copies: u32,
     holdings: Arc<Holdings>,
@@ -161,6 +163,7 @@ impl Owner {
             creds,
             ticket,
             dht: config.dht.clone(),
+            relay: Arc::new(crate::relay::Relay::introducer()),
             limits: Limits::new(config.upload_limit, None),
             safe_copies: config.safe_copies,
             holdings: Arc::new(Holdings::new(store, have)),
@@ -245,6 +248,10 @@ impl Owner {
         let swarm = self.manifest().swarm_id();
         let mine = handshake::server_hello(Role::Owner, port, swarm, self.book.me());
         let hello = conn.answer_handshake(|_| mine).await?;
+        if hello.role == Role::Relay && hello.swarm == Some(swarm) {
+            // Peers behind NATs meet here when no peer can relay for them.
+            return self.relay.serve(conn, hello.peer, &self.limits, &|| true).await;
+        }
         let remote = conn.remote();
         let peer = node_addr(remote, &hello);
         conn.set_max_frame(wire::MAX_REQUEST_FRAME_LEN);
@@ -255,7 +262,13 @@ impl Owner {
         if proven {
             self.book.learn(hello.peer, peer);
         }
-        let allowance = (!proven).then(|| self.unproven.allowance(ip));
+        // A peer nobody can dial is trusted while it holds a reservation here (one
+        // connection per identity, a few per address: what a proof costs, or more).
+        let allowance = (!proven).then(|| {
+            let (relay, id) = (Arc::clone(&self.relay), hello.peer);
+            let held = crate::rate::Waiver::new(move || relay.holds(id, ip));
+            self.unproven.allowance(ip).waived_while(held)
+        });
         if joining {
             self.send_batch(&mut conn, (hello.peer, peer), allowance.as_ref())
                 .await?;

@@ -305,7 +305,13 @@ impl Peer {
         };
         tracker.spawn(discover::run(me.clone(), Arc::clone(&holdings), key, token.clone()).in_current_span());
         if me.relay.is_some() {
-            tracker.spawn(relayed::run(me.clone(), Arc::clone(&holdings), token.clone()).in_current_span());
+            let owner = (
+                self.config.owner.clone(),
+                self.config.ticket.as_ref().map(crate::ticket::Ticket::owner),
+            );
+            tracker.spawn(
+                relayed::run(me.clone(), Arc::clone(&holdings), owner, token.clone()).in_current_span(),
+            );
         }
         tracker.spawn(
             report_progress(Arc::clone(&holdings), self.progress.clone(), token.clone()).in_current_span(),
@@ -486,7 +492,11 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
     }
     if purpose == Purpose::Relay {
         return match &me.relay {
-            Some(relay) if !me.standing.is_unreachable() => relay.serve(conn, hello.peer, &me.limits).await,
+            Some(relay) if !me.standing.is_unreachable() => {
+                let standing = Arc::clone(&me.standing);
+                let usable = move || !standing.is_unreachable();
+                relay.serve(conn, hello.peer, &me.limits, &usable).await
+            }
             _ => Ok(()),
         };
     }
@@ -502,8 +512,9 @@ async fn serve_neighbor(mut conn: Connection, holdings: Arc<Holdings>, me: Me) -
         conn.write_message(&Message::BatchEnd { count: 0 }).await?;
     }
     // A client that does not listen (the owner's census) is nobody to download from, and
-    // its requests do not keep a done peer seeding.
-    let is_peer = hello.listen_port != 0;
+    // its requests do not keep a done peer seeding. One that reached us through a punched
+    // hole or a relay listens nowhere we know of.
+    let is_peer = hello.listen_port != 0 && !conn.came_another_way();
     if is_peer {
         me.book.learn(hello.peer, peer);
     }

@@ -28,6 +28,7 @@ use tracing::{debug, info};
 
 use super::{two_way, Me};
 use crate::activity;
+use crate::config::Endpoint;
 use crate::connection::{self, Connection};
 use crate::error::PeerError;
 use crate::fetch::FetchLink;
@@ -49,51 +50,94 @@ const LAN_DIAL: Duration = Duration::from_secs(2);
 const RENEW_EVERY: Duration = Duration::from_secs(45);
 /// How long before another relay is tried once a reservation ends or is refused.
 const RETRY: Duration = Duration::from_secs(5);
+/// How long a peer that refused a reservation is not asked again.
+const FORGET_TRIED: Duration = Duration::from_secs(300);
 /// How long the relay may take to answer.
 const ANSWER_TIME: Duration = Duration::from_secs(10);
 /// Introductions handled at once.
 const AT_ONCE: usize = 8;
 
-/// Keeps a reservation while the peer is unreachable, until `token` is cancelled.
-pub(crate) async fn run(me: Me, holdings: Arc<Holdings>, token: CancellationToken) {
+/// Keeps a reservation while the peer is unreachable, until `token` is cancelled: at the
+/// peers it knows, in every node's order, and at the owner (`owner`, its ID if known) when
+/// none of them takes it.
+pub(crate) async fn run(
+    me: Me,
+    holdings: Arc<Holdings>,
+    owner: (Option<Endpoint>, Option<PeerId>),
+    token: CancellationToken,
+) {
     let busy = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
+    // Peers that refused or failed as relays, tried again after a while.
     let mut tried: Vec<PeerId> = Vec::new();
+    let mut since = tokio::time::Instant::now();
     loop {
+        if since.elapsed() >= FORGET_TRIED {
+            (tried, since) = (Vec::new(), tokio::time::Instant::now());
+        }
         if me.standing.is_unreachable() {
-            // Every peer of the swarm orders the peers it knows the same way (by a hash of
-            // the swarm and each ID), so those behind NATs tend to pick the same relay and
-            // are introduced to each other there. Any peer it knows of: the handshake
-            // proves who answers.
-            let swarm = holdings.manifest().swarm_id();
-            let mut relays: Vec<_> = me
-                .book
-                .candidates()
-                .into_iter()
-                .filter(|p| !tried.contains(&p.id))
-                .collect();
-            relays.sort_by_key(|p| rank(swarm, p.id));
-            match relays.first() {
-                Some(relay) => {
-                    tried.push(relay.id);
+            match next_relay(&me, &holdings, &tried, &owner).await {
+                Some((addr, who)) => {
+                    if let RelayIs::Peer(id) = who {
+                        tried.push(id);
+                    }
                     let held = tokio::select! {
                         _ = token.cancelled() => return,
-                        held = hold(&me, &holdings, relay.addr, relay.id, &busy) => held,
+                        held = hold(&me, &holdings, (addr, who), &busy, &tried) => held,
                     };
                     match held {
                         // A reservation held, then ended: the preferred relays again next.
-                        Ok(true) => tried.clear(),
-                        Ok(false) => {}
-                        Err(e) => debug!(relay = %relay.addr, cause = %e, "reservation ended"),
+                        Ok(Held::Ended) => tried.clear(),
+                        // Left the owner for a peer not tried yet.
+                        Ok(Held::Moving | Held::Refused) => {}
+                        Err(e) => debug!(relay = %addr, cause = %e, "reservation ended"),
                     }
                 }
-                // Every known peer tried: start over.
+                // Nobody to try: start over.
                 None => tried.clear(),
             }
         }
-        if !task::sleep(&token, RETRY).await {
-            return;
+        // Until the next try, or at once when we learn nobody can dial us.
+        tokio::select! {
+            _ = token.cancelled() => return,
+            () = tokio::time::sleep(RETRY) => {}
+            () = me.standing.changed(), if !me.standing.is_unreachable() => {}
         }
     }
+}
+
+/// How a reservation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// The relay had no room.
+    Refused,
+    /// Held, then ended (by the relay, or because the node can be dialled now).
+    Ended,
+    /// Held at the owner, left for a peer that may relay and has not been tried.
+    Moving,
+}
+
+/// The next relay to try: the first peer not tried yet in every node's order (by a hash
+/// of the swarm and each ID, so those behind NATs tend to meet at the same relay; any peer
+/// it knows of, as the handshake proves who answers), else the owner.
+async fn next_relay(
+    me: &Me,
+    holdings: &Holdings,
+    tried: &[PeerId],
+    (owner, owner_id): &(Option<Endpoint>, Option<PeerId>),
+) -> Option<(SocketAddr, RelayIs)> {
+    let swarm = holdings.manifest().swarm_id();
+    let mut relays: Vec<_> = me
+        .book
+        .candidates()
+        .into_iter()
+        .filter(|p| !tried.contains(&p.id))
+        .collect();
+    relays.sort_by_key(|p| rank(swarm, p.id));
+    if let Some(relay) = relays.first() {
+        return Some((relay.addr, RelayIs::Peer(relay.id)));
+    }
+    let addr = owner.as_ref()?.resolve().await.ok()?;
+    Some((addr, RelayIs::Owner(*owner_id)))
 }
 
 /// Where `peer` comes in every node's order of relays for `swarm`.
@@ -104,15 +148,15 @@ fn rank(swarm: crate::manifest::SwarmId, peer: PeerId) -> [u8; 32] {
     *hasher.finalize().as_bytes()
 }
 
-/// Holds a reservation at `relay` until it ends, handling its introductions; whether the
-/// relay took it.
+/// Holds a reservation at `relay` until it ends, handling its introductions (at the owner,
+/// until a peer not in `tried` may relay).
 async fn hold(
     me: &Me,
     holdings: &Arc<Holdings>,
-    relay: SocketAddr,
-    relay_id: PeerId,
+    (relay, relay_id): (SocketAddr, RelayIs),
     busy: &Arc<tokio::sync::Semaphore>,
-) -> Result<bool, PeerError> {
+    tried: &[PeerId],
+) -> Result<Held, PeerError> {
     let (mut conn, punch_port) = connection::connect_reusable(relay, Arc::clone(&me.creds)).await?;
     let local = conn.local_addr().map(|a| SocketAddr::new(a.ip(), me.port));
     let Some(local) = local else {
@@ -120,41 +164,69 @@ async fn hold(
     };
     open(&mut conn, me, holdings, relay_id).await?;
     conn.write_message(&Message::Reserve(local)).await?;
-    match conn.read_message(ANSWER_TIME, "waiting for RESERVED").await? {
+    let seen = match conn.read_message(ANSWER_TIME, "waiting for RESERVED").await? {
         Some(Message::Reserved(seen)) => {
             info!(event = "reservation", %relay, %seen, "reservation held at a relay");
+            seen
         }
         // A relay without room closes.
-        None => return Ok(false),
+        None => return Ok(Held::Refused),
         Some(other) => {
             return Err(PeerError::UnexpectedMessage {
                 state: "waiting for RESERVED",
                 got: other.name(),
             })
         }
-    }
+    };
     let mut renew = tokio::time::interval(RENEW_EVERY);
     renew.reset();
+    // One deadline for the relay's next word (its answer to our renewal).
+    let mut heard = tokio::time::Instant::now();
+    let mut budget = Budget::default();
+    // Peers reached through this relay's circuits: introduced again, they punch again.
+    let relayed = Relayed::default();
     loop {
+        let silent = (heard + RENEW_EVERY * 2).saturating_duration_since(tokio::time::Instant::now());
         tokio::select! {
             _ = renew.tick() => {
+                // Reachable now: ended. At the owner while a peer not tried yet may
+                // relay (and forward): left, to go where the others meet.
                 if !me.standing.is_unreachable() {
-                    return Ok(true);
+                    return Ok(Held::Ended);
+                }
+                let untried = || me.book.candidates().iter().any(|p| !tried.contains(&p.id));
+                if matches!(relay_id, RelayIs::Owner(_)) && untried() {
+                    return Ok(Held::Moving);
                 }
                 conn.write_message(&Message::Reserve(local)).await?;
             }
-            read = conn.read_message(RENEW_EVERY * 2, "holding a reservation") => match read? {
-                None => return Ok(true),
-                Some(Message::Reserved(_)) => {}
+            read = conn.read_message(silent, "holding a reservation") => match read? {
+                None => return Ok(Held::Ended),
+                Some(Message::Reserved(_)) => heard = tokio::time::Instant::now(),
                 Some(Message::Introduce(intro)) => {
+                    // What a relay says is a claim: nobody to dial at our own ID, a
+                    // loopback or unspecified address, or a local one from a NAT not ours.
+                    let Some(intro) = sane(intro, me.id, seen) else {
+                        debug!("introduction refused: not a peer we could dial");
+                        continue;
+                    };
+                    // Introduced again (every REINTRODUCE) to a peer we fetch from
+                    // directly already: nothing to do.
+                    if me.adopter.linked_with(intro.peer) && !relayed.has(intro.peer) {
+                        continue;
+                    }
+                    if !budget.take() {
+                        debug!("introduction left: too many this minute");
+                        continue;
+                    }
                     let Ok(permit) = Arc::clone(busy).try_acquire_owned() else {
                         debug!("introduction left: too many at once");
                         continue;
                     };
-                    let (me2, holdings) = (me.clone(), Arc::clone(holdings));
+                    let (me2, holdings, relayed) = (me.clone(), Arc::clone(holdings), relayed.clone());
                     let span = tracing::info_span!("introduced", peer = %intro.seen);
                     let run = async move {
-                        introduced(&me2, &holdings, intro, (relay, relay_id), punch_port).await;
+                        introduced(&me2, &holdings, intro, (relay, relay_id), punch_port, &relayed).await;
                         drop(permit);
                         Ok::<(), PeerError>(())
                     };
@@ -172,19 +244,98 @@ async fn hold(
     }
 }
 
-/// Runs the handshake with the relay as its `RELAY` client, checking it is `relay_id`.
-async fn open(
-    conn: &mut Connection,
-    me: &Me,
-    holdings: &Holdings,
-    relay_id: PeerId,
-) -> Result<(), PeerError> {
+/// An introduction as far as it can be taken: `None` for one to ourselves or to an
+/// address that names no other host; its local address dropped unless the relay sees the
+/// other behind our own address (`seen`) and it is on a private network.
+fn sane(mut intro: Introduction, me: PeerId, seen: SocketAddr) -> Option<Introduction> {
+    let dialable = |a: SocketAddr| {
+        a.port() != 0 && !a.ip().is_loopback() && !a.ip().is_unspecified() && !a.ip().is_multicast()
+    };
+    if intro.peer == me || intro.seen == seen || !dialable(intro.seen) {
+        return None;
+    }
+    let private = |a: SocketAddr| match a.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_private() || ip.is_link_local(),
+        std::net::IpAddr::V6(ip) => ip.is_unique_local() || ip.is_unicast_link_local(),
+    };
+    intro.local = intro
+        .local
+        .filter(|&l| intro.seen.ip() == seen.ip() && dialable(l) && private(l));
+    Some(intro)
+}
+
+/// Introductions handled per minute at most: a relay that floods them makes us dial
+/// this often, no more.
+#[derive(Debug)]
+struct Budget {
+    since: tokio::time::Instant,
+    used: u32,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget {
+            since: tokio::time::Instant::now(),
+            used: 0,
+        }
+    }
+}
+
+impl Budget {
+    const PER_MINUTE: u32 = 30;
+
+    fn take(&mut self) -> bool {
+        if self.since.elapsed() >= Duration::from_secs(60) {
+            *self = Budget::default();
+        }
+        self.used += 1;
+        self.used <= Budget::PER_MINUTE
+    }
+}
+
+/// The peers a reservation's circuits reached (bounded: forgotten all at once when full).
+#[derive(Debug, Clone, Default)]
+struct Relayed(Arc<std::sync::Mutex<std::collections::HashSet<PeerId>>>);
+
+impl Relayed {
+    const MOST: usize = 256;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<PeerId>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add(&self, peer: PeerId) {
+        let mut set = self.lock();
+        if set.len() >= Relayed::MOST {
+            set.clear();
+        }
+        set.insert(peer);
+    }
+
+    fn has(&self, peer: PeerId) -> bool {
+        self.lock().contains(&peer)
+    }
+}
+
+/// Who a relay must prove to be: a peer, or the owner (its ID checked when known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RelayIs {
+    Peer(PeerId),
+    Owner(Option<PeerId>),
+}
+
+/// Runs the handshake with the relay as its `RELAY` client, checking who it is.
+async fn open(conn: &mut Connection, me: &Me, holdings: &Holdings, relay: RelayIs) -> Result<(), PeerError> {
     let swarm = holdings.manifest().swarm_id();
     let mut hello = handshake::fetch_hello(0, swarm, me.id, false);
     hello.role = Role::Relay;
     let theirs = conn.handshake(&hello).await?;
     handshake::check_server(&theirs, swarm)?;
-    if theirs.peer != relay_id || theirs.role != Role::Peer {
+    let expected = match relay {
+        RelayIs::Peer(id) => theirs.role == Role::Peer && theirs.peer == id,
+        RelayIs::Owner(id) => theirs.role == Role::Owner && id.is_none_or(|id| theirs.peer == id),
+    };
+    if !expected {
         return Err(PeerError::Relay("not the relay we dialled"));
     }
     Ok(())
@@ -195,8 +346,9 @@ async fn introduced(
     me: &Me,
     holdings: &Arc<Holdings>,
     intro: Introduction,
-    relay: (SocketAddr, PeerId),
+    relay: (SocketAddr, RelayIs),
     punch_port: u16,
+    relayed: &Relayed,
 ) {
     if intro.initiator {
         if let Some(local) = intro.local {
@@ -210,21 +362,24 @@ async fn introduced(
     }
     if let Some(stream) = punch(punch_port, intro.seen).await {
         activity::connected_by(intro.peer, intro.seen, "punched");
-        let conn = Connection::new(stream, intro.seen, Arc::clone(&me.creds));
+        let mut conn = Connection::new(stream, intro.seen, Arc::clone(&me.creds));
         return if intro.initiator {
             initiate(me, holdings, conn, intro.peer).await
         } else {
+            conn.expect_peer(intro.peer);
             let _ = me.inject.send(conn).await;
         };
     }
     // Named by the introduced peer's address, not the relay's: seats and slots per address
     // count it as itself.
     match circuit(me, holdings, relay, intro.nonce, intro.seen).await {
-        Ok(conn) => {
+        Ok(mut conn) => {
             activity::connected_by(intro.peer, intro.seen, "relayed");
+            relayed.add(intro.peer);
             if intro.initiator {
                 initiate(me, holdings, conn, intro.peer).await;
             } else {
+                conn.expect_peer(intro.peer);
                 let _ = me.inject.send(conn).await;
             }
         }
@@ -250,7 +405,7 @@ async fn punch(port: u16, to: SocketAddr) -> Option<tokio::net::TcpStream> {
 async fn circuit(
     me: &Me,
     holdings: &Holdings,
-    (relay, relay_id): (SocketAddr, PeerId),
+    (relay, relay_id): (SocketAddr, RelayIs),
     nonce: u64,
     other: SocketAddr,
 ) -> Result<Connection, PeerError> {

@@ -42,9 +42,10 @@ const ASK_AT_MOST: usize = 4;
 const REACHABLE: u8 = 1;
 const UNREACHABLE: u8 = 2;
 
-/// What the last answer said: nothing yet (0), reachable, unreachable.
+/// What the last answer said: nothing yet (0), reachable, unreachable; and who waits for
+/// it to change.
 #[derive(Debug, Default)]
-pub(crate) struct Standing(AtomicU8);
+pub(crate) struct Standing(AtomicU8, tokio::sync::Notify);
 
 impl Standing {
     /// Whether it is known that nobody can dial this node.
@@ -64,7 +65,16 @@ impl Standing {
     /// Records an answer; whether it changed what we knew.
     fn set(&self, reachable: bool) -> bool {
         let new = if reachable { REACHABLE } else { UNREACHABLE };
-        self.0.swap(new, Ordering::AcqRel) != new
+        let changed = self.0.swap(new, Ordering::AcqRel) != new;
+        if changed {
+            self.1.notify_waiters();
+        }
+        changed
+    }
+
+    /// Returns when an answer changes what we knew.
+    pub(crate) async fn changed(&self) {
+        self.1.notified().await;
     }
 }
 

@@ -131,6 +131,12 @@ impl Adopter {
         }
     }
 
+    /// Whether the download side (while it runs) has a link with `peer` already.
+    pub(super) fn linked_with(&self, peer: PeerId) -> bool {
+        let ctx = self.ctx.lock().unwrap_or_else(PoisonError::into_inner).upgrade();
+        ctx.is_some_and(|ctx| ctx.with(None, |s, _| s.linked_with(peer)))
+    }
+
     /// The download side has stopped.
     pub(super) fn close(&self) {
         *self.ctx.lock().unwrap_or_else(PoisonError::into_inner) = Weak::new();

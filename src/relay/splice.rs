@@ -12,6 +12,9 @@ use tokio::net::TcpStream;
 use super::{CIRCUIT_BYTES, CIRCUIT_TIME};
 use crate::rate::{Limits, RateLimit};
 
+/// How long one direction of a circuit may carry nothing (a session closes after 60 s
+/// without a byte anyway).
+const CIRCUIT_IDLE: std::time::Duration = std::time::Duration::from_secs(70);
 /// How much one read takes at most.
 const STEP: usize = 16 * 1024;
 
@@ -69,9 +72,10 @@ async fn pipe(
                 }
                 n
             }
-            None => match from.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
+            // A direction silent past the sessions' own idle limit has ended.
+            None => match tokio::time::timeout(CIRCUIT_IDLE, from.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
             },
         };
         if moved.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > CIRCUIT_BYTES {

@@ -96,6 +96,35 @@ fn two_are_introduced_once_and_only_they_open_their_circuit() {
     assert!(relay.circuit(12345, peer(1)).is_none());
 }
 
+#[test]
+fn reserving_again_does_not_earn_new_introductions_nor_more_circuits() {
+    let relay = Relay::new(None);
+    let (_b, mut to_b) = relay
+        .reserve(peer(2), at([10, 0, 0, 2], 5000), at([192, 168, 2, 10], 7400))
+        .unwrap();
+    for _ in 0..5 {
+        let (_a, _to_a) = relay
+            .reserve(peer(1), at([10, 0, 0, 1], 4000), at([192, 168, 1, 10], 7400))
+            .unwrap();
+        relay.introduce(peer(1));
+    }
+    assert!(to_b.try_recv().is_ok(), "introduced once");
+    assert!(
+        to_b.try_recv().is_err(),
+        "and only once, however often a reserves again"
+    );
+    // Circuits: at most CIRCUITS_PER_PEER places for one node, whoever the other is.
+    let places: Vec<_> = (10..20)
+        .filter_map(|n| relay.take_place(&[peer(1), peer(n)]))
+        .collect();
+    assert_eq!(places.len(), CIRCUITS_PER_PEER);
+    drop(places);
+    assert!(
+        relay.take_place(&[peer(1), peer(30)]).is_some(),
+        "places come back"
+    );
+}
+
 /// A session between two fresh nodes through a relay `forward` task over real sockets:
 /// what the listening side's handshake gives.
 async fn through(
@@ -202,4 +231,33 @@ async fn bytes_that_came_with_relaying_start_the_next_session() {
         "the sealed LIST_REQUEST behind RELAYING was kept"
     );
     drop(x);
+}
+
+#[test]
+fn the_owner_holds_more_reservations_and_knows_whom_from_where() {
+    let owner = Relay::introducer();
+    let mut held = Vec::new();
+    for n in 0..MAX_INTRODUCED {
+        let ip = [10, 1, (n / 200) as u8, (n % 200) as u8];
+        let id = PeerId([n as u8, (n >> 8) as u8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7]);
+        held.push((id, ip, owner.reserve(id, at(ip, 1000), at([192, 168, 1, 2], 7))));
+    }
+    assert!(
+        held.iter().all(|(_, _, h)| h.is_some()),
+        "the owner holds {MAX_INTRODUCED}"
+    );
+    assert!(owner
+        .reserve(peer(9), at([10, 2, 0, 1], 1000), at([192, 168, 1, 2], 7))
+        .is_none());
+    // Per address as any relay.
+    let (id, ip, _) = held[0];
+    assert!(owner.holds(id, ip.into()));
+    assert!(
+        !owner.holds(id, [10, 9, 9, 9].into()),
+        "only from the address it reserved from"
+    );
+    assert!(!owner.holds(peer(9), ip.into()));
+    // Given up: trusted no longer.
+    held.remove(0);
+    assert!(!owner.holds(id, ip.into()));
 }

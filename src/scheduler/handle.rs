@@ -265,6 +265,17 @@ impl Scheduler {
         self.release(s.requests);
     }
 
+    /// Whether a link is up (or being dialled) with `peer`.
+    pub(crate) fn linked_with(&self, peer: PeerId) -> bool {
+        self.links.iter().any(|l| match &l.state {
+            State::Up(s) => s.peer == peer,
+            State::Dialing {
+                target: Target::Peer { id, .. },
+            } => *id == peer,
+            _ => false,
+        })
+    }
+
     /// Whether `peer` is banned for the rest of the run.
     pub(crate) fn banned(&self, peer: PeerId) -> bool {
         self.judge.banned(peer)

@@ -39,28 +39,8 @@ fn peers_behind_a_nat_complete_know_it_and_give_over_the_links_they_dial() {
     let file = logs.join("owner").join("payload.bin");
     fs::create_dir(logs.join("owner")).unwrap();
     random_file(&file, 6_000_000, 77);
-    let port = PORT.to_string();
-    let owner_dir = logs.join("owner");
-    let owner_args = [
-        "--log-format",
-        "json",
-        "owner",
-        &port,
-        file.to_str().unwrap(),
-        "--peers",
-        "1",
-        "--upload-limit",
-        "1MB",
-        "--bind",
-        &node_ip(0),
-        "--dir",
-        owner_dir.to_str().unwrap(),
-    ];
-    let owner = NsProc::start(logs, "owner", &net.nodes[0], &owner_args);
-    let served = wait_until(Duration::from_secs(20), || {
-        count_of(&owner.events(), "owner_start") > 0
-    });
-    assert!(served, "the owner did not start");
+    let slowly = ["--peers", "1", "--upload-limit", "1MB"];
+    let owner = NsProc::start_owner(logs, &net.nodes[0], PORT, &file, &slowly);
     // The hosts behind the NAT come first and get a part of the file from the owner's
     // allowance for peers it cannot dial back; then the public peer joins.
     let natted: Vec<NsProc> = hosts

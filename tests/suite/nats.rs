@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::netlab::{nat_host_ip, node_ip, unavailable, Net, NsProc};
-use super::util::{count_of, peer_args, random_file, same_file, wait_until};
+use super::util::{peer_args, random_file, same_file, wait_until};
 
 const PORT: u16 = 7400;
 const SIZE: usize = 50_000_000;
@@ -83,25 +83,7 @@ fn peers_behind_two_nats_punch_through_relay_and_trade_on_their_lan() {
     let file = logs.join("owner").join("payload.bin");
     fs::create_dir(logs.join("owner")).unwrap();
     random_file(&file, SIZE, 1818);
-    let (port, owner_dir) = (PORT.to_string(), logs.join("owner"));
-    let owner_args = [
-        "--log-format",
-        "json",
-        "owner",
-        &port,
-        file.to_str().unwrap(),
-        "--peers",
-        "2",
-        "--bind",
-        &node_ip(0),
-        "--dir",
-        owner_dir.to_str().unwrap(),
-    ];
-    let owner = NsProc::start(logs, "owner", &net.nodes[0], &owner_args);
-    assert!(wait_until(Duration::from_secs(20), || count_of(
-        &owner.events(),
-        "owner_start"
-    ) > 0));
+    let owner = NsProc::start_owner(logs, &net.nodes[0], PORT, &file, &["--peers", "2"]);
     let started = Instant::now();
     let public: Vec<NsProc> = (1..=2)
         .map(|i| start_peer(logs, &format!("public{i}"), &net.nodes[i], &node_ip(i)))
@@ -257,28 +239,9 @@ fn a_relay_carries_what_no_hole_lets_through_and_reads_none_of_it() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    let (port, owner_dir) = (PORT.to_string(), logs.join("owner"));
     // The owner gives slowly, so the two behind the NATs hold different chunks.
-    let owner_args = [
-        "--log-format",
-        "json",
-        "owner",
-        &port,
-        file.to_str().unwrap(),
-        "--peers",
-        "1",
-        "--upload-limit",
-        "1MB",
-        "--bind",
-        &node_ip(0),
-        "--dir",
-        owner_dir.to_str().unwrap(),
-    ];
-    let owner = NsProc::start(logs, "owner", &net.nodes[0], &owner_args);
-    assert!(wait_until(Duration::from_secs(20), || count_of(
-        &owner.events(),
-        "owner_start"
-    ) > 0));
+    let slowly = ["--peers", "1", "--upload-limit", "1MB"];
+    let owner = NsProc::start_owner(logs, &net.nodes[0], PORT, &file, &slowly);
     // A slow relay: the two behind the NATs need each other's chunks.
     let relay = start_peer_with(
         logs,
@@ -335,5 +298,66 @@ fn a_relay_carries_what_no_hole_lets_through_and_reads_none_of_it() {
         "the file's bytes crossed the relay's wire in clear"
     );
     drop((relay, a, b, owner));
+    drop(net);
+}
+
+#[test]
+fn peers_behind_nats_meet_through_the_owner_when_no_peer_can_relay() {
+    // Only the owner can be dialled: it introduces (and forwards nothing).
+    let made = Net::create("ownr", &[Some(RATE); 3]).and_then(|mut net| {
+        let a = net.add_nat(1, 2)?;
+        let b = net.add_nat(2, 2)?;
+        Ok((net, [a, b]))
+    });
+    let (net, behind) = match made {
+        Ok(made) => made,
+        Err(reason) => return unavailable("peers_behind_nats_meet_through_the_owner", &reason),
+    };
+    let root = tempfile::Builder::new()
+        .prefix("swarmshare-ownr-")
+        .tempdir()
+        .unwrap();
+    let logs = root.path();
+    fs::create_dir(logs.join("owner")).unwrap();
+    let file = logs.join("owner").join("payload.bin");
+    let size = 20_000_000;
+    random_file(&file, size, 1820);
+    let mut owner = NsProc::start_owner(logs, &net.nodes[0], PORT, &file, &[]);
+    let peers: Vec<NsProc> = (0..2)
+        .flat_map(|n| (0..2).map(move |k| (n, k)))
+        .map(|(n, k)| start_peer(logs, &format!("nat{n}{k}"), &behind[n][k], &nat_host_ip(n + 1, k)))
+        .collect();
+    let copies: Vec<_> = peers
+        .iter()
+        .map(|p| logs.join(&p.name).join("payload.bin"))
+        .collect();
+    let started = std::time::Instant::now();
+    let done = wait_until(Duration::from_secs(240), || copies.iter().all(|c| c.exists()));
+    if !done {
+        let kept = root.keep();
+        panic!(
+            "not every peer completed within 240 s (logs in {})",
+            kept.display()
+        );
+    }
+    let took = started.elapsed();
+    for c in &copies {
+        assert!(same_file(&file, c), "{} differs", c.display());
+    }
+    owner.terminate(Duration::from_secs(10));
+    let punched: usize = peers.iter().map(|p| links(p, "punched").len()).sum();
+    let lan: usize = peers.iter().map(|p| links(p, "lan").len()).sum();
+    let owner_sent = bytes_of(&owner, "chunk_sent", "bytes");
+    eprintln!(
+        "owner alone: all complete after {:.1} s; {punched} punched and {lan} LAN link ends; owner sent {:.2} F",
+        took.as_secs_f64(),
+        owner_sent as f64 / size as f64
+    );
+    assert!(lan > 0, "the two behind one NAT never met on their network");
+    assert!(punched > 0, "no hole was punched between the NATs");
+    // Each NAT needs the file once from outside; without the punched links the owner
+    // would send it twice over.
+    assert!(owner_sent < 2 * size as u64, "the owner sent {owner_sent} bytes");
+    drop((peers, owner));
     drop(net);
 }

@@ -259,6 +259,21 @@ impl NsProc {
         }
     }
 
+    /// The owner of `file` in namespace `ns` at `node_ip(0)`, `port`, with `extra`
+    /// arguments, its directory `logs/owner`; returns once it has started.
+    pub fn start_owner(logs: &Path, ns: &str, port: u16, file: &Path, extra: &[&str]) -> NsProc {
+        let (port, dir, bind) = (port.to_string(), logs.join("owner"), node_ip(0));
+        let mut args = vec!["--log-format", "json", "owner", &port, file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(["--bind", &bind, "--dir", dir.to_str().unwrap()]);
+        let owner = NsProc::start(logs, "owner", ns, &args);
+        let started = super::util::wait_until(std::time::Duration::from_secs(20), || {
+            super::util::count_of(&owner.events(), "owner_start") > 0
+        });
+        assert!(started, "the owner did not start");
+        owner
+    }
+
     pub fn events(&self) -> Vec<Value> {
         json_events(&fs::read_to_string(&self.stdout).unwrap_or_default())
     }
