@@ -6,7 +6,10 @@
 //! The owner pays from it everything it sends a client it has not proven (see
 //! `owner::gate`) after its hello (manifest, lists, peer lists, chunks), and a manifest to
 //! a proven identity beyond its first; a peer pays from it every manifest it sends to a
-//! client joining through it (`--join`).
+//! client joining through it (`--join`). The owner waives lists and chunks for an unproven
+//! client while its ID holds a relay reservation there from the same address
+//! ([`crate::rate::Waiver`]; at most 8 per address, 96 in all): those are outside the bound
+//! above.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -203,6 +203,11 @@ impl Allowance {
         self.everyone.acquire(bytes).await;
     }
 
+    /// The same allowance, always paid from.
+    pub(crate) fn unwaived(self) -> Allowance {
+        Allowance { waiver: None, ..self }
+    }
+
     /// The same allowance, paid nothing from while `waiver` holds.
     pub(crate) fn waived_while(self, waiver: Waiver) -> Allowance {
         Allowance {

@@ -43,8 +43,9 @@ mod tests;
 /// The most reservations a relay holds.
 pub(crate) const MAX_RESERVATIONS: usize = 32;
 /// The most reservations the owner holds: it only introduces (an idle connection each),
-/// and in a swarm where no peer can be dialled every peer meets the others there.
-pub(crate) const MAX_INTRODUCED: usize = 256;
+/// and in a swarm where no peer can be dialled every peer meets the others there. Well
+/// below the owner's connections (256), as each such peer fetches over one more.
+pub(crate) const MAX_INTRODUCED: usize = 96;
 /// The most reservations from one IP address (one NAT, many nodes behind it).
 pub(crate) const RESERVATIONS_PER_IP: usize = 8;
 /// How many others a reservation is introduced to at a time.
@@ -186,9 +187,11 @@ impl Relay {
         local: SocketAddr,
     ) -> Option<(Reservation<'_>, mpsc::Receiver<Introduction>)> {
         let mut inner = self.lock();
-        let replacing = inner.held.contains_key(&peer);
-        let same_ip = inner.held.values().filter(|h| h.seen.ip() == seen.ip()).count();
-        if !replacing && (inner.held.len() >= self.max_held || same_ip >= RESERVATIONS_PER_IP) {
+        // Its own earlier reservation does not count against it (but it may not move one
+        // onto an address that holds its share).
+        let others = inner.held.iter().filter(|(id, _)| **id != peer);
+        let same_ip = others.clone().filter(|(_, h)| same_network(h.seen, seen)).count();
+        if others.count() >= self.max_held || same_ip >= RESERVATIONS_PER_IP {
             return None;
         }
         inner.serial += 1;
@@ -226,13 +229,14 @@ impl Relay {
         if inner.pairs.len() >= MAX_PAIRS || inner.met.len() >= MAX_MET {
             return;
         }
-        let others: Vec<(PeerId, SocketAddr, SocketAddr)> = inner
+        // A random few of those it has not met lately: over the rounds, everyone.
+        let unmet = inner
             .held
             .iter()
             .filter(|(id, _)| **id != peer && !inner.met.contains_key(&ordered(peer, **id)))
-            .take(INTRODUCE_TO)
-            .map(|(id, h)| (*id, h.seen, h.local))
-            .collect();
+            .map(|(id, h)| (*id, h.seen, h.local));
+        let others: Vec<(PeerId, SocketAddr, SocketAddr)> =
+            rand::seq::IteratorRandom::choose_multiple(unmet, &mut rand::rng(), INTRODUCE_TO);
         for (other, seen, local) in others {
             let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
             // Their own network's addresses only for two behind the same one.
@@ -262,6 +266,10 @@ impl Relay {
                     }
                 }
                 inner.met.insert(ordered(peer, other), now);
+                // Only a relay that forwards has circuits for the nonce to open.
+                if !self.forwards {
+                    continue;
+                }
                 inner.pairs.insert(
                     nonce,
                     Pair {
@@ -475,6 +483,15 @@ type Joining = (Connection, oneshot::Sender<()>);
 enum Side {
     First(oneshot::Receiver<Joining>),
     Second(oneshot::Sender<Joining>),
+}
+
+/// Whether two addresses count as one place: the same IPv4 address, or the same IPv6 /64
+/// (a host is given a whole /64).
+fn same_network(a: SocketAddr, b: SocketAddr) -> bool {
+    match (a.ip().to_canonical(), b.ip().to_canonical()) {
+        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
+        (a, b) => a == b,
+    }
 }
 
 fn ordered(a: PeerId, b: PeerId) -> (PeerId, PeerId) {

@@ -7,8 +7,10 @@
 //! Before it sends more than its hello, the owner dials back the address a client
 //! announced ([`crate::reach`]) and checks who answers ([`gate`]): only a proven peer gets a share
 //! of the first round and is told to others; anyone else is served from a small allowance
-//! ([`crate::allowance`]). So one JOIN, one identity or one address cannot make the owner send
-//! more than a few hello-sized messages, or its allowance.
+//! ([`crate::allowance`]), waived for lists and chunks while the client holds a relay
+//! reservation here (a peer nobody can dial; [`crate::relay`]). So one JOIN, one identity
+//! or one address cannot make the owner send more than a few hello-sized messages, or its
+//! allowance, without a standing connection per identity.
 
 pub mod batch;
 pub mod census;
@@ -333,9 +335,10 @@ impl Owner {
         // A proven identity's first manifest is free; any other is paid for.
         let free = allowance.is_none() && self.gate().first_manifest(id, self.started.elapsed());
         if !free {
+            // A reservation waives chunks and lists, not manifests.
             let paid = allowance
                 .cloned()
-                .unwrap_or_else(|| self.unproven.allowance(peer.ip()));
+                .map_or_else(|| self.unproven.allowance(peer.ip()), Allowance::unwaived);
             paid.spend(self.manifest_bytes.len()).await;
         }
         conn.write_message(&Message::Manifest(self.manifest_bytes.clone()))

@@ -40,8 +40,10 @@ use crate::wire::{handshake, Message, Role};
 
 /// How long both sides keep trying to punch a hole.
 pub(crate) const PUNCH_TIME: Duration = Duration::from_secs(3);
-/// The pause between two attempts.
+/// The pause between two attempts (after one the other side's NAT refused: up to
+/// [`REFUSED_PAUSE_MICROS`]).
 const PUNCH_PAUSE: Duration = Duration::from_millis(50);
+const REFUSED_PAUSE_MICROS: u64 = 5_000;
 /// How long one attempt may take.
 const PUNCH_ATTEMPT: Duration = Duration::from_millis(500);
 /// How long a dial over the peers' own network may take.
@@ -67,18 +69,15 @@ pub(crate) async fn run(
     token: CancellationToken,
 ) {
     let busy = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
-    // Peers that refused or failed as relays, tried again after a while.
-    let mut tried: Vec<PeerId> = Vec::new();
-    let mut since = tokio::time::Instant::now();
+    // Peers that refused or failed as relays, and when: tried again after a while.
+    let mut tried = Tried::default();
     loop {
-        if since.elapsed() >= FORGET_TRIED {
-            (tried, since) = (Vec::new(), tokio::time::Instant::now());
-        }
+        tried.forget_old();
         if me.standing.is_unreachable() {
             match next_relay(&me, &holdings, &tried, &owner).await {
                 Some((addr, who)) => {
                     if let RelayIs::Peer(id) = who {
-                        tried.push(id);
+                        tried.add(id);
                     }
                     let held = tokio::select! {
                         _ = token.cancelled() => return,
@@ -96,12 +95,42 @@ pub(crate) async fn run(
                 None => tried.clear(),
             }
         }
-        // Until the next try, or at once when we learn nobody can dial us.
+        // Until the next try, or at once when we learn nobody can dial us (the wait is
+        // set up before the look, so no change falls between).
+        let changed = me.standing.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let reachable = !me.standing.is_unreachable();
         tokio::select! {
             _ = token.cancelled() => return,
             () = tokio::time::sleep(RETRY) => {}
-            () = me.standing.changed(), if !me.standing.is_unreachable() => {}
+            () = &mut changed, if reachable => {}
         }
+    }
+}
+
+/// The peers tried as relays lately, and when.
+#[derive(Debug, Default)]
+struct Tried(Vec<(PeerId, tokio::time::Instant)>);
+
+impl Tried {
+    fn add(&mut self, peer: PeerId) {
+        self.0.retain(|(id, _)| *id != peer);
+        self.0.push((peer, tokio::time::Instant::now()));
+    }
+
+    fn has(&self, peer: PeerId) -> bool {
+        self.0
+            .iter()
+            .any(|(id, at)| *id == peer && at.elapsed() < FORGET_TRIED)
+    }
+
+    fn forget_old(&mut self) {
+        self.0.retain(|(_, at)| at.elapsed() < FORGET_TRIED);
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -122,7 +151,7 @@ enum Held {
 async fn next_relay(
     me: &Me,
     holdings: &Holdings,
-    tried: &[PeerId],
+    tried: &Tried,
     (owner, owner_id): &(Option<Endpoint>, Option<PeerId>),
 ) -> Option<(SocketAddr, RelayIs)> {
     let swarm = holdings.manifest().swarm_id();
@@ -130,7 +159,7 @@ async fn next_relay(
         .book
         .candidates()
         .into_iter()
-        .filter(|p| !tried.contains(&p.id))
+        .filter(|p| !tried.has(p.id))
         .collect();
     relays.sort_by_key(|p| rank(swarm, p.id));
     if let Some(relay) = relays.first() {
@@ -155,7 +184,7 @@ async fn hold(
     holdings: &Arc<Holdings>,
     (relay, relay_id): (SocketAddr, RelayIs),
     busy: &Arc<tokio::sync::Semaphore>,
-    tried: &[PeerId],
+    tried: &Tried,
 ) -> Result<Held, PeerError> {
     let (mut conn, punch_port) = connection::connect_reusable(relay, Arc::clone(&me.creds)).await?;
     let local = conn.local_addr().map(|a| SocketAddr::new(a.ip(), me.port));
@@ -194,7 +223,7 @@ async fn hold(
                 if !me.standing.is_unreachable() {
                     return Ok(Held::Ended);
                 }
-                let untried = || me.book.candidates().iter().any(|p| !tried.contains(&p.id));
+                let untried = || me.book.candidates().iter().any(|p| !tried.has(p.id));
                 if matches!(relay_id, RelayIs::Owner(_)) && untried() {
                     return Ok(Held::Moving);
                 }
@@ -249,12 +278,13 @@ async fn hold(
 /// other behind our own address (`seen`) and it is on a private network.
 fn sane(mut intro: Introduction, me: PeerId, seen: SocketAddr) -> Option<Introduction> {
     let dialable = |a: SocketAddr| {
-        a.port() != 0 && !a.ip().is_loopback() && !a.ip().is_unspecified() && !a.ip().is_multicast()
+        let ip = a.ip().to_canonical();
+        a.port() != 0 && !ip.is_loopback() && !ip.is_unspecified() && !ip.is_multicast()
     };
     if intro.peer == me || intro.seen == seen || !dialable(intro.seen) {
         return None;
     }
-    let private = |a: SocketAddr| match a.ip() {
+    let private = |a: SocketAddr| match a.ip().to_canonical() {
         std::net::IpAddr::V4(ip) => ip.is_private() || ip.is_link_local(),
         std::net::IpAddr::V6(ip) => ip.is_unique_local() || ip.is_unicast_link_local(),
     };
@@ -360,7 +390,13 @@ async fn introduced(
             }
         }
     }
-    if let Some(stream) = punch(punch_port, intro.seen).await {
+    // Behind our own NAT the other dials us over our network: nothing to punch at (a
+    // hole in our own router is no way to it).
+    let punched = match (intro.initiator, intro.local) {
+        (false, Some(_)) => None,
+        _ => punch(punch_port, intro.seen).await,
+    };
+    if let Some(stream) = punched {
         activity::connected_by(intro.peer, intro.seen, "punched");
         let mut conn = Connection::new(stream, intro.seen, Arc::clone(&me.creds));
         return if intro.initiator {
@@ -369,6 +405,10 @@ async fn introduced(
             conn.expect_peer(intro.peer);
             let _ = me.inject.send(conn).await;
         };
+    }
+    // The owner forwards nothing.
+    if matches!(relay.1, RelayIs::Owner(_)) {
+        return debug!(peer = %intro.seen, "no hole punched, and the owner relays nothing");
     }
     // Named by the introduced peer's address, not the relay's: seats and slots per address
     // count it as itself.
@@ -388,15 +428,34 @@ async fn introduced(
 }
 
 /// Tries for [`PUNCH_TIME`] to connect from `port` to `to`.
+///
+/// A NAT that drops a SYN it has no mapping for leaves our attempt waiting, and the other
+/// side's SYN, once its NAT lets ours in, meets it (simultaneous open). One that refuses
+/// (a router that answers RST) ends our attempt at once: the two SYNs must then cross in
+/// flight, so after a refusal the next attempt goes out again within a few milliseconds
+/// (at random, so two sides out of step drift into step), paced by the round trip itself.
 async fn punch(port: u16, to: SocketAddr) -> Option<tokio::net::TcpStream> {
     let until = tokio::time::Instant::now() + PUNCH_TIME;
+    let (mut attempts, mut refused) = (0u32, 0u32);
     while tokio::time::Instant::now() < until {
-        match connection::punch(port, to, PUNCH_ATTEMPT).await {
-            Ok(stream) => return Some(stream),
-            Err(e) => debug!(%to, cause = %e, "punch attempt failed"),
-        }
-        tokio::time::sleep(PUNCH_PAUSE).await;
+        attempts += 1;
+        let pause = match connection::punch(port, to, PUNCH_ATTEMPT).await {
+            Ok(stream) => {
+                debug!(%to, attempts, refused, "hole punched");
+                return Some(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                refused += 1;
+                Duration::from_micros(rand::random_range(500..REFUSED_PAUSE_MICROS))
+            }
+            Err(e) => {
+                debug!(%to, cause = %e, "punch attempt failed");
+                PUNCH_PAUSE
+            }
+        };
+        tokio::time::sleep(pause).await;
     }
+    debug!(%to, attempts, refused, "no hole punched");
     None
 }
 

@@ -72,9 +72,10 @@ impl Standing {
         changed
     }
 
-    /// Returns when an answer changes what we knew.
-    pub(crate) async fn changed(&self) {
-        self.1.notified().await;
+    /// Resolves when an answer changes what we knew (from when it is enabled or first
+    /// polled).
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.1.notified()
     }
 }
 

@@ -261,3 +261,37 @@ fn the_owner_holds_more_reservations_and_knows_whom_from_where() {
     held.remove(0);
     assert!(!owner.holds(id, ip.into()));
 }
+
+#[test]
+fn a_reservation_cannot_move_onto_a_full_address_and_a_v6_64_is_one_address() {
+    let relay = Relay::new(None);
+    let full: Vec<_> = (0..RESERVATIONS_PER_IP as u8)
+        .map(|n| {
+            relay.reserve(
+                peer(n),
+                at([10, 0, 0, 1], 1000 + u16::from(n)),
+                at([192, 168, 1, 2], 7),
+            )
+        })
+        .collect();
+    assert!(full.iter().all(Option::is_some));
+    let elsewhere = relay.reserve(peer(100), at([10, 0, 0, 2], 1000), at([192, 168, 1, 2], 7));
+    assert!(elsewhere.is_some());
+    assert!(
+        relay
+            .reserve(peer(100), at([10, 0, 0, 1], 999), at([192, 168, 1, 2], 7))
+            .is_none(),
+        "moved onto an address that holds its share"
+    );
+    // Hosts of one IPv6 /64 share one address's reservations.
+    let v6 =
+        |host: u16| SocketAddr::from((std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, host), 1000));
+    let local = at([192, 168, 1, 2], 7);
+    let sixes: Vec<_> = (0..RESERVATIONS_PER_IP as u16)
+        .map(|h| relay.reserve(peer(120 + h as u8), v6(h + 1), local))
+        .collect();
+    assert!(sixes.iter().all(Option::is_some));
+    assert!(relay.reserve(peer(140), v6(999), local).is_none());
+    let other_64 = SocketAddr::from((std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1), 1000));
+    assert!(relay.reserve(peer(141), other_64, local).is_some());
+}

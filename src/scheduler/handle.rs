@@ -265,15 +265,11 @@ impl Scheduler {
         self.release(s.requests);
     }
 
-    /// Whether a link is up (or being dialled) with `peer`.
+    /// Whether a link with `peer` is up and staying.
     pub(crate) fn linked_with(&self, peer: PeerId) -> bool {
-        self.links.iter().any(|l| match &l.state {
-            State::Up(s) => s.peer == peer,
-            State::Dialing {
-                target: Target::Peer { id, .. },
-            } => *id == peer,
-            _ => false,
-        })
+        self.links
+            .iter()
+            .any(|l| matches!(&l.state, State::Up(s) if s.peer == peer && s.closing.is_none()))
     }
 
     /// Whether `peer` is banned for the rest of the run.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::netlab::{nat_host_ip, node_ip, unavailable, Net, NsProc};
-use super::util::{peer_args, random_file, same_file, wait_until};
+use super::util::{peer_args, random_file, same_file, stop_capture, wait_until};
 
 const PORT: u16 = 7400;
 const SIZE: usize = 50_000_000;
@@ -219,7 +219,7 @@ fn a_relay_carries_what_no_hole_lets_through_and_reads_none_of_it() {
     fs::write(&file, &data).unwrap();
     // Everything the relay's host sends or receives.
     let capture = logs.join("relay.pcap");
-    let mut dump = std::process::Command::new("ip")
+    let dump = std::process::Command::new("ip")
         .args([
             "netns",
             "exec",
@@ -254,10 +254,7 @@ fn a_relay_carries_what_no_hole_lets_through_and_reads_none_of_it() {
     let b = start_peer(logs, "b", &behind[1][0], &nat_host_ip(3, 0));
     let copies = ["relay", "a", "b"].map(|n| logs.join(n).join("payload.bin"));
     let done = wait_until(Duration::from_secs(180), || copies.iter().all(|c| c.exists()));
-    let _ = std::process::Command::new("kill")
-        .arg(dump.id().to_string())
-        .status();
-    let _ = dump.wait();
+    stop_capture(dump, &capture);
     if !done {
         let kept = root.keep();
         panic!(
@@ -322,7 +319,9 @@ fn peers_behind_nats_meet_through_the_owner_when_no_peer_can_relay() {
     let file = logs.join("owner").join("payload.bin");
     let size = 20_000_000;
     random_file(&file, size, 1820);
-    let mut owner = NsProc::start_owner(logs, &net.nodes[0], PORT, &file, &[]);
+    // An owner slower than the links: the two NATs must trade, not both fetch from it.
+    let slower = ["--upload-limit", "2MB"];
+    let mut owner = NsProc::start_owner(logs, &net.nodes[0], PORT, &file, &slower);
     let peers: Vec<NsProc> = (0..2)
         .flat_map(|n| (0..2).map(move |k| (n, k)))
         .map(|(n, k)| start_peer(logs, &format!("nat{n}{k}"), &behind[n][k], &nat_host_ip(n + 1, k)))

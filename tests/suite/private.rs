@@ -326,12 +326,7 @@ fn nothing_of_the_file_or_its_name_crosses_the_wire_in_clear() {
     let done = wait_until(Duration::from_secs(90), || {
         (0..3).all(|i| same_file(&swarm.file, &copy(i)))
     });
-    thread::sleep(Duration::from_millis(500));
-    // Stop the capture this test started, by its PID.
-    let _ = std::process::Command::new("kill")
-        .arg(dump.id().to_string())
-        .status();
-    let _ = dump.wait();
+    super::util::stop_capture(dump, &capture);
     let wire = std::fs::read(&capture).unwrap();
     assert!(
         wire.len() > 3 * data.len(),

@@ -158,6 +158,21 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Whether `path` exists with exactly the bytes of `original`.
+/// Stops a packet capture this test started (by its PID), once `capture` has stopped
+/// growing for half a second (at most 20 s): under load tcpdump reads the kernel's buffer
+/// behind the traffic, and what it has not read when it stops is lost.
+pub fn stop_capture(mut dump: std::process::Child, capture: &Path) {
+    let size = || std::fs::metadata(capture).map_or(0, |m| m.len());
+    let mut last = size();
+    let _ = wait_until(Duration::from_secs(20), || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = size();
+        std::mem::replace(&mut last, now) == now
+    });
+    let _ = Command::new("kill").arg(dump.id().to_string()).status();
+    let _ = dump.wait();
+}
+
 pub fn same_file(original: &Path, path: &Path) -> bool {
     match (fs::read(original), fs::read(path)) {
         (Ok(a), Ok(b)) => a == b,
