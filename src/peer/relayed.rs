@@ -408,7 +408,7 @@ async fn introduced(
     }
     // The owner forwards nothing.
     if matches!(relay.1, RelayIs::Owner(_)) {
-        return debug!(peer = %intro.seen, "no hole punched, and the owner relays nothing");
+        return debug!(peer = %intro.seen, "no direct connection made here, and the owner relays nothing");
     }
     // Named by the introduced peer's address, not the relay's: seats and slots per address
     // count it as itself.

@@ -140,6 +140,23 @@ impl Net {
         self.add_nat_with(router, hosts, " fully-random")
     }
 
+    /// As [`Net::add_nat`], with a router that also drops whatever comes in by its public
+    /// leg that no connection from inside asked for (as home routers do), where plain
+    /// masquerade lets the router's own stack answer it with RST.
+    pub fn add_firewalled_nat(&mut self, router: usize, hosts: usize) -> Result<Vec<String>, String> {
+        let made = self.add_nat_with(router, hosts, "")?;
+        let (r, public) = (self.nodes[router].clone(), Net::interface(router));
+        let drop = |hook: &str| {
+            format!(
+                "chain {hook} {{ type filter hook {hook} priority 0; iifname \"{public}\" ct state established,related accept; iifname \"{public}\" drop; }};"
+            )
+        };
+        let rules = format!("table inet wall {{ {} {} }}", drop("input"), drop("forward"));
+        run("ip", &["netns", "exec", &r, "nft", &rules])
+            .map_err(|e| format!("cannot set up a firewall: {e}"))?;
+        Ok(made)
+    }
+
     fn add_nat_with(&mut self, router: usize, hosts: usize, flags: &str) -> Result<Vec<String>, String> {
         let lan_net = nat_lan(router);
         let base = format!(
