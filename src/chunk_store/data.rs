@@ -150,8 +150,14 @@ impl DataFile {
         for (i, part, (at, from, n)) in self.shares(offset, len) {
             let _one_at_a_time = waits.lock(&part.writing);
             let bytes = &data[from..from + n];
+            // A file that was there before this run (resumed, or a finished one taken
+            // back to be verified) may hold these very bytes already: a chunk fetched
+            // again because another file's share of it was lost leaves them untouched
+            // (still synced before the chunk is committed, as the last run may not have).
+            let there = !part.fresh && part.holds(bytes, at);
             // A small file of a tree whose bytes all came in this chunk: made whole.
-            if !(at == 0 && part.write_new(bytes, waits)?) {
+            let written = there || (at == 0 && part.write_new(bytes, waits)?);
+            if !written {
                 let file = part.file()?;
                 waits
                     .write(|| file.write_all_at(bytes, at))

@@ -185,6 +185,14 @@ impl Part {
         Ok(true)
     }
 
+    /// Whether its file holds `bytes` at `at` already (`false` if it cannot be read).
+    pub(super) fn holds(&self, bytes: &[u8], at: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        let mut there = vec![0; bytes.len()];
+        self.file()
+            .is_ok_and(|f| f.read_exact_at(&mut there, at).is_ok() && there == bytes)
+    }
+
     /// Whether its file has no name yet (see [`Part::write_new`]).
     pub(crate) fn is_unnamed(&self) -> bool {
         self.unnamed.load(Ordering::Acquire)

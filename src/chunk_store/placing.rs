@@ -14,7 +14,9 @@
 //! since) and has no part back into `parts/` ([`recover`]): it is ours, and is verified
 //! again as a part. Those
 //! whose chunks verify are placed again as they are (not rewritten); the chunks that lost
-//! bytes are fetched again.
+//! bytes are fetched again, and written only into the files that lack them (a file that
+//! was there before this run is compared first: [`super::data::DataFile::write_at`]), so
+//! a file that had been placed keeps its bytes and times.
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;

@@ -182,6 +182,15 @@ fn a_commit_stopped_among_its_moves_leaves_every_chunk_whole_for_a_restart() {
     receive(&store, &m, &all, 0);
     assert!(store.sync().is_err());
     assert_eq!(names_in(&dir.join("share")).len(), 6);
+    let placed: Vec<_> = (0..5)
+        .map(|i| {
+            fs::metadata(dir.join(format!("share/f{i:03}")))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
     // The process dies here, and with it chunk 0's files that had no name yet. The
     // obstacle is taken away; the next start finds the commit's record, takes the five
     // files it had placed back to parts/ (ours, not someone else's), and fetches chunk 0
@@ -200,6 +209,15 @@ fn a_commit_stopped_among_its_moves_leaves_every_chunk_whole_for_a_restart() {
             fs::read(dir.join("share").join(f)).unwrap(),
             fs::read(share.join(f)).unwrap()
         );
+    }
+    // The five it had placed held their bytes: the chunk fetched again leaves them as
+    // they were.
+    for (i, before) in placed.iter().enumerate() {
+        let now = fs::metadata(dir.join(format!("share/f{i:03}")))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(now, *before, "f{i:03} was rewritten");
     }
 }
 
