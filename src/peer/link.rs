@@ -100,7 +100,7 @@ async fn act(
             Action::Close(why) => {
                 if let Some(c) = conn.take() {
                     // A banned peer is not served either, on a two-way link.
-                    if why == Close::Banned {
+                    if matches!(why, Close::Banned | Close::Upgraded) {
                         c.abort();
                     }
                     match why {

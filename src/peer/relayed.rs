@@ -44,8 +44,8 @@ pub(crate) const PUNCH_TIME: Duration = Duration::from_secs(3);
 /// [`REFUSED_PAUSE_MICROS`]).
 const PUNCH_PAUSE: Duration = Duration::from_millis(50);
 const REFUSED_PAUSE_MICROS: u64 = 5_000;
-/// How long one attempt may take.
-const PUNCH_ATTEMPT: Duration = Duration::from_millis(500);
+/// How long a relayed link may take to end once a direct connection replaces it.
+const UPGRADE_WAIT: Duration = Duration::from_secs(2);
 /// How long a dial over the peers' own network may take.
 const LAN_DIAL: Duration = Duration::from_secs(2);
 /// How often a reservation is renewed (the relay lets one go after two minutes of silence).
@@ -241,7 +241,7 @@ async fn hold(
                     };
                     // Introduced again (every REINTRODUCE) to a peer we fetch from
                     // directly already: nothing to do.
-                    if me.adopter.linked_with(intro.peer) && !relayed.has(intro.peer) {
+                    if me.adopter.linked_with(intro.peer, true) && !relayed.has(intro.peer) {
                         continue;
                     }
                     if !budget.take() {
@@ -345,6 +345,10 @@ impl Relayed {
     fn has(&self, peer: PeerId) -> bool {
         self.lock().contains(&peer)
     }
+
+    fn remove(&self, peer: PeerId) {
+        self.lock().remove(&peer);
+    }
 }
 
 /// Who a relay must prove to be: a peer, or the owner (its ID checked when known).
@@ -398,6 +402,10 @@ async fn introduced(
     };
     if let Some(stream) = punched {
         activity::connected_by(intro.peer, intro.seen, "punched");
+        if relayed.has(intro.peer) {
+            upgrade(me, intro.peer).await;
+            relayed.remove(intro.peer);
+        }
         let mut conn = Connection::new(stream, intro.seen, Arc::clone(&me.creds));
         return if intro.initiator {
             initiate(me, holdings, conn, intro.peer).await
@@ -427,6 +435,17 @@ async fn introduced(
     }
 }
 
+/// Ends our links with `peer` through a relay's circuit, for the direct connection just
+/// made to take their place: waits (up to [`UPGRADE_WAIT`]) until they are gone.
+async fn upgrade(me: &Me, peer: PeerId) {
+    me.adopter.upgrade(peer);
+    let until = tokio::time::Instant::now() + UPGRADE_WAIT;
+    while me.adopter.linked_with(peer, false) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    info!(event = "nat_upgrade", peer = %peer.short(), "a direct connection replaces the relayed one");
+}
+
 /// Tries for [`PUNCH_TIME`] to connect from `port` to `to`.
 ///
 /// A NAT that drops a SYN it has no mapping for leaves our attempt waiting, and the other
@@ -439,7 +458,11 @@ async fn punch(port: u16, to: SocketAddr) -> Option<tokio::net::TcpStream> {
     let (mut attempts, mut refused) = (0u32, 0u32);
     while tokio::time::Instant::now() < until {
         attempts += 1;
-        let pause = match connection::punch(port, to, PUNCH_ATTEMPT).await {
+        // An attempt nobody refuses waits as long as punching lasts: dropped half-way, a
+        // handshake that was about to complete leaves the two ends' addresses taken (TIME_WAIT)
+        // for the attempts after it.
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let pause = match connection::punch(port, to, left).await {
             Ok(stream) => {
                 debug!(%to, attempts, refused, "hole punched");
                 return Some(stream);

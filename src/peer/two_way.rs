@@ -131,10 +131,19 @@ impl Adopter {
         }
     }
 
-    /// Whether the download side (while it runs) has a link with `peer` already.
-    pub(super) fn linked_with(&self, peer: PeerId) -> bool {
+    /// Whether the download side (while it runs) has a link with `peer` already (and,
+    /// with `staying`, one not closing).
+    pub(super) fn linked_with(&self, peer: PeerId, staying: bool) -> bool {
         let ctx = self.ctx.lock().unwrap_or_else(PoisonError::into_inner).upgrade();
-        ctx.is_some_and(|ctx| ctx.with(None, |s, _| s.linked_with(peer)))
+        ctx.is_some_and(|ctx| ctx.with(None, |s, _| s.linked_with(peer, staying)))
+    }
+
+    /// Ends the links with `peer` (through a relay): a direct connection replaces them.
+    pub(super) fn upgrade(&self, peer: PeerId) {
+        let ctx = self.ctx.lock().unwrap_or_else(PoisonError::into_inner).upgrade();
+        if let Some(ctx) = ctx {
+            ctx.with(None, |s, _| s.upgraded(peer));
+        }
     }
 
     /// The download side has stopped.

@@ -103,7 +103,7 @@ impl Scheduler {
                 }
                 Close::Idle | Close::Stalled => self.judge.failed(s.peer, None, now),
                 Close::Rotate | Close::Duplicate => self.judge.rested(s.peer, now),
-                Close::Banned | Close::IsOwner => {}
+                Close::Banned | Close::IsOwner | Close::Upgraded => {}
             }
             self.release(s.requests);
         }

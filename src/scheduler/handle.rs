@@ -265,11 +265,23 @@ impl Scheduler {
         self.release(s.requests);
     }
 
-    /// Whether a link with `peer` is up and staying.
-    pub(crate) fn linked_with(&self, peer: PeerId) -> bool {
+    /// Whether a link with `peer` is up (and, with `staying`, not closing).
+    pub(crate) fn linked_with(&self, peer: PeerId, staying: bool) -> bool {
         self.links
             .iter()
-            .any(|l| matches!(&l.state, State::Up(s) if s.peer == peer && s.closing.is_none()))
+            .any(|l| matches!(&l.state, State::Up(s) if s.peer == peer && (!staying || s.closing.is_none())))
+    }
+
+    /// Closes the links with `peer` whole: a direct connection to it replaces them.
+    pub(crate) fn upgraded(&mut self, peer: PeerId) {
+        for link in 0..self.links.len() {
+            if let State::Up(s) = &mut self.links[link].state {
+                if s.peer == peer && s.closing.is_none() {
+                    s.closing = Some(Close::Upgraded);
+                    self.wake(link);
+                }
+            }
+        }
     }
 
     /// Whether `peer` is banned for the rest of the run.

@@ -152,6 +152,9 @@ pub(crate) enum Close {
     IsOwner,
     /// Another slot is already connected to it.
     Duplicate,
+    /// A direct connection to it replaces this one, through a relay (the whole two-way
+    /// link ends, and the relay's circuit with it).
+    Upgraded,
 }
 
 impl Close {
@@ -164,6 +167,7 @@ impl Close {
             Close::Banned => "banned: too many bad chunks or violations",
             Close::IsOwner => "it is the owner",
             Close::Duplicate => "another slot already has it",
+            Close::Upgraded => "a direct connection replaces this relayed one",
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::netlab::{nat_host_ip, node_ip, unavailable, Net, NsProc};
-use super::util::{peer_args, random_file, same_file, stop_capture, wait_until};
+use super::util::{count_of, peer_args, random_file, same_file, stop_capture, wait_until};
 
 const PORT: u16 = 7400;
 const SIZE: usize = 50_000_000;
@@ -370,5 +370,128 @@ fn owner_only(name: &str, label: &str, nat: fn(&mut Net, usize, usize) -> Result
     // would send it twice over.
     assert!(owner_sent < 2 * size as u64, "the owner sent {owner_sent} bytes");
     drop((peers, owner));
+    drop(net);
+}
+
+#[test]
+fn a_relayed_pair_moves_to_a_direct_connection_once_a_hole_can_be_punched() {
+    // Two plain NATs whose routers first drop everything to and from each other, before
+    // connection tracking sees it (no hole can be punched: the pair meets through the
+    // relay), then stop.
+    let made = Net::create("upgr", &[None, None, None, None]).and_then(|mut net| {
+        let a = net.add_nat(2, 1)?;
+        let b = net.add_nat(3, 1)?;
+        Ok((net, [a, b]))
+    });
+    let (net, behind) = match made {
+        Ok(made) => made,
+        Err(reason) => return unavailable("a_relayed_pair_moves", &reason),
+    };
+    let wall = |router: usize, other: usize, up: bool| {
+        let ns = &net.nodes[router];
+        let rules = if up {
+            format!(
+                "table inet wall {{ chain pre {{ type filter hook prerouting priority -300; ip saddr {0} drop; ip daddr {0} drop; }}; }}",
+                node_ip(other)
+            )
+        } else {
+            "delete table inet wall".to_owned()
+        };
+        super::netlab::must("ip", &["netns", "exec", ns, "nft", &rules]);
+    };
+    wall(2, 3, true);
+    wall(3, 2, true);
+    let root = tempfile::Builder::new()
+        .prefix("swarmshare-upgr-")
+        .tempdir()
+        .unwrap();
+    let logs = root.path();
+    fs::create_dir(logs.join("owner")).unwrap();
+    let file = logs.join("owner").join("payload.bin");
+    let size = 16_000_000;
+    random_file(&file, size, 1821);
+    // Slow sources, so the pair is still trading when the walls come down.
+    let slowly = ["--peers", "1", "--upload-limit", "300KB"];
+    let owner = NsProc::start_owner(logs, &net.nodes[0], PORT, &file, &slowly);
+    let relay = start_peer_with(
+        logs,
+        "relay",
+        &net.nodes[1],
+        &node_ip(1),
+        &["--upload-limit", "400KB"],
+    );
+    let a = start_peer(logs, "a", &behind[0][0], &nat_host_ip(2, 0));
+    let b = start_peer(logs, "b", &behind[1][0], &nat_host_ip(3, 0));
+    let met = wait_until(Duration::from_secs(60), || !links(&a, "relayed").is_empty());
+    assert!(met, "the pair never met through the relay");
+    assert!(links(&a, "punched").is_empty(), "a hole through the walls");
+    wall(2, 3, false);
+    wall(3, 2, false);
+    // The relay introduces them again within 45 s; they punch, and the direct connection
+    // takes the circuit's place (long before the circuit's 120 s).
+    let upgraded = wait_until(Duration::from_secs(90), || {
+        [&a, &b].iter().any(|p| count_of(&p.events(), "nat_upgrade") > 0)
+    });
+    let copies = ["relay", "a", "b"].map(|n| logs.join(n).join("payload.bin"));
+    let done = wait_until(Duration::from_secs(180), || copies.iter().all(|c| c.exists()));
+    if !(upgraded && done) {
+        let kept = root.keep();
+        panic!(
+            "upgraded: {upgraded}, all complete: {done} (logs in {})",
+            kept.display()
+        );
+    }
+    for c in &copies {
+        assert!(same_file(&file, c), "{} differs", c.display());
+    }
+    let punched: usize = [&a, &b].iter().map(|p| links(p, "punched").len()).sum();
+    // After the upgrade chunks flow between the two over the punched connection (named,
+    // as the circuit was, by the other NAT's address: told apart by time).
+    let at = |p: &NsProc, event: &str| -> Vec<String> {
+        p.events()
+            .into_iter()
+            .filter(|e| e["event"] == event)
+            .filter_map(|e| e["timestamp"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let since = [&a, &b]
+        .iter()
+        .flat_map(|p| at(p, "nat_upgrade"))
+        .min()
+        .unwrap_or_default();
+    let direct: u64 = [(&a, 3), (&b, 2)]
+        .iter()
+        .flat_map(|(p, other)| {
+            let (other, since) = (format!("{}:", node_ip(*other)), since.clone());
+            p.events().into_iter().filter(move |e| {
+                e["event"] == "chunk_received"
+                    && e["peer"].as_str().unwrap_or_default().starts_with(&other)
+                    && e["timestamp"].as_str().unwrap_or_default() > since.as_str()
+            })
+        })
+        .map(|e| e["bytes"].as_u64().unwrap_or(0))
+        .sum();
+    let mut relay = relay;
+    relay.terminate(Duration::from_secs(10));
+    // The circuit ended with the upgrade (the relay logs it), not at its 120 s cap.
+    let ended = at(&relay, "relay_circuit");
+    eprintln!(
+        "upgraded at {since}: {punched} punched link ends, {direct} bytes between the pair since; circuits ended at {ended:?}"
+    );
+    assert!(punched >= 1, "no hole punched once the walls came down");
+    assert!(direct > 0, "nothing moved over the direct connection");
+    // Seconds of the day of a log timestamp ("…T16:49:30.371662Z").
+    let secs = |t: &str| -> f64 {
+        let clock = t.split_once('T').map_or("", |(_, c)| c.trim_end_matches('Z'));
+        clock
+            .split(':')
+            .map(|x| x.parse::<f64>().unwrap_or(f64::NAN))
+            .fold(0.0, |acc, x| acc * 60.0 + x)
+    };
+    assert!(
+        ended.iter().any(|t| (secs(t) - secs(&since)).abs() < 5.0),
+        "the relay's circuit did not end with the upgrade"
+    );
+    drop((relay, a, b, owner));
     drop(net);
 }
