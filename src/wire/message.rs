@@ -9,6 +9,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub(crate) use super::error::{DecodeError, MessageError};
 use super::frame::{self, FrameError, LEN_PREFIX};
 use super::peers::{self, PeerAddr};
+use super::relay;
 use crate::chunk_set::ChunkSet;
 use crate::manifest::ChunkId;
 
@@ -292,7 +293,12 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<Message, MessageError> {
             }
             Message::Reach { found, seen }
         }
-        other => return super::relay::decode(other, body).unwrap_or(Err(MessageError::UnknownType(other))),
+        relay::MSG_RESERVE => Message::Reserve(relay::one_addr("RESERVE", body)?),
+        relay::MSG_RESERVED => Message::Reserved(relay::one_addr("RESERVED", body)?),
+        relay::MSG_INTRODUCE => Message::Introduce(relay::introduction(body)?),
+        relay::MSG_RELAY => Message::Relay(relay::nonce(body)?),
+        relay::MSG_RELAYING => relay::empty(body).map(|()| Message::Relaying)?,
+        other => return Err(MessageError::UnknownType(other)),
     };
     Ok(msg)
 }
@@ -335,7 +341,11 @@ pub(crate) fn encode(msg: &Message, dst: &mut BytesMut) {
         Message::ListWait(_) => (MSG_LIST_WAIT, 4),
         Message::ReachRequest(_) => (MSG_REACH_REQUEST, 2),
         Message::Reach { seen, .. } => (MSG_REACH, 1 + peers::addr_len(seen)),
-        relayed => super::relay::head(relayed).unwrap_or((0, 0)),
+        Message::Reserve(local) => (relay::MSG_RESERVE, peers::addr_len(local)),
+        Message::Reserved(seen) => (relay::MSG_RESERVED, peers::addr_len(seen)),
+        Message::Introduce(i) => (relay::MSG_INTRODUCE, i.body_len()),
+        Message::Relay(_) => (relay::MSG_RELAY, 8),
+        Message::Relaying => (relay::MSG_RELAYING, 0),
     };
     dst.reserve(LEN_PREFIX + 1 + body_len);
     dst.put_slice(&frame::prefix(1 + body_len));
@@ -361,6 +371,9 @@ pub(crate) fn encode(msg: &Message, dst: &mut BytesMut) {
             dst.put_u8(*found as u8);
             peers::encode_addr(seen, dst);
         }
-        relayed => super::relay::encode_body(relayed, dst),
+        Message::Reserve(addr) | Message::Reserved(addr) => peers::encode_addr(addr, dst),
+        Message::Introduce(i) => i.encode(dst),
+        Message::Relay(nonce) => dst.put_u64(*nonce),
+        Message::Relaying => {}
     }
 }

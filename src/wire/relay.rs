@@ -10,19 +10,18 @@ use std::net::SocketAddr;
 use bytes::{BufMut, BytesMut};
 
 use super::error::MessageError;
-use super::message::Message;
 use super::peers;
 use crate::identity::{PeerId, PEER_ID_LEN};
 
-/// Type byte of [`Message::Reserve`].
+/// Type byte of `Message::Reserve`.
 pub(crate) const MSG_RESERVE: u8 = 13;
-/// Type byte of [`Message::Reserved`].
+/// Type byte of `Message::Reserved`.
 pub(crate) const MSG_RESERVED: u8 = 14;
-/// Type byte of [`Message::Introduce`].
+/// Type byte of `Message::Introduce`.
 pub(crate) const MSG_INTRODUCE: u8 = 15;
-/// Type byte of [`Message::Relay`].
+/// Type byte of `Message::Relay`.
 pub(crate) const MSG_RELAY: u8 = 16;
-/// Type byte of [`Message::Relaying`].
+/// Type byte of `Message::Relaying`.
 pub(crate) const MSG_RELAYING: u8 = 17;
 
 /// Another node behind a NAT, as a relay introduces it.
@@ -41,65 +40,50 @@ pub(crate) struct Introduction {
     pub(crate) local: Option<SocketAddr>,
 }
 
-/// The type byte and body length of a relay message, `None` for another.
-pub(crate) fn head(msg: &Message) -> Option<(u8, usize)> {
-    Some(match msg {
-        Message::Reserve(local) => (MSG_RESERVE, peers::addr_len(local)),
-        Message::Reserved(seen) => (MSG_RESERVED, peers::addr_len(seen)),
-        Message::Introduce(i) => (
-            MSG_INTRODUCE,
-            8 + 1 + PEER_ID_LEN + peers::addr_len(&i.seen) + 1 + i.local.as_ref().map_or(0, peers::addr_len),
-        ),
-        Message::Relay(_) => (MSG_RELAY, 8),
-        Message::Relaying => (MSG_RELAYING, 0),
-        _ => return None,
-    })
-}
+impl Introduction {
+    /// Its body's length on the wire.
+    pub(crate) fn body_len(&self) -> usize {
+        8 + 1 + PEER_ID_LEN + peers::addr_len(&self.seen) + 1 + self.local.as_ref().map_or(0, peers::addr_len)
+    }
 
-/// Appends the body of a relay message (nothing for another).
-pub(crate) fn encode_body(msg: &Message, dst: &mut BytesMut) {
-    match msg {
-        Message::Reserve(addr) | Message::Reserved(addr) => peers::encode_addr(addr, dst),
-        Message::Introduce(i) => {
-            dst.put_u64(i.nonce);
-            dst.put_u8(u8::from(i.initiator));
-            dst.put_slice(&i.peer.0);
-            peers::encode_addr(&i.seen, dst);
-            match &i.local {
-                Some(local) => {
-                    dst.put_u8(1);
-                    peers::encode_addr(local, dst);
-                }
-                None => dst.put_u8(0),
+    /// Appends its body.
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+        dst.put_u64(self.nonce);
+        dst.put_u8(u8::from(self.initiator));
+        dst.put_slice(&self.peer.0);
+        peers::encode_addr(&self.seen, dst);
+        match &self.local {
+            Some(local) => {
+                dst.put_u8(1);
+                peers::encode_addr(local, dst);
             }
+            None => dst.put_u8(0),
         }
-        Message::Relay(nonce) => dst.put_u64(*nonce),
-        _ => {}
     }
 }
 
-/// Decodes the body of relay message `kind` (`None` if `kind` is not one).
-pub(crate) fn decode(kind: u8, body: &[u8]) -> Option<Result<Message, MessageError>> {
-    let msg = match kind {
-        MSG_RESERVE => one_addr("RESERVE", body).map(Message::Reserve),
-        MSG_RESERVED => one_addr("RESERVED", body).map(Message::Reserved),
-        MSG_INTRODUCE => introduction(body).map(Message::Introduce),
-        MSG_RELAY => match <[u8; 8]>::try_from(body) {
-            Ok(nonce) => Ok(Message::Relay(u64::from_be_bytes(nonce))),
-            Err(_) => Err(bad("RELAY", 8, body.len())),
-        },
-        MSG_RELAYING if body.is_empty() => Ok(Message::Relaying),
-        MSG_RELAYING => Err(bad("RELAYING", 0, body.len())),
-        _ => return None,
-    };
-    Some(msg)
+/// The nonce of a `RELAY` body.
+pub(crate) fn nonce(body: &[u8]) -> Result<u64, MessageError> {
+    <[u8; 8]>::try_from(body)
+        .map(u64::from_be_bytes)
+        .map_err(|_| bad("RELAY", 8, body.len()))
+}
+
+/// A `RELAYING` body: empty.
+pub(crate) fn empty(body: &[u8]) -> Result<(), MessageError> {
+    if body.is_empty() {
+        Ok(())
+    } else {
+        Err(bad("RELAYING", 0, body.len()))
+    }
 }
 
 fn bad(name: &'static str, expected: usize, got: usize) -> MessageError {
     MessageError::BadLength { name, expected, got }
 }
 
-fn one_addr(name: &'static str, body: &[u8]) -> Result<SocketAddr, MessageError> {
+/// The one address of a `RESERVE` or `RESERVED` body (`name`).
+pub(crate) fn one_addr(name: &'static str, body: &[u8]) -> Result<SocketAddr, MessageError> {
     let (addr, rest) = peers::decode_addr(body, body, name)?;
     if !rest.is_empty() {
         return Err(bad(name, body.len() - rest.len(), body.len()));
@@ -107,7 +91,8 @@ fn one_addr(name: &'static str, body: &[u8]) -> Result<SocketAddr, MessageError>
     Ok(addr)
 }
 
-fn introduction(body: &[u8]) -> Result<Introduction, MessageError> {
+/// An `INTRODUCE` body.
+pub(crate) fn introduction(body: &[u8]) -> Result<Introduction, MessageError> {
     const NAME: &str = "INTRODUCE";
     let short = || bad(NAME, 8 + 1 + PEER_ID_LEN + 8, body.len());
     let (nonce, rest) = body.split_first_chunk::<8>().ok_or_else(short)?;
