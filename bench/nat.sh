@@ -22,14 +22,17 @@ for l in sys.stdin:
         print(m["executable"])')
 cargo build --release --quiet
 out=$(mktemp)
+# runs TEST RUNS times, keeping the lines that start with PREFIX (the test's figures).
+runs() {
+  for i in $(seq 1 "$RUNS"); do
+    SWARMSHARE_REQUIRE_NETNS=1 "$tests" --exact --nocapture "suite::nats::$1" 2>&1 \
+      | grep -E "^$2" | tee -a "$out" || echo "run $i failed" | tee -a "$out"
+  done
+}
 if [ "${SCENARIO:-two-nats}" = owner-only ]; then
   # No peer can be dialled: two NATs with two peers each, the owner (2 MB/s) introduces.
   # Lower bound: the owner sends the 20 MB file once at 2 MB/s, 10.0 s.
-  for i in $(seq 1 "$RUNS"); do
-    SWARMSHARE_REQUIRE_NETNS=1 "$tests" --exact --nocapture \
-      suite::nats::peers_behind_nats_meet_through_the_owner_when_no_peer_can_relay 2>&1 \
-      | grep -E "^owner alone" | tee -a "$out" || echo "run $i failed" | tee -a "$out"
-  done
+  runs peers_behind_nats_meet_through_the_owner_when_no_peer_can_relay "owner alone"
   python3 - "$out" <<'PY'
 import re, statistics, sys
 rows = [l for l in open(sys.argv[1]) if l.startswith("owner alone")]
@@ -46,11 +49,7 @@ PY
   rm -f "$out"
   exit 0
 fi
-for i in $(seq 1 "$RUNS"); do
-  SWARMSHARE_REQUIRE_NETNS=1 "$tests" --exact --nocapture \
-    suite::nats::peers_behind_two_nats_punch_through_relay_and_trade_on_their_lan 2>&1 \
-    | grep -E "^all complete" | tee -a "$out" || echo "run $i failed" | tee -a "$out"
-done
+runs peers_behind_two_nats_punch_through_relay_and_trade_on_their_lan "all complete"
 python3 - "$out" <<'PY'
 import re, statistics, sys
 rows = [l for l in open(sys.argv[1]) if l.startswith("all complete")]

@@ -35,6 +35,21 @@ fn start_peer_with(logs: &Path, name: &str, ns: &str, bind: &str, extra: &[&str]
     NsProc::start(logs, name, ns, &args)
 }
 
+/// A public peer at node 1 (the relay, uploading at 400 KB/s) and one peer behind each of
+/// the NATs of routers 2 and 3 (`behind`), named `relay`, `a` and `b`.
+fn start_relay_and_pair(logs: &Path, net: &Net, behind: &[Vec<String>; 2]) -> (NsProc, NsProc, NsProc) {
+    let relay = start_peer_with(
+        logs,
+        "relay",
+        &net.nodes[1],
+        &node_ip(1),
+        &["--upload-limit", "400KB"],
+    );
+    let a = start_peer(logs, "a", &behind[0][0], &nat_host_ip(2, 0));
+    let b = start_peer(logs, "b", &behind[1][0], &nat_host_ip(3, 0));
+    (relay, a, b)
+}
+
 /// Bytes of the chunks `p` received, by the IP they came from.
 fn received_from(p: &NsProc) -> HashMap<String, u64> {
     let mut by_ip = HashMap::new();
@@ -243,15 +258,7 @@ fn a_relay_carries_what_no_hole_lets_through_and_reads_none_of_it() {
     let slowly = ["--peers", "1", "--upload-limit", "1MB"];
     let owner = NsProc::start_owner(logs, &net.nodes[0], PORT, &file, &slowly);
     // A slow relay: the two behind the NATs need each other's chunks.
-    let relay = start_peer_with(
-        logs,
-        "relay",
-        &net.nodes[1],
-        &node_ip(1),
-        &["--upload-limit", "400KB"],
-    );
-    let a = start_peer(logs, "a", &behind[0][0], &nat_host_ip(2, 0));
-    let b = start_peer(logs, "b", &behind[1][0], &nat_host_ip(3, 0));
+    let (relay, a, b) = start_relay_and_pair(logs, &net, &behind);
     let copies = ["relay", "a", "b"].map(|n| logs.join(n).join("payload.bin"));
     let done = wait_until(Duration::from_secs(180), || copies.iter().all(|c| c.exists()));
     stop_capture(dump, &capture);
@@ -413,15 +420,7 @@ fn a_relayed_pair_moves_to_a_direct_connection_once_a_hole_can_be_punched() {
     // Slow sources, so the pair is still trading when the walls come down.
     let slowly = ["--peers", "1", "--upload-limit", "300KB"];
     let owner = NsProc::start_owner(logs, &net.nodes[0], PORT, &file, &slowly);
-    let relay = start_peer_with(
-        logs,
-        "relay",
-        &net.nodes[1],
-        &node_ip(1),
-        &["--upload-limit", "400KB"],
-    );
-    let a = start_peer(logs, "a", &behind[0][0], &nat_host_ip(2, 0));
-    let b = start_peer(logs, "b", &behind[1][0], &nat_host_ip(3, 0));
+    let (relay, a, b) = start_relay_and_pair(logs, &net, &behind);
     let met = wait_until(Duration::from_secs(60), || !links(&a, "relayed").is_empty());
     assert!(met, "the pair never met through the relay");
     assert!(links(&a, "punched").is_empty(), "a hole through the walls");
